@@ -1,0 +1,39 @@
+"""napari-nst: neural style transfer for napari image layers.
+
+The public API is importable without torch, napari or Qt; each name is loaded on first use::
+
+    from napari_nst import stylize, iterate, Settings
+    result = stylize(content, style, steps=200, size=512, device="auto")
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Settings": "napari_nst.settings",
+    "iterate": "napari_nst.engine.run",
+    "stylize": "napari_nst.engine.run",
+    "Iterate": "napari_nst.engine.result",
+    "available_devices": "napari_nst.engine.devices",
+    "random_vgg19": "napari_nst.engine.vgg",
+    "WeightsError": "napari_nst.engine.weights",
+    "DeviceError": "napari_nst.engine.devices",
+    "run_in_viewer": "napari_nst._viewer",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'napari_nst' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,55 @@
+"""Device names ("auto", "cpu", "cuda", "cuda:N", "mps") to torch devices, with clear errors."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+_CUDA = re.compile(r"^cuda(?::(\d+))?$")
+
+
+class DeviceError(ValueError):
+    """An explicit device that this machine does not have, or a name that is not a device."""
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def available_devices() -> list[str]:
+    """Names of the devices present here, best first, without "auto"."""
+    names = []
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        names.append("mps")
+    names.append("cpu")
+    return names
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """The torch device for ``name``; "auto" picks cuda, then mps, then cpu."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    name = str(name).strip().lower()
+    if name == "auto":
+        return torch.device(available_devices()[0])
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not _mps_available():
+            raise DeviceError("device 'mps' (Apple GPU) is not available on this machine; "
+                              f"use one of: auto, {', '.join(available_devices())}")
+        return torch.device("mps")
+    match = _CUDA.match(name)
+    if match:
+        index = int(match.group(1) or 0)
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if index >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device (or torch is a CPU build)"
+            raise DeviceError(f"device {name!r} is not available: this machine has {have}; "
+                              f"use one of: auto, {', '.join(available_devices())}")
+        return torch.device("cuda", index)
+    raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")

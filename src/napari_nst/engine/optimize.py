@@ -1,0 +1,153 @@
+"""Gatys et al. 2015 as a generator: optimise the pixels, report every step, emit images every N.
+
+Coarse-to-fine (on by default): the optimisation starts at ``min_size`` and grows by √2 per scale
+up to the working size, each scale starting from the previous result upsampled; the step budget
+is shared between the scales. Small scales cost a fraction of a full-size step, and the large
+structures they settle do not have to be found again at full size.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..settings import Settings
+from .images import PreparedImage, finish_image, working_shape
+from .losses import StyleTransferLoss
+from .result import Iterate
+from .vgg import VGGFeatures, load_vgg19_features
+
+_features_cache: dict = {}
+
+
+def scale_sizes(size: int, min_size: int, coarse_to_fine: bool) -> list[int]:
+    """Longer-side sizes of the scales, ×√2 apart, ending at ``size``."""
+    if not coarse_to_fine or size <= min_size:
+        return [size]
+    sizes, current = [], float(min_size)
+    while round(current) < size:
+        sizes.append(round(current))
+        current *= math.sqrt(2.0)
+    return sizes + [size]
+
+
+def steps_per_scale(total: int, scales: int) -> list[int]:
+    """``total`` steps shared as evenly as possible, any remainder going to the larger scales."""
+    scales = min(scales, total)
+    base, extra = divmod(total, scales)
+    return [base + (1 if i >= scales - extra else 0) for i in range(scales)]
+
+
+def to_tensor(rgb: np.ndarray, shape, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) float image -> (1, 3, h, w) tensor on ``device`` resized with antialiasing."""
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device)
+    if tuple(tensor.shape[-2:]) != tuple(shape):
+        tensor = F.interpolate(tensor, size=tuple(shape), mode="bicubic", antialias=True,
+                               align_corners=False).clamp_(0.0, 1.0)
+    return tensor
+
+
+def to_image(tensor: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) tensor -> (H, W, 3) float32 array in [0, 1] on the host."""
+    return tensor.detach()[0].clamp(0.0, 1.0).permute(1, 2, 0).float().cpu().numpy()
+
+
+def feature_extractor(settings: Settings, device: torch.device) -> tuple[VGGFeatures, str]:
+    """VGG-19 cut after the deepest layer in use, on ``device``; loaded files are cached."""
+    source = settings.vgg_weights
+    if isinstance(source, torch.nn.Module):
+        features, identity = load_vgg19_features(copy.deepcopy(source))
+    else:
+        key = str(source)
+        if key not in _features_cache:
+            _features_cache.clear()  # keep at most one 548 MB model alive
+            _features_cache[key] = load_vgg19_features(source)
+        features, identity = _features_cache[key]
+    layers = tuple(settings.content_layers) + tuple(settings.style_layers)
+    extractor = VGGFeatures(features, layers, pooling=settings.pooling)
+    return extractor.to(device), identity
+
+
+def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
+             device: torch.device, initial: np.ndarray | None = None,
+             extractor: VGGFeatures | None = None) -> Iterator[Iterate]:
+    """Yield an ``Iterate`` after every step; ``image`` is set every ``emit_every`` steps and at
+    the last step, ``None`` otherwise (so a consumer can stop between any two steps).
+
+    ``initial`` is a start image (H, W, 3) in [0, 1] for ``init`` values that are not computed
+    here (an array, or the prediction).
+    """
+    start = time.perf_counter()
+    if extractor is None:
+        extractor, _ = feature_extractor(settings, device)
+    height, width = content.rgb.shape[:2]
+    sizes = scale_sizes(settings.size, settings.min_size, settings.coarse_to_fine)
+    budgets = steps_per_scale(settings.steps, len(sizes))
+    sizes = sizes[len(sizes) - len(budgets):]
+    generator = torch.Generator().manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)
+
+    image = None
+    step = 0
+    for scale_index, (size, budget) in enumerate(zip(sizes, budgets)):
+        shape = working_shape(height, width, size)
+        content_t = to_tensor(content.rgb, shape, device)
+        style_ts = [to_tensor(s.rgb, working_shape(*s.rgb.shape[:2],
+                                                   max(16, round(size * settings.style_scale))),
+                              device) for s in styles]
+        loss_fn = StyleTransferLoss(
+            extractor, content_t, style_ts, content_layers=settings.content_layers,
+            style_layers=settings.style_layers, style_layer_weights=settings.style_layer_weights,
+            content_weight=settings.content_weight,
+            style_weight=settings.style_weight * settings.style_strength,
+            tv_weight=settings.tv_weight, style_blend=settings.style_blend)
+        del style_ts
+
+        if image is not None:  # the previous scale's result, upsampled
+            start_t = F.interpolate(image.detach(), size=shape, mode="bicubic", align_corners=False)
+        elif initial is not None:
+            start_t = to_tensor(initial, shape, device)
+        elif settings.init == "noise":
+            start_t = torch.rand((1, 3, *shape), generator=generator).to(device)
+        else:
+            start_t = content_t.clone()
+        image = start_t.contiguous().requires_grad_(True)
+        optimizer = _make_optimizer(settings, image)
+        last_scale = scale_index == len(sizes) - 1
+
+        terms: dict[str, torch.Tensor] = {}
+
+        def closure():
+            optimizer.zero_grad(set_to_none=True)
+            total, parts = loss_fn(image)
+            total.backward()
+            terms.clear()
+            terms.update({k: v.detach() for k, v in parts.items()}, total=total.detach())
+            return total
+
+        for local in range(1, budget + 1):
+            optimizer.step(closure)
+            if settings.optimizer == "adam":
+                with torch.no_grad():
+                    image.clamp_(0.0, 1.0)
+            step += 1
+            emit = step % settings.emit_every == 0 or (last_scale and local == budget)
+            yield Iterate(
+                step=step, total_steps=settings.steps,
+                image=finish_image(to_image(image), content, settings.keep_colors) if emit else None,
+                losses={k: float(v) for k, v in terms.items()} if emit else None,
+                elapsed=time.perf_counter() - start, scale=shape)
+
+
+def _make_optimizer(settings: Settings, image: torch.Tensor) -> torch.optim.Optimizer:
+    if settings.optimizer == "adam":
+        return torch.optim.Adam([image], lr=settings.learning_rate)
+    # One function evaluation per step; the curvature history carries over between steps.
+    return torch.optim.LBFGS([image], lr=1.0, max_iter=1, history_size=50,
+                             tolerance_grad=0.0, tolerance_change=0.0)

@@ -1,0 +1,33 @@
+"""What the engine yields (numpy only, so consumers need no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Iterate:
+    """One step of a run.
+
+    ``image`` is float32 (H, W, 3) in [0, 1] on emitted steps (every ``emit_every`` steps and the
+    last one) and None on the others; ``losses`` (weighted terms "content", "style", "tv" and
+    "total") likewise. ``elapsed`` counts seconds since the run started; ``scale`` is the (H, W)
+    being optimised, smaller than the working size during coarse-to-fine.
+    """
+
+    step: int
+    total_steps: int
+    image: np.ndarray | None
+    losses: dict | None
+    elapsed: float
+    scale: tuple
+
+    @property
+    def emitted(self) -> bool:
+        return self.image is not None
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.total_steps and self.image is not None

@@ -1,0 +1,86 @@
+"""The entry points every front end drives: ``run_steps`` (every step), ``iterate`` (emitted
+iterates) and ``stylize`` (the final image)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..settings import Settings, make_settings
+from .devices import resolve_device
+from .images import prepare_image
+from .result import Iterate
+
+
+def _as_list(style) -> list:
+    if isinstance(style, (list, tuple)):
+        if not style:
+            raise ValueError("style: no style image given; pass at least one")
+        return list(style)
+    return [style]
+
+
+def prepare_inputs(content, style, settings: Settings):
+    """Validate and map the inputs (ValueError with what to do) before any work starts.
+
+    Returns the prepared content, the prepared styles and the initial image (an array given as
+    ``init``, else None).
+    """
+    prepared_content = prepare_image(content, settings.content_window, name="content")
+    styles = _as_list(style)
+    names = ["style"] if len(styles) == 1 else [f"style {i + 1}" for i in range(len(styles))]
+    prepared_styles = [prepare_image(s, settings.style_window, name=n) for s, n in zip(styles, names)]
+    if settings.style_blend is not None and len(settings.style_blend) != len(prepared_styles):
+        raise ValueError(f"style_blend has {len(settings.style_blend)} weight(s) for "
+                         f"{len(prepared_styles)} style image(s); give one weight per style image")
+    initial = None if isinstance(settings.init, str) else prepare_image(settings.init, name="init").rgb
+    return prepared_content, prepared_styles, initial
+
+
+def run_steps(content, style, settings: Settings | None = None, **overrides) -> Iterator[Iterate]:
+    """Like ``iterate`` but yields after every step (``image`` None between emissions), so that a
+    consumer -- napari's worker -- can stop between any two steps. Validates eagerly."""
+    settings = make_settings(settings, **overrides)
+    prepared_content, prepared_styles, initial = prepare_inputs(content, style, settings)
+    device = resolve_device(settings.device)
+    return _dispatch(prepared_content, prepared_styles, initial, settings, device)
+
+
+def _dispatch(content, styles, initial, settings, device) -> Iterator[Iterate]:
+    import torch
+
+    with torch.inference_mode(False):
+        if settings.method == "predict":
+            from .predict import predict_iterates
+
+            yield from predict_iterates(content, styles, settings, device)
+            return
+        if settings.init == "predict":
+            from .predict import predict_image
+
+            initial = predict_image(content, styles, settings, device)
+        from .optimize import optimize
+
+        yield from optimize(content, styles, settings, device, initial=initial)
+
+
+def iterate(content, style, settings: Settings | None = None, **overrides) -> Iterator[Iterate]:
+    """Run style transfer and yield ``Iterate`` objects every ``emit_every`` steps and at the end.
+
+    ``content`` and ``style`` are arrays as napari layers hold them (see ``engine.images``);
+    ``style`` may also be a list of arrays (blended). Settings come from ``settings`` and keyword
+    overrides, e.g. ``iterate(c, s, steps=100, size=256, device="cpu")``.
+    """
+    return (it for it in run_steps(content, style, settings, **overrides) if it.emitted)
+
+
+def stylize(content, style, settings: Settings | None = None, **overrides) -> np.ndarray:
+    """Run style transfer to the end and return the final float32 (H, W, 3) image in [0, 1]."""
+    final = None
+    for final in iterate(content, style, settings, **overrides):
+        pass
+    return final.image
+
+
+__all__ = ["iterate", "run_steps", "stylize"]

@@ -1,0 +1,164 @@
+"""Where pretrained weights come from: one registry, one lookup order, clear errors.
+
+Lookup order for every file:
+  1. an explicit path (or, for VGG-19, a ready torch module) passed by the caller;
+  2. ``$NAPARI_NST_WEIGHTS_DIR/<upstream file name>``, checked against its sha256;
+  3. the cache (VGG-19: torchvision's own ``$TORCH_HOME/hub/checkpoints``, shared with other tools;
+     the Magenta files: ``$NAPARI_NST_CACHE_DIR`` or ``~/.cache/napari-nst``);
+  4. a download from the upstream URL into that cache, with a progress bar and the sha256 check.
+Firewalled machines copy the files into the weights directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+
+WEIGHTS_DIR_ENV = "NAPARI_NST_WEIGHTS_DIR"
+CACHE_DIR_ENV = "NAPARI_NST_CACHE_DIR"
+
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be found, downloaded or read; the message says where to put them."""
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A published weights file: its upstream name, URL and sha256 (or, for torchvision's files,
+    the sha256 prefix embedded in the name)."""
+
+    filename: str
+    url: str
+    sha256: str
+    description: str
+    torch_hub_cache: bool = False
+
+    def cache_dir(self) -> Path:
+        if self.torch_hub_cache:
+            import torch.hub
+
+            return Path(torch.hub.get_dir()) / "checkpoints"
+        configured = os.environ.get(CACHE_DIR_ENV)
+        if configured:
+            return Path(configured).expanduser()
+        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "napari-nst"
+
+
+VGG19 = WeightsFile(
+    "vgg19-dcbb9e9d.pth",
+    "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+    "dcbb9e9d",
+    "VGG-19 ImageNet weights (torchvision VGG19_Weights.IMAGENET1K_V1, 548 MB)",
+    torch_hub_cache=True,
+)
+_MAGENTA_URL = ("https://storage.googleapis.com/download.tensorflow.org/models/tflite/"
+                "task_library/style_transfer/android/")
+MAGENTA_PREDICTOR = WeightsFile(
+    "magenta_arbitrary-image-stylization-v1-256_int8_prediction_1.tflite",
+    _MAGENTA_URL + "magenta_arbitrary-image-stylization-v1-256_int8_prediction_1.tflite",
+    "af6ad4b2e7aeba0675f32636082ab915ced5375229a3f8aff7e714c6213f5ed2",
+    "Magenta arbitrary-image-stylization style predictor (int8 TFLite, 2.8 MB)",
+)
+MAGENTA_TRANSFORMER = WeightsFile(
+    "magenta_arbitrary-image-stylization-v1-256_int8_transfer_1.tflite",
+    _MAGENTA_URL + "magenta_arbitrary-image-stylization-v1-256_int8_transfer_1.tflite",
+    "7a1550643cf034a4d813c0aa276976cd15da4141b4f1ec3631db1d0d9c8e2cd1",
+    "Magenta arbitrary-image-stylization transformer (int8 TFLite, 0.3 MB)",
+)
+
+
+def weights_dir() -> Path | None:
+    """The directory named by $NAPARI_NST_WEIGHTS_DIR, if set."""
+    configured = os.environ.get(WEIGHTS_DIR_ENV)
+    return Path(configured).expanduser() if configured else None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _where_to_put(entry: WeightsFile) -> str:
+    target = weights_dir() or f"the directory named by ${WEIGHTS_DIR_ENV}"
+    return (f"download {entry.url} and put it, named {entry.filename}, into {target} "
+            f"(or into {entry.cache_dir()})")
+
+
+_verified: set = set()
+
+
+def verify(path: Path, entry: WeightsFile) -> Path:
+    """``path`` if its sha256 matches ``entry``, else WeightsError saying what to do.
+
+    A file already verified in this process (same size and mtime) is not hashed again.
+    """
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, entry.sha256)
+    if key in _verified:
+        return path
+    actual = sha256_of(path)
+    if actual.startswith(entry.sha256):
+        _verified.add(key)
+    else:
+        raise WeightsError(
+            f"{path} is not the expected {entry.description}: its sha256 is {actual[:16]}..., "
+            f"expected {entry.sha256[:16]}...; the file is corrupt or a different file. "
+            f"Delete it and {_where_to_put(entry)}.")
+    return path
+
+
+def _download(entry: WeightsFile, target: Path, progress: bool) -> Path:
+    import torch.hub
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Writes to a temporary file first and only moves a complete, hash-checked file into place.
+        torch.hub.download_url_to_file(entry.url, str(target), hash_prefix=None, progress=progress)
+    except (urllib.error.URLError, OSError, ConnectionError) as exc:
+        raise WeightsError(
+            f"could not download {entry.description} from {entry.url} ({exc}). Without network "
+            f"access, {_where_to_put(entry)}.") from exc
+    try:
+        return verify(target, entry)
+    except WeightsError:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def locate(entry: WeightsFile, explicit=None, *, download: bool = True, progress: bool = True) -> Path:
+    """Path of a verified copy of ``entry``, following the lookup order of this module."""
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist; pass the path of "
+                               f"{entry.filename}, or leave it unset to use the default lookup")
+        return path
+    directory = weights_dir()
+    if directory is not None and (directory / entry.filename).is_file():
+        return verify(directory / entry.filename, entry)
+    cached = entry.cache_dir() / entry.filename
+    if cached.is_file():
+        return verify(cached, entry)
+    if not download:
+        raise WeightsError(f"{entry.description} not found; {_where_to_put(entry)}.")
+    return _download(entry, cached, progress)
+
+
+def load_torch_state_dict(path: Path) -> dict:
+    """``torch.load`` with ``weights_only=True`` and an error that names the file."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a truncated or foreign file
+        raise WeightsError(f"cannot read weights from {path}: {exc.__class__.__name__}: {exc}. "
+                           "The file is corrupt or not a torch state dict; replace it.") from exc
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
+    return state
