@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -29,11 +30,17 @@ def available_devices() -> list[str]:
     return names
 
 
+DEVICE_ENV = "NAPARI_NST_DEVICE"
+
+
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """The torch device for ``name``; "auto" picks cuda, then mps, then cpu."""
+    """The torch device for ``name``; "auto" takes $NAPARI_NST_DEVICE if set, else the best of
+    cuda, mps, cpu."""
     if isinstance(name, torch.device):
         name = str(name)
     name = str(name).strip().lower()
+    if name == "auto" and os.environ.get(DEVICE_ENV, "auto").strip().lower() != "auto":
+        return resolve_device(os.environ[DEVICE_ENV])
     if name == "auto":
         return torch.device(available_devices()[0])
     if name == "cpu":

@@ -132,7 +132,8 @@ def resize_array(rgb: np.ndarray, shape) -> np.ndarray:
     return np.stack([np.asarray(c, dtype=np.float32) for c in channels], axis=2)
 
 
-def working_shape(height: int, width: int, size: int) -> tuple[int, int]:
-    """(H, W) scaled so that the longer side is ``size`` pixels, keeping the aspect ratio."""
-    scale = size / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
+def working_shape(height: int, width: int, size: int, min_side: int = MIN_SIDE) -> tuple[int, int]:
+    """(H, W) scaled so that the longer side is ``size`` pixels, keeping the aspect ratio, but
+    never below ``min_side`` (VGG-19's deepest layers need 16 px)."""
+    scale = max(size / max(height, width), min_side / min(height, width))
+    return max(min_side, round(height * scale)), max(min_side, round(width * scale))

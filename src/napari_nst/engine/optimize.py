@@ -99,7 +99,7 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
         shape = working_shape(height, width, size)
         content_t = to_tensor(content.rgb, shape, device)
         style_ts = [to_tensor(s.rgb, working_shape(*s.rgb.shape[:2],
-                                                   max(16, round(size * settings.style_scale))),
+                                                   round(size * settings.style_scale)),
                               device) for s in styles]
         loss_fn = StyleTransferLoss(
             extractor, content_t, style_ts, content_layers=settings.content_layers,
@@ -113,7 +113,7 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
             start_t = F.interpolate(image.detach(), size=shape, mode="bicubic", align_corners=False)
         elif initial is not None:
             start_t = to_tensor(initial, shape, device)
-        elif settings.init == "noise":
+        elif isinstance(settings.init, str) and settings.init == "noise":
             start_t = torch.rand((1, 3, *shape), generator=generator).to(device)
         else:
             start_t = content_t.clone()
@@ -121,14 +121,10 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
         optimizer = _make_optimizer(settings, image)
         last_scale = scale_index == len(sizes) - 1
 
-        terms: dict[str, torch.Tensor] = {}
-
         def closure():
             optimizer.zero_grad(set_to_none=True)
-            total, parts = loss_fn(image)
+            total, _ = loss_fn(image)
             total.backward()
-            terms.clear()
-            terms.update({k: v.detach() for k, v in parts.items()}, total=total.detach())
             return total
 
         for local in range(1, budget + 1):
@@ -137,12 +133,21 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
                 with torch.no_grad():
                     image.clamp_(0.0, 1.0)
             step += 1
-            emit = step % settings.emit_every == 0 or (last_scale and local == budget)
-            yield Iterate(
-                step=step, total_steps=settings.steps,
-                image=finish_image(to_image(image), content, settings.keep_colors) if emit else None,
-                losses={k: float(v) for k, v in terms.items()} if emit else None,
-                elapsed=time.perf_counter() - start, scale=shape)
+            if step % settings.emit_every == 0 or (last_scale and local == budget):
+                yield _emit(step, settings, image, loss_fn, content, shape, start)
+            else:
+                yield Iterate(step, settings.steps, None, None, time.perf_counter() - start, shape)
+
+
+def _emit(step, settings, image, loss_fn, content, shape, start) -> Iterate:
+    """An iterate with the image and the losses *of that image* (one extra forward pass, no
+    backward: the optimiser's last evaluation belongs to the image before its step)."""
+    with torch.no_grad():
+        total, terms = loss_fn(image)
+    losses = {name: float(value) for name, value in terms.items()}
+    losses["total"] = float(total)
+    return Iterate(step, settings.steps, finish_image(to_image(image), content, settings.keep_colors),
+                   losses, time.perf_counter() - start, shape)
 
 
 def _make_optimizer(settings: Settings, image: torch.Tensor) -> torch.optim.Optimizer:

@@ -56,7 +56,7 @@ def _dispatch(content, styles, initial, settings, device) -> Iterator[Iterate]:
 
             yield from predict_iterates(content, styles, settings, device)
             return
-        if settings.init == "predict":
+        if isinstance(settings.init, str) and settings.init == "predict":
             from .predict import predict_image
 
             initial = predict_image(content, styles, settings, device)

@@ -1,0 +1,159 @@
+"""The ``napari-nst`` command.
+
+    napari-nst stylize CONTENT STYLE [STYLE ...] -o OUT [--steps N] [--size PX] [--device D] ...
+
+Options are generated from ``napari_nst.settings.Settings``, so the CLI offers exactly what the
+API and the widget do. Exit status: 0 success, 2 bad arguments or input, 1 failure during the run,
+130 interrupted (the latest image is still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from .settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(Settings):
+        meta = f.metadata
+        if not meta.get("cli"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        kwargs = {"dest": f.name, "default": argparse.SUPPRESS,
+                  "help": f"{meta['help']} (default: {default})"}
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if isinstance(default, (int, float)):
+            kwargs["type"] = type(default)
+        if meta.get("choices"):
+            kwargs["choices"] = meta["choices"]
+        if f.name == "vgg_weights":
+            kwargs["metavar"] = "PATH"
+        parser.add_argument(flag, **kwargs)
+    parser.add_argument("--save-every", dest="emit_every", type=int, default=argparse.SUPPRESS,
+                        help="also write the image every N steps as OUT_stepNNNN.EXT "
+                             "(alias of --emit-every)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="napari-nst", description=(
+        "Neural style transfer: Gatys et al. optimisation or Ghiasi et al. prediction."))
+    commands = parser.add_subparsers(dest="command", required=True)
+    stylize = commands.add_parser("stylize", help="stylize CONTENT with STYLE and write OUT",
+                                  description="Stylize an image file. PNG, JPEG and TIFF "
+                                              "(16-bit TIFF in and out).")
+    stylize.add_argument("content", type=Path, help="content image file")
+    stylize.add_argument("style", type=Path, nargs="+", help="style image file(s); several are blended")
+    stylize.add_argument("-o", "--output", type=Path, required=True, help="output file (.png/.jpg/.tif)")
+    stylize.add_argument("--bit-depth", type=int, choices=(8, 16), default=None,
+                         help="output bit depth (16 needs .tif; default: 16 for .tif when the "
+                              "content is 16-bit, else 8)")
+    stylize.add_argument("--save-intermediate", action="store_true",
+                         help="write every emitted iterate, not only the final image")
+    stylize.add_argument("-q", "--quiet", action="store_true", help="no progress bar or loss lines")
+    _add_settings_arguments(stylize)
+    return parser
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"napari-nst: error: {message}", file=sys.stderr)
+    return code
+
+
+def _format_losses(losses: dict) -> str:
+    order = ["total"] + sorted(k for k in losses if k != "total")
+    return " ".join(f"{k}={losses[k]:.4g}" for k in order if k in losses)
+
+
+def _intermediate_path(output: Path, step: int) -> Path:
+    return output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")
+
+
+def stylize_command(args: argparse.Namespace) -> int:
+    from .io import TIFF_SUFFIXES, check_output, read_image, write_image
+
+    options = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Settings)}}
+    save_intermediate = args.save_intermediate or "emit_every" in vars(args)
+    try:
+        if "emit_every" not in options:  # report the losses about ten times, without saving images
+            options["emit_every"] = max(1, options.get("steps", Settings.steps) // 10)
+        settings = Settings(**options)
+        content = read_image(args.content)
+        styles = [read_image(path) for path in args.style]
+        bit_depth = args.bit_depth
+        if bit_depth is None:
+            is_tiff = args.output.suffix.lower() in TIFF_SUFFIXES
+            bit_depth = 16 if is_tiff and content.dtype == "uint16" else 8
+        check_output(args.output, bit_depth)
+        from .engine.run import run_steps
+
+        steps = run_steps(content, styles if len(styles) > 1 else styles[0], settings)
+    except ValueError as exc:  # bad input, bad setting, device not present
+        return _fail(str(exc), EXIT_USAGE)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=settings.steps if settings.method == "optimize" else 1, unit="step",
+               disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+    latest = None
+    first_losses = None
+    try:
+        for it in steps:
+            bar.update(it.step - bar.n)
+            if not it.emitted:
+                continue
+            latest = it
+            if it.losses:
+                first_losses = first_losses or it.losses
+                bar.set_postfix_str(_format_losses(it.losses))
+                if not args.quiet:
+                    bar.write(f"step {it.step}/{it.total_steps} {it.scale[1]}x{it.scale[0]} px "
+                              f"{_format_losses(it.losses)} ({it.elapsed:.1f} s)", file=sys.stderr)
+            if save_intermediate and not it.done:
+                write_image(_intermediate_path(args.output, it.step), _output_pixels(it.image, content),
+                            bit_depth)
+    except KeyboardInterrupt:
+        bar.close()
+        if latest is not None:
+            write_image(args.output, _output_pixels(latest.image, content), bit_depth)
+            print(f"napari-nst: interrupted; wrote step {latest.step} to {args.output}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a failure during the run: weights, memory, device
+        bar.close()
+        if latest is not None:
+            write_image(args.output, _output_pixels(latest.image, content), bit_depth)
+        return _fail(f"{exc.__class__.__name__}: {exc}", EXIT_FAILED)
+    bar.close()
+    write_image(args.output, _output_pixels(latest.image, content), bit_depth)
+    if not args.quiet:
+        summary = f"wrote {args.output} after {latest.step} step(s) in {latest.elapsed:.1f} s"
+        if first_losses and latest.losses and first_losses is not latest.losses:
+            summary += (f"; total loss {first_losses['total']:.4g} -> {latest.losses['total']:.4g}")
+        print(summary, file=sys.stderr)
+    return EXIT_OK
+
+
+def _output_pixels(image, content):
+    """Grayscale content is written as a one-channel image."""
+    return image[..., 0] if content.ndim == 2 or (content.ndim == 3 and content.shape[2] == 1) else image
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "stylize":
+        return stylize_command(args)
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

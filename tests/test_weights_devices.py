@@ -1,0 +1,133 @@
+"""VGG-19 weights lookup order, hash checks, download failures (faked at the download boundary
+only), and device errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import urllib.error
+
+import pytest
+import torch
+
+from napari_nst.engine import vgg as vgg_module
+from napari_nst.engine import weights
+from napari_nst.engine.devices import DeviceError, available_devices, resolve_device
+from napari_nst.engine.vgg import load_vgg19_features
+from napari_nst.engine.weights import VGG19, WeightsError, sha256_of
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """Empty weights dir and torch hub cache; no file anywhere yet."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "weights"))
+    (tmp_path / "weights").mkdir()
+    weights._verified.clear()
+    return tmp_path
+
+
+@pytest.fixture
+def random_as_vgg19(vgg_file, monkeypatch):
+    """Register the random VGG file's real hash prefix as VGG-19's, so it passes as the real file.
+    Only the expected hash is swapped; lookup, hashing and loading run as for users."""
+    entry = dataclasses.replace(VGG19, sha256=sha256_of(vgg_file)[:8])
+    monkeypatch.setattr(vgg_module, "VGG19", entry)
+    return entry
+
+
+def _first_weight(features):
+    return features[0].weight.detach().clone()
+
+
+def test_explicit_module_and_file(random_vgg, vgg_file, isolated):
+    features, identity = load_vgg19_features(random_vgg)
+    assert identity == "module:Sequential" and torch.equal(_first_weight(features), random_vgg[0].weight)
+    features, identity = load_vgg19_features(vgg_file)
+    assert identity == "file:vgg19-random.pth"
+    assert torch.equal(_first_weight(features), random_vgg[0].weight)
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_vgg19_features(isolated / "nope.pth")
+
+
+def test_lookup_order_weights_dir_then_cache_then_download(vgg_file, isolated, random_as_vgg19,
+                                                          monkeypatch):
+    name = random_as_vgg19.filename
+    cache = isolated / "torch" / "hub" / "checkpoints"
+    downloads = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        downloads.append(url)
+        shutil.copy(vgg_file, dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    # nothing anywhere: downloaded into torchvision's cache
+    assert weights.locate(random_as_vgg19) == cache / name
+    assert downloads == [VGG19.url]
+    # in the cache: no second download
+    assert weights.locate(random_as_vgg19) == cache / name and len(downloads) == 1
+    # the weights directory wins over the cache
+    shutil.copy(vgg_file, isolated / "weights" / name)
+    assert weights.locate(random_as_vgg19) == isolated / "weights" / name
+    features, identity = load_vgg19_features(None, progress=False)
+    assert identity == f"file:{name}"
+
+
+def test_no_network_error_names_file_url_and_directory(isolated, monkeypatch):
+    def offline(url, dst, hash_prefix=None, progress=True):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsError) as info:
+        load_vgg19_features(None)
+    message = str(info.value)
+    assert VGG19.url in message and VGG19.filename in message and str(isolated / "weights") in message
+
+
+def test_hash_mismatch_in_weights_dir(vgg_file, isolated):
+    shutil.copy(vgg_file, isolated / "weights" / VGG19.filename)
+    with pytest.raises(WeightsError, match="sha256 .* expected dcbb9e9d.*corrupt"):
+        load_vgg19_features(None)
+
+
+def test_corrupt_download_is_removed(vgg_file, isolated, monkeypatch):
+    def truncated(url, dst, hash_prefix=None, progress=True):
+        with open(dst, "wb") as handle:
+            handle.write(b"<html>proxy error</html>")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", truncated)
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_vgg19_features(None)
+    assert not (isolated / "torch" / "hub" / "checkpoints" / VGG19.filename).exists()
+
+
+def test_unreadable_and_foreign_files(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(WeightsError, match="cannot read weights from .*bad.pth"):
+        load_vgg19_features(bad)
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"features.0.weight": torch.zeros(1)}, foreign)
+    with pytest.raises(WeightsError, match="not a VGG-19 state dict"):
+        load_vgg19_features(foreign)
+
+
+def test_devices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert "cpu" in available_devices()
+    assert resolve_device("auto") == torch.device(available_devices()[0])
+    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    if torch.cuda.device_count() < 8:
+        with pytest.raises(DeviceError, match="'cuda:7' is not available"):
+            resolve_device("cuda:7")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(DeviceError, match="'mps'.*not available"):
+            resolve_device("mps")
+
+
+def test_run_on_missing_device_is_a_clear_error(content_small, random_vgg):
+    import napari_nst
+
+    with pytest.raises(ValueError, match="cuda:7"):
+        napari_nst.iterate(content_small, content_small, device="cuda:7", vgg_weights=random_vgg)
