@@ -84,8 +84,10 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
     here (an array, or the prediction).
     """
     start = time.perf_counter()
+    identity = "given extractor"
     if extractor is None:
-        extractor, _ = feature_extractor(settings, device)
+        extractor, identity = feature_extractor(settings, device)
+    info = {"method": "optimize", "device": str(device), "weights": identity}
     height, width = content.rgb.shape[:2]
     sizes = scale_sizes(settings.size, settings.min_size, settings.coarse_to_fine)
     budgets = steps_per_scale(settings.steps, len(sizes))
@@ -134,12 +136,12 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
                     image.clamp_(0.0, 1.0)
             step += 1
             if step % settings.emit_every == 0 or (last_scale and local == budget):
-                yield _emit(step, settings, image, loss_fn, content, shape, start)
+                yield _emit(step, settings, image, loss_fn, content, shape, start, info)
             else:
-                yield Iterate(step, settings.steps, None, None, time.perf_counter() - start, shape)
+                yield Iterate(step, settings.steps, None, None, time.perf_counter() - start, shape, info)
 
 
-def _emit(step, settings, image, loss_fn, content, shape, start) -> Iterate:
+def _emit(step, settings, image, loss_fn, content, shape, start, info) -> Iterate:
     """An iterate with the image and the losses *of that image* (one extra forward pass, no
     backward: the optimiser's last evaluation belongs to the image before its step)."""
     with torch.no_grad():
@@ -147,7 +149,7 @@ def _emit(step, settings, image, loss_fn, content, shape, start) -> Iterate:
     losses = {name: float(value) for name, value in terms.items()}
     losses["total"] = float(total)
     return Iterate(step, settings.steps, finish_image(to_image(image), content, settings.keep_colors),
-                   losses, time.perf_counter() - start, shape)
+                   losses, time.perf_counter() - start, shape, info)
 
 
 def _make_optimizer(settings: Settings, image: torch.Tensor) -> torch.optim.Optimizer:

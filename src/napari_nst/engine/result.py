@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -14,7 +14,8 @@ class Iterate:
     ``image`` is float32 (H, W, 3) in [0, 1] on emitted steps (every ``emit_every`` steps and the
     last one) and None on the others; ``losses`` (weighted terms "content", "style", "tv" and
     "total") likewise. ``elapsed`` counts seconds since the run started; ``scale`` is the (H, W)
-    being optimised, smaller than the working size during coarse-to-fine.
+    being optimised, smaller than the working size during coarse-to-fine. ``info`` says what
+    produced it (device, weights identity) for provenance records.
     """
 
     step: int
@@ -23,6 +24,7 @@ class Iterate:
     losses: dict | None
     elapsed: float
     scale: tuple
+    info: dict = field(default_factory=dict)
 
     @property
     def emitted(self) -> bool:

@@ -48,6 +48,9 @@ def run_steps(content, style, settings: Settings | None = None, **overrides) -> 
 
 
 def _dispatch(content, styles, initial, settings, device) -> Iterator[Iterate]:
+    from ._triton_guard import guard_triton_import
+
+    guard_triton_import()
     import torch
 
     with torch.inference_mode(False):

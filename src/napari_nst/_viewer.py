@@ -1,0 +1,194 @@
+"""Run style transfer in a napari viewer: one code path for the widget and the console.
+
+``run_in_viewer`` snapshots the input layers on the main thread (so removing, renaming or editing
+them mid-run changes nothing), runs the engine in a generator ``thread_worker`` and turns every
+emitted iterate into a new Image layer. torch is imported only inside the worker.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .settings import Settings, make_settings
+
+_VERSIONED = ("napari-nst", "torch", "torchvision", "napari", "numpy")
+
+
+@dataclass
+class LayerSnapshot:
+    """What the engine needs from a layer, copied at the start of a run."""
+
+    name: str
+    data: np.ndarray
+    window: tuple | None
+    rgb: bool
+    scale: tuple
+    translate: tuple
+    slice_label: str = ""
+    layer: object = None  # the source layer, for placing results; may be removed meanwhile
+
+
+@dataclass
+class Job:
+    content: LayerSnapshot
+    style: LayerSnapshot
+    results: list = field(default_factory=list)  # result layers in order of steps
+
+    @property
+    def label(self) -> str:
+        return f"{self.content.name}{self.content.slice_label} × {self.style.name}"
+
+
+def _image_layers(viewer, layers) -> list:
+    """Image layers from a layer, a name, or a list of either; ValueError naming the problem."""
+    from napari.layers import Image
+
+    items = layers if isinstance(layers, (list, tuple)) else [layers]
+    if not items:
+        raise ValueError("no layer given; choose at least one Image layer")
+    found = []
+    for item in items:
+        if isinstance(item, str):
+            if item not in viewer.layers:
+                raise ValueError(f"there is no layer named {item!r} in the viewer")
+            item = viewer.layers[item]
+        if not isinstance(item, Image):
+            raise ValueError(f"layer {getattr(item, 'name', item)!r} is a "
+                             f"{type(item).__name__} layer; style transfer needs Image layers")
+        found.append(item)
+    return found
+
+
+def snapshot_layer(viewer, layer) -> LayerSnapshot:
+    """A copy of the 2-D image on screen: the displayed slice of a z/t stack, with its window."""
+    spatial_ndim = layer.ndim  # napari's ndim excludes the RGB channel axis
+    index, label = (), ""
+    if spatial_ndim > 2:
+        point = layer.world_to_data(viewer.dims.point[-spatial_ndim:])
+        leading = [int(np.clip(round(p), 0, n - 1)) for p, n in
+                   zip(point[:spatial_ndim - 2], layer.data.shape[:spatial_ndim - 2])]
+        index = tuple(leading)
+        label = " [" + ", ".join(f"{viewer.dims.axis_labels[-spatial_ndim + i]}={v}"
+                                 for i, v in enumerate(leading)) + "]"
+    data = np.array(layer.data[index] if index else layer.data, copy=True)
+    window = tuple(float(v) for v in layer.contrast_limits) if layer.contrast_limits else None
+    return LayerSnapshot(
+        name=layer.name, data=data, window=window, rgb=bool(layer.rgb),
+        scale=tuple(layer.scale[-2:]), translate=tuple(layer.translate[-2:]),
+        slice_label=label, layer=layer)
+
+
+def _versions() -> dict:
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def result_layer_kwargs(job: Job, iterate, settings: Settings) -> dict:
+    """Name, placement and provenance of the layer for one emitted iterate."""
+    content = job.content
+    image = iterate.image
+    height, width = content.data.shape[:2]
+    factor = (height / image.shape[0], width / image.shape[1])
+    scale = tuple(s * f for s, f in zip(content.scale, factor))
+    # pixel centres: result pixel i covers content pixels [i·f, (i+1)·f) in data units
+    translate = tuple(t + s * (f - 1) / 2 for t, s, f in zip(content.translate, content.scale, factor))
+    grayscale = content.data.ndim == 2 or (content.data.ndim == 3 and not content.rgb)
+    metadata = {"napari_nst": {
+        "content": content.name + content.slice_label, "style": job.style.name,
+        "step": iterate.step, "total_steps": iterate.total_steps,
+        "losses": dict(iterate.losses or {}), "elapsed_s": round(iterate.elapsed, 3),
+        "settings": settings.to_metadata(), "seed": settings.seed,
+        **iterate.info, "versions": _versions(),
+    }}
+    kwargs = dict(name=f"{job.label} · step {iterate.step}", scale=scale, translate=translate,
+                  metadata=metadata)
+    if grayscale:
+        return dict(kwargs, data=image[..., 0], rgb=False, colormap="gray", contrast_limits=(0.0, 1.0))
+    return dict(kwargs, data=image, rgb=True)
+
+
+def _add_result(viewer, job: Job, iterate, settings: Settings):
+    layer = viewer.add_image(**result_layer_kwargs(job, iterate, settings))
+    anchor = job.results[-1] if job.results else job.content.layer
+    if anchor is not None and anchor in viewer.layers and anchor is not layer:
+        viewer.layers.move(viewer.layers.index(layer), viewer.layers.index(anchor) + 1)
+    job.results.append(layer)
+    return layer
+
+
+def make_jobs(viewer, content, style) -> list[Job]:
+    """One job per (content, style) pair, contents outermost; inputs are snapshotted now."""
+    contents = [snapshot_layer(viewer, layer) for layer in _image_layers(viewer, content)]
+    styles = [snapshot_layer(viewer, layer) for layer in _image_layers(viewer, style)]
+    return [Job(c, s) for c in contents for s in styles]
+
+
+def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, start: bool = True,
+                  on_iterate=None, **overrides):
+    """Stylize ``content`` with ``style`` in a worker thread, adding each emitted iterate as a layer.
+
+    ``content`` and ``style`` are Image layers or layer names, or lists of them: every content is
+    run with every style, one after another in one worker. Settings are as for
+    ``napari_nst.iterate``. Returns the started ``GeneratorWorker`` (``worker.quit()`` stops at the
+    next step and keeps the layers already added); the jobs and their result layers are on
+    ``worker.jobs``. ``on_iterate(job, iterate)`` is called on the main thread for every step.
+    """
+    from napari.qt.threading import thread_worker
+    from napari.utils.notifications import show_error
+
+    settings = make_settings(settings, **overrides)
+    jobs = make_jobs(viewer, content, style)
+    # Validate every input now, on the main thread, so bad input fails fast with a clear message.
+    from .engine.run import prepare_inputs
+
+    for job in jobs:
+        prepare_inputs(job.content.data, job.style.data, _job_settings(settings, job))
+    steps_per_job = 1 if settings.method == "predict" else settings.steps
+
+    @thread_worker(progress={"total": steps_per_job * len(jobs), "desc": "Style transfer"},
+                   start_thread=False)
+    def work():
+        from .engine.run import run_steps
+
+        for job in jobs:
+            for iterate in run_steps(job.content.data, job.style.data, _job_settings(settings, job)):
+                yield job, iterate
+
+    worker = work()
+
+    def on_yielded(item):
+        job, iterate = item
+        if iterate.emitted:
+            _add_result(viewer, job, iterate, settings)
+        if on_iterate is not None:
+            on_iterate(job, iterate)
+
+    worker.yielded.connect(on_yielded)
+    worker.errored.connect(lambda exc: show_error(f"Style transfer failed: {exc}"))
+    worker.jobs = jobs
+    worker.settings = settings
+    _stop_with_app(worker)
+    if start:
+        worker.start()
+    return worker
+
+
+def _job_settings(settings: Settings, job: Job) -> Settings:
+    return settings.replace(content_window=job.content.window, style_window=job.style.window)
+
+
+def _stop_with_app(worker) -> None:
+    """Quit the worker when the application quits (the viewer closed), so no thread outlives it."""
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is not None:
+        app.aboutToQuit.connect(worker.quit)

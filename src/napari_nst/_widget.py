@@ -1,0 +1,244 @@
+"""The "Style transfer" dock widget: a magicgui Container over ``run_in_viewer``.
+
+Controls are generated from ``Settings`` field metadata (choices, limits, help), so the widget,
+the CLI and the API share one definition. Values persist between sessions in
+``$XDG_CONFIG_HOME/napari-nst/widget.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSlider, Label, PushButton, Select,
+                              create_widget)
+
+from ._viewer import run_in_viewer
+from .settings import Settings
+
+if TYPE_CHECKING:
+    import napari.viewer
+
+# Settings shown as controls, in order; the advanced ones are raw weights and details.
+_BASIC = ("method", "device", "steps", "size", "style_strength", "keep_colors", "seed")
+_ADVANCED = ("content_weight", "style_weight", "tv_weight", "init", "optimizer", "learning_rate",
+             "style_scale", "coarse_to_fine", "emit_every", "style_crops")
+_OPTIMIZE_ONLY = {"steps", "content_weight", "style_weight", "tv_weight", "init", "optimizer",
+                  "learning_rate", "style_scale", "coarse_to_fine", "emit_every"}
+_PREDICT_ONLY = {"style_crops"}
+
+
+def settings_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base).expanduser() / "napari-nst" / "widget.json"
+
+
+def _control(field: dataclasses.Field):
+    meta = field.metadata
+    options = {"tooltip": meta["help"]}
+    if meta.get("choices"):
+        return ComboBox(name=field.name, value=field.default, choices=meta["choices"], **options)
+    if field.name == "style_strength":
+        return FloatSlider(name=field.name, value=field.default, min=0.0, max=1.0, step=0.05, **options)
+    if meta.get("min") is not None:
+        options.update(min=meta["min"], max=meta["max"])
+    if isinstance(field.default, float):
+        options["step"] = 0.001 if field.default < 1 else 0.1
+    return create_widget(value=field.default, annotation=type(field.default), name=field.name,
+                         label=field.name.replace("_", " "), options=options)
+
+
+class StyleTransferWidget(Container):
+    """Content and style pickers (several for a batch), parameters, Run/Stop, status, Compare."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.worker = None
+        #: Extra settings for console users, e.g. ``{"vgg_weights": module}``.
+        self.settings_overrides: dict = {}
+        self._compare_state = None
+        self._last_jobs: list = []
+
+        self.content = Select(label="content", choices=self._image_layers, allow_multiple=True,
+                              tooltip="content image layer(s); several run one after another")
+        self.style = Select(label="style", choices=self._image_layers, allow_multiple=True,
+                            tooltip="style image layer(s); every content is run with every style")
+        for picker in (self.content, self.style):
+            picker.native.setMaximumHeight(90)
+        fields = {f.name: f for f in dataclasses.fields(Settings)}
+        self.controls = {name: _control(fields[name]) for name in _BASIC + _ADVANCED}
+        self.controls["device"] = ComboBox(name="device", value="auto", choices=self._device_choices(),
+                                           tooltip=fields["device"].metadata["help"])
+        self.show_advanced = CheckBox(value=False, text="advanced settings")
+        self.run_button = PushButton(text="Run")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.compare = CheckBox(value=False, text="compare results (grid: content × style)")
+        self.status = Label(value="idle")
+        self.extend([self.content, self.style, *[self.controls[n] for n in _BASIC], self.show_advanced,
+                     *[self.controls[n] for n in _ADVANCED],
+                     Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
+                               labels=False),
+                     self.compare, self.status])
+
+        self._load_values()
+        self.run_button.changed.connect(self.run)
+        self.stop_button.changed.connect(self.stop)
+        self.compare.changed.connect(self._on_compare)
+        self.show_advanced.changed.connect(self._update_visibility)
+        self.controls["method"].changed.connect(self._update_visibility)
+        self._update_visibility()
+        for event in ("inserted", "removed", "reordered"):
+            getattr(viewer.layers.events, event).connect(self._on_layers_changed)
+        for layer in viewer.layers:
+            layer.events.name.connect(self._on_layers_changed)
+        self._select_defaults()
+
+    # --- layer pickers ------------------------------------------------------------------------
+    def _image_layers(self, _widget=None):
+        from napari.layers import Image
+
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _on_layers_changed(self, event=None):
+        if event is not None and getattr(event, "type", "") == "inserted":
+            event.value.events.name.connect(self._on_layers_changed)
+        self.content.reset_choices()
+        self.style.reset_choices()
+        self._select_defaults()
+
+    def _select_defaults(self):
+        """Pick a content and a different style when nothing is chosen yet."""
+        layers = [layer for _, layer in self._image_layers()]
+        results = [layer for job in self._last_jobs for layer in job.results]
+        inputs = [layer for layer in layers if layer not in results]
+        if not self.content.value and inputs:
+            self.content.value = [inputs[0]]
+        if not self.style.value and len(inputs) > 1:
+            self.style.value = [inputs[1]]
+
+    @staticmethod
+    def _device_choices():
+        from .engine.devices import available_devices  # imports torch: only when the widget opens
+
+        return ["auto", *available_devices()]
+
+    # --- settings -----------------------------------------------------------------------------
+    def _update_visibility(self, _=None):
+        predict = self.controls["method"].value == "predict"
+        for name in _ADVANCED:
+            self.controls[name].visible = self.show_advanced.value
+        for name, control in self.controls.items():
+            if (predict and name in _OPTIMIZE_ONLY) or (not predict and name in _PREDICT_ONLY):
+                control.visible = False
+
+    def current_settings(self) -> Settings:
+        values = {name: control.value for name, control in self.controls.items()}
+        return Settings(**values, **self.settings_overrides)
+
+    def _load_values(self):
+        try:
+            saved = json.loads(settings_path().read_text())
+        except (OSError, ValueError):
+            return
+        for name, value in saved.items():
+            control = self.controls.get(name)
+            if control is None:
+                continue
+            try:
+                control.value = value
+            except (ValueError, TypeError):
+                pass  # a value from another version that no longer fits
+
+    def _save_values(self):
+        path = settings_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({n: c.value for n, c in self.controls.items()}, indent=1))
+        except OSError:
+            pass
+
+    # --- running ------------------------------------------------------------------------------
+    def run(self, _=None):
+        """Start a run with the chosen layers and settings; returns the worker (or None on error)."""
+        from napari.utils.notifications import show_error
+
+        if self.worker is not None:
+            return self.worker
+        try:
+            if not self.content.value or not self.style.value:
+                raise ValueError("choose a content and a style image layer first")
+            settings = self.current_settings()
+            self._save_values()
+            self._started = time.perf_counter()
+            worker = run_in_viewer(self._viewer, list(self.content.value), list(self.style.value),
+                                   settings, start=False, on_iterate=self._on_iterate)
+        except Exception as exc:  # bad input or setting: say so and stay idle
+            show_error(f"Style transfer: {exc}")
+            self.status.value = f"error: {exc}"
+            return None
+        self.worker = worker
+        self._last_jobs = worker.jobs
+        self.native.destroyed.connect(worker.quit)  # closing the widget stops the run
+        worker.finished.connect(self._on_finished)
+        worker.errored.connect(lambda exc: setattr(self.status, "value", f"error: {exc}"))
+        self.run_button.enabled, self.stop_button.enabled = False, True
+        self.status.value = f"starting ({len(worker.jobs)} run(s))…"
+        worker.start()
+        return worker
+
+    def stop(self, _=None):
+        """End the run at the next step; the layers already added stay."""
+        if self.worker is not None:
+            self.status.value = "stopping…"
+            self.worker.quit()
+
+    def _on_iterate(self, job, iterate):
+        elapsed = max(iterate.elapsed, 1e-9)
+        rate = iterate.step / elapsed
+        left = (iterate.total_steps - iterate.step) / rate if rate else 0.0
+        text = f"{job.label}: step {iterate.step}/{iterate.total_steps} · {rate:.2f} steps/s"
+        if iterate.step < iterate.total_steps:
+            text += f" · {left:.0f} s left"
+        losses = iterate.losses or getattr(self, "_last_losses", None)
+        if iterate.losses:
+            self._last_losses = iterate.losses
+        if losses and "total" in losses:
+            text += f" · loss {losses['total']:.4g}"
+        self.status.value = text
+
+    def _on_finished(self):
+        stopped = self.worker is not None and self.worker.abort_requested
+        self.worker = None
+        self.run_button.enabled, self.stop_button.enabled = True, False
+        if not self.status.value.startswith("error"):
+            self.status.value = "stopped" if stopped else \
+                f"done in {time.perf_counter() - self._started:.1f} s"
+        if self.compare.value:
+            self._show_comparison()
+
+    # --- comparison grid ----------------------------------------------------------------------
+    def _on_compare(self, on: bool):
+        if on:
+            self._show_comparison()
+        else:
+            self._restore_view()
+
+    def _show_comparison(self):
+        from ._compare import show_comparison
+
+        if self._compare_state is None:
+            self._compare_state = show_comparison(self._viewer, self._last_jobs)
+        else:  # refresh with the latest results, keeping the view saved before the first one
+            show_comparison(self._viewer, self._last_jobs)
+
+    def _restore_view(self):
+        from ._compare import restore_view
+
+        if self._compare_state is not None:
+            restore_view(self._viewer, self._compare_state)
+            self._compare_state = None
