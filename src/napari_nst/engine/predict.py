@@ -1,0 +1,666 @@
+"""Arbitrary-style prediction (Ghiasi et al. 2017): one forward pass, any style image, no training.
+
+Pipeline: the style image(s) -> 256x256 crops -> ``StylePredictor`` -> 100-d embeddings, averaged
+over crops, blended over styles (``style_blend``) and interpolated with the content's own
+embedding (``style_strength``) -> ``StyleTransformer`` on the content at its working size.
+
+Rendering (``render``) differs from ``StyleTransformer.forward`` (the readable reference) only in
+speed and memory, not in what it computes:
+
+* Any size: the content is reflect-padded to a multiple of 4 (two stride-2 convolutions and two x2
+  upsamplings) and the result cropped back.
+* Fusion: a conditional instance norm followed by ReLU, ``relu(x * s + t)``, is written as
+  ``s * clamp(x, lo, hi) + t`` (bounds per channel from the sign of ``s``); the clamp writes
+  straight into the reflect-padded input buffer of the next convolution, and ``s``, ``t`` are
+  folded into that convolution's weights and bias. The residual stream carries its pending
+  offset the same way. "Nearest x2 upsampling, reflect pad 1, 3x3 convolution" is computed as four
+  2x2 convolutions on the low-resolution input (sub-pixel form, 2.25x fewer multiply-adds, no
+  upsampled copy), and the final 9x9 convolution as a 5x5 convolution on the space-to-depth
+  rearranged input (12 output channels instead of 3 keep the CPU kernels busy).
+* Tiling (images larger than ``tile_size``): instance norm needs per-channel statistics of the
+  *whole* feature map, so tiles normalised with their own statistics would differ in tone and
+  show seams. Here the statistics are global and exact: the quarter-resolution part of the
+  network (contraction and residual blocks, 32 channels at 1/16 of the pixels) runs tile by tile
+  into whole-image buffers, each normalisation using statistics summed over all tiles; the
+  upsampling part runs three passes over full-resolution tiles (statistics of its first, second
+  and third normalisation), each tile with an 8-pixel halo that covers the receptive field, the
+  last pass writing the pre-normalised output that is then normalised in place. Tiled and untiled
+  results agree to float rounding (no seams to blend away), and memory is three 32-channel
+  quarter-resolution buffers plus one tile's working set beyond the input and output images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..settings import Settings, make_settings
+from .images import PreparedImage, finish_image, working_shape
+from .losses import normalized_blend_weights
+from .magenta import (STYLE_INPUT_SIZE, SIZE_MULTIPLE, StylePredictor, StyleTransformer,
+                      load_model, norm_affine)
+from .result import Iterate
+
+_CL = torch.channels_last
+_STAT_CHUNK = 1 << 16  # rows per float32 GEMM before accumulating in float64
+HALO = 8  # full-resolution pixels of context around a tile (receptive-field slack: 7)
+
+
+# --- style embeddings ----------------------------------------------------------------------------
+
+def style_crops(rgb: np.ndarray, crops: int = 1) -> list[tuple[int, int, int]]:
+    """Square crops (top, left, side) of an (H, W, 3) image for the predictor.
+
+    One crop: the central square (Magenta's preprocessing). Several: squares of side
+    ``short / sqrt(crops)`` (at least 256 px, or the short side) on a grid over the whole image,
+    so that a large style image contributes its texture at a finer scale than one 256 px thumbnail.
+    """
+    height, width = rgb.shape[:2]
+    short = min(height, width)
+    if crops <= 1:
+        return [((height - short) // 2, (width - short) // 2, short)]
+    side = min(short, max(min(short, STYLE_INPUT_SIZE), round(short / math.sqrt(crops))))
+    rows = max(1, min(crops, round(math.sqrt(crops * height / width))))
+    cols = max(1, math.ceil(crops / rows))
+    tops = np.linspace(0, height - side, rows).round().astype(int)
+    lefts = np.linspace(0, width - side, cols).round().astype(int)
+    grid = [(int(t), int(l), side) for t in tops for l in lefts]
+    pick = np.linspace(0, len(grid) - 1, crops).round().astype(int)
+    return [grid[i] for i in pick]
+
+
+def style_batch(rgb: np.ndarray, crops: int, device) -> torch.Tensor:
+    """(crops, 3, 256, 256) predictor input: each crop resized with antialiasing."""
+    image = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    batch = []
+    for top, left, side in style_crops(rgb, crops):
+        crop = image[:, :, top:top + side, left:left + side].to(device)
+        if side != STYLE_INPUT_SIZE:
+            crop = F.interpolate(crop, size=(STYLE_INPUT_SIZE, STYLE_INPUT_SIZE), mode="bilinear",
+                                 antialias=side > STYLE_INPUT_SIZE, align_corners=False)
+        batch.append(crop.clamp(0.0, 1.0))
+    return torch.cat(batch)
+
+
+@torch.inference_mode()
+def embed(predictor: StylePredictor, rgb: np.ndarray, crops: int = 1) -> torch.Tensor:
+    """Style embedding (1, 100, 1, 1) of an (H, W, 3) image in [0, 1], averaged over its crops."""
+    device = next(predictor.parameters()).device
+    return predictor(style_batch(rgb, crops, device)).mean(dim=0, keepdim=True)
+
+
+@torch.inference_mode()
+def blend_embeddings(style_embeddings: Sequence[torch.Tensor], weights=None,
+                     content_embedding: torch.Tensor | None = None,
+                     strength: float = 1.0) -> torch.Tensor:
+    """Weighted mean of the style embeddings (weights normalised to sum 1), then interpolated
+    from the content's own embedding (strength 0) to the blend (strength 1)."""
+    weights = normalized_blend_weights(weights, len(style_embeddings))
+    mixed = sum(w * e for w, e in zip(weights, style_embeddings))
+    if strength >= 1.0 or content_embedding is None:
+        return mixed
+    return (1.0 - strength) * content_embedding + strength * mixed
+
+
+# --- fused kernels --------------------------------------------------------------------------------
+
+class _Kernels:
+    """Weights of one transformer rearranged for ``render`` (computed once per model)."""
+
+    def __init__(self, model: StyleTransformer):
+        t = model.transformer
+        e = t.expand
+        self.contract = [(c.weight.contiguous(memory_format=_CL), c.bias, c.stride[0])
+                         for c in (t.contract.conv1, t.contract.conv2, t.contract.conv3)]
+        self.blocks = [(getattr(t.residual, n).conv1, getattr(t.residual, n).conv2)
+                       for n in t.residual.names]
+        self.up1 = e.conv1.conv
+        self.up2 = e.conv2.conv
+        self.out = e.conv3.conv
+        self.up1_weight = subpixel_kernel(self.up1.weight)
+        self.up2_weight = subpixel_kernel(self.up2.weight)
+        self.out_weight = space_to_depth_kernel(self.out.weight)
+
+
+_kernel_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _kernels(model: StyleTransformer) -> _Kernels:
+    kernels = _kernel_cache.get(model)
+    if kernels is None:
+        with torch.inference_mode():
+            kernels = _Kernels(model)
+        _kernel_cache[model] = kernels
+    return kernels
+
+
+def subpixel_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """(O, I, 3, 3) kernel of "nearest x2 upsampling, reflect pad 1, 3x3 conv" -> (4*O, I, 2, 2)
+    kernels, one group of O channels per output phase (a, b) in order 2a + b, applied to the
+    low-resolution input padded by one replicated pixel.
+
+    Output row 2i of the upsampled-then-padded image reads low-res rows i-1, i, i (taps w0 and
+    w1 + w2 on rows i-1, i); row 2i+1 reads i, i, i+1 (w0 + w1, w2 on rows i, i+1). Reflecting
+    the upsampled image at its border is replicating the low-resolution one.
+    """
+    rows = weight.new_tensor([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]])  # [phase, tap, k]
+    kernel = torch.einsum("auy,oiyx,bvx->aboiuv", rows, weight, rows)
+    return kernel.reshape(4 * weight.shape[0], weight.shape[1], 2, 2).contiguous(memory_format=_CL)
+
+
+def space_to_depth_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """(O, I, 9, 9) kernel -> (4*O, 4*I, 5, 5) kernel of the same convolution on
+    ``pixel_unshuffle(input, 2)`` whose output is ``pixel_unshuffle(output, 2)``.
+
+    Output pixel (2i + a, 2j + b) reads input (2i + a + dy, 2j + b + dx); writing
+    2i + a + dy = 2(i + u) + p gives the tap dy = 2u + p - a of input phase p at offset u.
+    """
+    out_c, in_c, k, _ = weight.shape
+    taps = (k + 1) // 2
+    kernel = weight.new_zeros(out_c, 2, 2, in_c, 2, 2, taps, taps)
+    for a in range(2):
+        for p in range(2):
+            for u in range(taps):
+                dy = 2 * u + p - a
+                if not 0 <= dy < k:
+                    continue
+                for b in range(2):
+                    for q in range(2):
+                        for v in range(taps):
+                            dx = 2 * v + q - b
+                            if 0 <= dx < k:
+                                kernel[:, a, b, :, p, q, u, v] = weight[:, :, dy, dx]
+    return kernel.reshape(4 * out_c, 4 * in_c, taps, taps).contiguous(memory_format=_CL)
+
+
+def _fold(weight: torch.Tensor, bias: torch.Tensor, scale, shift, repeat: int = 1):
+    """Weights and bias of ``conv(x * scale + shift)`` as a convolution of ``x`` (a per input
+    channel affine; valid because reflect and replicate padding commute with it)."""
+    if shift is not None:
+        bias = bias + weight.sum(dim=(2, 3)) @ shift.repeat_interleave(repeat)
+    if scale is not None:
+        weight = weight * scale.repeat_interleave(repeat).view(1, -1, 1, 1)
+    return weight, bias
+
+
+def _relu_clamp(scale: torch.Tensor, shift: torch.Tensor):
+    """Bounds (lo, hi) and (scale, shift) with relu(x * s + t) == clamp(x, lo, hi) * s' + t'."""
+    inf = torch.full_like(scale, math.inf)
+    safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+    edge = -shift / safe
+    lo = torch.where(scale > 0, edge, -inf)
+    hi = torch.where(scale < 0, edge, inf)
+    zero = scale == 0  # constant channel: clamp to 0 and carry relu(t) as the offset
+    lo, hi = torch.where(zero, torch.zeros_like(lo), lo), torch.where(zero, torch.zeros_like(hi), hi)
+    return lo, hi, scale, torch.where(zero, shift.clamp(min=0), shift)
+
+
+class Moments:
+    """Per-channel count, sum and sum of squares, accumulated in float64 over any number of
+    pieces (the tiles of one feature map)."""
+
+    def __init__(self, channels: int, device):
+        self.count = 0
+        self.sum = torch.zeros(channels, dtype=torch.float64, device=device)
+        self.squares = torch.zeros(channels, dtype=torch.float64, device=device)
+
+    def add(self, x: torch.Tensor) -> Moments:
+        """Add an (N, C, H, W) piece (a view is fine)."""
+        rows = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+        self.add_rows(rows)
+        return self
+
+    def add_rows(self, rows: torch.Tensor, sign: int = 1) -> None:
+        ones = rows.new_ones(1, min(_STAT_CHUNK, rows.shape[0]))
+        for start in range(0, rows.shape[0], _STAT_CHUNK):
+            chunk = rows[start:start + _STAT_CHUNK]
+            n = chunk.shape[0]
+            # Two small GEMMs read the chunk once each; far faster than var_mean on channels-last
+            # data with few channels. float32 partial sums over 2^16 rows, float64 across chunks.
+            self.sum += sign * (ones[:, :n] @ chunk)[0].double()
+            self.squares += sign * (chunk.T @ chunk).diagonal().double()
+            self.count += sign * n
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, biased variance), each float32 (1, C, 1, 1)."""
+        mean = self.sum / self.count
+        var = (self.squares / self.count - mean * mean).clamp(min=0.0)
+        return mean.float().view(1, -1, 1, 1), var.float().view(1, -1, 1, 1)
+
+
+def _phase_view(out: torch.Tensor, channels: int) -> torch.Tensor:
+    """The sub-pixel convolution output (N, 4C, h+1, w+1) as the full-resolution image, a
+    (N, C, h, 2, w, 2) view: phase (a, b) of pixel (i, j) is ``out[:, (2a+b)C + c, i+a, j+b]``."""
+    n, _, rows, cols = out.shape
+    sn, sc, sh, sw = out.stride()
+    return out.as_strided((n, channels, rows - 1, 2, cols - 1, 2),
+                          (sn, sc, sh, 2 * channels * sc + sh, sw, channels * sc + sw),
+                          out.storage_offset())
+
+
+def _phase_moments(out: torch.Tensor, channels: int) -> Moments:
+    """Moments of the full-resolution image held by a sub-pixel output: the whole output minus,
+    for each phase, the one row and one column it does not use."""
+    n, c4, rows, cols = out.shape
+    whole = Moments(c4, out.device)
+    whole.add(out)
+    for phase in range(4):
+        a, b = divmod(phase, 2)
+        group = slice(phase * channels, (phase + 1) * channels)
+        skip_row, skip_col = (rows - 1 if a == 0 else 0), (cols - 1 if b == 0 else 0)
+        strips = [out[:, group, skip_row, :].permute(0, 2, 1).reshape(-1, channels),
+                  out[:, group, :, skip_col].permute(0, 2, 1).reshape(-1, channels)]
+        corner = out[:, group, skip_row, skip_col].reshape(-1, channels)
+        strip_moments = Moments(channels, out.device)
+        strip_moments.add_rows(torch.cat(strips))
+        strip_moments.add_rows(corner, sign=-1)
+        whole.sum[group] -= strip_moments.sum
+        whole.squares[group] -= strip_moments.squares
+    merged = Moments(channels, out.device)
+    merged.sum = whole.sum.view(4, channels).sum(0)
+    merged.squares = whole.squares.view(4, channels).sum(0)
+    merged.count = 4 * (rows - 1) * (cols - 1) * n
+    return merged
+
+
+def _unshuffle_moments(out: torch.Tensor, channels: int) -> Moments:
+    """Moments of a space-to-depth output (N, 4C, h, w) as the (N, C, 2h, 2w) image."""
+    whole = Moments(out.shape[1], out.device).add(out)
+    merged = Moments(channels, out.device)
+    merged.sum = whole.sum.view(channels, 4).sum(1)
+    merged.squares = whole.squares.view(channels, 4).sum(1)
+    merged.count = 4 * whole.count
+    return merged
+
+
+def _s2d_view(buffer: torch.Tensor) -> torch.Tensor:
+    """A space-to-depth buffer (N, 4C, H, W) as the (N, C, H, 2, W, 2) full-resolution image."""
+    n, c4, rows, cols = buffer.shape
+    sn, sc, sh, sw = buffer.stride()
+    return buffer.as_strided((n, c4 // 4, rows, 2, cols, 2), (sn, 4 * sc, sh, 2 * sc, sw, sc),
+                             buffer.storage_offset())
+
+
+def _reflect_border(buffer: torch.Tensor, pad: int) -> None:
+    """Fill the outer ``pad`` rows and columns of ``buffer`` by reflecting its interior."""
+    rows, cols = buffer.shape[-2:]
+    for k in range(1, pad + 1):
+        buffer[..., pad - k] = buffer[..., pad + k]
+        buffer[..., cols - 1 - pad + k] = buffer[..., cols - 1 - pad - k]
+    for k in range(1, pad + 1):
+        buffer[..., pad - k, :] = buffer[..., pad + k, :]
+        buffer[..., rows - 1 - pad + k, :] = buffer[..., rows - 1 - pad - k, :]
+
+
+def _replicate_border(buffer: torch.Tensor) -> None:
+    buffer[..., 0] = buffer[..., 1]
+    buffer[..., -1] = buffer[..., -2]
+    buffer[..., 0, :] = buffer[..., 1, :]
+    buffer[..., -1, :] = buffer[..., -2, :]
+
+
+def _reflect_border_s2d(buffer: torch.Tensor, pad: int) -> None:
+    """``_reflect_border`` of the full-resolution image that a space-to-depth buffer holds."""
+    view = _s2d_view(buffer)  # (N, C, rows, 2, cols, 2)
+    rows, cols = 2 * buffer.shape[-2], 2 * buffer.shape[-1]
+
+    def col(x):
+        return view[..., x // 2, x % 2]
+
+    def row(y):
+        return view[:, :, y // 2, y % 2]
+
+    for k in range(1, pad + 1):
+        col(pad - k).copy_(col(pad + k))
+        col(cols - 1 - pad + k).copy_(col(cols - 1 - pad - k))
+    for k in range(1, pad + 1):
+        row(pad - k).copy_(row(pad + k))
+        row(rows - 1 - pad + k).copy_(row(rows - 1 - pad - k))
+
+
+def _padded(like: torch.Tensor, channels: int, rows: int, cols: int) -> torch.Tensor:
+    return torch.empty((like.shape[0], channels, rows, cols), dtype=like.dtype, device=like.device,
+                       memory_format=_CL)
+
+
+def _norm_params(layer, embedding, moments: Moments):
+    gamma, beta = layer.StyleNorm(embedding)
+    mean, var = moments.result()
+    scale, shift = norm_affine(gamma, beta, mean, var)
+    return scale.flatten(), shift.flatten()
+
+
+# --- the network in stages ------------------------------------------------------------------------
+
+def _contract(kernels: _Kernels, image: torch.Tensor) -> torch.Tensor:
+    """Contraction of an (N, 3, H, W) image (H, W multiples of 4) -> (N, 32, H/4, W/4)."""
+    (w1, b1, _), (w2, b2, s2), (w3, b3, s3) = kernels.contract
+    x = F.conv2d(F.pad(image, (4, 4, 4, 4), mode="reflect"), w1, b1)
+    for weight, bias, stride in ((w2, b2, s2), (w3, b3, s3)):
+        padded = _padded(x, x.shape[1], x.shape[2] + 2, x.shape[3] + 2)
+        torch.clamp_min(x, 0.0, out=padded[:, :, 1:-1, 1:-1])
+        _reflect_border(padded, 1)
+        x = F.conv2d(padded, weight, bias, stride=stride)
+    return x.relu_()
+
+
+def _spans(length: int, tile: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """[start, stop) pieces of nearly equal size (multiples of ``multiple``) covering ``length``."""
+    count = max(1, math.ceil(length / tile))
+    edges = [min(length, round(i * length / count / multiple) * multiple) for i in range(count + 1)]
+    edges[-1] = length
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _residual(kernels: _Kernels, stream: torch.Tensor, embedding: torch.Tensor,
+              tile: int) -> torch.Tensor:
+    """The five residual blocks on the reflect-bordered stream (N, 32, h+2, w+2), in place.
+
+    Returns the per-channel offset the stream still owes (folded into the next convolution).
+    Convolutions run over ``tile``-sized pieces of whole-image buffers; each normalisation uses
+    the statistics of the whole buffer.
+    """
+    n, channels, rows, cols = stream.shape
+    hidden = _padded(stream, channels, rows, cols)
+    interior = (slice(None), slice(None), slice(1, -1), slice(1, -1))
+    row_spans, col_spans = _spans(rows - 2, tile), _spans(cols - 2, tile)
+    whole = len(row_spans) == 1 and len(col_spans) == 1
+    pre = None if whole else _padded(stream, channels, rows - 2, cols - 2)
+
+    def convolve(source, weight, bias):
+        if whole:
+            return F.conv2d(source, weight, bias)
+        for r0, r1 in row_spans:
+            for c0, c1 in col_spans:
+                pre[:, :, r0:r1, c0:c1] = F.conv2d(source[:, :, r0:r1 + 2, c0:c1 + 2], weight, bias)
+        return pre
+
+    offset = None
+    for conv1, conv2 in kernels.blocks:
+        w, b = _fold(conv1.weight, conv1.bias, None, offset)
+        out = convolve(stream, w, b)
+        scale, shift = _norm_params(conv1, embedding, Moments(channels, out.device).add(out))
+        lo, hi, scale, shift = _relu_clamp(scale, shift)
+        torch.clamp(out, lo.view(1, -1, 1, 1), hi.view(1, -1, 1, 1), out=hidden[interior])
+        _reflect_border(hidden, 1)
+        w, b = _fold(conv2.weight, conv2.bias, scale, shift)
+        out = convolve(hidden, w, b)
+        scale, shift = _norm_params(conv2, embedding, Moments(channels, out.device).add(out))
+        inner = stream[interior]
+        torch.addcmul(inner, out, scale.view(1, -1, 1, 1), out=inner)
+        _reflect_border(stream, 1)
+        offset = shift if offset is None else offset + shift
+    return offset
+
+
+def _expand(kernels: _Kernels, low: torch.Tensor, offset, embedding: torch.Tensor,
+            stats: list, until: int = 3):
+    """Upsampling part on a low-resolution piece ``low`` (N, 32, h+2, w+2) whose border row and
+    column are either replicated (image edge) or real neighbours.
+
+    ``stats`` holds the (mean, var) of the first len(stats) normalisations; missing ones are
+    computed from this piece. With ``until`` < 3 the pre-normalisation output of layer ``until``
+    is returned as an (N, C, h', 2, w', 2) full-resolution view; otherwise the final image
+    (N, 3, 4h, 4w) as a same-shaped view, normalised and through the sigmoid.
+    """
+    layers = (kernels.up1, kernels.up2, kernels.out)
+
+    def params(index, moments_fn):
+        if index < len(stats):
+            mean, var = stats[index]
+        else:
+            mean, var = moments_fn().result()
+        gamma, beta = layers[index].StyleNorm(embedding)
+        scale, shift = norm_affine(gamma, beta, mean, var)
+        return scale.flatten(), shift.flatten()
+
+    w, b = _fold(kernels.up1_weight, kernels.up1.bias.repeat(4), None,
+                 None if offset is None else offset)
+    out = F.conv2d(low, w, b)
+    view = _phase_view(out, 16)
+    if until == 0:
+        return view
+    scale, shift = params(0, lambda: _phase_moments(out, 16))
+    lo, hi, scale, shift = _relu_clamp(scale, shift)
+    half = _padded(out, 16, 2 * (low.shape[2] - 2) + 2, 2 * (low.shape[3] - 2) + 2)
+    inner = half[:, :, 1:-1, 1:-1]
+    torch.clamp(view, lo.view(1, -1, 1, 1, 1, 1), hi.view(1, -1, 1, 1, 1, 1),
+                out=inner.unflatten(2, (-1, 2)).unflatten(4, (-1, 2)))
+    _replicate_border(half)
+    del out, view
+
+    w, b = _fold(kernels.up2_weight, kernels.up2.bias.repeat(4), scale, shift)
+    out = F.conv2d(half, w, b)
+    del half
+    view = _phase_view(out, 8)
+    if until == 1:
+        return view
+    scale, shift = params(1, lambda: _phase_moments(out, 8))
+    lo, hi, scale, shift = _relu_clamp(scale, shift)
+    rows, cols = view.shape[2] * 2, view.shape[4] * 2
+    full = _padded(out, 32, rows // 2 + 4, cols // 2 + 4)  # space-to-depth, padded by 4 px
+    torch.clamp(view, lo.view(1, -1, 1, 1, 1, 1), hi.view(1, -1, 1, 1, 1, 1),
+                out=_s2d_view(full)[:, :, 2:-2, :, 2:-2, :])
+    _reflect_border_s2d(full, 4)
+    del out, view
+
+    w, b = _fold(kernels.out_weight, kernels.out.bias.repeat_interleave(4), scale, shift, repeat=4)
+    out = F.conv2d(full, w, b)
+    del full
+    view = _s2d_view(out)
+    if until == 2:
+        return view
+    scale, shift = params(2, lambda: _unshuffle_moments(out, 3))
+    view = torch.addcmul(shift.view(1, -1, 1, 1, 1, 1), view, scale.view(1, -1, 1, 1, 1, 1))
+    return view.sigmoid_()
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+def _padded_size(n: int) -> int:
+    return -(-n // SIZE_MULTIPLE) * SIZE_MULTIPLE
+
+
+def _reflect_indices(start: int, stop: int, length: int) -> np.ndarray:
+    index = np.arange(start, stop)
+    index = np.where(index >= length, 2 * (length - 1) - index, index)
+    return np.abs(index)
+
+
+def _content_piece(rgb: np.ndarray, rows: tuple, cols: tuple, device) -> torch.Tensor:
+    """Rows and columns of the content padded (by reflection) to a multiple of 4, as an
+    (1, 3, h, w) channels-last tensor on ``device``."""
+    height, width = rgb.shape[:2]
+    r = _reflect_indices(*rows, height)
+    c = _reflect_indices(*cols, width)
+    if r[0] == rows[0] and r[-1] == rows[1] - 1 and c[0] == cols[0] and c[-1] == cols[1] - 1:
+        piece = rgb[rows[0]:rows[1], cols[0]:cols[1]]
+    else:
+        piece = rgb[r][:, c]
+    tensor = torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32))
+    return tensor.permute(2, 0, 1)[None].to(device)
+
+
+def _write(target: np.ndarray, image: torch.Tensor) -> None:
+    """Copy the top-left part of a (1, 3, h, w) result that fits into the (H', W', 3) array."""
+    destination = torch.from_numpy(target)
+    height, width = min(target.shape[0], image.shape[2]), min(target.shape[1], image.shape[3])
+    piece = image[0, :, :height, :width].permute(1, 2, 0)
+    destination[:height, :width] = piece.cpu() if piece.device.type != "cpu" else piece
+
+
+@torch.inference_mode()
+def render(transformer: StyleTransformer, rgb: np.ndarray, embedding: torch.Tensor,
+           tile_size: int | None = None) -> np.ndarray:
+    """Stylise an (H, W, 3) float image in [0, 1] of any size with ``embedding`` (1, 100, 1, 1).
+
+    Images whose padded longer side exceeds ``tile_size`` are rendered in tiles with global
+    normalisation statistics (see the module docstring); the result is the same.
+    """
+    device = next(transformer.parameters()).device
+    embedding = embedding.to(device)
+    height, width = rgb.shape[:2]
+    rows, cols = _padded_size(height), _padded_size(width)
+    kernels = _kernels(transformer)
+    output = np.empty((height, width, 3), dtype=np.float32)
+    if tile_size is None or max(rows, cols) <= tile_size:
+        _render_whole(kernels, rgb, embedding, output, device)
+    else:
+        _render_tiled(kernels, rgb, embedding, output, device, max(64, tile_size))
+    return output
+
+
+def _render_whole(kernels, rgb, embedding, output, device) -> None:
+    height, width = rgb.shape[:2]
+    rows, cols = _padded_size(height), _padded_size(width)
+    image = _content_piece(rgb, (0, rows), (0, cols), device).contiguous(memory_format=_CL)
+    low = _contract(kernels, image)
+    del image
+    stream = _padded(low, low.shape[1], low.shape[2] + 2, low.shape[3] + 2)
+    stream[:, :, 1:-1, 1:-1] = low
+    del low
+    _reflect_border(stream, 1)
+    offset = _residual(kernels, stream, embedding, tile=1 << 30)
+    _replicate_border(stream)
+    result = _expand(kernels, stream, offset, embedding, [])
+    _write(output, result.reshape(1, 3, result.shape[2] * 2, result.shape[4] * 2))
+
+
+def _render_tiled(kernels, rgb, embedding, output, device, tile: int) -> None:
+    height, width = rgb.shape[:2]
+    rows, cols = _padded_size(height), _padded_size(width)
+    q_rows, q_cols = rows // 4, cols // 4
+    tile = max(SIZE_MULTIPLE * 16, tile // SIZE_MULTIPLE * SIZE_MULTIPLE)
+    row_spans = _spans(rows, tile, SIZE_MULTIPLE)
+    col_spans = _spans(cols, tile, SIZE_MULTIPLE)
+
+    # Quarter resolution: contraction tile by tile (local, halo), residual blocks on buffers.
+    stream = torch.empty((1, 32, q_rows + 2, q_cols + 2), device=device, memory_format=_CL)
+    for r0, r1 in row_spans:
+        for c0, c1 in col_spans:
+            a0, a1 = max(0, r0 - HALO), min(rows, r1 + HALO)
+            b0, b1 = max(0, c0 - HALO), min(cols, c1 + HALO)
+            piece = _contract(kernels, _content_piece(rgb, (a0, a1), (b0, b1), device))
+            stream[:, :, 1 + r0 // 4:1 + r1 // 4, 1 + c0 // 4:1 + c1 // 4] = piece[
+                :, :, (r0 - a0) // 4:(r1 - a0) // 4, (c0 - b0) // 4:(c1 - b0) // 4]
+    _reflect_border(stream, 1)
+    offset = _residual(kernels, stream, embedding, tile=tile // 4)
+    _replicate_border(stream)
+
+    # Full resolution: three passes for the three statistics, the last one keeping its output.
+    def pieces():
+        for r0, r1 in row_spans:
+            for c0, c1 in col_spans:
+                a0, a1 = max(0, r0 // 4 - HALO // 4), min(q_rows, r1 // 4 + HALO // 4)
+                b0, b1 = max(0, c0 // 4 - HALO // 4), min(q_cols, c1 // 4 + HALO // 4)
+                low = stream[:, :, a0:a1 + 2, b0:b1 + 2]
+                yield low, (r0 - 4 * a0, r1 - 4 * a0), (c0 - 4 * b0, c1 - 4 * b0), (r0, c0)
+
+    stats = []
+    for layer, channels, factor in ((0, 16, 2), (1, 8, 1)):
+        moments = Moments(channels, device)
+        for low, (y0, y1), (x0, x1), _ in pieces():
+            view = _expand(kernels, low, offset, embedding, stats, until=layer)
+            image = view.reshape(1, channels, view.shape[2] * 2, view.shape[4] * 2)
+            moments.add(image[:, :, y0 // factor:y1 // factor, x0 // factor:x1 // factor])
+        stats.append(moments.result())
+
+    moments = Moments(3, device)
+    for low, (y0, y1), (x0, x1), (r0, c0) in pieces():
+        view = _expand(kernels, low, offset, embedding, stats, until=2)
+        image = view.reshape(1, 3, view.shape[2] * 2, view.shape[4] * 2)[:, :, y0:y1, x0:x1]
+        moments.add(image)
+        if r0 < height and c0 < width:
+            _write(output[r0:r0 + (y1 - y0), c0:c0 + (x1 - x0)], image)
+    mean, var = moments.result()
+    gamma, beta = kernels.out.StyleNorm(embedding)
+    scale, shift = norm_affine(gamma, beta, mean, var)
+    result = torch.from_numpy(output)
+    scale, shift = scale.flatten().cpu(), shift.flatten().cpu()
+    for r0 in range(0, height, 256):  # in place, a band at a time: no full-size temporaries
+        band = result[r0:r0 + 256]
+        band.mul_(scale).add_(shift).sigmoid_()
+
+
+# --- engine entry points --------------------------------------------------------------------------
+
+def _models(settings: Settings, device):
+    predictor = load_model("predictor", settings.predictor_weights, device)
+    transformer = load_model("transformer", settings.transformer_weights, device)
+    return predictor, transformer
+
+
+def _working_rgb(content: PreparedImage, settings: Settings) -> np.ndarray:
+    height, width = content.rgb.shape[:2]
+    shape = working_shape(height, width, settings.size)
+    if shape == (height, width):
+        return content.rgb
+    tensor = torch.from_numpy(content.rgb).permute(2, 0, 1)[None]
+    resized = F.interpolate(tensor, size=shape, mode="bicubic", antialias=True, align_corners=False)
+    return resized.clamp_(0.0, 1.0)[0].permute(1, 2, 0).contiguous().numpy()
+
+
+def _style_embeddings(predictor, styles: Sequence[PreparedImage], settings: Settings) -> list:
+    return [embed(predictor, s.rgb, settings.style_crops) for s in styles]
+
+
+def _stylize_one(content: PreparedImage, style_embeddings: list, predictor, transformer,
+                 settings: Settings) -> np.ndarray:
+    rgb = _working_rgb(content, settings)
+    own = embed(predictor, rgb) if settings.style_strength < 1.0 else None
+    embedding = blend_embeddings(style_embeddings, settings.style_blend, own,
+                                 settings.style_strength)
+    result = render(transformer, rgb, embedding, settings.tile_size)
+    return finish_image(result, content, settings.keep_colors)
+
+
+def predict_image(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
+                  device: torch.device) -> np.ndarray:
+    """The stylised content (H, W, 3) float32 in [0, 1] at the working size."""
+    normalized_blend_weights(settings.style_blend, len(styles))  # reject bad weights first
+    predictor, transformer = _models(settings, device)
+    embeddings = _style_embeddings(predictor, styles, settings)
+    return _stylize_one(content, embeddings, predictor, transformer, settings)
+
+
+def predict_iterates(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
+                     device: torch.device) -> Iterator[Iterate]:
+    """One ``Iterate`` (step 1 of 1) with the prediction; the engine's ``method="predict"``."""
+    start = time.perf_counter()
+    image = predict_image(content, styles, settings, device)
+    yield Iterate(step=1, total_steps=1, image=image, losses={},
+                  elapsed=time.perf_counter() - start, scale=tuple(image.shape[:2]))
+
+
+def predict_batch(contents: Sequence, style, settings: Settings | None = None,
+                  **overrides) -> list[np.ndarray]:
+    """Stylise several content images with the same style(s): the networks are loaded and the
+    style embedded once. ``contents`` are arrays as for ``stylize``; returns one float32
+    (H, W, 3) image in [0, 1] per content, each at its working size."""
+    from .devices import resolve_device
+    from .images import prepare_image
+    from .run import prepare_inputs
+
+    settings = make_settings(settings, **overrides)
+    contents = list(contents)
+    if not contents:
+        return []
+    _, styles, _ = prepare_inputs(contents[0], style, settings)
+    prepared = [prepare_image(c, settings.content_window, name=f"content {i + 1}")
+                for i, c in enumerate(contents)]
+    normalized_blend_weights(settings.style_blend, len(styles))
+    device = resolve_device(settings.device)
+    with torch.inference_mode():
+        predictor, transformer = _models(settings, device)
+        embeddings = _style_embeddings(predictor, styles, settings)
+        return [_stylize_one(c, embeddings, predictor, transformer, settings) for c in prepared]
+
+
+__all__ = ["blend_embeddings", "embed", "predict_batch", "predict_image", "predict_iterates",
+           "render", "style_crops"]
