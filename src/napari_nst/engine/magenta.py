@@ -18,7 +18,8 @@ embedding-to-norm convolutions in a separate ``style_params/`` scope; that prefi
 convolution of ``transformer.residual.residual1.conv1`` (``Conv`` gives beta, ``Conv_1`` gamma, as in
 the file's ``batchnorm/mul`` and ``batchnorm/sub`` operators).
 
-The converted float32 state dict is cached as ``<cache dir>/converted/<sha256 of the file>.pt``.
+The converted float32 state dict is cached as ``<cache dir>/converted/<kind>-<sha256 of the
+.tflite file>.pt`` (``torch.load(weights_only=True)`` reads it back in milliseconds).
 """
 
 from __future__ import annotations
@@ -336,7 +337,8 @@ _KINDS = {
 
 
 def converted_cache_path(entry: WeightsFile, sha256: str) -> Path:
-    return entry.cache_dir() / "converted" / f"{sha256}.pt"
+    kind = "predictor" if entry is MAGENTA_PREDICTOR else "transformer"
+    return entry.cache_dir() / "converted" / f"{kind}-{sha256}.pt"
 
 
 def _save_atomically(state: dict, target: Path) -> None:
@@ -360,9 +362,11 @@ def load_state_dict(kind: str, path: Path) -> dict:
     cached = converted_cache_path(entry, digest)
     if cached.is_file():
         try:
-            return load_torch_state_dict(cached)
+            state = load_torch_state_dict(cached)
+            _check_against(module_type(), state, {}, cached, entry)
+            return state
         except WeightsError:
-            cached.unlink(missing_ok=True)  # a damaged cache entry: convert again
+            cached.unlink(missing_ok=True)  # a damaged or stale cache entry: convert again
     try:
         graph = read_tflite(path)
     except (TFLiteError, OSError) as exc:

@@ -1,0 +1,553 @@
+"""Arbitrary-style prediction (Ghiasi et al. 2017) with Google's int8 TFLite weights.
+
+Parity is checked against the reference runtime ai-edge-litert running the same files on real
+images, at two levels:
+
+* every convolution on its own, fed the reference's own (dequantised) input: TFLite accumulates
+  int8 x int8 products exactly in int32 and rounds once when it requantises the output, so a
+  correct float implementation is within half an output quantisation step, and anything else
+  (a weight mapped to the wrong layer, a transposed kernel, wrong padding or stride, gamma and
+  beta swapped) is off by many steps;
+* the whole networks: TFLite also quantises every activation to int8 (steps of 0.04 to 0.5) and
+  even the squared deviations inside the instance norms (steps up to 4.8, which biases its
+  variances low by up to ~8 %), so the float network differs from it by a mean of 0.02-0.04 on
+  the [0, 1] output; the tolerances below sit above that and far below the difference between
+  two styles.
+"""
+
+from __future__ import annotations
+
+import shutil
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+
+import napari_nst
+from napari_nst.engine import weights as weights_module
+from napari_nst.engine.images import luminance
+from napari_nst.engine.magenta import (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, StyleTransformer,
+                                       _torch_key, converted_cache_path, load_model,
+                                       load_state_dict)
+from napari_nst.engine.predict import (_spans, blend_embeddings, embed, predict_batch, render,
+                                       space_to_depth_kernel, style_crops, subpixel_kernel)
+from napari_nst.engine.tflite import read_tflite
+from napari_nst.engine.weights import WeightsError, sha256_of
+
+from ._predict_helpers import (litert_embedding, litert_interpreter, litert_tensor,
+                               litert_transfer, square_image)
+from .conftest import shared_image, shared_path, skip_or_fail
+
+pytestmark = pytest.mark.shared
+
+FAST = dict(method="predict", device="cpu", size=64)
+STYLES = ("starry_night.jpg", "the_scream.jpg", "woman-with-hat-matisse.jpg")
+
+
+@pytest.fixture(scope="module")
+def weights_dir():
+    return shared_path("weights")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("napari-nst-cache")
+
+
+@pytest.fixture
+def env(monkeypatch, weights_dir, cache_dir):
+    """Weights from ../shared/weights (as CI and users without network do), converted state
+    dicts into a temporary cache."""
+    monkeypatch.setenv(weights_module.WEIGHTS_DIR_ENV, str(weights_dir))
+    monkeypatch.setenv(weights_module.CACHE_DIR_ENV, str(cache_dir))
+    return weights_dir
+
+
+@pytest.fixture(scope="module")
+def litert():
+    try:
+        import ai_edge_litert  # noqa: F401
+    except ImportError:
+        skip_or_fail("ai-edge-litert (the reference TFLite runtime, a test dependency) is not "
+                     "installed: pip install ai-edge-litert")
+
+
+@pytest.fixture(scope="module")
+def content():
+    return shared_image("tubingen.jpg", 96)
+
+
+@pytest.fixture(scope="module")
+def style():
+    return shared_image("starry_night.jpg", 128)
+
+
+@pytest.fixture(scope="module")
+def style2():
+    return shared_image("the_scream.jpg", 128)
+
+
+def models():
+    return load_model("predictor"), load_model("transformer")
+
+
+def working(image: np.ndarray, **settings) -> np.ndarray:
+    """The content as the engine sees it: prepared and resized to the working size."""
+    from napari_nst.engine.images import prepare_image
+    from napari_nst.engine.predict import _working_rgb
+
+    return _working_rgb(prepare_image(image), napari_nst.Settings(**{**FAST, **settings}))
+
+
+def as_embedding(vector: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(vector, dtype=np.float32)).reshape(1, -1, 1, 1)
+
+
+# --- the TFLite reader ---------------------------------------------------------------------------
+
+def test_reader_dequantises_like_the_reference_runtime(env, litert):
+    """Every int8/int32 constant, dequantised with its per-channel scales, equals the reference
+    runtime's own view of the same tensor."""
+    path = env / MAGENTA_TRANSFORMER.filename
+    graph = read_tflite(path)
+    assert graph.inputs == {"content_image": (1, 384, 384, 3),
+                            "mobilenet_conv/Conv/BiasAdd": (1, 1, 1, 100)}
+    interpreter = litert_interpreter(path)
+    checked = 0
+    for detail in interpreter.get_tensor_details():
+        name = detail["name"]
+        params = detail["quantization_parameters"]
+        if name not in graph.constants or len(params["scales"]) < 2:
+            continue
+        raw = interpreter.get_tensor(detail["index"]).astype(np.float64)
+        shape = [1] * raw.ndim
+        shape[params["quantized_dimension"]] = -1
+        expected = (raw - params["zero_points"].reshape(shape)) * params["scales"].reshape(shape)
+        np.testing.assert_allclose(graph.constants[name], expected, rtol=1e-6, atol=1e-9)
+        checked += 1
+    assert checked >= 3 * 16  # all per-channel kernels and biases of the 16 + 26 convolutions
+    kernel = graph.constants["transformer/contract/conv1/weights"]
+    assert kernel.shape == (8, 9, 9, 3) and kernel.dtype == np.float32
+
+
+def test_reader_rejects_a_file_that_is_not_tflite(tmp_path):
+    from napari_nst.engine.tflite import TFLiteError
+
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(TFLiteError, match="not a TFLite model"):
+        read_tflite(bad)
+
+
+# --- parity with the reference runtime ------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["predictor", "transformer"])
+def test_every_convolution_matches_the_reference_within_half_a_step(env, litert, kind):
+    entry = MAGENTA_PREDICTOR if kind == "predictor" else MAGENTA_TRANSFORMER
+    path = env / entry.filename
+    style256 = square_image(shared_image("the_scream.jpg"), 256)
+    predictor_rt = litert_interpreter(env / MAGENTA_PREDICTOR.filename, keep_intermediates=True)
+    embedding = litert_embedding(predictor_rt, style256)
+    if kind == "predictor":
+        interpreter = predictor_rt
+    else:
+        interpreter = litert_interpreter(path, keep_intermediates=True)
+        litert_transfer(interpreter, square_image(shared_image("tubingen.jpg"), 384), embedding)
+    model = load_model(kind)
+    layers = dict(model.named_modules())
+    details = {d["name"]: d for d in interpreter.get_tensor_details()}
+    convolutions = [op for op in read_tflite(path).operators
+                    if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    assert len(convolutions) == (53 if kind == "predictor" else 42)
+    for op in convolutions:
+        layer = layers[_torch_key(op.inputs[1])]
+        x, _ = litert_tensor(interpreter, op.inputs[0])
+        expected, step = litert_tensor(interpreter, op.outputs[0])
+        with torch.inference_mode():
+            x = torch.from_numpy(x)
+            if op.options["padding"] == "VALID":  # the transformer: input already mirror-padded
+                y = torch.nn.functional.conv2d(x, layer.weight, layer.bias, stride=op.options["stride"])
+            else:
+                y = layer(x)
+            y = {"relu": y.relu(), "relu6": y.clamp(0, 6), None: y}[op.options["activation"]]
+        scale, zero_point = details[op.outputs[0]]["quantization"]
+        y = y.clamp((-128 - zero_point) * scale, (127 - zero_point) * scale).numpy()  # int8 range
+        error = np.abs(y - expected).max() / step
+        assert error <= 0.5 + 1e-3, f"{op.outputs[0]}: {error:.2f} quantisation steps off"
+
+
+def test_style_embedding_matches_the_reference(env, litert):
+    """Max difference within 3 steps of the bottleneck's int8 grid (0.0227; measured ~1.2), mean
+    within half a step (measured ~0.35); different styles differ by far more."""
+    interpreter = litert_interpreter(env / MAGENTA_PREDICTOR.filename)
+    predictor = load_model("predictor")
+    ours, theirs = [], []
+    for name in STYLES:
+        image = square_image(shared_image(name), 256)
+        theirs.append(litert_embedding(interpreter, image))
+        with torch.inference_mode():
+            ours.append(predictor(torch.from_numpy(image).permute(2, 0, 1)[None]).flatten().numpy())
+    step = 0.0227
+    for a, b in zip(ours, theirs):
+        difference = np.abs(a - b)
+        assert difference.max() < 3 * step and difference.mean() < 0.5 * step
+        assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) > 0.9995
+    assert np.abs(theirs[0] - theirs[1]).mean() > 20 * np.abs(ours[0] - theirs[0]).mean()
+
+
+def test_stylised_output_matches_the_reference(env, litert):
+    """The transformer on the same embedding, and the whole pipeline, at the export size 384."""
+    predictor_rt = litert_interpreter(env / MAGENTA_PREDICTOR.filename)
+    transfer_rt = litert_interpreter(env / MAGENTA_TRANSFORMER.filename)
+    predictor, transformer = models()
+    content384 = square_image(shared_image("tubingen.jpg"), 384)
+    outputs = []
+    for name in STYLES[:2]:
+        style256 = square_image(shared_image(name), 256)
+        embedding = litert_embedding(predictor_rt, style256)
+        expected = litert_transfer(transfer_rt, content384, embedding)
+        same_embedding = render(transformer, content384, as_embedding(embedding))
+        whole_pipeline = render(transformer, content384, embed(predictor, style256))
+        for ours in (same_embedding, whole_pipeline):
+            difference = np.abs(ours - expected)
+            assert difference.mean() < 0.06, difference.mean()
+            assert np.percentile(difference, 99) < 0.25
+        outputs.append((same_embedding, expected))
+    between_styles = np.abs(outputs[0][1] - outputs[1][1]).mean()
+    assert between_styles > 3 * np.abs(outputs[0][0] - outputs[0][1]).mean()
+
+
+# --- the renderer against the readable reference module ------------------------------------------
+
+def reference_forward(transformer: StyleTransformer, rgb: np.ndarray, embedding) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    pad_h, pad_w = -height % 4, -width % 4
+    with torch.inference_mode():
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+        x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        return transformer(x, embedding)[0, :, :height, :width].permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("shape", [(17, 23), (72, 96), (61, 45)])
+def test_fused_renderer_equals_the_module_at_any_size(env, content, style, shape):
+    predictor, transformer = models()
+    from PIL import Image
+
+    rgb = np.asarray(Image.fromarray(content).resize(shape[::-1]), dtype=np.float32) / 255
+    embedding = embed(predictor, style.astype(np.float32) / 255)
+    fast = render(transformer, rgb, embedding)
+    assert fast.shape == (*shape, 3) and fast.dtype == np.float32
+    np.testing.assert_allclose(fast, reference_forward(transformer, rgb, embedding), atol=1e-4)
+
+
+def test_module_rejects_sizes_that_are_not_multiples_of_4(env):
+    transformer = load_model("transformer")
+    with pytest.raises(ValueError, match="multiples of 4"):
+        transformer(torch.rand(1, 3, 18, 20), torch.zeros(1, 100, 1, 1))
+
+
+def test_subpixel_and_space_to_depth_kernels_are_exact():
+    """The rearranged kernels compute the same convolutions (random weights, odd sizes)."""
+    F = torch.nn.functional
+    generator = torch.Generator().manual_seed(0)
+    low = torch.rand(1, 5, 7, 9, generator=generator)
+    weight = torch.randn(4, 5, 3, 3, generator=generator)
+    direct = F.conv2d(F.pad(F.interpolate(low, scale_factor=2, mode="nearest"), (1,) * 4,
+                            mode="reflect"), weight)
+    phases = F.conv2d(F.pad(low, (1,) * 4, mode="replicate"), subpixel_kernel(weight))
+    for phase in range(4):
+        a, b = divmod(phase, 2)
+        torch.testing.assert_close(phases[:, phase * 4:(phase + 1) * 4, a:a + 7, b:b + 9],
+                                   direct[:, :, a::2, b::2])
+    image = torch.rand(1, 3, 14, 18, generator=generator)
+    weight9 = torch.randn(2, 3, 9, 9, generator=generator)
+    direct9 = F.conv2d(image, weight9)  # 6 x 10
+    padded = F.pad(image, (0, 0, 0, 0))
+    s2d = torch.cat([padded[:, :, p::2, q::2] for p in range(2) for q in range(2)], dim=1)
+    out = F.conv2d(s2d, space_to_depth_kernel(weight9))
+    for phase in range(4):
+        a, b = divmod(phase, 2)
+        torch.testing.assert_close(out[:, phase * 2:(phase + 1) * 2], direct9[:, :, a::2, b::2])
+
+
+# --- tiling ---------------------------------------------------------------------------------------
+
+def test_tiled_and_untiled_results_agree(env, style):
+    """Instance-norm statistics are global, so tiles cannot differ in tone: the tiled result is
+    the untiled one up to float rounding, seams included."""
+    predictor, transformer = models()
+    rgb = shared_image("golden_gate.jpg", 222).astype(np.float32) / 255  # 166 x 222
+    embedding = embed(predictor, style.astype(np.float32) / 255)
+    whole = render(transformer, rgb, embedding, tile_size=1024)
+    tiled = render(transformer, rgb, embedding, tile_size=64)
+    assert rgb.shape == (166, 222, 3)
+    rows, cols = _spans(168, 64, 4), _spans(224, 64, 4)  # the tiles of the padded 168 x 224
+    assert len(rows) * len(cols) == 12
+    difference = np.abs(tiled - whole)
+    assert difference.max() < 1e-4
+    # No seam: the step across each tile boundary is the untiled image's step.
+    for _, boundary in rows[:-1]:
+        np.testing.assert_allclose(tiled[boundary] - tiled[boundary - 1],
+                                   whole[boundary] - whole[boundary - 1], atol=2e-4)
+    for _, boundary in cols[:-1]:
+        np.testing.assert_allclose(tiled[:, boundary] - tiled[:, boundary - 1],
+                                   whole[:, boundary] - whole[:, boundary - 1], atol=2e-4)
+
+
+def test_tile_size_setting_reaches_the_renderer(env, content, style):
+    whole = napari_nst.stylize(content, style, **{**FAST, "size": 160}, tile_size=1024)
+    tiled = napari_nst.stylize(content, style, **{**FAST, "size": 160}, tile_size=64)
+    assert whole.shape == tiled.shape == (120, 160, 3)
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)
+
+
+# --- the engine's input contract -----------------------------------------------------------------
+
+def test_iterate_yields_one_final_iterate(env, content, style):
+    iterates = list(napari_nst.iterate(content, style, **FAST))
+    assert len(iterates) == 1
+    final = iterates[0]
+    assert (final.step, final.total_steps, final.losses) == (1, 1, {})
+    assert final.done and final.elapsed > 0
+    assert final.image.shape == (48, 64, 3) and final.scale == (48, 64)
+    assert final.image.dtype == np.float32
+    assert 0.0 <= final.image.min() and final.image.max() <= 1.0
+    assert np.abs(final.image - working(content)).mean() > 0.05  # it did stylise
+
+
+def test_odd_and_tiny_sizes(env, content, style):
+    tiny = content[:17, :23]
+    result = napari_nst.stylize(tiny, style, **{**FAST, "size": 23})
+    assert result.shape == (17, 23, 3) and np.isfinite(result).all()
+    odd = napari_nst.stylize(content[:61, :45], style, **{**FAST, "size": 61})
+    assert odd.shape == (61, 45, 3)
+
+
+def test_grayscale_rgba_and_16_bit_inputs(env, content, style):
+    rgb = napari_nst.stylize(content, style, **FAST)
+    rgba = np.concatenate([content, np.full(content.shape[:2] + (1,), 7, np.uint8)], axis=2)
+    np.testing.assert_array_equal(napari_nst.stylize(rgba, style, **FAST), rgb)  # alpha ignored
+
+    wide = content.astype(np.uint16) * 257  # 16 bits, mapped by its own min..max
+    low, high = float(content.min()), float(content.max())
+    stretched = (content.astype(np.float32) - low) / (high - low)
+    np.testing.assert_allclose(napari_nst.stylize(wide, style, **FAST),
+                               napari_nst.stylize(stretched, style, **FAST), atol=1e-5)
+
+    gray = napari_nst.stylize(content[..., 1], style, **FAST)
+    assert gray.shape == (48, 64, 3)
+    np.testing.assert_array_equal(gray[..., 0], gray[..., 1])
+    np.testing.assert_array_equal(gray[..., 1], gray[..., 2])
+
+
+def test_keep_colors_keeps_the_content_chroma(env, content, style):
+    from napari_nst.engine.images import _RGB_TO_YIQ
+
+    kept = napari_nst.stylize(content, style, **FAST, keep_colors=True)
+    plain = napari_nst.stylize(content, style, **FAST)
+    small = working(content)
+    chroma = lambda image: (image @ _RGB_TO_YIQ.T)[..., 1:]  # noqa: E731
+    inside = (kept > 0.01).all(axis=2) & (kept < 0.99).all(axis=2)  # not clipped
+    assert np.abs(chroma(kept) - chroma(small))[inside].mean() < 0.03
+    assert np.abs(chroma(plain) - chroma(small)).mean() > 2 * np.abs(chroma(kept) - chroma(small)).mean()
+    np.testing.assert_allclose(luminance(kept)[inside], luminance(plain)[inside], atol=0.02)
+
+
+# --- strength, blending, crops, batches -----------------------------------------------------------
+
+def test_strength_interpolates_from_the_contents_own_style(env, content, style):
+    predictor, transformer = models()
+    rgb = working(content)
+    own = render(transformer, rgb, embed(predictor, rgb))
+    full = render(transformer, rgb, embed(predictor, style.astype(np.float32) / 255))
+    np.testing.assert_allclose(napari_nst.stylize(content, style, **FAST, style_strength=0.0),
+                               own, atol=1e-6)
+    np.testing.assert_allclose(napari_nst.stylize(content, style, **FAST, style_strength=1.0),
+                               full, atol=1e-6)
+    half = napari_nst.stylize(content, style, **FAST, style_strength=0.5)
+    assert 0.2 < np.abs(half - own).mean() / np.abs(full - own).mean() < 0.8
+
+
+def test_blend_weights_are_normalised_and_validated(env, content, style, style2):
+    both = [style, style2]
+    equal = napari_nst.stylize(content, both, **FAST)
+    np.testing.assert_allclose(napari_nst.stylize(content, both, **FAST, style_blend=(3, 3)),
+                               equal, atol=1e-6)
+    only_first = napari_nst.stylize(content, both, **FAST, style_blend=(2.0, 0.0))
+    np.testing.assert_allclose(only_first, napari_nst.stylize(content, style, **FAST), atol=1e-6)
+    assert np.abs(equal - only_first).mean() > 0.01
+    for bad in ((1.0, -0.5), (0.0, 0.0)):
+        with pytest.raises(ValueError, match="style_blend"):
+            napari_nst.stylize(content, both, **FAST, style_blend=bad)
+    with pytest.raises(ValueError, match="one weight per style"):
+        napari_nst.stylize(content, both, **FAST, style_blend=(1.0,))
+
+
+def test_blend_embeddings_arithmetic():
+    a, b, own = torch.full((1, 100, 1, 1), 1.0), torch.full((1, 100, 1, 1), 3.0), torch.zeros(1, 100, 1, 1)
+    assert blend_embeddings([a, b], (1, 3)).flatten()[0].item() == pytest.approx(2.5)
+    assert blend_embeddings([a, b], None, own, 0.5).flatten()[0].item() == pytest.approx(1.0)
+
+
+def test_style_crops_cover_a_large_style_image():
+    image = np.zeros((1200, 2000, 3), np.float32)
+    assert style_crops(image, 1) == [(0, 400, 1200)]
+    crops = style_crops(image, 6)
+    assert len(crops) == 6 and len(set(crops)) == 6
+    for top, left, side in crops:
+        assert side == 490 and 0 <= top <= 1200 - side and 0 <= left <= 2000 - side
+    assert min(c[1] for c in crops) == 0 and max(c[1] + c[2] for c in crops) == 2000
+    small = np.zeros((100, 300, 3), np.float32)
+    assert all(side == 100 for _, _, side in style_crops(small, 4))  # never beyond the image
+
+
+def test_style_crops_average_the_embeddings(env):
+    predictor = load_model("predictor")
+    large = shared_image("the_scream.jpg").astype(np.float32) / 255  # 1528 x 1200
+    averaged = embed(predictor, large, crops=4)
+    per_crop = [embed(predictor, large[t:t + s, l:l + s]) for t, l, s in style_crops(large, 4)]
+    torch.testing.assert_close(averaged, torch.stack(per_crop).mean(0), atol=1e-4, rtol=1e-4)
+    assert (averaged - embed(predictor, large)).abs().mean() > 0.01
+    content = shared_image("tubingen.jpg", 64)
+    one = napari_nst.stylize(content, large, method="predict", device="cpu", size=64)
+    four = napari_nst.stylize(content, large, method="predict", device="cpu", size=64, style_crops=4)
+    assert np.abs(one - four).mean() > 0.005
+
+
+def test_predict_batch_equals_single_runs(env, content, style):
+    other = shared_image("golden_gate.jpg", 80)
+    results = predict_batch([content, other], style, **FAST)
+    assert [r.shape for r in results] == [(48, 64, 3), (48, 64, 3)]
+    for single, batched in zip((content, other), results):
+        np.testing.assert_allclose(batched, napari_nst.stylize(single, style, **FAST), atol=1e-6)
+    assert predict_batch([], style, **FAST) == []
+    assert napari_nst.predict_batch is predict_batch
+
+
+def test_predict_as_initial_image_for_optimize(env, content, style, vgg_file):
+    result = napari_nst.stylize(content, style, method="optimize", init="predict", steps=1,
+                                size=32, device="cpu", coarse_to_fine=False, vgg_weights=vgg_file)
+    assert result.shape == (24, 32, 3)
+
+
+def test_device_is_honoured(env, content, style):
+    with pytest.raises(napari_nst.DeviceError):
+        napari_nst.stylize(content, style, method="predict", device="cuda:7", size=64)
+    if not torch.cuda.is_available():
+        return
+    on_gpu = napari_nst.stylize(content, style, **{**FAST, "device": "cuda"})
+    np.testing.assert_allclose(on_gpu, napari_nst.stylize(content, style, **FAST), atol=2e-3)
+
+
+# --- weights: lookup, cache and every error path --------------------------------------------------
+
+def test_explicit_paths_are_used(env, tmp_path, monkeypatch, content, style):
+    monkeypatch.delenv(weights_module.WEIGHTS_DIR_ENV)
+    for entry in (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER):
+        shutil.copy(env / entry.filename, tmp_path / entry.filename)
+    result = napari_nst.stylize(content, style, **FAST,
+                                predictor_weights=tmp_path / MAGENTA_PREDICTOR.filename,
+                                transformer_weights=tmp_path / MAGENTA_TRANSFORMER.filename)
+    assert result.shape == (48, 64, 3)
+
+
+def test_missing_explicit_file(env, content, style, tmp_path):
+    with pytest.raises(WeightsError, match="does not exist"):
+        napari_nst.stylize(content, style, **FAST, predictor_weights=tmp_path / "nope.tflite")
+
+
+def test_corrupt_explicit_file(env, content, style, tmp_path):
+    bad = tmp_path / "broken.tflite"
+    bad.write_bytes(b"definitely not a flatbuffer" * 100)
+    with pytest.raises(WeightsError, match="cannot read the Magenta .* transformer"):
+        napari_nst.stylize(content, style, **FAST, transformer_weights=bad)
+
+
+def test_wrong_explicit_file(env, content, style):
+    with pytest.raises(WeightsError, match="is not the Magenta .* style predictor"):
+        napari_nst.stylize(content, style, **FAST,
+                           predictor_weights=env / MAGENTA_TRANSFORMER.filename)
+
+
+def test_hash_mismatch_in_the_weights_directory(env, monkeypatch, tmp_path, content, style):
+    directory = tmp_path / "weights"
+    directory.mkdir()
+    shutil.copy(env / MAGENTA_PREDICTOR.filename, directory)
+    (directory / MAGENTA_TRANSFORMER.filename).write_bytes(b"\x00" * 1000)
+    monkeypatch.setenv(weights_module.WEIGHTS_DIR_ENV, str(directory))
+    with pytest.raises(WeightsError, match="sha256") as info:
+        napari_nst.stylize(content, style, **FAST)
+    assert MAGENTA_TRANSFORMER.filename in str(info.value)
+
+
+@pytest.fixture
+def offline_cache(monkeypatch, tmp_path):
+    """No weights directory and an empty cache: the next load must download."""
+    monkeypatch.delenv(weights_module.WEIGHTS_DIR_ENV, raising=False)
+    monkeypatch.setenv(weights_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_download_failure_is_a_clear_error(offline_cache, monkeypatch, content, style):
+    def offline(url, dst, hash_prefix=None, progress=True):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsError) as info:
+        napari_nst.stylize(content, style, **FAST)
+    message = str(info.value)
+    assert MAGENTA_PREDICTOR.url in message and MAGENTA_PREDICTOR.filename in message
+    assert weights_module.WEIGHTS_DIR_ENV in message or str(offline_cache) in message
+
+
+def test_download_of_a_bad_file_is_rejected_and_removed(offline_cache, monkeypatch, content, style):
+    def wrong_file(url, dst, hash_prefix=None, progress=True):
+        with open(dst, "wb") as handle:
+            handle.write(b"<html>captive portal</html>")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", wrong_file)
+    with pytest.raises(WeightsError, match="sha256"):
+        napari_nst.stylize(content, style, **FAST)
+    assert not (offline_cache / MAGENTA_PREDICTOR.filename).exists()
+
+
+def test_download_then_cache(offline_cache, weights_dir, monkeypatch, content, style):
+    fetched = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):  # the network boundary only
+        fetched.append(url)
+        shutil.copy(weights_dir / url.rsplit("/", 1)[1], dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    first = napari_nst.stylize(content, style, **FAST)
+    assert sorted(fetched) == sorted([MAGENTA_PREDICTOR.url, MAGENTA_TRANSFORMER.url])
+    assert (offline_cache / MAGENTA_TRANSFORMER.filename).is_file()
+    second = napari_nst.stylize(content, style, **FAST)  # from the cache: no second download
+    assert len(fetched) == 2
+    np.testing.assert_array_equal(first, second)
+
+
+def test_converted_state_dict_is_cached_by_hash(env, monkeypatch, tmp_path):
+    monkeypatch.setenv(weights_module.CACHE_DIR_ENV, str(tmp_path))
+    path = env / MAGENTA_TRANSFORMER.filename
+    state = load_state_dict("transformer", path)
+    cached = converted_cache_path(MAGENTA_TRANSFORMER, sha256_of(path))
+    assert cached.is_file() and cached.parent.parent == tmp_path
+
+    import napari_nst.engine.magenta as magenta
+
+    def no_parsing(path):
+        raise AssertionError("the cached conversion should have been used")
+
+    parse = magenta.read_tflite
+    monkeypatch.setattr(magenta, "read_tflite", no_parsing)
+    again = load_state_dict("transformer", path)
+    assert again.keys() == state.keys()
+    assert all(torch.equal(again[k], state[k]) for k in state)
+
+    monkeypatch.setattr(magenta, "read_tflite", parse)
+    cached.write_bytes(b"damaged")  # a damaged cache entry is converted again
+    repaired = load_state_dict("transformer", path)
+    assert all(torch.equal(repaired[k], state[k]) for k in state)
+    assert load_state_dict("transformer", path).keys() == state.keys()
