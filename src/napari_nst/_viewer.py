@@ -17,6 +17,10 @@ from .settings import Settings, make_settings
 _VERSIONED = ("napari-nst", "torch", "torchvision", "napari", "numpy")
 
 
+class RunFailed(Exception):
+    """A failure inside the worker (weights, memory, device), carried out to the main thread."""
+
+
 @dataclass
 class LayerSnapshot:
     """What the engine needs from a layer, copied at the start of a run."""
@@ -36,6 +40,7 @@ class Job:
     content: LayerSnapshot
     style: LayerSnapshot
     results: list = field(default_factory=list)  # result layers in order of steps
+    placed: list = field(default_factory=list)  # results of all jobs on this content, in order
 
     @property
     def label(self) -> str:
@@ -64,15 +69,18 @@ def _image_layers(viewer, layers) -> list:
 
 def snapshot_layer(viewer, layer) -> LayerSnapshot:
     """A copy of the 2-D image on screen: the displayed slice of a z/t stack, with its window."""
-    spatial_ndim = layer.ndim  # napari's ndim excludes the RGB channel axis
+    spatial_ndim = layer.data.ndim - (1 if layer.rgb else 0)
     index, label = (), ""
     if spatial_ndim > 2:
         point = layer.world_to_data(viewer.dims.point[-spatial_ndim:])
         leading = [int(np.clip(round(p), 0, n - 1)) for p, n in
                    zip(point[:spatial_ndim - 2], layer.data.shape[:spatial_ndim - 2])]
         index = tuple(leading)
-        label = " [" + ", ".join(f"{viewer.dims.axis_labels[-spatial_ndim + i]}={v}"
-                                 for i, v in enumerate(leading)) + "]"
+        labels = [str(viewer.dims.axis_labels[-spatial_ndim + i]) for i in range(len(leading))]
+        if all(label.lstrip("-").isdigit() for label in labels):  # napari's default labels
+            label = f" [slice {', '.join(map(str, leading))}]"
+        else:
+            label = " [" + ", ".join(f"{name}={v}" for name, v in zip(labels, leading)) + "]"
     data = np.array(layer.data[index] if index else layer.data, copy=True)
     window = tuple(float(v) for v in layer.contrast_limits) if layer.contrast_limits else None
     return LayerSnapshot(
@@ -117,10 +125,12 @@ def result_layer_kwargs(job: Job, iterate, settings: Settings) -> dict:
 
 def _add_result(viewer, job: Job, iterate, settings: Settings):
     layer = viewer.add_image(**result_layer_kwargs(job, iterate, settings))
-    anchor = job.results[-1] if job.results else job.content.layer
-    if anchor is not None and anchor in viewer.layers and anchor is not layer:
-        viewer.layers.move(viewer.layers.index(layer), viewer.layers.index(anchor) + 1)
+    # stack above this content's earlier results (or the content itself), newest on top
+    anchors = [a for a in [*reversed(job.placed), job.content.layer] if a is not None and a in viewer.layers]
+    if anchors:
+        viewer.layers.move(viewer.layers.index(layer), viewer.layers.index(anchors[0]) + 1)
     job.results.append(layer)
+    job.placed.append(layer)
     return layer
 
 
@@ -128,7 +138,11 @@ def make_jobs(viewer, content, style) -> list[Job]:
     """One job per (content, style) pair, contents outermost; inputs are snapshotted now."""
     contents = [snapshot_layer(viewer, layer) for layer in _image_layers(viewer, content)]
     styles = [snapshot_layer(viewer, layer) for layer in _image_layers(viewer, style)]
-    return [Job(c, s) for c in contents for s in styles]
+    jobs = []
+    for c in contents:
+        placed: list = []  # shared by this content's jobs, so a batch stacks in run order
+        jobs += [Job(c, s, placed=placed) for s in styles]
+    return jobs
 
 
 def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, start: bool = True,
@@ -154,13 +168,18 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
     steps_per_job = 1 if settings.method == "predict" else settings.steps
 
     @thread_worker(progress={"total": steps_per_job * len(jobs), "desc": "Style transfer"},
-                   start_thread=False)
+                   start_thread=False, ignore_errors=True)
     def work():
         from .engine.run import run_steps
 
-        for job in jobs:
-            for iterate in run_steps(job.content.data, job.style.data, _job_settings(settings, job)):
-                yield job, iterate
+        try:
+            for job in jobs:
+                for iterate in run_steps(job.content.data, job.style.data, _job_settings(settings, job)):
+                    yield job, iterate
+        except RuntimeError as exc:
+            # superqt takes a RuntimeError leaving a worker for a deleted Qt object and drops it
+            # without emitting errored or finished; torch and the weights loader raise these.
+            raise RunFailed(f"{exc.__class__.__name__}: {exc}") from exc
 
     worker = work()
 

@@ -130,11 +130,10 @@ class StyleTransferWidget(Container):
     # --- settings -----------------------------------------------------------------------------
     def _update_visibility(self, _=None):
         predict = self.controls["method"].value == "predict"
-        for name in _ADVANCED:
-            self.controls[name].visible = self.show_advanced.value
         for name, control in self.controls.items():
-            if (predict and name in _OPTIMIZE_ONLY) or (not predict and name in _PREDICT_ONLY):
-                control.visible = False
+            wanted = name in _BASIC or self.show_advanced.value
+            inapplicable = name in (_OPTIMIZE_ONLY if predict else _PREDICT_ONLY)
+            control.visible = wanted and not inapplicable
 
     def current_settings(self) -> Settings:
         values = {name: control.value for name, control in self.controls.items()}

@@ -1,0 +1,245 @@
+"""The plugin in a real napari viewer (under Xvfb): manifest, widget, runs, Stop, errors, stacks,
+batch and comparison grid, sample data and the console API. Seeded random VGG-19, no downloads."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_image, skip_or_fail
+
+pytestmark = pytest.mark.gui
+QUICK = dict(size=32, steps=3, emit_every=1, device="cpu", coarse_to_fine=False)
+
+
+@pytest.fixture(autouse=True)
+def _display_and_config(tmp_path, monkeypatch):
+    if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+        skip_or_fail("no display: napari tests need Xvfb (apt-get install xvfb; pytest-xvfb starts it)")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # widget values persist here
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(shared_image("tubingen.jpg", 40), name="content", rgb=True)
+    viewer.add_image(shared_image("starry_night.jpg", 40), name="style", rgb=True)
+    viewer.add_image(shared_image("the_scream.jpg", 40), name="scream", rgb=True)
+    return viewer
+
+
+@pytest.fixture
+def widget(viewer, random_vgg):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
+    widget.settings_overrides["vgg_weights"] = random_vgg
+    for name, value in {**QUICK, "method": "optimize"}.items():
+        widget.controls[name].value = value
+    return widget
+
+
+@pytest.fixture
+def notifications():
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    yield seen
+    notification_manager.notification_ready.disconnect(seen.append)
+
+
+def _wait_idle(qtbot, widget, timeout=120_000):
+    """Wait until the widget's run has finished (robust to runs that end before we look)."""
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def _results(viewer):
+    return [layer for layer in viewer.layers if "napari_nst" in layer.metadata]
+
+
+def test_manifest_is_found_and_valid():
+    import npe2
+
+    manifest = npe2.PluginManifest.from_distribution("napari-nst")
+    assert manifest.name == "napari-nst"
+    assert [w.display_name for w in manifest.contributions.widgets] == ["Style transfer"]
+    assert manifest.contributions.sample_data[0].key == "astronaut_painting"
+    assert "napari/layers/filter" in manifest.contributions.menus
+    manifest.validate_imports()
+
+
+def test_pickers_follow_layers(viewer, widget):
+    assert [layer.name for layer in widget.content.choices] == ["content", "style", "scream"]
+    assert [layer.name for layer in widget.content.value] == ["content"]
+    assert [layer.name for layer in widget.style.value] == ["style"]
+    viewer.add_points(np.zeros((1, 2)), name="points")  # not an Image layer: not listed
+    viewer.layers.remove("scream")
+    viewer.layers["style"].name = "starry"
+    choices = [c.name for c in widget.content.choices]
+    assert choices == ["content", "starry"]
+
+
+def test_run_to_completion_adds_named_layers_with_metadata(qtbot, viewer, widget):
+    content_before = viewer.layers["content"].data.copy()
+    assert widget.run() is not None
+    assert not widget.run_button.enabled and widget.stop_button.enabled
+    _wait_idle(qtbot, widget)
+    results = _results(viewer)
+    assert [layer.name for layer in results] == [f"content × style · step {i}" for i in (1, 2, 3)]
+    final = results[-1]
+    meta = final.metadata["napari_nst"]
+    assert meta["step"] == 3 and meta["settings"]["size"] == 32 and meta["seed"] == 0
+    assert meta["device"] == "cpu" and meta["weights"].startswith("module:")
+    assert set(meta["losses"]) == {"content", "style", "tv", "total"}
+    assert "torch" in meta["versions"] and "napari-nst" in meta["versions"]
+    # overlays the content: same extent in world coordinates, placed right above it
+    content = viewer.layers["content"]
+    assert np.allclose(np.array(final.data.shape[:2]) * final.scale, np.array(content.data.shape[:2]))
+    names = [layer.name for layer in viewer.layers]
+    assert names.index("content × style · step 1") == names.index("content") + 1
+    assert np.array_equal(content.data, content_before)
+    assert widget.run_button.enabled and not widget.stop_button.enabled
+    assert widget.status.value.startswith("done")
+
+
+def test_stop_keeps_layers_and_reenables_run(qtbot, viewer, widget):
+    widget.controls["steps"].value = 200
+    worker = widget.run()
+    qtbot.waitUntil(lambda: len(_results(viewer)) >= 2, timeout=120_000)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        widget.stop()
+    kept = len(_results(viewer))
+    assert 2 <= kept < 200
+    assert widget.run_button.enabled and widget.status.value == "stopped"
+
+
+def test_error_notifies_and_resets(qtbot, viewer, widget, notifications, tmp_path):
+    corrupt = tmp_path / "vgg19.pth"
+    corrupt.write_bytes(b"\0" * 64)
+    widget.settings_overrides["vgg_weights"] = str(corrupt)
+    assert widget.run() is not None
+    _wait_idle(qtbot, widget)
+    assert any("cannot read weights" in str(n.message) for n in notifications)
+    assert widget.run_button.enabled and widget.worker is None
+    assert widget.status.value.startswith("error")
+
+
+def test_missing_device_is_a_clear_error(qtbot, viewer, random_vgg, notifications):
+    from napari_nst import run_in_viewer
+
+    worker = run_in_viewer(viewer, "content", "style", vgg_weights=random_vgg, **{**QUICK, "device": "cuda:7"}, start=False)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        worker.start()
+    assert any("cuda:7" in str(n.message) for n in notifications)
+    assert not _results(viewer)
+
+
+def test_bad_layer_is_rejected_before_running(viewer, random_vgg):
+    from napari_nst import run_in_viewer
+
+    viewer.add_points(np.zeros((1, 2)), name="points")
+    with pytest.raises(ValueError, match="'points' is a Points layer"):
+        run_in_viewer(viewer, "points", "style", vgg_weights=random_vgg)
+    with pytest.raises(ValueError, match="no layer named 'nope'"):
+        run_in_viewer(viewer, "nope", "style", vgg_weights=random_vgg)
+
+
+def test_input_layer_removed_mid_run(qtbot, viewer, random_vgg, notifications):
+    from napari_nst import run_in_viewer
+
+    worker = run_in_viewer(viewer, "content", "style", vgg_weights=random_vgg,
+                           **{**QUICK, "steps": 6, "size": 64}, start=False)
+    finished = []
+    worker.finished.connect(lambda: finished.append(True))
+    worker.start()
+    qtbot.waitUntil(lambda: len(_results(viewer)) >= 1, timeout=120_000)
+    assert not finished  # removed while the run is going on
+    viewer.layers.remove("content")
+    viewer.layers["style"].name = "renamed"
+    qtbot.waitUntil(lambda: bool(finished), timeout=120_000)
+    assert len(_results(viewer)) == 6
+    assert not [n for n in notifications if "failed" in str(n.message)]
+
+
+def test_z_stack_uses_the_slice_on_screen(qtbot, viewer, random_vgg):
+    from napari_nst import run_in_viewer
+
+    rng = np.random.default_rng(0)
+    stack = (rng.random((5, 32, 40)) * 4000).astype(np.uint16)
+    stack[3] = np.linspace(0, 4000, 40, dtype=np.uint16)[None, :]  # slice 3: a horizontal ramp
+    viewer.add_image(stack, name="stack", contrast_limits=(0, 4000))
+    viewer.dims.set_current_step(0, 3)
+    worker = run_in_viewer(viewer, "stack", "style", vgg_weights=random_vgg,
+                           **{**QUICK, "steps": 1, "style_strength": 0.0, "tv_weight": 0.0}, start=False)
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        worker.start()
+    (result,) = _results(viewer)
+    assert result.name == "stack [slice 3] × style · step 1"
+    assert result.data.ndim == 2 and not result.rgb  # grayscale in, grayscale out
+    assert result.data[:, -4:].mean() > result.data[:, :4].mean() + 0.3  # the ramp, not noise
+
+
+def test_batch_and_compare_grid(qtbot, viewer, widget):
+    widget.style.value = [viewer.layers["style"], viewer.layers["scream"]]
+    widget.controls["emit_every"].value = 3
+    worker = widget.run()
+    assert len(worker.jobs) == 2
+    _wait_idle(qtbot, widget)
+    assert [layer.name for layer in _results(viewer)] == ["content × style · step 3",
+                                                         "content × scream · step 3"]
+    order_before = [layer.name for layer in viewer.layers]
+    widget.compare.value = True
+    grid = viewer.canvas.grid
+    assert grid.enabled and tuple(grid.shape) == (1, 3)
+    positions = {layer.name: grid.position(i, viewer.layers) for i, layer in enumerate(viewer.layers)}
+    assert positions["content"] == (0, 0)
+    assert positions["content × style · step 3"] == (0, 1)
+    assert positions["content × scream · step 3"] == (0, 2)
+    assert positions["style"] == (-1, -1)  # style inputs are hidden while comparing
+    widget.compare.value = False
+    assert not grid.enabled
+    assert [layer.name for layer in viewer.layers] == order_before
+    assert all(layer.visible for layer in viewer.layers)
+
+
+def test_sample_data(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-nst", "astronaut_painting")
+    assert [layer.name for layer in viewer.layers] == ["astronaut (content)", "painting (style)"]
+    assert all(layer.rgb and layer.data.dtype == np.uint8 for layer in viewer.layers)
+
+
+def test_console_api_and_widget_fields(qtbot, viewer, random_vgg):
+    import napari_nst
+
+    worker = napari_nst.run_in_viewer(viewer, viewer.layers["content"], ["style", "scream"],
+                                      vgg_weights=random_vgg, **{**QUICK, "emit_every": 3}, start=False)
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        worker.start()
+    assert len(_results(viewer)) == 2 and [job.results[-1].name for job in worker.jobs] == [
+        "content × style · step 3", "content × scream · step 3"]
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
+    widget.controls["steps"].value = 2
+    widget.settings_overrides["vgg_weights"] = random_vgg
+    assert widget.current_settings().steps == 2
+
+
+def test_values_persist_between_sessions(viewer, widget, make_napari_viewer):
+    widget.controls["steps"].value = 7
+    widget.controls["keep_colors"].value = True
+    widget._save_values()
+    other = make_napari_viewer()
+    _, again = other.window.add_plugin_dock_widget("napari-nst", "Style transfer")
+    assert again.controls["steps"].value == 7 and again.controls["keep_colors"].value is True
+
+
+def test_predict_hides_optimize_controls(widget):
+    shown = lambda name: not widget.controls[name].native.isHidden()  # noqa: E731
+    assert not shown("optimizer")  # advanced settings start hidden
+    widget.show_advanced.value = True
+    assert shown("optimizer") and shown("steps") and not shown("style_crops")
+    widget.controls["method"].value = "predict"
+    assert not shown("steps") and not shown("optimizer") and shown("style_crops")
+    widget.controls["method"].value = "optimize"
+    assert shown("steps") and shown("optimizer") and not shown("style_crops")
