@@ -60,7 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write every emitted iterate, not only the final image")
     stylize.add_argument("-q", "--quiet", action="store_true", help="no progress bar or loss lines")
     _add_settings_arguments(stylize)
+    gui = commands.add_parser("gui", help="open napari with the Style transfer widget",
+                              description="Open napari with the Style transfer widget and the "
+                                          "sample images, or the given image files.")
+    gui.add_argument("images", type=Path, nargs="*", help="image files to open (default: sample data)")
     return parser
+
+
+def gui_command(args: argparse.Namespace) -> int:
+    try:
+        import napari
+    except ImportError as exc:
+        return _fail(f"napari with a Qt binding is needed ({exc}); pip install 'napari-nst[qt]'",
+                     EXIT_FAILED)
+    viewer = napari.Viewer(title="napari-nst")
+    if args.images:
+        from .io import read_image
+
+        for path in args.images:
+            viewer.add_image(read_image(path), name=path.stem)
+    else:
+        viewer.open_sample("napari-nst", "astronaut_painting")
+    viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
+    napari.run()
+    return EXIT_OK
 
 
 def _fail(message: str, code: int) -> int:
@@ -151,6 +174,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "stylize":
         return stylize_command(args)
+    if args.command == "gui":
+        return gui_command(args)
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE
 
