@@ -419,7 +419,13 @@ def load_model(kind: str, explicit=None, device: torch.device | str = "cpu") -> 
         model = _models.get(key)
         if model is None:
             model = module_type()
-            model.load_state_dict(load_state_dict(kind, path))
+            try:
+                model.load_state_dict(load_state_dict(kind, path))
+            except RuntimeError as exc:  # only a foreign file that passed every check gets here
+                raise WeightsError(f"{path} does not match the {entry.description}: {exc}") from exc
             model = model.eval().requires_grad_(False).to(device)
+            if torch.device(device).type != "mps":
+                # NHWC: oneDNN's fast convolution layout on CPUs, and cuDNN's on tensor cores.
+                model = model.to(memory_format=torch.channels_last)
             _models[key] = model
     return model

@@ -48,7 +48,7 @@ from .magenta import (STYLE_INPUT_SIZE, SIZE_MULTIPLE, StylePredictor, StyleTran
 from .result import Iterate
 
 _CL = torch.channels_last
-_STAT_CHUNK = 1 << 16  # rows per float32 GEMM before accumulating in float64
+_BAND_VALUES = 1 << 20  # values per float32 partial sum in the moments
 HALO = 8  # full-resolution pixels of context around a tile (receptive-field slack: 7)
 
 
@@ -92,7 +92,10 @@ def style_batch(rgb: np.ndarray, crops: int, device) -> torch.Tensor:
 def embed(predictor: StylePredictor, rgb: np.ndarray, crops: int = 1) -> torch.Tensor:
     """Style embedding (1, 100, 1, 1) of an (H, W, 3) image in [0, 1], averaged over its crops."""
     device = next(predictor.parameters()).device
-    return predictor(style_batch(rgb, crops, device)).mean(dim=0, keepdim=True)
+    batch = style_batch(rgb, crops, device)
+    if device.type != "mps":
+        batch = batch.contiguous(memory_format=_CL)
+    return predictor(batch).mean(dim=0, keepdim=True)
 
 
 @torch.inference_mode()
@@ -221,7 +224,7 @@ def _relu_clamp(scale: torch.Tensor, shift: torch.Tensor):
 
 class Moments:
     """Per-channel count, sum and sum of squares, accumulated in float64 over any number of
-    pieces (the tiles of one feature map)."""
+    pieces (the tiles or phases of one feature map)."""
 
     def __init__(self, channels: int, device):
         self.count = 0
@@ -229,21 +232,16 @@ class Moments:
         self.squares = torch.zeros(channels, dtype=torch.float64, device=device)
 
     def add(self, x: torch.Tensor) -> Moments:
-        """Add an (N, C, H, W) piece (a view is fine)."""
-        rows = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
-        self.add_rows(rows)
+        """Add an (N, C, H, W) piece (any strides), a band of rows at a time: small float32
+        temporaries that the allocator reuses, float32 sums over at most ~1M values."""
+        n, c, h, w = x.shape
+        band = max(1, _BAND_VALUES // max(1, n * c * w))
+        for r in range(0, h, band):
+            rows = x[:, :, r:r + band].permute(0, 2, 3, 1).reshape(-1, c)
+            self.sum += rows.sum(0).double()
+            self.squares += (rows * rows).sum(0).double()
+            self.count += rows.shape[0]
         return self
-
-    def add_rows(self, rows: torch.Tensor, sign: int = 1) -> None:
-        ones = rows.new_ones(1, min(_STAT_CHUNK, rows.shape[0]))
-        for start in range(0, rows.shape[0], _STAT_CHUNK):
-            chunk = rows[start:start + _STAT_CHUNK]
-            n = chunk.shape[0]
-            # Two small GEMMs read the chunk once each; far faster than var_mean on channels-last
-            # data with few channels. float32 partial sums over 2^16 rows, float64 across chunks.
-            self.sum += sign * (ones[:, :n] @ chunk)[0].double()
-            self.squares += sign * (chunk.T @ chunk).diagonal().double()
-            self.count += sign * n
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, biased variance), each float32 (1, C, 1, 1)."""
@@ -252,49 +250,32 @@ class Moments:
         return mean.float().view(1, -1, 1, 1), var.float().view(1, -1, 1, 1)
 
 
-def _phase_view(out: torch.Tensor, channels: int) -> torch.Tensor:
-    """The sub-pixel convolution output (N, 4C, h+1, w+1) as the full-resolution image, a
-    (N, C, h, 2, w, 2) view: phase (a, b) of pixel (i, j) is ``out[:, (2a+b)C + c, i+a, j+b]``."""
-    n, _, rows, cols = out.shape
-    sn, sc, sh, sw = out.stride()
-    return out.as_strided((n, channels, rows - 1, 2, cols - 1, 2),
-                          (sn, sc, sh, 2 * channels * sc + sh, sw, channels * sc + sw),
-                          out.storage_offset())
+def _phase(out: torch.Tensor, channels: int, phase: int, layout: str, rows, cols) -> torch.Tensor:
+    """Phase (a, b) = divmod(phase, 2) of the rows ``rows`` and columns ``cols`` (even bounds, at
+    the output's full resolution) of a phase-split output, as an (N, C, h, w) view.
+
+    Layouts: "subpixel" (a sub-pixel convolution: full-resolution pixel (2i + a, 2j + b) at
+    ``out[:, (2a + b) C + c, i + a, j + b]``) and "s2d" (space-to-depth: at ``[..., i, j]``).
+    """
+    a, b = divmod(phase, 2)
+    da, db = (a, b) if layout == "subpixel" else (0, 0)
+    return out[:, phase * channels:(phase + 1) * channels,
+               rows[0] // 2 + da:rows[1] // 2 + da, cols[0] // 2 + db:cols[1] // 2 + db]
 
 
-def _phase_moments(out: torch.Tensor, channels: int) -> Moments:
-    """Moments of the full-resolution image held by a sub-pixel output: the whole output minus,
-    for each phase, the one row and one column it does not use."""
-    n, c4, rows, cols = out.shape
-    whole = Moments(c4, out.device)
-    whole.add(out)
+def _window_moments(out: torch.Tensor, channels: int, layout: str, rows, cols,
+                    moments: Moments | None = None) -> Moments:
+    moments = moments if moments is not None else Moments(channels, out.device)
     for phase in range(4):
-        a, b = divmod(phase, 2)
-        group = slice(phase * channels, (phase + 1) * channels)
-        skip_row, skip_col = (rows - 1 if a == 0 else 0), (cols - 1 if b == 0 else 0)
-        strips = [out[:, group, skip_row, :].permute(0, 2, 1).reshape(-1, channels),
-                  out[:, group, :, skip_col].permute(0, 2, 1).reshape(-1, channels)]
-        corner = out[:, group, skip_row, skip_col].reshape(-1, channels)
-        strip_moments = Moments(channels, out.device)
-        strip_moments.add_rows(torch.cat(strips))
-        strip_moments.add_rows(corner, sign=-1)
-        whole.sum[group] -= strip_moments.sum
-        whole.squares[group] -= strip_moments.squares
-    merged = Moments(channels, out.device)
-    merged.sum = whole.sum.view(4, channels).sum(0)
-    merged.squares = whole.squares.view(4, channels).sum(0)
-    merged.count = 4 * (rows - 1) * (cols - 1) * n
-    return merged
+        moments.add(_phase(out, channels, phase, layout, rows, cols))
+    return moments
 
 
-def _unshuffle_moments(out: torch.Tensor, channels: int) -> Moments:
-    """Moments of a space-to-depth output (N, 4C, h, w) as the (N, C, 2h, 2w) image."""
-    whole = Moments(out.shape[1], out.device).add(out)
-    merged = Moments(channels, out.device)
-    merged.sum = whole.sum.view(4, channels).sum(0)
-    merged.squares = whole.squares.view(4, channels).sum(0)
-    merged.count = 4 * whole.count
-    return merged
+def _full_window(out: torch.Tensor, layout: str) -> tuple[tuple, tuple]:
+    rows, cols = out.shape[2], out.shape[3]
+    if layout == "subpixel":
+        rows, cols = rows - 1, cols - 1
+    return (0, 2 * rows), (0, 2 * cols)
 
 
 def _s2d_view(buffer: torch.Tensor) -> torch.Tensor:
@@ -409,7 +390,8 @@ def _residual(kernels: _Kernels, stream: torch.Tensor, params: dict, tile: int) 
             return F.conv2d(source, weight, bias)
         for r0, r1 in row_spans:
             for c0, c1 in col_spans:
-                pre[:, :, r0:r1, c0:c1] = F.conv2d(source[:, :, r0:r1 + 2, c0:c1 + 2], weight, bias)
+                piece = source[:, :, r0:r1 + 2, c0:c1 + 2].contiguous(memory_format=_CL)
+                pre[:, :, r0:r1, c0:c1] = F.conv2d(piece, weight, bias)
         return pre
 
     offset = None
@@ -431,64 +413,72 @@ def _residual(kernels: _Kernels, stream: torch.Tensor, params: dict, tile: int) 
 
 
 def _expand(kernels: _Kernels, low: torch.Tensor, offset, style: dict, stats: list,
-            until: int = 3):
+            until: int = 2) -> torch.Tensor:
     """Upsampling part on a low-resolution piece ``low`` (N, 32, h+2, w+2) whose border row and
-    column are either replicated (image edge) or real neighbours.
+    column are either replicated (image edge) or real neighbours (inside a tiled image).
 
-    ``stats`` holds the (mean, var) of the first len(stats) normalisations; missing ones are
-    computed from this piece. With ``until`` < 3 the pre-normalisation output of layer ``until``
-    is returned as an (N, C, h', 2, w', 2) full-resolution view; otherwise the final image
-    (N, 3, 4h, 4w) as a same-shaped view, normalised and through the sigmoid.
+    Returns the pre-normalisation output of layer ``until`` (0, 1: "subpixel" layout; 2: "s2d"
+    layout, see ``_phase``). ``stats`` holds the (mean, var) of the first len(stats)
+    normalisations; the others up to ``until`` - 1 are computed from this piece.
     """
     layers = (kernels.up1, kernels.up2, kernels.out)
 
-    def params(index, moments_fn):
+    def relu_bounds(index, out, channels):
         if index < len(stats):
             mean, var = stats[index]
         else:
-            mean, var = moments_fn().result()
+            mean, var = _window_moments(out, channels, "subpixel",
+                                        *_full_window(out, "subpixel")).result()
         gamma, beta = style[layers[index]]
         scale, shift = norm_affine(gamma, beta, mean, var)
-        return scale.flatten(), shift.flatten()
+        return _relu_clamp(scale.flatten(), shift.flatten())
 
-    w, b = _fold(kernels.up1_weight, kernels.up1.bias.repeat(4), None,
-                 None if offset is None else offset)
+    w, b = _fold(kernels.up1_weight, kernels.up1.bias.repeat(4), None, offset)
     out = F.conv2d(low, w, b)
-    view = _phase_view(out, 16)
     if until == 0:
-        return view
-    scale, shift = params(0, lambda: _phase_moments(out, 16))
-    lo, hi, scale, shift = _relu_clamp(scale, shift)
+        return out
+    lo, hi, scale, shift = relu_bounds(0, out, 16)
     rows, cols = 2 * (low.shape[2] - 2), 2 * (low.shape[3] - 2)
     half = _padded(out, 16, rows + 2, cols + 2)
     _phases_into(out, 16, lo, hi, lambda a, b: half[:, :, 1 + a:1 + rows:2, 1 + b:1 + cols:2])
     _replicate_border(half)
-    del out, view
+    del out
 
     w, b = _fold(kernels.up2_weight, kernels.up2.bias.repeat(4), scale, shift)
     out = F.conv2d(half, w, b)
     del half
-    view = _phase_view(out, 8)
     if until == 1:
-        return view
-    scale, shift = params(1, lambda: _phase_moments(out, 8))
-    lo, hi, scale, shift = _relu_clamp(scale, shift)
-    rows, cols = view.shape[2], view.shape[4]  # full resolution / 2
-    full = _padded(out, 32, rows + 4, cols + 4)  # space-to-depth, padded by 4 px
+        return out
+    lo, hi, scale, shift = relu_bounds(1, out, 8)
+    # rows x cols is also the space-to-depth grid of the (2 rows) x (2 cols) output
+    full = _padded(out, 32, rows + 4, cols + 4)  # padded by 2 cells = 4 pixels
     _phases_into(out, 8, lo, hi, lambda a, b: full[:, (2 * a + b) * 8:(2 * a + b + 1) * 8,
                                                    2:2 + rows, 2:2 + cols])
     _reflect_border_s2d(full, 4)
-    del out, view
+    del out
 
     w, b = _fold(kernels.out_weight, kernels.out.bias.repeat(4), scale, shift, repeat=4)
-    out = F.conv2d(full, w, b)
-    del full
-    view = _s2d_view(out)
-    if until == 2:
-        return view
-    scale, shift = params(2, lambda: _unshuffle_moments(out, 3))
-    view = torch.addcmul(shift.view(1, -1, 1, 1, 1, 1), view, scale.view(1, -1, 1, 1, 1, 1))
-    return view.sigmoid_()
+    return F.conv2d(full, w, b)
+
+
+def _emit(out: torch.Tensor, rows: tuple, cols: tuple, target: np.ndarray,
+          scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> None:
+    """Write rows/cols (even bounds) of the final layer's "s2d" output into the (H', W', 3)
+    ``target`` (cropped to it), phase by phase; with ``scale``/``shift`` also normalise and apply
+    the sigmoid, in place in ``target`` on the CPU."""
+    destination = torch.from_numpy(target)
+    for phase in range(4):
+        a, b = divmod(phase, 2)
+        dest = destination[a::2, b::2]
+        count_r, count_c = dest.shape[:2]
+        source = _phase(out, 3, phase, "s2d", rows, cols)[0, :, :count_r, :count_c].permute(1, 2, 0)
+        if scale is None:
+            dest.copy_(source)
+        elif source.device.type == "cpu":
+            torch.addcmul(shift, source, scale, out=dest)
+            dest.sigmoid_()
+        else:
+            dest.copy_(torch.addcmul(shift, source, scale).sigmoid_())
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -514,15 +504,7 @@ def _content_piece(rgb: np.ndarray, rows: tuple, cols: tuple, device) -> torch.T
     else:
         piece = rgb[r][:, c]
     tensor = torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32))
-    return tensor.permute(2, 0, 1)[None].to(device)
-
-
-def _write(target: np.ndarray, image: torch.Tensor) -> None:
-    """Copy the top-left part of a (1, 3, h, w) result that fits into the (H', W', 3) array."""
-    destination = torch.from_numpy(target)
-    height, width = min(target.shape[0], image.shape[2]), min(target.shape[1], image.shape[3])
-    piece = image[0, :, :height, :width].permute(1, 2, 0)
-    destination[:height, :width] = piece.cpu() if piece.device.type != "cpu" else piece
+    return tensor.permute(2, 0, 1)[None].to(device)  # HWC memory: channels-last already
 
 
 @torch.inference_mode()
@@ -549,7 +531,7 @@ def render(transformer: StyleTransformer, rgb: np.ndarray, embedding: torch.Tens
 def _render_whole(kernels, rgb, embedding, output, device) -> None:
     height, width = rgb.shape[:2]
     rows, cols = _padded_size(height), _padded_size(width)
-    image = _content_piece(rgb, (0, rows), (0, cols), device).contiguous(memory_format=_CL)
+    image = _content_piece(rgb, (0, rows), (0, cols), device)
     low = _contract(kernels, image)
     del image
     stream = _padded(low, low.shape[1], low.shape[2] + 2, low.shape[3] + 2)
@@ -559,8 +541,13 @@ def _render_whole(kernels, rgb, embedding, output, device) -> None:
     style = kernels.style_params(embedding)
     offset = _residual(kernels, stream, style, tile=1 << 30)
     _replicate_border(stream)
-    result = _expand(kernels, stream, offset, style, [])
-    _write(output, result.reshape(1, 3, result.shape[2] * 2, result.shape[4] * 2))
+    out = _expand(kernels, stream, offset, style, [])
+    del stream
+    window = _full_window(out, "s2d")
+    mean, var = _window_moments(out, 3, "s2d", *window).result()
+    gamma, beta = style[kernels.out]
+    scale, shift = norm_affine(gamma, beta, mean, var)
+    _emit(out, *window, output, scale.flatten().to(out.device), shift.flatten().to(out.device))
 
 
 def _render_tiled(kernels, rgb, embedding, output, device, tile: int) -> None:
@@ -591,33 +578,31 @@ def _render_tiled(kernels, rgb, embedding, output, device, tile: int) -> None:
             for c0, c1 in col_spans:
                 a0, a1 = max(0, r0 // 4 - HALO // 4), min(q_rows, r1 // 4 + HALO // 4)
                 b0, b1 = max(0, c0 // 4 - HALO // 4), min(q_cols, c1 // 4 + HALO // 4)
-                low = stream[:, :, a0:a1 + 2, b0:b1 + 2]
+                low = stream[:, :, a0:a1 + 2, b0:b1 + 2].contiguous(memory_format=_CL)
                 yield low, (r0 - 4 * a0, r1 - 4 * a0), (c0 - 4 * b0, c1 - 4 * b0), (r0, c0)
 
     stats = []
     for layer, channels, factor in ((0, 16, 2), (1, 8, 1)):
         moments = Moments(channels, device)
         for low, (y0, y1), (x0, x1), _ in pieces():
-            view = _expand(kernels, low, offset, style, stats, until=layer)
-            image = view.reshape(1, channels, view.shape[2] * 2, view.shape[4] * 2)
-            moments.add(image[:, :, y0 // factor:y1 // factor, x0 // factor:x1 // factor])
+            out = _expand(kernels, low, offset, style, stats, until=layer)
+            _window_moments(out, channels, "subpixel", (y0 // factor, y1 // factor),
+                            (x0 // factor, x1 // factor), moments)
         stats.append(moments.result())
 
     moments = Moments(3, device)
     for low, (y0, y1), (x0, x1), (r0, c0) in pieces():
-        view = _expand(kernels, low, offset, style, stats, until=2)
-        image = view.reshape(1, 3, view.shape[2] * 2, view.shape[4] * 2)[:, :, y0:y1, x0:x1]
-        moments.add(image)
-        if r0 < height and c0 < width:
-            _write(output[r0:r0 + (y1 - y0), c0:c0 + (x1 - x0)], image)
+        out = _expand(kernels, low, offset, style, stats, until=2)
+        _window_moments(out, 3, "s2d", (y0, y1), (x0, x1), moments)
+        if r0 < height and c0 < width:  # the pre-normalised output, cropped to the image
+            _emit(out, (y0, y1), (x0, x1), output[r0:r0 + (y1 - y0), c0:c0 + (x1 - x0)])
     mean, var = moments.result()
     gamma, beta = style[kernels.out]
     scale, shift = norm_affine(gamma, beta, mean, var)
     result = torch.from_numpy(output)
     scale, shift = scale.flatten().cpu(), shift.flatten().cpu()
     for r0 in range(0, height, 256):  # in place, a band at a time: no full-size temporaries
-        band = result[r0:r0 + 256]
-        band.mul_(scale).add_(shift).sigmoid_()
+        result[r0:r0 + 256].mul_(scale).add_(shift).sigmoid_()
 
 
 # --- engine entry points --------------------------------------------------------------------------
