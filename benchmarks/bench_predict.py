@@ -3,6 +3,7 @@ same Magenta int8 TFLite files in the same process, printed as a markdown table.
 
     NAPARI_NST_WEIGHTS_DIR=../shared/weights python benchmarks/bench_predict.py
     NAPARI_NST_WEIGHTS_DIR=../shared/weights python benchmarks/bench_predict.py --large 4096
+    NAPARI_NST_WEIGHTS_DIR=../shared/weights python benchmarks/bench_predict.py --parity
 
 The reference transformer only runs at its export size, 384 x 384: ``resize_tensor_input`` is
 accepted but its upsampling layers have constant output sizes, so it still returns 384 x 384.
@@ -80,6 +81,44 @@ def _peak_child(size: int, tile: int) -> None:
     print(seconds, peak)
 
 
+def parity(predictor, transformer, predictor_file, transformer_file, threads: int) -> None:
+    """Absolute differences to ai-edge-litert: the embedding of each style image (256²) and the
+    stylised tubingen.jpg (384²), with the reference's embedding (the transformer alone) and
+    with torch's own (the whole pipeline)."""
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    from napari_nst.engine.predict import render
+
+    def interpreter(path):
+        runtime = Interpreter(model_path=str(path), num_threads=threads)
+        runtime.allocate_tensors()
+        return runtime, {d["name"]: d["index"] for d in runtime.get_input_details()}
+
+    predictor_rt, p_in = interpreter(predictor_file)
+    transfer_rt, t_in = interpreter(transformer_file)
+    content = load_rgb("tubingen.jpg", EXPORT_SIZE)
+    print("\n| style | embedding max / mean abs diff | output, same embedding: max / mean / p99 "
+          "| output, whole pipeline: max / mean / p99 |\n|---|---|---|---|")
+    for name in ("starry_night.jpg", "the_scream.jpg", "woman-with-hat-matisse.jpg"):
+        style = load_rgb(name, 256)
+        predictor_rt.set_tensor(p_in["style_image"], style[None])
+        predictor_rt.invoke()
+        reference = predictor_rt.get_tensor(predictor_rt.get_output_details()[0]["index"])
+        with torch.inference_mode():
+            ours = predictor(torch.from_numpy(style).permute(2, 0, 1)[None])
+        e_diff = np.abs(ours.flatten().numpy() - reference.flatten())
+        transfer_rt.set_tensor(t_in["content_image"], content[None])
+        transfer_rt.set_tensor(t_in["mobilenet_conv/Conv/BiasAdd"], reference.reshape(1, 1, 1, -1))
+        transfer_rt.invoke()
+        expected = transfer_rt.get_tensor(transfer_rt.get_output_details()[0]["index"])[0]
+        cells = []
+        for embedding in (torch.from_numpy(reference.reshape(1, -1, 1, 1)), ours):
+            diff = np.abs(render(transformer, content, embedding) - expected)
+            cells.append(f"{diff.max():.3f} / {diff.mean():.4f} / {np.percentile(diff, 99):.3f}")
+        print(f"| {name} | {e_diff.max():.4f} / {e_diff.mean():.4f} | {cells[0]} | {cells[1]} |")
+
+
 def load_rgb(name: str, size: int) -> np.ndarray:
     from PIL import Image
 
@@ -105,6 +144,8 @@ def main(argv=None) -> None:
     parser.add_argument("--tile", type=int, default=1024, help="tile size for --large")
     parser.add_argument("--large-untiled", action="store_true",
                         help="with --large, also render it untiled for comparison")
+    parser.add_argument("--parity", action="store_true",
+                        help="also print the differences to the reference on real images")
     parser.add_argument("--_peak", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -190,6 +231,9 @@ def main(argv=None) -> None:
               f"| {theirs_s * 1e3:.1f} ms | {theirs_px:.0f} | {ours_px / theirs_px:.2f}× |")
     print(f"\nlitert transformer: {transfer_rt_peak / 2**20:.0f} MB to load, allocate and run once "
           f"at 384²; it returns 384² for any resized input.")
+
+    if args.parity:
+        parity(predictor, transformer, predictor_file, transformer_file, args.threads)
 
     if args.large:
         size = args.large

@@ -39,8 +39,6 @@ from ._predict_helpers import (litert_embedding, litert_interpreter, litert_tens
                                litert_transfer, square_image)
 from .conftest import shared_image, shared_path, skip_or_fail
 
-pytestmark = pytest.mark.shared
-
 FAST = dict(method="predict", device="cpu", size=64)
 STYLES = ("starry_night.jpg", "the_scream.jpg", "woman-with-hat-matisse.jpg")
 
@@ -106,6 +104,7 @@ def as_embedding(vector: np.ndarray) -> torch.Tensor:
 
 # --- the TFLite reader ---------------------------------------------------------------------------
 
+@pytest.mark.shared
 def test_reader_dequantises_like_the_reference_runtime(env, litert):
     """Every int8/int32 constant, dequantised with its per-channel scales, equals the reference
     runtime's own view of the same tensor."""
@@ -142,6 +141,7 @@ def test_reader_rejects_a_file_that_is_not_tflite(tmp_path):
 
 # --- parity with the reference runtime ------------------------------------------------------------
 
+@pytest.mark.shared
 @pytest.mark.parametrize("kind", ["predictor", "transformer"])
 def test_every_convolution_matches_the_reference_within_half_a_step(env, litert, kind):
     entry = MAGENTA_PREDICTOR if kind == "predictor" else MAGENTA_TRANSFORMER
@@ -177,6 +177,7 @@ def test_every_convolution_matches_the_reference_within_half_a_step(env, litert,
         assert error <= 0.5 + 1e-3, f"{op.outputs[0]}: {error:.2f} quantisation steps off"
 
 
+@pytest.mark.shared
 def test_style_embedding_matches_the_reference(env, litert):
     """Max difference within 3 steps of the bottleneck's int8 grid (0.0227; measured ~1.2), mean
     within half a step (measured ~0.35); different styles differ by far more."""
@@ -196,6 +197,7 @@ def test_style_embedding_matches_the_reference(env, litert):
     assert np.abs(theirs[0] - theirs[1]).mean() > 20 * np.abs(ours[0] - theirs[0]).mean()
 
 
+@pytest.mark.shared
 def test_stylised_output_matches_the_reference(env, litert):
     """The transformer on the same embedding, and the whole pipeline, at the export size 384."""
     predictor_rt = litert_interpreter(env / MAGENTA_PREDICTOR.filename)
@@ -229,6 +231,7 @@ def reference_forward(transformer: StyleTransformer, rgb: np.ndarray, embedding)
         return transformer(x, embedding)[0, :, :height, :width].permute(1, 2, 0).numpy()
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("shape", [(17, 23), (72, 96), (61, 45)])
 def test_fused_renderer_equals_the_module_at_any_size(env, content, style, shape):
     predictor, transformer = models()
@@ -241,6 +244,7 @@ def test_fused_renderer_equals_the_module_at_any_size(env, content, style, shape
     np.testing.assert_allclose(fast, reference_forward(transformer, rgb, embedding), atol=1e-4)
 
 
+@pytest.mark.shared
 def test_module_rejects_sizes_that_are_not_multiples_of_4(env):
     transformer = load_model("transformer")
     with pytest.raises(ValueError, match="multiples of 4"):
@@ -273,6 +277,7 @@ def test_subpixel_and_space_to_depth_kernels_are_exact():
 
 # --- tiling ---------------------------------------------------------------------------------------
 
+@pytest.mark.shared
 def test_tiled_and_untiled_results_agree(env, style):
     """Instance-norm statistics are global, so tiles cannot differ in tone: the tiled result is
     the untiled one up to float rounding, seams included."""
@@ -295,6 +300,7 @@ def test_tiled_and_untiled_results_agree(env, style):
                                    whole[:, boundary] - whole[:, boundary - 1], atol=2e-4)
 
 
+@pytest.mark.shared
 def test_tile_size_setting_reaches_the_renderer(env, content, style):
     whole = napari_nst.stylize(content, style, **{**FAST, "size": 160}, tile_size=1024)
     tiled = napari_nst.stylize(content, style, **{**FAST, "size": 160}, tile_size=64)
@@ -304,6 +310,7 @@ def test_tile_size_setting_reaches_the_renderer(env, content, style):
 
 # --- the engine's input contract -----------------------------------------------------------------
 
+@pytest.mark.shared
 def test_iterate_yields_one_final_iterate(env, content, style):
     iterates = list(napari_nst.iterate(content, style, **FAST))
     assert len(iterates) == 1
@@ -316,6 +323,7 @@ def test_iterate_yields_one_final_iterate(env, content, style):
     assert np.abs(final.image - working(content)).mean() > 0.05  # it did stylise
 
 
+@pytest.mark.shared
 def test_odd_and_tiny_sizes(env, content, style):
     tiny = content[:17, :23]
     result = napari_nst.stylize(tiny, style, **{**FAST, "size": 23})
@@ -324,6 +332,7 @@ def test_odd_and_tiny_sizes(env, content, style):
     assert odd.shape == (61, 45, 3)
 
 
+@pytest.mark.shared
 def test_grayscale_rgba_and_16_bit_inputs(env, content, style):
     rgb = napari_nst.stylize(content, style, **FAST)
     rgba = np.concatenate([content, np.full(content.shape[:2] + (1,), 7, np.uint8)], axis=2)
@@ -341,6 +350,7 @@ def test_grayscale_rgba_and_16_bit_inputs(env, content, style):
     np.testing.assert_array_equal(gray[..., 1], gray[..., 2])
 
 
+@pytest.mark.shared
 def test_keep_colors_keeps_the_content_chroma(env, content, style):
     from napari_nst.engine.images import _RGB_TO_YIQ
 
@@ -356,6 +366,7 @@ def test_keep_colors_keeps_the_content_chroma(env, content, style):
 
 # --- strength, blending, crops, batches -----------------------------------------------------------
 
+@pytest.mark.shared
 def test_strength_interpolates_from_the_contents_own_style(env, content, style):
     predictor, transformer = models()
     rgb = working(content)
@@ -369,6 +380,7 @@ def test_strength_interpolates_from_the_contents_own_style(env, content, style):
     assert 0.2 < np.abs(half - own).mean() / np.abs(full - own).mean() < 0.8
 
 
+@pytest.mark.shared
 def test_blend_weights_are_normalised_and_validated(env, content, style, style2):
     both = [style, style2]
     equal = napari_nst.stylize(content, both, **FAST)
@@ -402,6 +414,7 @@ def test_style_crops_cover_a_large_style_image():
     assert all(side == 100 for _, _, side in style_crops(small, 4))  # never beyond the image
 
 
+@pytest.mark.shared
 def test_style_crops_average_the_embeddings(env):
     predictor = load_model("predictor")
     large = shared_image("the_scream.jpg").astype(np.float32) / 255  # 1528 x 1200
@@ -415,6 +428,7 @@ def test_style_crops_average_the_embeddings(env):
     assert np.abs(one - four).mean() > 0.005
 
 
+@pytest.mark.shared
 def test_predict_batch_equals_single_runs(env, content, style):
     other = shared_image("golden_gate.jpg", 80)
     results = predict_batch([content, other], style, **FAST)
@@ -425,12 +439,14 @@ def test_predict_batch_equals_single_runs(env, content, style):
     assert napari_nst.predict_batch is predict_batch
 
 
+@pytest.mark.shared
 def test_predict_as_initial_image_for_optimize(env, content, style, vgg_file):
     result = napari_nst.stylize(content, style, method="optimize", init="predict", steps=1,
                                 size=32, device="cpu", coarse_to_fine=False, vgg_weights=vgg_file)
     assert result.shape == (24, 32, 3)
 
 
+@pytest.mark.shared
 def test_device_is_honoured(env, content, style):
     with pytest.raises(napari_nst.DeviceError):
         napari_nst.stylize(content, style, method="predict", device="cuda:7", size=64)
@@ -442,6 +458,7 @@ def test_device_is_honoured(env, content, style):
 
 # --- weights: lookup, cache and every error path --------------------------------------------------
 
+@pytest.mark.shared
 def test_explicit_paths_are_used(env, tmp_path, monkeypatch, content, style):
     monkeypatch.delenv(weights_module.WEIGHTS_DIR_ENV)
     for entry in (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER):
@@ -452,11 +469,13 @@ def test_explicit_paths_are_used(env, tmp_path, monkeypatch, content, style):
     assert result.shape == (48, 64, 3)
 
 
+@pytest.mark.shared
 def test_missing_explicit_file(env, content, style, tmp_path):
     with pytest.raises(WeightsError, match="does not exist"):
         napari_nst.stylize(content, style, **FAST, predictor_weights=tmp_path / "nope.tflite")
 
 
+@pytest.mark.shared
 def test_corrupt_explicit_file(env, content, style, tmp_path):
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(b"definitely not a flatbuffer" * 100)
@@ -464,12 +483,14 @@ def test_corrupt_explicit_file(env, content, style, tmp_path):
         napari_nst.stylize(content, style, **FAST, transformer_weights=bad)
 
 
+@pytest.mark.shared
 def test_wrong_explicit_file(env, content, style):
     with pytest.raises(WeightsError, match="is not the Magenta .* style predictor"):
         napari_nst.stylize(content, style, **FAST,
                            predictor_weights=env / MAGENTA_TRANSFORMER.filename)
 
 
+@pytest.mark.shared
 def test_hash_mismatch_in_the_weights_directory(env, monkeypatch, tmp_path, content, style):
     directory = tmp_path / "weights"
     directory.mkdir()
@@ -489,6 +510,7 @@ def offline_cache(monkeypatch, tmp_path):
     return tmp_path / "cache"
 
 
+@pytest.mark.shared
 def test_download_failure_is_a_clear_error(offline_cache, monkeypatch, content, style):
     def offline(url, dst, hash_prefix=None, progress=True):
         raise urllib.error.URLError("no network")
@@ -501,6 +523,7 @@ def test_download_failure_is_a_clear_error(offline_cache, monkeypatch, content, 
     assert weights_module.WEIGHTS_DIR_ENV in message or str(offline_cache) in message
 
 
+@pytest.mark.shared
 def test_download_of_a_bad_file_is_rejected_and_removed(offline_cache, monkeypatch, content, style):
     def wrong_file(url, dst, hash_prefix=None, progress=True):
         with open(dst, "wb") as handle:
@@ -512,6 +535,7 @@ def test_download_of_a_bad_file_is_rejected_and_removed(offline_cache, monkeypat
     assert not (offline_cache / MAGENTA_PREDICTOR.filename).exists()
 
 
+@pytest.mark.shared
 def test_download_then_cache(offline_cache, weights_dir, monkeypatch, content, style):
     fetched = []
 
@@ -528,6 +552,7 @@ def test_download_then_cache(offline_cache, weights_dir, monkeypatch, content, s
     np.testing.assert_array_equal(first, second)
 
 
+@pytest.mark.shared
 def test_converted_state_dict_is_cached_by_hash(env, monkeypatch, tmp_path):
     monkeypatch.setenv(weights_module.CACHE_DIR_ENV, str(tmp_path))
     path = env / MAGENTA_TRANSFORMER.filename
