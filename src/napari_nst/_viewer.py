@@ -129,6 +129,9 @@ def _add_result(viewer, job: Job, iterate, settings: Settings):
     anchors = [a for a in [*reversed(job.placed), job.content.layer] if a is not None and a in viewer.layers]
     if anchors:
         viewer.layers.move(viewer.layers.index(layer), viewer.layers.index(anchors[0]) + 1)
+    if job.results and job.results[-1] in viewer.layers:
+        # only the newest iterate is drawn: older ones stay in the list, one click from view
+        job.results[-1].visible = False
     job.results.append(layer)
     job.placed.append(layer)
     return layer
