@@ -342,6 +342,8 @@ def converted_cache_path(entry: WeightsFile, sha256: str) -> Path:
 
 
 def _save_atomically(state: dict, target: Path) -> None:
+    """Write to a temporary file and rename, so a concurrent reader never sees half a file."""
+    temporary = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
@@ -349,10 +351,8 @@ def _save_atomically(state: dict, target: Path) -> None:
         torch.save(state, temporary)
         os.replace(temporary, target)
     except OSError:  # a read-only cache costs a re-conversion next time, nothing more
-        try:
-            os.unlink(temporary)  # type: ignore[possibly-undefined]
-        except (OSError, UnboundLocalError):
-            pass
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
 
 
 def load_state_dict(kind: str, path: Path) -> dict:
