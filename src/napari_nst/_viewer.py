@@ -163,11 +163,6 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
 
     settings = make_settings(settings, **overrides)
     jobs = make_jobs(viewer, content, style)
-    # Validate every input now, on the main thread, so bad input fails fast with a clear message.
-    from .engine.run import prepare_inputs
-
-    for job in jobs:
-        prepare_inputs(job.content.data, job.style.data, _job_settings(settings, job))
     steps_per_job = 1 if settings.method == "predict" else settings.steps
 
     @thread_worker(progress={"total": steps_per_job * len(jobs), "desc": "Style transfer"},

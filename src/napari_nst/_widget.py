@@ -63,6 +63,7 @@ class StyleTransferWidget(Container):
         self.settings_overrides: dict = {}
         self._compare_state = None
         self._last_jobs: list = []
+        self._last_losses: dict | None = None  # shown in the status line between emissions
 
         self.content = Select(label="content", choices=self._image_layers, allow_multiple=True,
                               tooltip="content image layer(s); several run one after another")
@@ -203,11 +204,9 @@ class StyleTransferWidget(Container):
         text = f"{job.label}: step {iterate.step}/{iterate.total_steps} · {rate:.2f} steps/s"
         if iterate.step < iterate.total_steps:
             text += f" · {left:.0f} s left"
-        losses = iterate.losses or getattr(self, "_last_losses", None)
-        if iterate.losses:
-            self._last_losses = iterate.losses
-        if losses and "total" in losses:
-            text += f" · loss {losses['total']:.4g}"
+        self._last_losses = iterate.losses or self._last_losses
+        if self._last_losses and "total" in self._last_losses:
+            text += f" · loss {self._last_losses['total']:.4g}"
         self.status.value = text
 
     def _on_finished(self):

@@ -128,6 +128,10 @@ def stylize_command(args: argparse.Namespace) -> int:
                disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
     latest = None
     first_losses = None
+
+    def save(iterate, path=args.output):
+        write_image(path, _output_pixels(iterate.image, content), bit_depth)
+
     try:
         for it in steps:
             bar.update(it.step - bar.n)
@@ -141,21 +145,20 @@ def stylize_command(args: argparse.Namespace) -> int:
                     bar.write(f"step {it.step}/{it.total_steps} {it.scale[1]}x{it.scale[0]} px "
                               f"{_format_losses(it.losses)} ({it.elapsed:.1f} s)", file=sys.stderr)
             if save_intermediate and not it.done:
-                write_image(_intermediate_path(args.output, it.step), _output_pixels(it.image, content),
-                            bit_depth)
+                save(it, _intermediate_path(args.output, it.step))
     except KeyboardInterrupt:
         bar.close()
         if latest is not None:
-            write_image(args.output, _output_pixels(latest.image, content), bit_depth)
+            save(latest)
             print(f"napari-nst: interrupted; wrote step {latest.step} to {args.output}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a failure during the run: weights, memory, device
         bar.close()
-        if latest is not None:
-            write_image(args.output, _output_pixels(latest.image, content), bit_depth)
+        if latest is not None:  # nothing is lost: the latest image is kept
+            save(latest)
         return _fail(f"{exc.__class__.__name__}: {exc}", EXIT_FAILED)
     bar.close()
-    write_image(args.output, _output_pixels(latest.image, content), bit_depth)
+    save(latest)
     if not args.quiet:
         summary = f"wrote {args.output} after {latest.step} step(s) in {latest.elapsed:.1f} s"
         if first_losses and latest.losses and first_losses is not latest.losses:

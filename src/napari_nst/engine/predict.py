@@ -642,7 +642,6 @@ def _stylize_one(content: PreparedImage, style_embeddings: list, predictor, tran
 def predict_image(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
                   device: torch.device) -> np.ndarray:
     """The stylised content (H, W, 3) float32 in [0, 1] at the working size."""
-    normalized_blend_weights(settings.style_blend, len(styles))  # reject bad weights first
     predictor, transformer = _models(settings, device)
     embeddings = _style_embeddings(predictor, styles, settings)
     return _stylize_one(content, embeddings, predictor, transformer, settings)
@@ -673,7 +672,6 @@ def predict_batch(contents: Sequence, style, settings: Settings | None = None,
     _, styles, _ = prepare_inputs(contents[0], style, settings)
     prepared = [prepare_image(c, settings.content_window, name=f"content {i + 1}")
                 for i, c in enumerate(contents)]
-    normalized_blend_weights(settings.style_blend, len(styles))
     device = resolve_device(settings.device)
     with torch.inference_mode():
         predictor, transformer = _models(settings, device)

@@ -10,6 +10,7 @@ import numpy as np
 from ..settings import Settings, make_settings
 from .devices import resolve_device
 from .images import prepare_image
+from .losses import normalized_blend_weights
 from .result import Iterate
 
 
@@ -31,9 +32,7 @@ def prepare_inputs(content, style, settings: Settings):
     styles = _as_list(style)
     names = ["style"] if len(styles) == 1 else [f"style {i + 1}" for i in range(len(styles))]
     prepared_styles = [prepare_image(s, settings.style_window, name=n) for s, n in zip(styles, names)]
-    if settings.style_blend is not None and len(settings.style_blend) != len(prepared_styles):
-        raise ValueError(f"style_blend has {len(settings.style_blend)} weight(s) for "
-                         f"{len(prepared_styles)} style image(s); give one weight per style image")
+    normalized_blend_weights(settings.style_blend, len(prepared_styles))  # rejects bad weights now
     initial = None if isinstance(settings.init, str) else prepare_image(settings.init, name="init").rgb
     return prepared_content, prepared_styles, initial
 
