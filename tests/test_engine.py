@@ -32,6 +32,17 @@ def test_gram_matrix_by_hand():
     assert torch.allclose(gram_matrix(features)[0], expected)
 
 
+def test_gram_matrix_gradient_matches_finite_differences():
+    features = torch.rand(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gram_matrix, (features,))
+    # and the one-matmul backward equals autograd's own on the plain expression
+    flat = features.detach().reshape(2, 3, 20).requires_grad_(True)
+    weights = torch.rand(2, 3, 3, dtype=torch.float64)
+    ((flat @ flat.transpose(1, 2) / 20) * weights).sum().backward()
+    (gram_matrix(features) * weights).sum().backward()
+    assert torch.allclose(features.grad.reshape(2, 3, 20), flat.grad)
+
+
 def test_normalized_squared_error_by_hand():
     value = normalized_squared_error(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, 5.0]))
     assert value.item() == pytest.approx((1 + 4 + 4) / (1 + 2 + 2))

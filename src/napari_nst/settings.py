@@ -14,6 +14,7 @@ METHODS = ("optimize", "predict")
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "predict")
 POOLINGS = ("avg", "max")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 #: Style layers of Gatys et al. 2015, each weighted 1/5 as in the paper.
 DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -59,6 +60,9 @@ class Settings:
                      choices=INITS)
     pooling: str = _opt("avg", "VGG pooling: avg (the paper's choice) or max", choices=POOLINGS)
     keep_colors: bool = _opt(False, "keep the content's colours, transfer only the style's texture")
+    precision: str = _opt("auto", "arithmetic of the VGG passes: bfloat16 is about 1.7x faster on "
+                          "CPUs with native bf16 (AVX512-BF16, AMX); auto uses it there and "
+                          "float32 elsewhere", choices=PRECISIONS)
     coarse_to_fine: bool = _opt(True, "optimise from small to the working size (much faster)")
     min_size: int = _opt(128, "smallest scale of coarse-to-fine optimisation", min=16, max=16384)
     emit_every: int = _opt(25, "emit an image every N steps (and always at the end)", min=1,

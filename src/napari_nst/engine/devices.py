@@ -60,3 +60,25 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
                               f"use one of: auto, {', '.join(available_devices())}")
         return torch.device("cuda", index)
     raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
+def _cpu_has_native_bf16() -> bool:
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The compute dtype of the VGG passes for a ``precision`` setting on ``device``.
+
+    "auto" is bfloat16 only where it was measured to keep the result (see BENCHMARKS.md): CPUs
+    with native bf16 instructions. Elsewhere -- older CPUs emulate bf16 slowly; GPUs are not
+    measured yet -- it is float32.
+    """
+    if precision == "float32":
+        return torch.float32
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if precision != "auto":
+        raise ValueError(f"unknown precision {precision!r}; use auto, float32 or bfloat16")
+    return torch.bfloat16 if device.type == "cpu" and _cpu_has_native_bf16() else torch.float32

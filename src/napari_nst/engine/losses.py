@@ -28,11 +28,29 @@ def normalized_squared_error(input: torch.Tensor, target: torch.Tensor) -> torch
     return diff.pow(2).sum() / (diff.abs().sum() + EPS)
 
 
+class _Gram(torch.autograd.Function):
+    """F Fᵀ with a one-matmul backward, (g + gᵀ) F.
+
+    Autograd's own backward of ``flat @ flat.transpose(1, 2)`` runs two matmuls and adds a
+    transposed gradient into a contiguous one (about 8 % of a step at 512 px on a CPU).
+    """
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        return torch.bmm(flat, flat.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (flat,) = ctx.saved_tensors
+        return torch.bmm(grad + grad.transpose(1, 2), flat)
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, C) Gram matrices averaged over the H·W positions."""
     batch, channels, height, width = features.shape
     flat = features.reshape(batch, channels, height * width)
-    return flat @ flat.transpose(1, 2) / (height * width)
+    return _Gram.apply(flat) / (height * width)
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
@@ -51,8 +69,9 @@ class StyleTransferLoss(nn.Module):
 
     def __init__(self, features: nn.Module, content: torch.Tensor, styles: Sequence[torch.Tensor],
                  *, content_layers, style_layers, style_layer_weights=None, content_weight=0.015,
-                 style_weight=1.0, tv_weight=2.0, style_blend=None):
+                 style_weight=1.0, tv_weight=2.0, style_blend=None, compute_dtype=torch.float32):
         super().__init__()
+        self.compute_dtype = compute_dtype
         self.features = features
         self.content_layers = tuple(content_layers)
         self.style_layers = tuple(style_layers)
@@ -67,7 +86,7 @@ class StyleTransferLoss(nn.Module):
         self.tv_weight = float(tv_weight)
         blend = normalized_blend_weights(style_blend, len(styles))
 
-        with torch.no_grad():
+        with torch.no_grad():  # targets in float32, whatever the compute dtype
             content_features = features(content)
             self.content_targets = [content_features[name].detach() for name in self.content_layers]
             grams: list[torch.Tensor] = [0.0] * len(self.style_layers)
@@ -79,7 +98,11 @@ class StyleTransferLoss(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and the weighted terms ("content", "style", "tv") as 0-d tensors."""
-        activations = self.features(image)
+        # only the VGG passes run in ``compute_dtype``; Grams and losses stay in float32
+        with torch.autocast(image.device.type, dtype=self.compute_dtype,
+                            enabled=self.compute_dtype != torch.float32):
+            activations = self.features(image)
+        activations = {name: value.float() for name, value in activations.items()}
         zero = image.new_zeros(())
         content = sum((normalized_squared_error(activations[name], target)
                        for name, target in zip(self.content_layers, self.content_targets)), zero)

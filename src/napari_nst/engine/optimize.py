@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..settings import Settings
+from .devices import resolve_dtype
 from .images import PreparedImage, finish_image, working_shape
 from .losses import StyleTransferLoss
 from .result import Iterate
@@ -87,7 +88,9 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
     identity = "given extractor"
     if extractor is None:
         extractor, identity = feature_extractor(settings, device)
-    info = {"method": "optimize", "device": str(device), "weights": identity}
+    compute_dtype = resolve_dtype(settings.precision, device)
+    info = {"method": "optimize", "device": str(device), "weights": identity,
+            "precision": str(compute_dtype).removeprefix("torch.")}
     height, width = content.rgb.shape[:2]
     sizes = scale_sizes(settings.size, settings.min_size, settings.coarse_to_fine)
     budgets = steps_per_scale(settings.steps, len(sizes))
@@ -108,7 +111,8 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
             style_layers=settings.style_layers, style_layer_weights=settings.style_layer_weights,
             content_weight=settings.content_weight,
             style_weight=settings.style_weight * settings.style_strength,
-            tv_weight=settings.tv_weight, style_blend=settings.style_blend)
+            tv_weight=settings.tv_weight, style_blend=settings.style_blend,
+            compute_dtype=compute_dtype)
         del style_ts
 
         if image is not None:  # the previous scale's result, upsampled

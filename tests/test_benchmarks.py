@@ -1,0 +1,93 @@
+"""The benchmark scripts in smoke mode (tiny sizes, two steps), so that they keep working.
+
+Nothing here is timed: the assertions are about what the scripts compute and report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO, shared_path, skip_or_fail
+
+BENCHMARKS = REPO / "benchmarks"
+
+
+def run_script(*args, timeout=600) -> str:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    done = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done.stdout
+
+
+def test_runner_smoke_reports_both_implementations(tmp_path):
+    shared_path("images", "tubingen.jpg")
+    out = tmp_path / "results.json"
+    stdout = run_script(BENCHMARKS / "run_benchmarks.py", "--smoke", "--json", out)
+    results = json.loads(out.read_text())
+
+    assert results["machine"]["matmul_gflops"] > 0
+    assert [row["size"] for row in results["steps"]] == [48, 64]
+    for row in results["steps"]:
+        for impl in ("project", "project_float32", "plain"):
+            assert row[impl]["s_per_step"] > 0 and row[impl]["peak_rss_mb"] > 100
+            assert row[impl]["timed_steps"] == 2
+        # the same layers and objective: the same convolutions; the plain's autograd Gram backward
+        # runs one extra matmul per style layer
+        assert 1.0 < row["plain"]["flops"] / row["project"]["flops"] < 1.1
+        assert row["project_float32"]["precision"] == "float32"
+        assert row["history_mb"]["plain"] == 2 * row["history_mb"]["project"]
+        assert math.isclose(row["ratio"], row["project"]["s_per_step"] / row["plain"]["s_per_step"])
+
+    quality = results["quality"]
+    assert len(quality["plain"]["curve"]) == quality["plain"]["steps"] == 2
+    assert quality["target_loss"] == quality["plain"]["final_loss"] > 0
+    assert quality["plain_best"]["loss"] == min(point[2] for point in quality["plain"]["curve"])
+    assert quality["project"]["final_loss"] > 0 and quality["project"]["settings"]["coarse_to_fine"]
+    assert "| napari-nst defaults" in stdout and "| plain, 2 L-BFGS steps" in stdout
+
+
+def test_plain_reference_optimises_the_common_objective():
+    """The plain reference lowers the evaluator's loss (it minimises the same objective)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import plain_reference
+        from run_benchmarks import Evaluator, _images
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    shared_path("images", "tubingen.jpg")
+    from napari_nst.engine.vgg import random_vgg19
+
+    content, style = _images()
+    vgg = random_vgg19(0)
+    evaluator = Evaluator(content, style, 48, vgg)
+    losses = []
+    result = plain_reference.run_style_transfer(
+        vgg, evaluator.content, evaluator.style, evaluator.content.clone(), num_steps=12,
+        on_step=lambda step, loss: losses.append(loss))
+    assert len(losses) == 12
+    # the closure's loss is the evaluator's loss of the image it saw
+    assert math.isclose(losses[0], evaluator(evaluator.content), rel_tol=1e-4)
+    assert evaluator(result.detach()) < 0.8 * losses[0]
+
+
+def test_worker_benchmark_smoke():
+    shared_path("images", "tubingen.jpg")
+    if not os.environ.get("DISPLAY"):
+        skip_or_fail("bench_worker needs a display (run under Xvfb)")
+    stdout = run_script(BENCHMARKS / "bench_worker.py", "--size", 48, "--steps", 3)
+    assert "| run_in_viewer, a layer pushed every step |" in stdout
+    assert "over 3 layers" in stdout
+
+
+def test_predict_benchmark_smoke():
+    shared_path("weights")
+    pytest.importorskip("ai_edge_litert")
+    stdout = run_script(BENCHMARKS / "bench_predict.py", "--sizes", 64, "--repeats", 1)
+    assert "| 64" in stdout
