@@ -68,8 +68,10 @@ class Evaluator:
         settings = Settings()
         c, s = prepare_image(content).rgb, prepare_image(style).rgb
         self.shape = working_shape(*c.shape[:2], size)
-        self.content = to_tensor(c, self.shape, torch.device("cpu"))
-        self.style = to_tensor(s, working_shape(*s.shape[:2], size), torch.device("cpu"))
+        # contiguous: at the image's own size to_tensor returns a permuted view, whose clone
+        # keeps those strides (L-BFGS needs a flat view of the gradient)
+        self.content = to_tensor(c, self.shape, torch.device("cpu")).contiguous()
+        self.style = to_tensor(s, working_shape(*s.shape[:2], size), torch.device("cpu")).contiguous()
         extractor = VGGFeatures(vgg, (*settings.content_layers, *settings.style_layers),
                                 pooling=settings.pooling)
         self.loss = StyleTransferLoss(
@@ -402,7 +404,7 @@ def main() -> None:
           f"| {project_q['final_loss']:.4f} | {seconds(reached)} | {ratio(reached)} "
           f"| {seconds(reached_best)} |")
     print(f"\nnapari-nst defaults: {project_q['settings']}; the plain reaches napari-nst's final "
-          f"loss at {seconds(quality['plain_reach_project_final_s'])} (not reached: never within its steps)")
+          f"loss at {seconds(quality['plain_reach_project_final_s'])}")
 
     largest = None
     if args.max_size:
