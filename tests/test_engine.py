@@ -83,6 +83,48 @@ def test_style_loss_weights_layers_and_gradient_flows(random_vgg):
     assert all(p.grad is None for p in features.parameters())
 
 
+def test_bfloat16_passes_keep_float32_losses_close_to_float32(random_vgg):
+    """precision=bfloat16 runs only the VGG passes in bf16: the terms come back float32, and the
+    loss and its gradient stay close to the float32 ones."""
+    features = VGGFeatures(random_vgg, ["conv4_2", "conv1_1", "conv3_1", "conv5_1"])
+    generator = torch.Generator().manual_seed(3)
+    content, style = (torch.rand(1, 3, 64, 64, generator=generator) for _ in range(2))
+    image = (content + 0.1 * torch.randn(1, 3, 64, 64, generator=generator)).clamp(0, 1)
+    results = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        loss_fn = StyleTransferLoss(features, content, [style], content_layers=["conv4_2"],
+                                    style_layers=["conv1_1", "conv3_1", "conv5_1"],
+                                    compute_dtype=dtype)
+        pixels = image.clone().requires_grad_(True)
+        total, terms = loss_fn(pixels)
+        total.backward()
+        assert total.dtype == torch.float32 and all(t.dtype == torch.float32 for t in terms.values())
+        assert all(t.dtype == torch.float32 for t in loss_fn.style_targets)
+        results[dtype] = (total.item(), pixels.grad.flatten())
+    (loss32, grad32), (loss16, grad16) = results[torch.float32], results[torch.bfloat16]
+    assert loss16 == pytest.approx(loss32, rel=0.03)
+    assert torch.nn.functional.cosine_similarity(grad32, grad16, dim=0) > 0.97
+    assert not torch.equal(grad32, grad16)  # bf16 really ran
+
+
+def test_precision_setting(random_vgg, content_small, style_small):
+    from napari_nst.engine.devices import resolve_dtype
+
+    cpu = torch.device("cpu")
+    assert resolve_dtype("float32", cpu) is torch.float32
+    assert resolve_dtype("bfloat16", cpu) is torch.bfloat16
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert resolve_dtype("auto", cpu) is (torch.bfloat16 if native else torch.float32)
+    assert resolve_dtype("auto", torch.device("cuda", 0)) is torch.float32  # not measured there
+    with pytest.raises(ValueError, match="precision='half' is not supported"):
+        napari_nst.Settings(precision="half")
+    for precision in ("float32", "bfloat16"):
+        final = list(napari_nst.iterate(content_small, style_small, **FAST, precision=precision,
+                                        vgg_weights=random_vgg))[-1]
+        assert final.info["precision"] == precision
+        assert final.image.dtype == np.float32 and np.isfinite(final.image).all()
+
+
 def test_blend_weights_are_normalised_or_rejected():
     assert normalized_blend_weights([2, 6], 2) == pytest.approx([0.25, 0.75])
     assert normalized_blend_weights(None, 4) == pytest.approx([0.25] * 4)
