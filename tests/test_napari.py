@@ -239,7 +239,9 @@ def test_predict_hides_optimize_controls(widget):
     assert not shown("optimizer")  # advanced settings start hidden
     widget.show_advanced.value = True
     assert shown("optimizer") and shown("steps") and not shown("style_crops")
+    assert shown("precision") and widget.controls["precision"].choices == ("auto", "float32", "bfloat16")
     widget.controls["method"].value = "predict"
     assert not shown("steps") and not shown("optimizer") and shown("style_crops")
+    assert not shown("precision")
     widget.controls["method"].value = "optimize"
     assert shown("steps") and shown("optimizer") and not shown("style_crops")

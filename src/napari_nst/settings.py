@@ -60,7 +60,7 @@ class Settings:
                      choices=INITS)
     pooling: str = _opt("avg", "VGG pooling: avg (the paper's choice) or max", choices=POOLINGS)
     keep_colors: bool = _opt(False, "keep the content's colours, transfer only the style's texture")
-    precision: str = _opt("auto", "arithmetic of the VGG passes: bfloat16 is about 1.7x faster on "
+    precision: str = _opt("auto", "arithmetic of the VGG passes: bfloat16 is nearly 2x faster on "
                           "CPUs with native bf16 (AVX512-BF16, AMX); auto uses it there and "
                           "float32 elsewhere", choices=PRECISIONS)
     coarse_to_fine: bool = _opt(True, "optimise from small to the working size (much faster)")
