@@ -278,7 +278,9 @@ def lbfgs_history_mb(size: int, history: int) -> float:
     return history * 2 * 3 * height * width * 4 / 2 ** 20
 
 
-PROJECT_HISTORY, PLAIN_HISTORY = 50, 100  # napari-nst's L-BFGS history_size; torch's default
+from napari_nst.engine.optimize import LBFGS_HISTORY  # noqa: E402  (napari-nst's history_size)
+
+PLAIN_HISTORY = 100  # torch's default history_size
 
 
 def reach_time(curve, target: float):
@@ -296,7 +298,7 @@ def largest_size_within(limit_mb: float, low: int, high: int, tolerance: int) ->
         middle = (low + high) // 2
         result = run_child("one-step", size=middle)
         result["with_full_history_mb"] = (result["peak_rss_mb"]
-                                          + lbfgs_history_mb(middle, PROJECT_HISTORY - 1))
+                                          + lbfgs_history_mb(middle, LBFGS_HISTORY - 1))
         print(f"  size {middle}: peak RSS {result['peak_rss_mb']:.0f} MB, "
               f"{result['with_full_history_mb']:.0f} MB with a full L-BFGS history", flush=True)
         if result["with_full_history_mb"] <= limit_mb:
@@ -346,7 +348,7 @@ def main() -> None:
         plain = run_child("step-plain", size=size, steps=args.steps)
         rows.append({"size": size, "project": project, "project_float32": project_fp32,
                      "plain": plain, "history_mb": {
-                         "project": lbfgs_history_mb(size, PROJECT_HISTORY),
+                         "project": lbfgs_history_mb(size, LBFGS_HISTORY),
                          "plain": lbfgs_history_mb(size, PLAIN_HISTORY)}})
         print(f"  {size} px done", flush=True)
     matmul = info["matmul_gflops"]

@@ -25,6 +25,9 @@ from .result import Iterate
 from .vgg import VGGFeatures, load_vgg19_features
 
 _features_cache: dict = {}
+#: L-BFGS curvature pairs kept (torch's default is 100): two image-sized vectors each, the largest
+#: single memory item at large sizes.
+LBFGS_HISTORY = 50
 
 
 def scale_sizes(size: int, min_size: int, coarse_to_fine: bool) -> list[int]:
@@ -160,5 +163,5 @@ def _make_optimizer(settings: Settings, image: torch.Tensor) -> torch.optim.Opti
     if settings.optimizer == "adam":
         return torch.optim.Adam([image], lr=settings.learning_rate)
     # One function evaluation per step; the curvature history carries over between steps.
-    return torch.optim.LBFGS([image], lr=1.0, max_iter=1, history_size=50,
+    return torch.optim.LBFGS([image], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY,
                              tolerance_grad=0.0, tolerance_change=0.0)
