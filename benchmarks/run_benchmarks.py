@@ -15,8 +15,8 @@ to that measurement alone. Both implementations get the same seeded random VGG-1
 * Time to quality (at ``--quality-size``): the plain reference runs ``--quality-steps`` L-BFGS
   steps; napari-nst runs its default settings. One evaluator -- the total loss of the project's
   objective on the full-size result -- judges both; the JSON holds both loss curves.
-* ``--max-size``: the largest size whose step stays under 8 GiB peak RSS, found by bisection over
-  one-step runs of napari-nst's defaults.
+* ``--max-size``: the largest size that stays under 8 GiB (peak RSS of a two-step run plus a full
+  L-BFGS history), found by bisection.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from napari_nst.engine.optimize import LBFGS_HISTORY  # napari-nst's L-BFGS history_size
 
 HERE = Path(__file__).resolve().parent
 SHARED_IMAGES = HERE.parents[1] / "shared" / "images"
@@ -107,20 +109,28 @@ def _step_times(stamps: list[float]) -> dict:
             "max": max(durations), "timed_steps": len(durations)}
 
 
+def _fixed_size_run(content, style, vgg, size: int, steps: int, precision: str = "auto"):
+    """napari-nst at one size (no coarse-to-fine, no emitted images before the end): the time
+    stamps around each step, and the last iterate."""
+    from napari_nst.engine.run import run_steps
+
+    stamps = [time.perf_counter()]
+    for last in run_steps(content, style, size=size, steps=steps, emit_every=100000, device="cpu",
+                          coarse_to_fine=False, vgg_weights=vgg, precision=precision):
+        stamps.append(time.perf_counter())
+    return stamps, last
+
+
 def child_step_project(size: int, steps: int, precision: str = "auto") -> dict:
     import torch
 
     from napari_nst import random_vgg19
-    from napari_nst.engine.run import run_steps
 
     content, style = _images()
     vgg = random_vgg19(0)
-    stamps = [time.perf_counter()]
-    for it in run_steps(content, style, size=size, steps=steps + 1, emit_every=100000,
-                        device="cpu", coarse_to_fine=False, vgg_weights=vgg, precision=precision):
-        stamps.append(time.perf_counter())
+    stamps, last = _fixed_size_run(content, style, vgg, size, steps + 1, precision)
     out = _step_times(stamps)
-    out["precision"] = it.info["precision"]
+    out["precision"] = last.info["precision"]
     evaluator = Evaluator(content, style, size, vgg)
     image = evaluator.content.clone().requires_grad_(True)
     out["flops"] = _count_flops(lambda: evaluator.loss(image)[0].backward())
@@ -199,22 +209,18 @@ def child_quality_project(size: int, steps: int | None, overrides: dict) -> dict
             "peak_rss_mb": _peak_rss_mb()}
 
 
-def child_one_step(size: int) -> dict:
+def child_two_steps(size: int) -> dict:
     """Two steps at ``size`` with the defaults (L-BFGS history holds one pair by then)."""
     from napari_nst import random_vgg19
-    from napari_nst.engine.run import run_steps
 
     content, style = _images()
-    start = time.perf_counter()
-    for _ in run_steps(content, style, size=size, steps=2, emit_every=100000, device="cpu",
-                       coarse_to_fine=False, vgg_weights=random_vgg19(0)):
-        pass
-    return {"wall_s": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb()}
+    stamps, _ = _fixed_size_run(content, style, random_vgg19(0), size, 2)
+    return {"wall_s": stamps[-1] - stamps[0], "peak_rss_mb": _peak_rss_mb()}
 
 
 CHILDREN = {"step-project": child_step_project, "step-plain": child_step_plain,
             "quality-plain": child_quality_plain, "quality-project": child_quality_project,
-            "one-step": child_one_step}
+            "two-steps": child_two_steps}
 
 
 def run_child(kind: str, **kwargs) -> dict:
@@ -278,8 +284,6 @@ def lbfgs_history_mb(size: int, history: int) -> float:
     return history * 2 * 3 * height * width * 4 / 2 ** 20
 
 
-from napari_nst.engine.optimize import LBFGS_HISTORY  # noqa: E402  (napari-nst's history_size)
-
 PLAIN_HISTORY = 100  # torch's default history_size
 
 
@@ -292,11 +296,11 @@ def reach_time(curve, target: float):
 
 
 def largest_size_within(limit_mb: float, low: int, high: int, tolerance: int) -> tuple[int, dict]:
-    """Bisection over one-step runs: the largest size whose peak RSS stays under ``limit_mb``."""
+    """Bisection over two-step runs: the largest size whose peak RSS stays under ``limit_mb``."""
     best, best_result = low, None
     while high - low > tolerance:
         middle = (low + high) // 2
-        result = run_child("one-step", size=middle)
+        result = run_child("two-steps", size=middle)
         result["with_full_history_mb"] = (result["peak_rss_mb"]
                                           + lbfgs_history_mb(middle, LBFGS_HISTORY - 1))
         print(f"  size {middle}: peak RSS {result['peak_rss_mb']:.0f} MB, "
@@ -410,7 +414,7 @@ def main() -> None:
 
     largest = None
     if args.max_size:
-        print("\nlargest size within 8 GiB (one-step runs) ...", flush=True)
+        print("\nlargest size within 8 GiB (two-step runs) ...", flush=True)
         size, result = largest_size_within(8 * 1024, 1024, 4096, 64)
         largest = {"size": size, **(result or {})}
         print(f"largest size within 8 GiB: {size} px (peak RSS {largest.get('peak_rss_mb', 0):.0f} MB "
