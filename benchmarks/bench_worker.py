@@ -1,15 +1,25 @@
 """Responsiveness of the napari side: steps per second inside napari's worker against calling the
-engine directly, and the longest time the main thread was blocked during the run (QTimer ticks).
+engine directly, the longest time the main thread was blocked during the run (QTimer ticks), and
+how much of a core the main thread used.
 
-Three rows separate the costs: the engine called directly; the same generator in a napari
-``thread_worker`` that pushes nothing (what the worker itself costs torch); ``run_in_viewer`` pushing
-every iterate as a layer (adds napari's layer creation and the canvas redraw on the main thread,
-whose CPU time comes out of the cores torch uses).
+Rows separate the costs:
+- the engine called directly;
+- the same generator in a napari ``thread_worker`` that pushes nothing (what the worker itself
+  costs torch);
+- the same with a progress bar in napari's activity dock: napari then animates an "in progress"
+  spinner in the status bar at 33 frames/s, each frame a full-window repaint; once as napari runs
+  it, once paused as ``run_in_viewer`` does;
+- ``run_in_viewer`` pushing every iterate as a layer: adds napari's layer creation and the canvas
+  redraw on the main thread, whose CPU time comes out of the cores torch uses;
+- ``run_in_viewer`` with the default ``emit_every`` (one layer at the end here), compared with a
+  direct run with the same ``emit_every``, since emitting costs the engine a forward pass.
+A last line gives napari's own main-thread cost of inserting one such layer with nothing else
+running: the floor for "a layer every step".
 
-    xvfb-run -a python benchmarks/bench_worker.py [--size 256] [--steps 12]
+    xvfb-run -a python benchmarks/bench_worker.py [--size 256] [--steps 16] [--repeats 3]
 
-Seeded random VGG-19 (every code path runs; only the pretrained numbers differ), an image emitted
-and pushed as a layer at every step, real images from ../shared/images. Prints a markdown table.
+Seeded random VGG-19 (every code path runs; only the pretrained numbers differ), real images from
+../shared/images. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -37,26 +47,28 @@ def steps_per_second(times: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     import napari
     import torch
-    from qtpy.QtCore import QTimer
+    from napari.qt.threading import thread_worker
+    from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 
+    import napari_nst._viewer as viewer_module
     from napari_nst import random_vgg19, run_in_viewer
     from napari_nst.engine.run import run_steps
+    from napari_nst.settings import Settings
 
     content, style = load("tubingen.jpg"), load("starry_night.jpg")
     settings = dict(size=args.size, steps=args.steps, emit_every=1, device="cpu",
                     coarse_to_fine=False, vgg_weights=random_vgg19(0))
 
-    from napari.qt.threading import thread_worker
-
-    import napari_nst._viewer as viewer_module
-
-    direct = [time.perf_counter() for _ in run_steps(content, style, **settings)]
+    def direct_rate(emit_every: int) -> float:
+        stamps = [time.perf_counter() for _ in run_steps(content, style, **dict(settings, emit_every=emit_every))]
+        return steps_per_second(stamps)
 
     viewer = napari.Viewer()
     viewer.add_image(content, name="content", rgb=True)
@@ -75,49 +87,98 @@ def main() -> None:
     viewer_module._add_result = timed_add
 
     def watch(worker, stamps):
-        """Run ``worker`` to the end while a 10 ms QTimer records when the main thread is free."""
+        """Run ``worker`` to the end while a 10 ms QTimer records when the main thread is free.
+
+        Returns steps/s, the gaps between ticks (ms) and the main thread's CPU share of one core.
+        """
         ticks: list[float] = []
         timer = QTimer()
         timer.setInterval(10)
         timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-        done: list[bool] = []
-        worker.finished.connect(lambda: done.append(True))
+        loop = QEventLoop()  # napari's own event loop, not a polling one that competes for the GIL
+        worker.finished.connect(loop.quit)
+        cpu0, wall0 = time.thread_time(), time.perf_counter()
         timer.start()
         worker.start()
-        while not done:
-            app.processEvents()
-            time.sleep(0.001)
+        loop.exec()
         timer.stop()
-        return steps_per_second(stamps), np.diff(ticks) * 1000.0
+        share = (time.thread_time() - cpu0) / (time.perf_counter() - wall0)
+        return steps_per_second(stamps), np.diff(ticks) * 1000.0, share
 
-    @thread_worker(start_thread=False)
-    def bare():
-        yield from run_steps(content, style, **settings)
+    def bare_row(progress, pause_spinner=False):
+        @thread_worker(start_thread=False, progress=progress)
+        def bare():
+            yield from run_steps(content, style, **settings)
 
-    bare_stamps: list[float] = []
-    bare_worker = bare()
-    bare_worker.yielded.connect(lambda _: bare_stamps.append(time.perf_counter()))
-    bare_rate, bare_gaps = watch(bare_worker, bare_stamps)
+        stamps: list[float] = []
+        worker = bare()
+        worker.yielded.connect(lambda _: stamps.append(time.perf_counter()))
+        if pause_spinner:  # what run_in_viewer does
+            worker.started.connect(viewer_module._spinners.pause)
+            worker.finished.connect(viewer_module._spinners.resume)
+        return watch(worker, stamps)
 
-    pushed_stamps: list[float] = []
-    pushed_worker = run_in_viewer(viewer, "content", "style", start=False,
-                                  on_iterate=lambda job, it: pushed_stamps.append(time.perf_counter()),
-                                  **settings)
-    pushed_rate, pushed_gaps = watch(pushed_worker, pushed_stamps)
+    def viewer_row(emit_every):
+        stamps: list[float] = []
+        worker = run_in_viewer(viewer, "content", "style", start=False,
+                               on_iterate=lambda job, it: stamps.append(time.perf_counter()),
+                               **dict(settings, emit_every=emit_every))
+        return watch(worker, stamps)
 
-    direct_rate = steps_per_second(direct)
-    print(f"| {args.size} px, {args.steps} steps | steps/s | vs direct | main thread longest block (ms) "
-          "| main thread p99 block (ms) |")
+    default_emit = Settings().emit_every
+    progress = {"total": args.steps}
+    rows = {  # label: (run, emit_every of the direct run it is compared with)
+        "napari thread_worker, nothing pushed": (lambda: bare_row(False), 1),
+        "+ activity-dock progress bar (napari's spinner at 33 frames/s)": (lambda: bare_row(progress), 1),
+        "+ activity-dock progress bar, spinner paused as run_in_viewer does": (
+            lambda: bare_row(progress, pause_spinner=True), 1),
+        "run_in_viewer, a layer pushed every step": (lambda: viewer_row(1), 1),
+        f"run_in_viewer, default emit_every={default_emit} (a layer at the end; "
+        f"direct run with the same emit_every)": (lambda: viewer_row(default_emit), default_emit),
+    }
+    # interleaved repeats, each row against the direct run of its own repeat: this 2-core VM's
+    # speed drifts by more than some of the differences measured
+    results: dict = {label: [] for label in rows}
+    directs: dict = {1: [], default_emit: []}
+    for _ in range(args.repeats):
+        direct = {emit: direct_rate(emit) for emit in directs}
+        for emit, rate in direct.items():
+            directs[emit].append(rate)
+        for label, (run, emit) in rows.items():
+            inputs = list(viewer.layers)
+            rate, gaps, share = run()
+            results[label].append((rate / direct[emit], gaps.max(), np.percentile(gaps, 99), share))
+            for layer in [layer for layer in viewer.layers if layer not in inputs]:
+                viewer.layers.remove(layer)  # the same layer count for every repeat
+    pushed_every_step = list(add_times)
+
+    # napari's floor: insert one more such layer with nothing else running
+    from napari.layers import Image
+
+    insert_cpu = []
+    image = content[: args.size, : args.size].astype(np.float32) / 255
+    for i in range(8):
+        layer = Image(image, rgb=True, name=f"probe {i}")
+        t0 = time.thread_time()
+        viewer.layers.insert(2, layer)
+        insert_cpu.append(time.thread_time() - t0)
+        for _ in range(3):
+            app.processEvents()
+
+    print(f"| {args.size} px, {args.steps} steps, median of {args.repeats} | steps/s vs direct "
+          "| main thread longest block (ms) | main thread p99 block (ms) | main thread CPU (% of a core) |")
     print("|---|---|---|---|---|")
-    print(f"| engine called directly | {direct_rate:.3f} | 1.00 | | |")
-    for label, rate, gaps in (("napari thread_worker, nothing pushed", bare_rate, bare_gaps),
-                              ("run_in_viewer, a layer pushed every step", pushed_rate, pushed_gaps)):
-        print(f"| {label} | {rate:.3f} | {rate / direct_rate:.2f} | {gaps.max():.0f} "
-              f"| {np.percentile(gaps, 99):.0f} |")
+    print(f"| engine called directly: {np.median(directs[1]):.3f} steps/s "
+          f"({np.median(directs[default_emit]):.3f} with emit_every={default_emit}) | 1.00 | | | |")
+    for label in rows:
+        ratio, longest, p99, share = np.median(np.array(results[label]), axis=0)
+        print(f"| {label} | {ratio:.2f} | {longest:.0f} | {p99:.0f} | {100 * share:.0f} |")
     print()
-    print(f"main-thread CPU per pushed layer (napari add + placement): median "
-          f"{1000 * np.median(add_times):.0f} ms over {len(add_times)} layers; "
-          f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs")
+    print(f"main-thread CPU per pushed layer during the run (napari insert + placement): median "
+          f"{1000 * np.median(pushed_every_step):.0f} ms over {len(pushed_every_step)} layers")
+    print(f"napari's own viewer.layers.insert of a {args.size}² RGB layer, nothing else running: "
+          f"median {1000 * np.median(insert_cpu):.0f} ms main-thread CPU")
+    print(f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs")
     viewer.close()
 
 

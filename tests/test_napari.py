@@ -162,6 +162,28 @@ def test_input_layer_removed_mid_run(qtbot, viewer, random_vgg, notifications):
     assert not [n for n in notifications if "failed" in str(n.message)]
 
 
+def test_status_bar_spinner_is_paused_during_a_run(qtbot, viewer, random_vgg):
+    """napari's "in progress" GIF repaints the whole window 33 times a second, which costs torch a
+    quarter of its speed with software OpenGL; run_in_viewer pauses it and lets it go afterwards."""
+    from qtpy.QtGui import QMovie
+    from qtpy.QtWidgets import QLabel
+
+    from napari_nst import run_in_viewer
+
+    status_bar = viewer.window._qt_window.statusBar()  # the test may look inside; the code does not
+    movies = [label.movie() for label in status_bar.findChildren(QLabel) if label.movie() is not None]
+    assert movies, "napari's status bar has no animated spinner any more: revisit _StatusSpinners"
+    states = []
+    worker = run_in_viewer(viewer, "content", "style", vgg_weights=random_vgg, **QUICK, start=False,
+                           on_iterate=lambda job, it: states.append([m.state() for m in movies]))
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        worker.start()
+    assert len(states) == QUICK["steps"]
+    assert all(state == [QMovie.MovieState.Paused] * len(movies) for state in states)
+    qtbot.waitUntil(lambda: all(m.state() != QMovie.MovieState.Paused for m in movies), timeout=10_000)
+    assert len(_results(viewer)) == QUICK["steps"]
+
+
 def test_z_stack_uses_the_slice_on_screen(qtbot, viewer, random_vgg):
     from napari_nst import run_in_viewer
 

@@ -7,6 +7,7 @@ emitted iterate into a new Image layer. torch is imported only inside the worker
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from dataclasses import dataclass, field
 
@@ -89,6 +90,7 @@ def snapshot_layer(viewer, layer) -> LayerSnapshot:
         slice_label=label, layer=layer)
 
 
+@functools.cache
 def _versions() -> dict:
     out = {}
     for name in _VERSIONED:
@@ -124,14 +126,22 @@ def result_layer_kwargs(job: Job, iterate, settings: Settings) -> dict:
 
 
 def _add_result(viewer, job: Job, iterate, settings: Settings):
-    layer = viewer.add_image(**result_layer_kwargs(job, iterate, settings))
-    # stack above this content's earlier results (or the content itself), newest on top
-    anchors = [a for a in [*reversed(job.placed), job.content.layer] if a is not None and a in viewer.layers]
-    if anchors:
-        viewer.layers.move(viewer.layers.index(layer), viewer.layers.index(anchors[0]) + 1)
+    """Insert the iterate's layer once, at its final place, with the previous iterate hidden first.
+
+    napari's own work per inserted layer (vispy visuals, layer controls, selection) dominates the
+    main thread's time during a run; one insert at the right index, and no redraw of the layer being
+    hidden, keep it to the minimum (measured in benchmarks/bench_worker.py).
+    """
+    from napari.layers import Image
+
+    layer = Image(**result_layer_kwargs(job, iterate, settings))
     if job.results and job.results[-1] in viewer.layers:
         # only the newest iterate is drawn: older ones stay in the list, one click from view
         job.results[-1].visible = False
+    # stack above this content's earlier results (or the content itself), newest on top
+    anchors = [a for a in [*reversed(job.placed), job.content.layer] if a is not None and a in viewer.layers]
+    index = viewer.layers.index(anchors[0]) + 1 if anchors else len(viewer.layers)
+    viewer.layers.insert(index, layer)
     job.results.append(layer)
     job.placed.append(layer)
     return layer
@@ -193,6 +203,8 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
     worker.jobs = jobs
     worker.settings = settings
     _stop_with_app(worker)
+    worker.started.connect(_spinners.pause)
+    worker.finished.connect(_spinners.resume)
     if start:
         worker.start()
     return worker
@@ -209,3 +221,55 @@ def _stop_with_app(worker) -> None:
     app = QApplication.instance()
     if app is not None:
         app.aboutToQuit.connect(worker.quit)
+
+
+class _StatusSpinners:
+    """Pauses the animated spinner in napari's status bar while style transfer runs.
+
+    While any progress bar is open napari plays an "in progress" GIF (33 frames/s) in the status
+    bar. Every frame recomposites the whole window, canvas included; with software OpenGL (remote
+    desktops, Xvfb) that cost torch about a quarter of its throughput on a 2-core machine, and 5
+    frames/s still cost a tenth (benchmarks/bench_worker.py). The activity dock's progress bar and
+    the widget's status line still move at every step. Found with Qt's public API only (a QLabel
+    playing a QMovie in a QMainWindow's status bar), so a napari without such a spinner is left as
+    it is. Counted, so that overlapping runs resume it once, when the last one finishes.
+    """
+
+    def __init__(self) -> None:
+        self._runs = 0
+        self._paused: list = []
+
+    @staticmethod
+    def _movies() -> list:
+        from qtpy.QtWidgets import QApplication, QLabel, QMainWindow
+
+        app = QApplication.instance()
+        windows = [w for w in (app.topLevelWidgets() if app else []) if isinstance(w, QMainWindow)]
+        labels = [label for window in windows for label in window.statusBar().findChildren(QLabel)]
+        return [label.movie() for label in labels if label.movie() is not None]
+
+    def pause(self) -> None:
+        from qtpy.QtGui import QMovie
+
+        self._runs += 1
+        for movie in self._movies():
+            if movie.state() == QMovie.MovieState.Running:
+                movie.setPaused(True)
+                self._paused.append(movie)
+
+    def resume(self) -> None:
+        from qtpy.QtGui import QMovie
+
+        self._runs = max(0, self._runs - 1)
+        if self._runs:
+            return
+        for movie in self._paused:
+            try:
+                if movie.state() == QMovie.MovieState.Paused:  # napari stops it once no bar is left
+                    movie.setPaused(False)
+            except RuntimeError:  # its window was closed meanwhile
+                pass
+        self._paused.clear()
+
+
+_spinners = _StatusSpinners()
