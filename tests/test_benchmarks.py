@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import subprocess
 import sys
@@ -81,9 +82,11 @@ def test_worker_benchmark_smoke():
     shared_path("images", "tubingen.jpg")
     if not os.environ.get("DISPLAY"):
         skip_or_fail("bench_worker needs a display (run under Xvfb)")
-    stdout = run_script(BENCHMARKS / "bench_worker.py", "--size", 48, "--steps", 3)
-    assert "| run_in_viewer, a layer pushed every step |" in stdout
-    assert "over 3 layers" in stdout
+    stdout = run_script(BENCHMARKS / "bench_worker.py", "--size", 48, "--steps", 3, "--repeats", 1)
+    for row in ("napari thread_worker, nothing pushed", "spinner paused as run_in_viewer does",
+                "run_in_viewer, a layer pushed every step", "run_in_viewer, default emit_every="):
+        assert re.search(rf"\| [^|]*{re.escape(row)}[^|]* \| \d+\.\d\d \| \d+ \|", stdout), row
+    assert "over 3 layers" in stdout  # one layer per step, placed by run_in_viewer
 
 
 def test_predict_benchmark_smoke():
