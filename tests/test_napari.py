@@ -163,8 +163,8 @@ def test_input_layer_removed_mid_run(qtbot, viewer, random_vgg, notifications):
 
 
 def test_status_bar_spinner_is_paused_during_a_run(qtbot, viewer, random_vgg):
-    """napari's "in progress" GIF repaints the whole window 33 times a second, which costs torch a
-    quarter of its speed with software OpenGL; run_in_viewer pauses it and lets it go afterwards."""
+    """napari's "in progress" GIF repaints the whole window 33 times a second, which costs torch
+    about a third of its speed with software OpenGL; run_in_viewer pauses it, then lets it go."""
     from qtpy.QtGui import QMovie
     from qtpy.QtWidgets import QLabel
 

@@ -228,7 +228,7 @@ class _StatusSpinners:
 
     While any progress bar is open napari plays an "in progress" GIF (33 frames/s) in the status
     bar. Every frame recomposites the whole window, canvas included; with software OpenGL (remote
-    desktops, Xvfb) that cost torch about a quarter of its throughput on a 2-core machine, and 5
+    desktops, Xvfb) that cost torch about a third of its throughput on a 2-core machine, and 5
     frames/s still cost a tenth (benchmarks/bench_worker.py). The activity dock's progress bar and
     the widget's status line still move at every step. Found with Qt's public API only (a QLabel
     playing a QMovie in a QMainWindow's status bar), so a napari without such a spinner is left as
