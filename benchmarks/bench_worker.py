@@ -95,7 +95,7 @@ def main() -> None:
         timer = QTimer()
         timer.setInterval(10)
         timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-        loop = QEventLoop()  # napari's own event loop, not a polling one that competes for the GIL
+        loop = QEventLoop()  # a blocking Qt event loop, as napari runs; polling would compete for the GIL
         worker.finished.connect(loop.quit)
         cpu0, wall0 = time.thread_time(), time.perf_counter()
         timer.start()
