@@ -12,8 +12,9 @@ The tutorial's structure is kept on purpose, because that is what is being compa
 
 What is *not* the tutorial's, so that both implementations minimise the same objective and one
 evaluator can judge them: the layers (content conv4_2, style conv1_1…conv5_1, average pooling),
-the loss formulas (Gram / (H·W), normalised squared error, total variation) and the weights are the
-project's defaults. The tutorial's MSE and 1e6 style weight cost the same per step.
+the loss formulas (Gram / (H·W), relative squared errors, total variation relative to the
+content's) and the weights are the project's defaults. The tutorial's MSE and 1e6 style weight cost
+the same per step.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from collections.abc import Callable
 
 import torch
 from torch import nn, optim
+
+from napari_nst.settings import Settings
+
+_DEFAULTS = Settings()  # the project's loss weights: both implementations minimise one objective
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,9 +43,8 @@ class Normalization(nn.Module):
         return (img - self.mean) / self.std
 
 
-def normalized_squared_error(input, target):
-    diff = input - target
-    return diff.pow(2).sum() / (diff.abs().sum() + 1e-8)
+def relative_squared_error(input, target):
+    return (input - target).pow(2).sum() / (target.pow(2).sum() + 1e-12)
 
 
 def gram_matrix(input):
@@ -56,7 +60,7 @@ class ContentLoss(nn.Module):
         self.loss = None
 
     def forward(self, input):
-        self.loss = normalized_squared_error(input, self.target)
+        self.loss = relative_squared_error(input, self.target)
         return input
 
 
@@ -67,7 +71,7 @@ class StyleLoss(nn.Module):
         self.loss = None
 
     def forward(self, input):
-        self.loss = normalized_squared_error(gram_matrix(input), self.target)
+        self.loss = relative_squared_error(gram_matrix(input), self.target)
         return input
 
 
@@ -121,8 +125,9 @@ def get_style_model_and_losses(cnn, style_img, content_img,
     return model, style_losses, content_losses
 
 
-def run_style_transfer(cnn, content_img, style_img, input_img, num_steps=300, content_weight=0.015,
-                       style_weight=1.0, tv_weight=2.0,
+def run_style_transfer(cnn, content_img, style_img, input_img, num_steps=300,
+                       content_weight=_DEFAULTS.content_weight,
+                       style_weight=_DEFAULTS.style_weight, tv_weight=_DEFAULTS.tv_weight,
                        on_step: Callable[[int, float], None] | None = None):
     """Optimise ``input_img`` for ``num_steps`` closure evaluations; ``on_step(step, loss)`` gets the
     loss of the image each evaluation saw. Returns the clamped result."""
@@ -131,6 +136,7 @@ def run_style_transfer(cnn, content_img, style_img, input_img, num_steps=300, co
     model.eval()
     model.requires_grad_(False)
     optimizer = optim.LBFGS([input_img])
+    tv_scale = 1.0 / (total_variation(content_img).item() + 1e-6)
 
     run = [0]
 
@@ -142,7 +148,7 @@ def run_style_transfer(cnn, content_img, style_img, input_img, num_steps=300, co
         style_score = sum(sl.loss for sl in style_losses) / len(style_losses)
         content_score = sum(cl.loss for cl in content_losses)
         loss = (style_weight * style_score + content_weight * content_score
-                + tv_weight * total_variation(input_img))
+                + tv_weight * tv_scale * total_variation(input_img))
         loss.backward()
         run[0] += 1
         if on_step is not None:

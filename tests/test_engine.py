@@ -12,7 +12,7 @@ import torch
 import napari_nst
 from napari_nst.engine.images import prepare_image
 from napari_nst.engine.losses import (StyleTransferLoss, gram_matrix, normalized_blend_weights,
-                                      normalized_squared_error, total_variation)
+                                      relative_squared_error, total_variation)
 from napari_nst.engine.optimize import scale_sizes, steps_per_scale
 from napari_nst.engine.vgg import LAYER_NAMES, VGGFeatures
 
@@ -43,10 +43,28 @@ def test_gram_matrix_gradient_matches_finite_differences():
     assert torch.allclose(features.grad.reshape(2, 3, 20), flat.grad)
 
 
-def test_normalized_squared_error_by_hand():
-    value = normalized_squared_error(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, 5.0]))
-    assert value.item() == pytest.approx((1 + 4 + 4) / (1 + 2 + 2))
-    assert normalized_squared_error(torch.ones(3), torch.ones(3)).item() == 0.0
+def test_relative_squared_error_by_hand():
+    value = relative_squared_error(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, 5.0]))
+    assert value.item() == pytest.approx((1 + 4 + 4) / 25)
+    assert relative_squared_error(torch.ones(3), torch.ones(3)).item() == 0.0
+
+
+def test_relative_error_is_free_of_feature_scale_and_pulls_like_a_spring():
+    """The same value whatever a network's activation scale (so one set of weights serves both
+    networks), and a gradient that grows in proportion to the distance from the target (so the
+    content and style terms balance instead of one winning everywhere)."""
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(rng.random((1, 8, 6, 6), dtype=np.float32))
+    direction = torch.from_numpy(rng.standard_normal((1, 8, 6, 6), dtype=np.float32))
+    near = relative_squared_error(target + 0.1 * direction, target)
+    assert relative_squared_error(1e3 * (target + 0.1 * direction), 1e3 * target).item() \
+        == pytest.approx(near.item(), rel=1e-5)
+    norms = []
+    for distance in (0.1, 0.4):
+        point = (target + distance * direction).requires_grad_(True)
+        relative_squared_error(point, target).backward()
+        norms.append(point.grad.norm().item())
+    assert norms[1] / norms[0] == pytest.approx(4.0, rel=1e-4)
 
 
 def test_total_variation_by_hand():
@@ -61,8 +79,8 @@ def test_loss_normalisation_is_size_free():
     small = torch.from_numpy(rng.random((1, 8, 16, 16), dtype=np.float32))
     big = torch.nn.functional.interpolate(small, scale_factor=4, mode="nearest")
     target = gram_matrix(torch.from_numpy(rng.random((1, 8, 16, 16), dtype=np.float32)))
-    a = normalized_squared_error(gram_matrix(small), target)
-    b = normalized_squared_error(gram_matrix(big), target)
+    a = relative_squared_error(gram_matrix(small), target)
+    b = relative_squared_error(gram_matrix(big), target)
     assert a.item() == pytest.approx(b.item(), rel=1e-4)
 
 
@@ -99,7 +117,7 @@ def test_bfloat16_passes_keep_float32_losses_close_to_float32(random_vgg):
         total, terms = loss_fn(pixels)
         total.backward()
         assert total.dtype == torch.float32 and all(t.dtype == torch.float32 for t in terms.values())
-        assert all(t.dtype == torch.float32 for t in loss_fn.style_targets)
+        assert all(loss.target.dtype == torch.float32 for loss in loss_fn.style_losses)
         results[dtype] = (total.item(), pixels.grad.flatten())
     (loss32, grad32), (loss16, grad16) = results[torch.float32], results[torch.bfloat16]
     assert loss16 == pytest.approx(loss32, rel=0.03)

@@ -13,7 +13,7 @@ import torch
 from napari_nst.engine import vgg as vgg_module
 from napari_nst.engine import weights
 from napari_nst.engine.devices import DeviceError, available_devices, resolve_device
-from napari_nst.engine.vgg import load_vgg19_features
+from napari_nst.engine.vgg import load_features
 from napari_nst.engine.weights import VGG19, WeightsError, sha256_of
 
 
@@ -32,7 +32,8 @@ def random_as_vgg19(vgg_file, monkeypatch):
     """Register the random VGG file's real hash prefix as VGG-19's, so it passes as the real file.
     Only the expected hash is swapped; lookup, hashing and loading run as for users."""
     entry = dataclasses.replace(VGG19, sha256=sha256_of(vgg_file)[:8])
-    monkeypatch.setattr(vgg_module, "VGG19", entry)
+    monkeypatch.setitem(vgg_module.NETWORKS, "vgg19",
+                        dataclasses.replace(vgg_module.VGG19_NET, weights=entry))
     return entry
 
 
@@ -41,13 +42,13 @@ def _first_weight(features):
 
 
 def test_explicit_module_and_file(random_vgg, vgg_file, isolated):
-    features, identity = load_vgg19_features(random_vgg)
+    features, identity = load_features("vgg19", random_vgg)
     assert identity == "module:Sequential" and torch.equal(_first_weight(features), random_vgg[0].weight)
-    features, identity = load_vgg19_features(vgg_file)
+    features, identity = load_features("vgg19", vgg_file)
     assert identity == "file:vgg19-random.pth"
     assert torch.equal(_first_weight(features), random_vgg[0].weight)
     with pytest.raises(WeightsError, match="does not exist"):
-        load_vgg19_features(isolated / "nope.pth")
+        load_features("vgg19", isolated / "nope.pth")
 
 
 def test_lookup_order_weights_dir_then_cache_then_download(vgg_file, isolated, random_as_vgg19,
@@ -69,7 +70,7 @@ def test_lookup_order_weights_dir_then_cache_then_download(vgg_file, isolated, r
     # the weights directory wins over the cache
     shutil.copy(vgg_file, isolated / "weights" / name)
     assert weights.locate(random_as_vgg19) == isolated / "weights" / name
-    features, identity = load_vgg19_features(None, progress=False)
+    features, identity = load_features("vgg19", progress=False)
     assert identity == f"file:{name}"
 
 
@@ -79,7 +80,7 @@ def test_no_network_error_names_file_url_and_directory(isolated, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(WeightsError) as info:
-        load_vgg19_features(None)
+        load_features("vgg19")
     message = str(info.value)
     assert VGG19.url in message and VGG19.filename in message and str(isolated / "weights") in message
 
@@ -87,7 +88,7 @@ def test_no_network_error_names_file_url_and_directory(isolated, monkeypatch):
 def test_hash_mismatch_in_weights_dir(vgg_file, isolated):
     shutil.copy(vgg_file, isolated / "weights" / VGG19.filename)
     with pytest.raises(WeightsError, match="sha256 .* expected dcbb9e9d.*corrupt"):
-        load_vgg19_features(None)
+        load_features("vgg19")
 
 
 def test_corrupt_download_is_removed(vgg_file, isolated, monkeypatch):
@@ -97,7 +98,7 @@ def test_corrupt_download_is_removed(vgg_file, isolated, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", truncated)
     with pytest.raises(WeightsError, match="corrupt"):
-        load_vgg19_features(None)
+        load_features("vgg19")
     assert not (isolated / "torch" / "hub" / "checkpoints" / VGG19.filename).exists()
 
 
@@ -105,11 +106,11 @@ def test_unreadable_and_foreign_files(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a torch file")
     with pytest.raises(WeightsError, match="cannot read weights from .*bad.pth"):
-        load_vgg19_features(bad)
+        load_features("vgg19", bad)
     foreign = tmp_path / "foreign.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, foreign)
     with pytest.raises(WeightsError, match="not a VGG-19 state dict"):
-        load_vgg19_features(foreign)
+        load_features("vgg19", foreign)
 
 
 def test_devices():

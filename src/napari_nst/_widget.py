@@ -24,10 +24,10 @@ if TYPE_CHECKING:
     import napari.viewer
 
 # Settings shown as controls, in order; the advanced ones are raw weights and details.
-_BASIC = ("method", "device", "steps", "size", "style_strength", "keep_colors", "seed")
+_BASIC = ("method", "network", "device", "steps", "size", "style_strength", "keep_colors", "seed")
 _ADVANCED = ("content_weight", "style_weight", "tv_weight", "init", "optimizer", "learning_rate",
              "style_scale", "coarse_to_fine", "precision", "emit_every", "style_crops")
-_OPTIMIZE_ONLY = {"steps", "content_weight", "style_weight", "tv_weight", "init", "optimizer",
+_OPTIMIZE_ONLY = {"network", "steps", "content_weight", "style_weight", "tv_weight", "init", "optimizer",
                   "learning_rate", "style_scale", "coarse_to_fine", "precision", "emit_every"}
 _PREDICT_ONLY = {"style_crops"}
 

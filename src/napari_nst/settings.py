@@ -14,6 +14,7 @@ METHODS = ("optimize", "predict")
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "predict")
 POOLINGS = ("avg", "max")
+NETWORKS = ("vgg19", "vgg19-distilled")
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 #: Style layers of Gatys et al. 2015, each weighted 1/5 as in the paper.
@@ -47,9 +48,12 @@ class Settings:
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
     seed: int = _opt(0, "random seed; the same seed gives the same result on the CPU", min=0,
                      max=2**31 - 1)
-    content_weight: float = _opt(0.015, "weight of the content loss", min=0.0, max=1e6)
-    style_weight: float = _opt(1.0, "weight of the style loss (sum over style layers)", min=0.0, max=1e6)
-    tv_weight: float = _opt(2.0, "weight of the total-variation (smoothness) loss", min=0.0, max=1e6)
+    content_weight: float = _opt(1.0, "weight of the content loss (relative squared error of the "
+                                 "content features)", min=0.0, max=1e6)
+    style_weight: float = _opt(30.0, "weight of the style loss (relative squared error of the "
+                               "Gram matrices, averaged over the style layers)", min=0.0, max=1e6)
+    tv_weight: float = _opt(0.0, "weight of the total-variation (smoothness) loss, relative to the "
+                            "content's own (1: as smooth as the content)", min=0.0, max=1e6)
     content_layers: tuple = _opt(DEFAULT_CONTENT_LAYERS, "VGG-19 layers for the content loss", cli=False)
     style_layers: tuple = _opt(DEFAULT_STYLE_LAYERS, "VGG-19 layers for the style loss", cli=False)
     style_layer_weights: tuple | None = _opt(
@@ -71,11 +75,15 @@ class Settings:
         None, "intensity window (low, high) mapped to 0..1 for the content", cli=False)
     style_window: tuple | None = _opt(
         None, "intensity window (low, high) mapped to 0..1 for the style", cli=False)
-    vgg_weights: Any = _opt(None, "VGG-19 weights: a .pth file or a torch module (default: "
-                            "$NAPARI_NST_WEIGHTS_DIR, then torchvision's cache/download)")
+    network: str = _opt("vgg19", "optimize: feature network; vgg19 (ImageNet, 548 MB download) or "
+                        "vgg19-distilled (3.9 MB, about 1/16 of the compute: for CPUs and quick "
+                        "looks)", choices=NETWORKS)
+    vgg_weights: Any = _opt(None, "weights of the feature network: a .pth file or a torch module "
+                            "(default: $NAPARI_NST_WEIGHTS_DIR, then the cache, then a download)")
     style_strength: float = _opt(1.0, "0 keeps the content as it is, 1 applies the style fully "
-                                 "(optimize: scales style_weight; predict: blends style embeddings)",
-                                 min=0.0, max=1.0)
+                                 "(optimize: multiplies style_weight by strength², since the "
+                                 "style's effect grows about with the log of its weight; "
+                                 "predict: blends style embeddings)", min=0.0, max=1.0)
     style_blend: tuple | None = _opt(None, "predict: weights of several style images", cli=False)
     style_crops: int = _opt(1, "predict: average the style over this many crops", min=1, max=64)
     tile_size: int = _opt(1024, "predict: tile side for large images", min=64, max=16384)

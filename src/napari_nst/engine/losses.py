@@ -1,15 +1,24 @@
-"""Content, Gram style and total-variation losses of Gatys et al. 2015, with a size-free normalisation.
+"""Content, Gram style and total-variation losses of Gatys et al. 2015, each measured in units of
+its own target's energy.
 
-Normalisation (why the default weights behave the same at any image size):
+Why this normalisation (it decides what the default weights mean):
   * Gram matrices are averaged over positions, G = F Fᵀ / (H·W), so they do not grow with the image.
-  * Content and style terms use a *normalised squared error*, Σd² / Σ|d| (d = input - target).
-    Its gradient with respect to the features has an L1 norm of about 2 whatever the number of
-    elements, the layer's depth or the scale of its activations, so every layer and term pulls
-    with a strength set only by its weight -- at 256 px, at 2048 px, and with random VGG weights.
-  * Total variation is the mean squared difference of neighbouring pixels.
-The paper's 1/(4N²M²) factor is a special case of a fixed per-layer scale; this one adapts, the
-way crowsonkb/style-transfer-pytorch does, which is also why paper-style α/β values do not carry
-over: the defaults here are content 0.015, style 1 (shared equally by the style layers), TV 2.
+  * Content and style terms are *relative squared errors*, Σ(x − t)² / Σt²: the share of the
+    target's energy still missing. A term's value then means the same at every layer, at every
+    image size and in every network, whatever the scale of its activations (ImageNet VGG-19's
+    conv1_1 Grams are about 10⁴ times its conv5_1 Grams; the distilled network's differ again).
+    Equal layer weights (the paper's 1/5) really are equal, and content_weight / style_weight is a
+    balance between two dimensionless numbers, so the same defaults hold for both networks.
+  * Both are squared errors, so the pull of each term grows with its distance from its target,
+    like a spring. That is what makes the balance controls graded: under L-BFGS, which goes to the
+    optimum, the result settles where the two springs balance, and moving a weight moves that
+    point. (The previous Σd²/Σ|d| has a gradient of constant size at any distance: a constant
+    force that lets the stronger term win almost everywhere, as measured on the distilled network.)
+  * Total variation is measured the same way, relative to the content's own: TV(x) / TV(content),
+    so its weight means the same at any size (neighbouring pixels differ less at higher resolution).
+The paper's α/β values and 1/(4N²M²) factor do not carry over (they depend on the network's
+activation scale); the defaults here were chosen on real, learned features (the distilled VGG-19)
+with the quality benchmark, ``benchmarks/bench_quality.py``.
 """
 
 from __future__ import annotations
@@ -19,13 +28,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-EPS = 1e-8
+EPS = 1e-12
 
 
-def normalized_squared_error(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Σ(input - target)² / Σ|input - target| (zero when they are equal)."""
-    diff = input - target
-    return diff.pow(2).sum() / (diff.abs().sum() + EPS)
+def relative_squared_error(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Σ(input − target)² / Σtarget² (zero when they are equal)."""
+    return (input - target).pow(2).sum() / (target.pow(2).sum() + EPS)
 
 
 class _Gram(torch.autograd.Function):
@@ -60,16 +68,49 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     return dy.pow(2).mean() + dx.pow(2).mean()
 
 
+class ContentLoss(nn.Module):
+    """Relative squared error of one layer's features to the content's."""
+
+    def __init__(self, target: torch.Tensor):
+        super().__init__()
+        self.register_buffer("target", target.detach().float())
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return relative_squared_error(features, self.target)
+
+
+class StyleLoss(nn.Module):
+    """Relative squared error of one layer's Gram matrix to the style's (a blend of several)."""
+
+    def __init__(self, target_gram: torch.Tensor):
+        super().__init__()
+        self.register_buffer("target", target_gram.detach().float())
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return relative_squared_error(gram_matrix(features), self.target)
+
+
+class TVLoss(nn.Module):
+    """Total variation relative to the content's own (1 for the content itself)."""
+
+    def __init__(self, content: torch.Tensor):
+        super().__init__()
+        self.scale = 1.0 / (float(total_variation(content)) + 1e-6)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return total_variation(image) * self.scale
+
+
 class StyleTransferLoss(nn.Module):
-    """α·content + β·Σ_l w_l·style_l + γ·TV, with targets computed once at construction.
+    """α·Σ content + β·Σ_l w_l·style_l + γ·TV, with targets computed once at construction.
 
     ``styles`` may hold several style images; their Gram matrices are averaged with
     ``style_blend`` weights (normalised to sum 1).
     """
 
     def __init__(self, features: nn.Module, content: torch.Tensor, styles: Sequence[torch.Tensor],
-                 *, content_layers, style_layers, style_layer_weights=None, content_weight=0.015,
-                 style_weight=1.0, tv_weight=2.0, style_blend=None, compute_dtype=torch.float32):
+                 *, content_layers, style_layers, style_layer_weights=None, content_weight=1.0,
+                 style_weight=1.0, tv_weight=0.0, style_blend=None, compute_dtype=torch.float32):
         super().__init__()
         self.compute_dtype = compute_dtype
         self.features = features
@@ -88,13 +129,15 @@ class StyleTransferLoss(nn.Module):
 
         with torch.no_grad():  # targets in float32, whatever the compute dtype
             content_features = features(content)
-            self.content_targets = [content_features[name].detach() for name in self.content_layers]
+            self.content_losses = nn.ModuleList(
+                ContentLoss(content_features[name]) for name in self.content_layers)
             grams: list[torch.Tensor] = [0.0] * len(self.style_layers)
             for weight, style in zip(blend, styles):
                 style_features = features(style)
                 for i, name in enumerate(self.style_layers):
                     grams[i] = grams[i] + weight * gram_matrix(style_features[name])
-            self.style_targets = [g.detach() for g in grams]
+            self.style_losses = nn.ModuleList(StyleLoss(g) for g in grams)
+            self.tv_loss = TVLoss(content)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and the weighted terms ("content", "style", "tv") as 0-d tensors."""
@@ -104,14 +147,14 @@ class StyleTransferLoss(nn.Module):
             activations = self.features(image)
         activations = {name: value.float() for name, value in activations.items()}
         zero = image.new_zeros(())
-        content = sum((normalized_squared_error(activations[name], target)
-                       for name, target in zip(self.content_layers, self.content_targets)), zero)
-        style = sum((w * normalized_squared_error(gram_matrix(activations[name]), target)
-                     for name, w, target in zip(self.style_layers, self.style_layer_weights,
-                                                self.style_targets)), zero)
+        content = sum((loss(activations[name])
+                       for name, loss in zip(self.content_layers, self.content_losses)), zero)
+        style = sum((w * loss(activations[name])
+                     for name, w, loss in zip(self.style_layers, self.style_layer_weights,
+                                              self.style_losses)), zero)
         terms = {"content": self.content_weight * content,
                  "style": self.style_weight * style,
-                 "tv": self.tv_weight * total_variation(image)}
+                 "tv": self.tv_weight * self.tv_loss(image)}
         return terms["content"] + terms["style"] + terms["tv"], terms
 
 

@@ -22,7 +22,7 @@ from .devices import resolve_dtype
 from .images import PreparedImage, finish_image, working_shape
 from .losses import StyleTransferLoss
 from .result import Iterate
-from .vgg import VGGFeatures, load_vgg19_features
+from .vgg import VGGFeatures, load_features
 
 _features_cache: dict = {}
 #: L-BFGS curvature pairs kept (torch's default is 100): two image-sized vectors each, the largest
@@ -66,15 +66,16 @@ def feature_extractor(settings: Settings, device: torch.device) -> tuple[VGGFeat
     """VGG-19 cut after the deepest layer in use, on ``device``; loaded files are cached."""
     source = settings.vgg_weights
     if isinstance(source, torch.nn.Module):
-        features, identity = load_vgg19_features(copy.deepcopy(source))
+        features, identity = load_features(settings.network, copy.deepcopy(source))
     else:
-        key = str(source)
+        key = (settings.network, str(source))
         if key not in _features_cache:
             _features_cache.clear()  # keep at most one 548 MB model alive
-            _features_cache[key] = load_vgg19_features(source)
+            _features_cache[key] = load_features(settings.network, source)
         features, identity = _features_cache[key]
     layers = tuple(settings.content_layers) + tuple(settings.style_layers)
-    extractor = VGGFeatures(features, layers, pooling=settings.pooling)
+    extractor = VGGFeatures(features, layers, pooling=settings.pooling,
+                            network_name=settings.network)
     return extractor.to(device), identity
 
 
@@ -113,7 +114,7 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
             extractor, content_t, style_ts, content_layers=settings.content_layers,
             style_layers=settings.style_layers, style_layer_weights=settings.style_layer_weights,
             content_weight=settings.content_weight,
-            style_weight=settings.style_weight * settings.style_strength,
+            style_weight=settings.style_weight * settings.style_strength ** 2,
             tv_weight=settings.tv_weight, style_blend=settings.style_blend,
             compute_dtype=compute_dtype)
         del style_ts

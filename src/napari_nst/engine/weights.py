@@ -54,6 +54,13 @@ VGG19 = WeightsFile(
     "VGG-19 ImageNet weights (torchvision VGG19_Weights.IMAGENET1K_V1, 548 MB)",
     torch_hub_cache=True,
 )
+VGG19_DISTILLED = WeightsFile(
+    "cd_vgg19_distilled_16x_conv5_1.pth",
+    "https://github.com/MingSun-Tse/Collaborative-Distillation/raw/"
+    "4a269dc90020721ef9b279b2926c62f5bcd6d209/trained_models/wct_se_16x_new/20191109-211322_E20.pth",
+    "9417c34d0d8d621bc6af78be745f1b8d30f5f210efa01e50655c60eb3770816b",
+    "VGG-19 distilled 16x (Collaborative Distillation, Wang et al. 2020; 3.9 MB)",
+)
 _MAGENTA_URL = ("https://storage.googleapis.com/download.tensorflow.org/models/tflite/"
                 "task_library/style_transfer/android/")
 MAGENTA_PREDICTOR = WeightsFile(
