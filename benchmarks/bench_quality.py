@@ -141,6 +141,23 @@ def save_strip(images: list[np.ndarray], path: Path, height: int = 256) -> None:
     Image.fromarray((np.concatenate(tiles, axis=1) * 255).round().astype(np.uint8)).save(path)
 
 
+def stack_strips(paths: list[Path], path: Path, width: int = 1400) -> None:
+    """The per-pair montages one above the other, each scaled to ``width`` (the README's figure)."""
+    from PIL import Image
+
+    strips = []
+    for strip in paths:
+        with Image.open(strip) as image:
+            height = round(image.height * width / image.width)
+            strips.append(image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS))
+    sheet = Image.new("RGB", (width, sum(s.height for s in strips) + 6 * (len(strips) - 1)), "white")
+    top = 0
+    for strip in strips:
+        sheet.paste(strip, (0, top))
+        top += strip.height + 6
+    sheet.save(path, quality=88)
+
+
 # ----------------------------------------------------------------------------------- report
 
 def _fmt(values: list, digits: int = 3) -> str:
@@ -223,6 +240,7 @@ def main(argv=None) -> dict:
 
     runs: dict = {}       # rows that share settings (strength 1 = the defaults) run once
     outcomes = {row.name: Outcome() for row in rows}
+    montages = []
     for content_name, style_name in pairs:
         content, style = load_rgb(content_name), load_rgb(style_name)
         judge = Judge(content, style)
@@ -246,6 +264,8 @@ def main(argv=None) -> dict:
                    args.out / f"{stem}.png")
         save_strip([finals[f"style_strength {v:g}"] for v in STRENGTHS],
                    args.out / f"{stem}_strength.png")
+        montages.append(args.out / f"{stem}.png")
+    stack_strips(montages, args.out / "overview.jpg")
 
     results = {row.name: {"ssim": outcomes[row.name].ssim, "style": outcomes[row.name].style,
                           "seconds": outcomes[row.name].seconds, "size": row.size,

@@ -94,3 +94,25 @@ def test_predict_benchmark_smoke():
     pytest.importorskip("ai_edge_litert")
     stdout = run_script(BENCHMARKS / "bench_predict.py", "--sizes", 64, "--repeats", 1)
     assert "| 64" in stdout
+
+
+def test_quality_benchmark_smoke(tmp_path):
+    """bench_quality.py --smoke: every row scored, the targets checked, montages written."""
+    shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
+    out = tmp_path / "montages"
+    stdout = run_script(BENCHMARKS / "bench_quality.py", "--smoke", "--out", out,
+                        "--json", tmp_path / "quality.json")
+    report = json.loads((tmp_path / "quality.json").read_text())
+    rows = report["rows"]
+    assert len(report["pairs"]) == 1 and report["smoke"]
+    assert rows["content itself"]["ssim"] == [pytest.approx(1.0)]
+    for name in ("predict", "defaults, 96 px", "style_strength 0.5", "content_weight x10",
+                 "coarse_to_fine off", "plain reference, 6 L-BFGS steps"):
+        assert -1.0 <= rows[name]["ssim"][0] <= 1.0 and 0.0 < rows[name]["style"][0] <= 1.0
+    # strength 0 is the content; full strength moves away from it towards the style
+    assert rows["style_strength 0"]["ssim"][0] > rows["style_strength 1"]["ssim"][0]
+    assert rows["style_strength 1"]["style"][0] > rows["style_strength 0"]["style"][0]
+    assert len(report["targets"]) == 8 and "| target | met | figures |" in stdout
+    assert len(report["curves"]["defaults, 96 px"][0]) == 3  # emitted at steps 2, 4, 6
+    assert sorted(p.name for p in out.iterdir()) == [
+        "overview.jpg", "tubingen_x_starry_night.png", "tubingen_x_starry_night_strength.png"]

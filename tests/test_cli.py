@@ -112,3 +112,18 @@ def test_console_script_runs_on_shared_images(vgg_file, tmp_path):
     losses = [float(line.split("total=")[1].split()[0]) for line in proc.stderr.splitlines()
               if line.startswith("step ")]
     assert len(losses) >= 2 and losses[-1] < losses[0]
+
+
+def test_network_option(images, tmp_path, capsys):
+    """--network vgg19-distilled runs on the distilled weights found in $NAPARI_NST_WEIGHTS_DIR."""
+    shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
+    _, style = images
+    content = tmp_path / "content64.png"
+    Image.fromarray(shared_image("tubingen.jpg", 64)).save(content)
+    out = tmp_path / "out.png"
+    assert main(["stylize", str(content), str(style), "-o", str(out), "--network",
+                 "vgg19-distilled", "--size", "64", "--steps", "2", "--device", "cpu",
+                 "--no-coarse-to-fine"]) == 0
+    assert np.asarray(Image.open(out)).shape == (48, 64, 3)
+    assert run_cli(["stylize", str(content), str(style), "-o", str(out), "--network", "vgg16"]) == 2
+    assert "invalid choice: 'vgg16'" in capsys.readouterr().err

@@ -237,9 +237,30 @@ def test_init_array_and_strength_zero(random_vgg, content_small, style_small):
     first = next(napari_nst.iterate(content_small, style_small, vgg_weights=random_vgg, init=start,
                                     **{**FAST, "emit_every": 1, "steps": 1}))
     assert abs(first.image.mean() - 0.5) < 0.1
-    only_content = next(napari_nst.iterate(content_small, style_small, vgg_weights=random_vgg,
-                                           style_strength=0.0, **FAST))
-    assert only_content.losses["style"] == 0.0
+    only_content = list(napari_nst.iterate(content_small, style_small, vgg_weights=random_vgg,
+                                           style_strength=0.0, **FAST))[-1]
+    full = list(napari_nst.iterate(content_small, style_small, vgg_weights=random_vgg, **FAST))[-1]
+    # strength 0: the style targets are the content's own statistics, so the content is the optimum
+    assert np.abs(only_content.image - prepare_image(content_small).rgb).mean() < 0.01
+    assert only_content.losses["style"] < 1e-2 * full.losses["style"]
+
+
+def test_style_strength_moves_style_targets_from_content_to_style(random_vgg):
+    features = VGGFeatures(random_vgg, ["conv4_2", "conv1_1", "conv2_1"])
+    generator = torch.Generator().manual_seed(4)
+    content, style = (torch.rand(1, 3, 32, 32, generator=generator) for _ in range(2))
+    targets = {}
+    for strength in (0.0, 0.25, 1.0):
+        loss_fn = StyleTransferLoss(features, content, [style], content_layers=["conv4_2"],
+                                    style_layers=["conv1_1", "conv2_1"], style_strength=strength)
+        targets[strength] = [loss.target for loss in loss_fn.style_losses]
+    with torch.no_grad():
+        own, styled = features(content), features(style)
+    for i, name in enumerate(["conv1_1", "conv2_1"]):
+        assert torch.allclose(targets[0.0][i], gram_matrix(own[name]))
+        assert torch.allclose(targets[1.0][i], gram_matrix(styled[name]))
+        assert torch.allclose(targets[0.25][i], 0.75 * targets[0.0][i] + 0.25 * targets[1.0][i],
+                              rtol=1e-5, atol=1e-6)
 
 
 # --- input contract ----------------------------------------------------------------------------

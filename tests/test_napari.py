@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import shared_image, skip_or_fail
+from tests.conftest import shared_image, shared_path, skip_or_fail
 
 pytestmark = pytest.mark.gui
 QUICK = dict(size=32, steps=3, emit_every=1, device="cpu", coarse_to_fine=False)
@@ -262,8 +262,25 @@ def test_predict_hides_optimize_controls(widget):
     widget.show_advanced.value = True
     assert shown("optimizer") and shown("steps") and not shown("style_crops")
     assert shown("precision") and widget.controls["precision"].choices == ("auto", "float32", "bfloat16")
+    assert shown("network") and widget.controls["network"].choices == ("vgg19", "vgg19-distilled")
     widget.controls["method"].value = "predict"
+    assert not shown("network")
     assert not shown("steps") and not shown("optimizer") and shown("style_crops")
     assert not shown("precision")
     widget.controls["method"].value = "optimize"
     assert shown("steps") and shown("optimizer") and not shown("style_crops")
+
+
+@pytest.mark.shared
+def test_distilled_network_from_the_widget(qtbot, viewer, widget):
+    """The basic panel's network choice reaches the engine: weights found through
+    $NAPARI_NST_WEIGHTS_DIR, the choice recorded in the result's metadata."""
+    shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
+    widget.settings_overrides.pop("vgg_weights")
+    widget.controls["network"].value = "vgg19-distilled"
+    widget.controls["size"].value = 48
+    widget.run()
+    _wait_idle(qtbot, widget)
+    meta = _results(viewer)[-1].metadata["napari_nst"]
+    assert meta["settings"]["network"] == "vgg19-distilled"
+    assert meta["weights"] == "file:cd_vgg19_distilled_16x_conv5_1.pth"

@@ -35,9 +35,9 @@ def _opt(default, help: str, *, choices=None, min=None, max=None, cli: bool = Tr
 class Settings:
     """Every parameter of a style-transfer run.
 
-    Loss weights are relative: each loss term is normalised so that its gradient has about unit
-    L1 norm whatever the image size, layer depth or feature scale (see ``engine.losses``), so the
-    same weights give a similarly stylised result at 256 px and at 2048 px.
+    Loss weights are relative: each content and style term is a squared error in units of its
+    own target's energy (see ``engine.losses``), so the same weights give a similar balance at
+    256 px and at 2048 px, and with either feature network.
     """
 
     method: str = _opt("optimize", "optimize (Gatys et al. 2015) or predict (Ghiasi et al. 2017)",
@@ -81,9 +81,9 @@ class Settings:
     vgg_weights: Any = _opt(None, "weights of the feature network: a .pth file or a torch module "
                             "(default: $NAPARI_NST_WEIGHTS_DIR, then the cache, then a download)")
     style_strength: float = _opt(1.0, "0 keeps the content as it is, 1 applies the style fully "
-                                 "(optimize: multiplies style_weight by strength², since the "
-                                 "style's effect grows about with the log of its weight; "
-                                 "predict: blends style embeddings)", min=0.0, max=1.0)
+                                 "(optimize: moves the style targets from the content's own "
+                                 "statistics to the style's; predict: the same with style "
+                                 "embeddings)", min=0.0, max=1.0)
     style_blend: tuple | None = _opt(None, "predict: weights of several style images", cli=False)
     style_crops: int = _opt(1, "predict: average the style over this many crops", min=1, max=64)
     tile_size: int = _opt(1024, "predict: tile side for large images", min=64, max=16384)

@@ -5,8 +5,10 @@ Why this normalisation (it decides what the default weights mean):
   * Gram matrices are averaged over positions, G = F Fᵀ / (H·W), so they do not grow with the image.
   * Content and style terms are *relative squared errors*, Σ(x − t)² / Σt²: the share of the
     target's energy still missing. A term's value then means the same at every layer, at every
-    image size and in every network, whatever the scale of its activations (ImageNet VGG-19's
-    conv1_1 Grams are about 10⁴ times its conv5_1 Grams; the distilled network's differ again).
+    image size and in every network, whatever the scale of its activations (in the distilled
+    network a conv3_1 Gram entry is about 2,000 times a conv5_1 one, measured on a painting at
+    256 px; ImageNet VGG-19's scales differ again, and plain squared errors would let such
+    scales, not the weights, decide which layers count).
     Equal layer weights (the paper's 1/5) really are equal, and content_weight / style_weight is a
     balance between two dimensionless numbers, so the same defaults hold for both networks.
   * Both are squared errors, so the pull of each term grows with its distance from its target,
@@ -15,7 +17,12 @@ Why this normalisation (it decides what the default weights mean):
     point. (The previous Σd²/Σ|d| has a gradient of constant size at any distance: a constant
     force that lets the stronger term win almost everywhere, as measured on the distilled network.)
   * Total variation is measured the same way, relative to the content's own: TV(x) / TV(content),
-    so its weight means the same at any size (neighbouring pixels differ less at higher resolution).
+    so its weight means the same at any size (neighbouring pixels differ less at higher
+    resolution). Its default weight is 0: on the distilled network smoothing only cost content
+    detail (SSIM) and the results showed no noise that asked for it.
+What is size-free is the balance, not the look: VGG's receptive fields are fixed in pixels, so at
+a larger working size the style's strokes are finer relative to the image and conv4_2 holds the
+content on a finer grid (every 8 px), and more of the content's detail survives.
 The paper's α/β values and 1/(4N²M²) factor do not carry over (they depend on the network's
 activation scale); the defaults here were chosen on real, learned features (the distilled VGG-19)
 with the quality benchmark, ``benchmarks/bench_quality.py``.
@@ -105,12 +112,17 @@ class StyleTransferLoss(nn.Module):
     """α·Σ content + β·Σ_l w_l·style_l + γ·TV, with targets computed once at construction.
 
     ``styles`` may hold several style images; their Gram matrices are averaged with
-    ``style_blend`` weights (normalised to sum 1).
+    ``style_blend`` weights (normalised to sum 1). ``style_strength`` s moves each style target
+    from the content's own Gram matrix (s = 0: the content is the optimum) to the style's
+    (s = 1), (1 - s)·G_content + s·G_style, so the result's colours and textures shift
+    gradually, as predict's embedding interpolation does; scaling the style weight instead
+    jumps: a small weight already transfers the style's colours completely.
     """
 
     def __init__(self, features: nn.Module, content: torch.Tensor, styles: Sequence[torch.Tensor],
                  *, content_layers, style_layers, style_layer_weights=None, content_weight=1.0,
-                 style_weight=1.0, tv_weight=0.0, style_blend=None, compute_dtype=torch.float32):
+                 style_weight=1.0, tv_weight=0.0, style_blend=None, style_strength=1.0,
+                 compute_dtype=torch.float32):
         super().__init__()
         self.compute_dtype = compute_dtype
         self.features = features
@@ -131,8 +143,11 @@ class StyleTransferLoss(nn.Module):
             content_features = features(content)
             self.content_losses = nn.ModuleList(
                 ContentLoss(content_features[name]) for name in self.content_layers)
-            grams: list[torch.Tensor] = [0.0] * len(self.style_layers)
+            grams: list[torch.Tensor] = [
+                (1.0 - style_strength) * gram_matrix(content_features[name])
+                for name in self.style_layers]
             for weight, style in zip(blend, styles):
+                weight = weight * style_strength
                 style_features = features(style)
                 for i, name in enumerate(self.style_layers):
                     grams[i] = grams[i] + weight * gram_matrix(style_features[name])

@@ -114,7 +114,7 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
             extractor, content_t, style_ts, content_layers=settings.content_layers,
             style_layers=settings.style_layers, style_layer_weights=settings.style_layer_weights,
             content_weight=settings.content_weight,
-            style_weight=settings.style_weight * settings.style_strength ** 2,
+            style_weight=settings.style_weight, style_strength=settings.style_strength,
             tv_weight=settings.tv_weight, style_blend=settings.style_blend,
             compute_dtype=compute_dtype)
         del style_ts
