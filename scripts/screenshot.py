@@ -1,10 +1,12 @@
 """Open napari with the sample data and the Style transfer widget, run a short job, and save
 ``docs/screenshot.png`` -- what a new user sees first.
 
-    xvfb-run -a python scripts/screenshot.py [--method predict|optimize] [--random-vgg]
+    xvfb-run -a python scripts/screenshot.py [--method predict|optimize]
+        [--network vgg19|vgg19-distilled] [--random-vgg]
 
-``--random-vgg`` uses seeded random VGG-19 weights (for machines without the ImageNet file); the
-prediction method uses Google's published Magenta weights ($NAPARI_NST_WEIGHTS_DIR or download).
+``--random-vgg`` uses seeded random VGG-19 weights (for machines without the ImageNet file);
+``--network vgg19-distilled`` the small distilled network; every file comes from
+$NAPARI_NST_WEIGHTS_DIR or a download.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=("predict", "optimize"), default="predict")
+    parser.add_argument("--network", choices=("vgg19", "vgg19-distilled"), default="vgg19")
     parser.add_argument("--random-vgg", action="store_true")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--size", type=int, default=256)
@@ -32,6 +35,7 @@ def main() -> None:
     viewer.open_sample("napari-nst", "astronaut_painting")
     _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     widget.controls["method"].value = args.method
+    widget.controls["network"].value = args.network
     widget.controls["steps"].value = args.steps
     widget.controls["size"].value = args.size
     widget.controls["device"].value = "cpu"

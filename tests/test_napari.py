@@ -93,11 +93,18 @@ def test_run_to_completion_adds_named_layers_with_metadata(qtbot, viewer, widget
     assert meta["device"] == "cpu" and meta["weights"].startswith("module:")
     assert set(meta["losses"]) == {"content", "style", "tv", "total"}
     assert "torch" in meta["versions"] and "napari-nst" in meta["versions"]
-    # overlays the content: same extent in world coordinates, placed right above it
+    # overlays the content (same extent in world coordinates) and is seen: the newest result is
+    # the top-most visible layer, above the unrelated "scream", and the selected one
     content = viewer.layers["content"]
     assert np.allclose(np.array(final.data.shape[:2]) * final.scale, np.array(content.data.shape[:2]))
-    names = [layer.name for layer in viewer.layers]
-    assert names.index("content × style · step 1") == names.index("content") + 1
+    visible = [layer.name for layer in viewer.layers if layer.visible]
+    assert visible[-1] == "content × style · step 3" and viewer.layers[-1] is final
+    assert viewer.layers.selection.active is final and set(viewer.layers.selection) == {final}
+    # a second run lands on top too
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert viewer.layers[-1].name.startswith("content × style · step 3") and viewer.layers[-1] is not final
+    assert viewer.layers.selection.active is viewer.layers[-1]
     assert np.array_equal(content.data, content_before)
     assert widget.run_button.enabled and not widget.stop_button.enabled
     assert widget.status.value.startswith("done")
@@ -123,6 +130,28 @@ def test_error_notifies_and_resets(qtbot, viewer, widget, notifications, tmp_pat
     assert any("cannot read weights" in str(n.message) for n in notifications)
     assert widget.run_button.enabled and widget.worker is None
     assert widget.status.value.startswith("error")
+
+
+def test_long_error_keeps_the_dock_width(qtbot, viewer, widget, notifications):
+    """A 2,000-character message wraps in the status line instead of widening the window; the
+    whole text stays in the tooltip and in napari's notification."""
+    from qtpy.QtWidgets import QApplication
+
+    viewer.window._qt_window.show()  # a hidden window does not lay itself out
+    dock = widget.native.parentWidget()
+    QApplication.processEvents()
+    width_before, window_before = dock.width(), viewer.window._qt_window.width()
+    hint_before = widget.native.minimumSizeHint().width()
+    widget.settings_overrides["vgg_weights"] = "/nonexistent/" + "y" * 2000 + ".pth"
+    assert widget.run() is not None
+    _wait_idle(qtbot, widget)
+    QApplication.processEvents()
+    assert widget.status.value.startswith("error") and len(widget.status.value) <= 300
+    assert "y" * 2000 in widget.status.tooltip
+    assert any("y" * 2000 in str(n.message) for n in notifications)
+    assert dock.width() == width_before and viewer.window._qt_window.width() == window_before
+    # the width the widget asks of its dock (2,376 px here before the fix; napari grows to it)
+    assert widget.native.minimumSizeHint().width() == hint_before
 
 
 def test_missing_device_is_a_clear_error(qtbot, viewer, random_vgg, notifications):
@@ -278,7 +307,8 @@ def test_distilled_network_from_the_widget(qtbot, viewer, widget):
     shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
     widget.settings_overrides.pop("vgg_weights")
     widget.controls["network"].value = "vgg19-distilled"
-    widget.controls["size"].value = 48
+    widget.content.value = [viewer.add_image(shared_image("tubingen.jpg", 64), name="big", rgb=True)]
+    widget.controls["size"].value = 64
     widget.run()
     _wait_idle(qtbot, widget)
     meta = _results(viewer)[-1].metadata["napari_nst"]

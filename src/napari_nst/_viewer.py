@@ -33,7 +33,7 @@ class LayerSnapshot:
     scale: tuple
     translate: tuple
     slice_label: str = ""
-    layer: object = None  # the source layer, for placing results; may be removed meanwhile
+    layer: object = None  # the source layer (shown in the comparison grid); may be removed meanwhile
 
 
 @dataclass
@@ -41,7 +41,6 @@ class Job:
     content: LayerSnapshot
     style: LayerSnapshot
     results: list = field(default_factory=list)  # result layers in order of steps
-    placed: list = field(default_factory=list)  # results of all jobs on this content, in order
 
     @property
     def label(self) -> str:
@@ -126,24 +125,23 @@ def result_layer_kwargs(job: Job, iterate, settings: Settings) -> dict:
 
 
 def _add_result(viewer, job: Job, iterate, settings: Settings):
-    """Insert the iterate's layer once, at its final place, with the previous iterate hidden first.
+    """Add the iterate's layer on top of the layer list and select it, as napari does with every
+    new layer: a result placed lower is hidden by whatever lies above it (a new user then sees
+    "done" and an unchanged canvas). The previous iterate is hidden first, so only the newest is
+    drawn; older ones stay in the list, one click from view.
 
     napari's own work per inserted layer (vispy visuals, layer controls, selection) dominates the
-    main thread's time during a run; one insert at the right index, and no redraw of the layer being
-    hidden, keep it to the minimum (measured in benchmarks/bench_worker.py).
+    main thread's time during a run; one insert, and no redraw of the layer being hidden, keep it
+    to the minimum (measured in benchmarks/bench_worker.py).
     """
     from napari.layers import Image
 
     layer = Image(**result_layer_kwargs(job, iterate, settings))
     if job.results and job.results[-1] in viewer.layers:
-        # only the newest iterate is drawn: older ones stay in the list, one click from view
         job.results[-1].visible = False
-    # stack above this content's earlier results (or the content itself), newest on top
-    anchors = [a for a in [*reversed(job.placed), job.content.layer] if a is not None and a in viewer.layers]
-    index = viewer.layers.index(anchors[0]) + 1 if anchors else len(viewer.layers)
-    viewer.layers.insert(index, layer)
+    viewer.layers.append(layer)
+    viewer.layers.selection.active = layer
     job.results.append(layer)
-    job.placed.append(layer)
     return layer
 
 
@@ -151,11 +149,7 @@ def make_jobs(viewer, content, style) -> list[Job]:
     """One job per (content, style) pair, contents outermost; inputs are snapshotted now."""
     contents = [snapshot_layer(viewer, layer) for layer in _image_layers(viewer, content)]
     styles = [snapshot_layer(viewer, layer) for layer in _image_layers(viewer, style)]
-    jobs = []
-    for c in contents:
-        placed: list = []  # shared by this content's jobs, so a batch stacks in run order
-        jobs += [Job(c, s, placed=placed) for s in styles]
-    return jobs
+    return [Job(c, s) for c in contents for s in styles]
 
 
 def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, start: bool = True,

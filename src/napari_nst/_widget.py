@@ -80,6 +80,12 @@ class StyleTransferWidget(Container):
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.compare = CheckBox(value=False, text="compare results (grid: content × style)")
         self.status = Label(value="idle")
+        # a long message (a download error names a URL and a directory) must not widen the dock:
+        # the label wraps, takes no width of its own, and keeps the whole text in its tooltip
+        from qtpy.QtWidgets import QSizePolicy
+
+        self.status.native.setWordWrap(True)
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.extend([self.content, self.style, *[self.controls[n] for n in _BASIC], self.show_advanced,
                      *[self.controls[n] for n in _ADVANCED],
                      Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
@@ -179,23 +185,31 @@ class StyleTransferWidget(Container):
                                    settings, start=False, on_iterate=self._on_iterate)
         except Exception as exc:  # bad input or setting: say so and stay idle
             show_error(f"Style transfer: {exc}")
-            self.status.value = f"error: {exc}"
+            self._set_status(f"error: {exc}")
             return None
         self.worker = worker
         self._last_jobs = worker.jobs
         self.native.destroyed.connect(worker.quit)  # closing the widget stops the run
         worker.finished.connect(self._on_finished)
-        worker.errored.connect(lambda exc: setattr(self.status, "value", f"error: {exc}"))
+        worker.errored.connect(lambda exc: self._set_status(f"error: {exc}"))
         self.run_button.enabled, self.stop_button.enabled = False, True
-        self.status.value = f"starting ({len(worker.jobs)} run(s))…"
+        self._set_status(f"starting ({len(worker.jobs)} run(s))…")
         worker.start()
         return worker
 
     def stop(self, _=None):
         """End the run at the next step; the layers already added stay."""
         if self.worker is not None:
-            self.status.value = "stopping…"
+            self._set_status("stopping…")
             self.worker.quit()
+
+    _STATUS_CHARS = 300
+
+    def _set_status(self, text: str) -> None:
+        """The status line: at most a few lines of text; the whole message in the tooltip."""
+        short = text if len(text) <= self._STATUS_CHARS else text[:self._STATUS_CHARS - 1] + "…"
+        self.status.value = short
+        self.status.tooltip = text
 
     def _on_iterate(self, job, iterate):
         elapsed = max(iterate.elapsed, 1e-9)
@@ -207,15 +221,15 @@ class StyleTransferWidget(Container):
         self._last_losses = iterate.losses or self._last_losses
         if self._last_losses and "total" in self._last_losses:
             text += f" · loss {self._last_losses['total']:.4g}"
-        self.status.value = text
+        self._set_status(text)
 
     def _on_finished(self):
         stopped = self.worker is not None and self.worker.abort_requested
         self.worker = None
         self.run_button.enabled, self.stop_button.enabled = True, False
         if not self.status.value.startswith("error"):
-            self.status.value = "stopped" if stopped else \
-                f"done in {time.perf_counter() - self._started:.1f} s"
+            self._set_status("stopped" if stopped else
+                             f"done in {time.perf_counter() - self._started:.1f} s")
         if self.compare.value:
             self._show_comparison()
 
