@@ -22,6 +22,9 @@ def main() -> None:
     parser.add_argument("--network", choices=("vgg19", "vgg19-distilled"), default="vgg19")
     parser.add_argument("--random-vgg", action="store_true")
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--compare", action=argparse.BooleanOptionalAction, default=True,
+                        help="turn Compare on before the screenshot (default) or show the canvas as "
+                             "the run left it")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("-o", "--output", type=Path,
                         default=Path(__file__).resolve().parents[1] / "docs" / "screenshot.png")
@@ -49,7 +52,7 @@ def main() -> None:
     while worker is not None and worker.is_running or widget.worker is not None:
         app.processEvents()
         time.sleep(0.02)
-    widget.compare.value = True
+    widget.compare.value = args.compare
     for _ in range(20):
         app.processEvents()
         time.sleep(0.05)
