@@ -80,13 +80,29 @@ def test_pickers_follow_layers(viewer, widget):
     assert choices == ["content", "starry"]
 
 
+def test_default_choices_skip_results(qtbot, viewer, random_vgg):
+    """A result from an earlier run (here one from the console) is never a default choice, even
+    first in the layer list."""
+    from napari_nst import run_in_viewer
+
+    worker = run_in_viewer(viewer, "content", "style", vgg_weights=random_vgg, **QUICK, start=False)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        worker.start()
+    result = _results(viewer)[-1]
+    assert result.name == "content × style 3"
+    viewer.layers.move(viewer.layers.index(result), 0)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
+    assert [layer.name for layer in widget.content.value] == ["content"]
+    assert [layer.name for layer in widget.style.value] == ["style"]
+
+
 def test_run_to_completion_adds_named_layers_with_metadata(qtbot, viewer, widget):
     content_before = viewer.layers["content"].data.copy()
     assert widget.run() is not None
     assert not widget.run_button.enabled and widget.stop_button.enabled
     _wait_idle(qtbot, widget)
     results = _results(viewer)
-    assert [layer.name for layer in results] == [f"content × style · step {i}" for i in (1, 2, 3)]
+    assert [layer.name for layer in results] == [f"content × style {i}" for i in (1, 2, 3)]
     final = results[-1]
     meta = final.metadata["napari_nst"]
     assert meta["step"] == 3 and meta["settings"]["size"] == 32 and meta["seed"] == 0
@@ -98,12 +114,12 @@ def test_run_to_completion_adds_named_layers_with_metadata(qtbot, viewer, widget
     content = viewer.layers["content"]
     assert np.allclose(np.array(final.data.shape[:2]) * final.scale, np.array(content.data.shape[:2]))
     visible = [layer.name for layer in viewer.layers if layer.visible]
-    assert visible[-1] == "content × style · step 3" and viewer.layers[-1] is final
+    assert visible[-1] == "content × style 3" and viewer.layers[-1] is final
     assert viewer.layers.selection.active is final and set(viewer.layers.selection) == {final}
     # a second run lands on top too
     widget.run()
     _wait_idle(qtbot, widget)
-    assert viewer.layers[-1].name.startswith("content × style · step 3") and viewer.layers[-1] is not final
+    assert viewer.layers[-1].name.startswith("content × style 3") and viewer.layers[-1] is not final
     assert viewer.layers.selection.active is viewer.layers[-1]
     assert np.array_equal(content.data, content_before)
     assert widget.run_button.enabled and not widget.stop_button.enabled
@@ -226,7 +242,7 @@ def test_z_stack_uses_the_slice_on_screen(qtbot, viewer, random_vgg):
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         worker.start()
     (result,) = _results(viewer)
-    assert result.name == "stack [slice 3] × style · step 1"
+    assert result.name == "stack [slice 3] × style 1"
     assert result.data.ndim == 2 and not result.rgb  # grayscale in, grayscale out
     assert result.data[:, -4:].mean() > result.data[:, :4].mean() + 0.3  # the ramp, not noise
 
@@ -237,16 +253,16 @@ def test_batch_and_compare_grid(qtbot, viewer, widget):
     worker = widget.run()
     assert len(worker.jobs) == 2
     _wait_idle(qtbot, widget)
-    assert [layer.name for layer in _results(viewer)] == ["content × style · step 3",
-                                                         "content × scream · step 3"]
+    assert [layer.name for layer in _results(viewer)] == ["content × style 3",
+                                                         "content × scream 3"]
     order_before = [layer.name for layer in viewer.layers]
     widget.compare.value = True
     grid = viewer.canvas.grid
     assert grid.enabled and tuple(grid.shape) == (1, 3)
     positions = {layer.name: grid.position(i, viewer.layers) for i, layer in enumerate(viewer.layers)}
     assert positions["content"] == (0, 0)
-    assert positions["content × style · step 3"] == (0, 1)
-    assert positions["content × scream · step 3"] == (0, 2)
+    assert positions["content × style 3"] == (0, 1)
+    assert positions["content × scream 3"] == (0, 2)
     assert positions["style"] == (-1, -1)  # style inputs are hidden while comparing
     widget.compare.value = False
     assert not grid.enabled
@@ -257,7 +273,7 @@ def test_batch_and_compare_grid(qtbot, viewer, widget):
 def test_sample_data(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-nst", "astronaut_painting")
-    assert [layer.name for layer in viewer.layers] == ["astronaut (content)", "painting (style)"]
+    assert [layer.name for layer in viewer.layers] == ["astronaut", "painting"]
     assert all(layer.rgb and layer.data.dtype == np.uint8 for layer in viewer.layers)
 
 
@@ -269,7 +285,7 @@ def test_console_api_and_widget_fields(qtbot, viewer, random_vgg):
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         worker.start()
     assert len(_results(viewer)) == 2 and [job.results[-1].name for job in worker.jobs] == [
-        "content × style · step 3", "content × scream · step 3"]
+        "content × style 3", "content × scream 3"]
     _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     widget.controls["steps"].value = 2
     widget.settings_overrides["vgg_weights"] = random_vgg

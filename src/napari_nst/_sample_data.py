@@ -31,6 +31,6 @@ def make_sample_data():
     from skimage import data
 
     return [
-        (data.astronaut(), {"name": "astronaut (content)"}, "image"),
-        (generated_painting(), {"name": "painting (style)"}, "image"),
+        (data.astronaut(), {"name": "astronaut"}, "image"),
+        (generated_painting(), {"name": "painting"}, "image"),
     ]

@@ -117,7 +117,8 @@ def result_layer_kwargs(job: Job, iterate, settings: Settings) -> dict:
         "settings": settings.to_metadata(), "seed": settings.seed,
         **iterate.info, "versions": _versions(),
     }}
-    kwargs = dict(name=f"{job.label} · step {iterate.step}", scale=scale, translate=translate,
+    # short enough to read in the layer list: "astronaut × painting 25" (the step last)
+    kwargs = dict(name=f"{job.label} {iterate.step}", scale=scale, translate=translate,
                   metadata=metadata)
     if grayscale:
         return dict(kwargs, data=image[..., 0], rgb=False, colormap="gray", contrast_limits=(0.0, 1.0))

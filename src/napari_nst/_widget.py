@@ -119,10 +119,9 @@ class StyleTransferWidget(Container):
         self._select_defaults()
 
     def _select_defaults(self):
-        """Pick a content and a different style when nothing is chosen yet."""
-        layers = [layer for _, layer in self._image_layers()]
-        results = [layer for job in self._last_jobs for layer in job.results]
-        inputs = [layer for layer in layers if layer not in results]
+        """Pick a content and a different style when nothing is chosen yet, from input layers
+        only: a result of any run (its metadata says so) is never a default choice."""
+        inputs = [layer for _, layer in self._image_layers() if "napari_nst" not in layer.metadata]
         if not self.content.value and inputs:
             self.content.value = [inputs[0]]
         if not self.style.value and len(inputs) > 1:
