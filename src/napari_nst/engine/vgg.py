@@ -87,16 +87,11 @@ def build_features(net: Network = VGG19_NET, pooling: str = "avg") -> nn.Sequent
     return nn.Sequential(*layers)
 
 
-def build_vgg19_features(pooling: str = "avg") -> nn.Sequential:
-    """torchvision's ``vgg19().features`` equivalent, uninitialised."""
-    return build_features(VGG19_NET, pooling)
-
-
 def random_vgg19(seed: int = 0) -> nn.Sequential:
     """VGG-19 features with seeded random (Kaiming) weights: for tests and benchmarks on machines
     without the ImageNet file. Every code path runs; only the pretrained numbers differ."""
     generator = torch.Generator().manual_seed(seed)
-    features = build_vgg19_features()
+    features = build_features(VGG19_NET)
     for module in features:
         if isinstance(module, nn.Conv2d):
             fan_in = module.in_channels * 9
@@ -203,7 +198,7 @@ def _distilled_features(state: dict, source) -> nn.Sequential:
 
 
 def _vgg19_features(state: dict, source) -> nn.Sequential:
-    features = build_vgg19_features()
+    features = build_features(VGG19_NET)
     if any(key.startswith("features.") for key in state):
         state = {key[len("features."):]: value for key, value in state.items()
                  if key.startswith("features.")}
