@@ -69,3 +69,52 @@ def content_small():
 @pytest.fixture
 def style_small():
     return shared_image("starry_night.jpg", 48)
+
+
+class Mirror:
+    """A real HTTP server on localhost serving ``folder`` by file name, the way a lab's mirror
+    (``$NAPARI_NST_DOWNLOAD_URL``) serves weights; ``requests`` lists the paths asked for."""
+
+    def __init__(self, folder: Path):
+        import functools
+        import http.server
+        import threading
+
+        self.folder = folder
+        self.requests: list[str] = []
+        mirror = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self):
+                mirror.requests.append(self.path.lstrip("/"))
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """An empty mirror and an empty cache, no weights directory: the next load downloads."""
+    from napari_nst.engine import weights
+
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    server = Mirror(folder)
+    monkeypatch.delenv(weights.WEIGHTS_DIR_ENV, raising=False)
+    monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv(weights.DOWNLOAD_URL_ENV, server.url)
+    weights._verified.clear()
+    yield server
+    server.close()

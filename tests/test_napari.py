@@ -37,7 +37,7 @@ def viewer(request):
 def widget(viewer, random_vgg):
     _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     widget.settings_overrides["vgg_weights"] = random_vgg
-    for name, value in {**QUICK, "method": "optimize"}.items():
+    for name, value in {**QUICK, "method": "optimize", "network": "vgg19"}.items():
         widget.controls[name].value = value
     return widget
 
@@ -295,13 +295,67 @@ def test_console_api_and_widget_fields(qtbot, viewer, random_vgg):
     assert widget.current_settings().steps == 2
 
 
-def test_values_persist_between_sessions(viewer, widget, make_napari_viewer):
+def test_values_persist_between_sessions_visibly_and_reset(viewer, widget, make_napari_viewer,
+                                                           tmp_path):
     widget.controls["steps"].value = 7
     widget.controls["keep_colors"].value = True
+    widget.controls["weights_dir"].value = str(tmp_path)
     widget._save_values()
     other = make_napari_viewer()
     _, again = other.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     assert again.controls["steps"].value == 7 and again.controls["keep_colors"].value is True
+    assert again.current_settings().weights_dir == str(tmp_path)
+    # the restored values are named on screen, not applied silently
+    shown = again.restored.value
+    assert not again.restored.native.isHidden() and shown.startswith("not the defaults")
+    assert "steps 7" in shown and "keep colors True" in shown and str(tmp_path) in shown
+    again.reset_button.clicked.emit()
+    assert again.controls["steps"].value == 300 and again.controls["keep_colors"].value is False
+    assert again.current_settings().weights_dir is None
+    assert again.restored.value == "" and again.restored.native.isHidden()
+    third = make_napari_viewer()
+    _, fresh = third.window.add_plugin_dock_widget("napari-nst", "Style transfer")
+    assert fresh.controls["steps"].value == 300 and fresh.restored.value == ""
+
+
+def test_first_choice_of_network_suits_the_machine(make_napari_viewer):
+    """Without a GPU the widget starts on the distilled network (a first run within a minute on
+    a CPU); with one, on ImageNet VGG-19, the API's default."""
+    from napari_nst.engine.devices import available_devices
+
+    gpu = any(device != "cpu" for device in available_devices())
+    _, widget = make_napari_viewer().window.add_plugin_dock_widget("napari-nst", "Style transfer")
+    expected = "vgg19" if gpu else "vgg19-distilled"
+    assert widget.controls["network"].value == expected == widget.defaults["network"]
+    assert widget.restored.value == ""  # a machine default is not a restored value
+
+
+@pytest.mark.shared
+def test_weights_download_shows_in_the_activity_dock(qtbot, viewer, mirror):
+    """A first run without the weights downloads them (here from a local mirror) with a bar in
+    napari's activity dock that knows the file's size and reaches it."""
+    import shutil
+
+    from napari.utils import progress
+
+    import napari_nst
+    from napari_nst.engine.weights import MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER
+
+    for entry in (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER):
+        shutil.copy(shared_path("weights", entry.filename), mirror.folder)
+    bars = []
+    progress._all_instances.events.changed.connect(lambda event: bars.extend(event.added))
+    worker = napari_nst.run_in_viewer(viewer, "content", "style", method="predict", size=64,
+                                      device="cpu", start=False)
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        worker.start()
+    qtbot.wait(50)  # the bars' last queued updates
+    downloads = {bar.desc: bar for bar in bars if bar.desc.startswith("Downloading")}
+    assert len(downloads) == 2 and len(_results(viewer)) == 1
+    for entry in (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER):
+        size = (mirror.folder / entry.filename).stat().st_size
+        bar = downloads[f"Downloading {entry.filename} ({size / 1e6:.1f} MB)"]
+        assert bar.total == size and bar.n == size
 
 
 def test_predict_hides_optimize_controls(widget):

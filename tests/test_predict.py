@@ -18,7 +18,6 @@ images, at two levels:
 from __future__ import annotations
 
 import shutil
-import urllib.error
 
 import numpy as np
 import pytest
@@ -336,7 +335,9 @@ def test_odd_and_tiny_sizes(env, content, style):
 def test_grayscale_rgba_and_16_bit_inputs(env, content, style):
     rgb = napari_nst.stylize(content, style, **FAST)
     rgba = np.concatenate([content, np.full(content.shape[:2] + (1,), 7, np.uint8)], axis=2)
-    np.testing.assert_array_equal(napari_nst.stylize(rgba, style, **FAST), rgb)  # alpha ignored
+    with_alpha = napari_nst.stylize(rgba, style, **FAST)
+    np.testing.assert_array_equal(with_alpha[..., :3], rgb)  # alpha does not change the colours
+    np.testing.assert_allclose(with_alpha[..., 3], 7 / 255, atol=1e-6)  # and is kept
 
     wide = content.astype(np.uint16) * 257  # 16 bits, mapped by its own min..max
     low, high = float(content.min()), float(content.max())
@@ -502,54 +503,42 @@ def test_hash_mismatch_in_the_weights_directory(env, monkeypatch, tmp_path, cont
     assert MAGENTA_TRANSFORMER.filename in str(info.value)
 
 
-@pytest.fixture
-def offline_cache(monkeypatch, tmp_path):
-    """No weights directory and an empty cache: the next load must download."""
-    monkeypatch.delenv(weights_module.WEIGHTS_DIR_ENV, raising=False)
-    monkeypatch.setenv(weights_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 @pytest.mark.shared
-def test_download_failure_is_a_clear_error(offline_cache, monkeypatch, content, style):
-    def offline(url, dst, hash_prefix=None, progress=True):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+def test_download_failure_is_a_clear_error(mirror, content, style):
+    # the mirror does not have the files: HTTP 404
     with pytest.raises(WeightsError) as info:
         napari_nst.stylize(content, style, **FAST)
     message = str(info.value)
+    assert mirror.url in message and "404" in message
     assert MAGENTA_PREDICTOR.url in message and MAGENTA_PREDICTOR.filename in message
-    assert weights_module.WEIGHTS_DIR_ENV in message or str(offline_cache) in message
+    assert weights_module.WEIGHTS_DIR_ENV in message
 
 
 @pytest.mark.shared
-def test_download_of_a_bad_file_is_rejected_and_removed(offline_cache, monkeypatch, content, style):
-    def wrong_file(url, dst, hash_prefix=None, progress=True):
-        with open(dst, "wb") as handle:
-            handle.write(b"<html>captive portal</html>")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", wrong_file)
+def test_download_of_a_bad_file_is_rejected_and_removed(mirror, content, style):
+    (mirror.folder / MAGENTA_PREDICTOR.filename).write_bytes(b"<html>captive portal</html>")
     with pytest.raises(WeightsError, match="sha256"):
         napari_nst.stylize(content, style, **FAST)
-    assert not (offline_cache / MAGENTA_PREDICTOR.filename).exists()
+    cache = MAGENTA_PREDICTOR.cache_dir()
+    assert not cache.exists() or not any(cache.iterdir())  # no file, no partial file
 
 
 @pytest.mark.shared
-def test_download_then_cache(offline_cache, weights_dir, monkeypatch, content, style):
-    fetched = []
-
-    def fake_download(url, dst, hash_prefix=None, progress=True):  # the network boundary only
-        fetched.append(url)
-        shutil.copy(weights_dir / url.rsplit("/", 1)[1], dst)
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+def test_download_then_cache(mirror, weights_dir, content, style):
+    for entry in (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER):
+        shutil.copy(weights_dir / entry.filename, mirror.folder)
     first = napari_nst.stylize(content, style, **FAST)
-    assert sorted(fetched) == sorted([MAGENTA_PREDICTOR.url, MAGENTA_TRANSFORMER.url])
-    assert (offline_cache / MAGENTA_TRANSFORMER.filename).is_file()
+    assert sorted(mirror.requests) == sorted([MAGENTA_PREDICTOR.filename, MAGENTA_TRANSFORMER.filename])
+    assert (MAGENTA_TRANSFORMER.cache_dir() / MAGENTA_TRANSFORMER.filename).is_file()
     second = napari_nst.stylize(content, style, **FAST)  # from the cache: no second download
-    assert len(fetched) == 2
+    assert len(mirror.requests) == 2
     np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.shared
+def test_weights_dir_setting_finds_the_files_without_a_download(mirror, weights_dir, content, style):
+    napari_nst.stylize(content, style, weights_dir=str(weights_dir), **FAST)
+    assert mirror.requests == []
 
 
 @pytest.mark.shared

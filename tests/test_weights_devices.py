@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import urllib.error
 
 import pytest
 import torch
@@ -51,38 +50,33 @@ def test_explicit_module_and_file(random_vgg, vgg_file, isolated):
         load_features("vgg19", isolated / "nope.pth")
 
 
-def test_lookup_order_weights_dir_then_cache_then_download(vgg_file, isolated, random_as_vgg19,
-                                                          monkeypatch):
+def test_lookup_order_weights_dir_then_cache_then_download(vgg_file, mirror, random_as_vgg19,
+                                                          tmp_path, monkeypatch):
     name = random_as_vgg19.filename
-    cache = isolated / "torch" / "hub" / "checkpoints"
-    downloads = []
-
-    def fake_download(url, dst, hash_prefix=None, progress=True):
-        downloads.append(url)
-        shutil.copy(vgg_file, dst)
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    directory = tmp_path / "weights"
+    directory.mkdir()
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(directory))
+    shutil.copy(vgg_file, mirror.folder / name)
     # nothing anywhere: downloaded into torchvision's cache
-    assert weights.locate(random_as_vgg19) == cache / name
-    assert downloads == [VGG19.url]
+    assert weights.locate(random_as_vgg19, progress=False) == cache / name
+    assert mirror.requests == [name]
     # in the cache: no second download
-    assert weights.locate(random_as_vgg19) == cache / name and len(downloads) == 1
+    assert weights.locate(random_as_vgg19) == cache / name and len(mirror.requests) == 1
     # the weights directory wins over the cache
-    shutil.copy(vgg_file, isolated / "weights" / name)
-    assert weights.locate(random_as_vgg19) == isolated / "weights" / name
+    shutil.copy(vgg_file, directory / name)
+    assert weights.locate(random_as_vgg19) == directory / name
     features, identity = load_features("vgg19", progress=False)
     assert identity == f"file:{name}"
 
 
 def test_no_network_error_names_file_url_and_directory(isolated, monkeypatch):
-    def offline(url, dst, hash_prefix=None, progress=True):
-        raise urllib.error.URLError("Name or service not known")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setenv(weights.DOWNLOAD_URL_ENV, "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(WeightsError) as info:
         load_features("vgg19")
     message = str(info.value)
     assert VGG19.url in message and VGG19.filename in message and str(isolated / "weights") in message
+    assert "http://127.0.0.1:9/" + VGG19.filename in message
 
 
 def test_hash_mismatch_in_weights_dir(vgg_file, isolated):
@@ -91,15 +85,49 @@ def test_hash_mismatch_in_weights_dir(vgg_file, isolated):
         load_features("vgg19")
 
 
-def test_corrupt_download_is_removed(vgg_file, isolated, monkeypatch):
-    def truncated(url, dst, hash_prefix=None, progress=True):
-        with open(dst, "wb") as handle:
-            handle.write(b"<html>proxy error</html>")
+def test_corrupt_download_is_removed(mirror, tmp_path):
+    (mirror.folder / VGG19.filename).write_bytes(b"<html>proxy error</html>")
+    with pytest.raises(WeightsError, match="not the expected VGG-19.*captive portal"):
+        load_features("vgg19", progress=False)
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    assert list(checkpoints.iterdir()) == []  # neither the file nor a partial one
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", truncated)
-    with pytest.raises(WeightsError, match="corrupt"):
-        load_features("vgg19")
-    assert not (isolated / "torch" / "hub" / "checkpoints" / VGG19.filename).exists()
+
+class Bars:
+    """A bar factory that records what a download reports."""
+
+    def __init__(self):
+        self.made = []
+
+    def __call__(self, total, description):
+        bar = {"total": total, "description": description, "n": 0, "closed": False}
+        self.made.append(bar)
+        return type("Bar", (), {"update": lambda _, n: bar.update(n=bar["n"] + n),
+                                "close": lambda _: bar.update(closed=True)})()
+
+
+def test_download_reports_size_and_progress_to_the_thread_bar(vgg_file, mirror, random_as_vgg19):
+    shutil.copy(vgg_file, mirror.folder / random_as_vgg19.filename)
+    bars = Bars()
+    with weights.download_progress(bars):
+        weights.locate(random_as_vgg19)
+    size = vgg_file.stat().st_size
+    assert bars.made == [{"total": size, "n": size, "closed": True,
+                          "description": f"Downloading {random_as_vgg19.filename} "
+                                         f"({size / 1e6:.1f} MB)"}]
+    weights.locate(random_as_vgg19)  # cached now, and outside the block: no bar anywhere
+    assert len(bars.made) == 1 and len(mirror.requests) == 1
+
+
+def test_weights_dir_setting_is_searched_first(vgg_file, isolated, random_as_vgg19, tmp_path):
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    shutil.copy(vgg_file, chosen / random_as_vgg19.filename)
+    assert weights.locate(random_as_vgg19, directory=chosen) == chosen / random_as_vgg19.filename
+    features, identity = load_features("vgg19", directory=str(chosen), progress=False)
+    assert identity == f"file:{random_as_vgg19.filename}"
+    with pytest.raises(WeightsError, match="weights directory .*nowhere does not exist"):
+        weights.locate(random_as_vgg19, directory=tmp_path / "nowhere")
 
 
 def test_unreadable_and_foreign_files(tmp_path):

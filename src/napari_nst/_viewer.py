@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import queue
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,7 +102,11 @@ def _versions() -> dict:
 
 
 def result_layer_kwargs(job: Job, iterate, settings: Settings) -> dict:
-    """Name, placement and provenance of the layer for one emitted iterate."""
+    """Name, placement, display and provenance of the layer for one emitted iterate.
+
+    With ``output_range="content"`` the result is in its content's intensity range, so it gets the
+    content layer's contrast limits and looks like it; RGBA results keep their alpha (rgb=True).
+    """
     content = job.content
     image = iterate.image
     height, width = content.data.shape[:2]
@@ -120,9 +125,12 @@ def result_layer_kwargs(job: Job, iterate, settings: Settings) -> dict:
     # short enough to read in the layer list: "astronaut × painting 25" (the step last)
     kwargs = dict(name=f"{job.label} {iterate.step}", scale=scale, translate=translate,
                   metadata=metadata)
+    limits = (0.0, 1.0)
+    if settings.output_range == "content" and content.window is not None:
+        limits = content.window
     if grayscale:
-        return dict(kwargs, data=image[..., 0], rgb=False, colormap="gray", contrast_limits=(0.0, 1.0))
-    return dict(kwargs, data=image, rgb=True)
+        return dict(kwargs, data=image[..., 0], rgb=False, colormap="gray", contrast_limits=limits)
+    return dict(kwargs, data=image, rgb=True, contrast_limits=limits)
 
 
 def _add_result(viewer, job: Job, iterate, settings: Settings):
@@ -174,11 +182,14 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
                    start_thread=False, ignore_errors=True)
     def work():
         from .engine.run import run_steps
+        from .engine.weights import download_progress
 
         try:
-            for job in jobs:
-                for iterate in run_steps(job.content.data, job.style.data, _job_settings(settings, job)):
-                    yield job, iterate
+            with download_progress(ActivityDockBar):
+                for job in jobs:
+                    for iterate in run_steps(job.content.data, job.style.data,
+                                             _job_settings(settings, job)):
+                        yield job, iterate
         except RuntimeError as exc:
             # superqt takes a RuntimeError leaving a worker for a deleted Qt object and drops it
             # without emitting errored or finished; torch and the weights loader raise these.
@@ -203,6 +214,52 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
     if start:
         worker.start()
     return worker
+
+
+class ActivityDockBar:
+    """A progress bar in napari's activity dock (a weights download: a long first wait), driven
+    from the worker thread. napari's bars are Qt widgets, so the worker only queues what happened
+    and asks the main thread to apply it; Qt does not keep separate such requests in order, so
+    each one applies everything queued so far, in order. The worker never waits."""
+
+    def __init__(self, total: int | None, description: str):
+        self.bar = None
+        self._applying = False
+        self._pending: queue.SimpleQueue = queue.SimpleQueue()
+        self._request("open", total, description)
+
+    def update(self, n: int) -> None:
+        self._request("update", n)
+
+    def close(self) -> None:
+        self._request("close")
+
+    def _request(self, *operation) -> None:
+        from superqt.utils import ensure_main_thread
+
+        self._pending.put(operation)
+        ensure_main_thread(self._apply)()
+
+    def _apply(self) -> None:
+        from napari.utils import progress
+
+        if self._applying:  # napari processes events while it makes a bar: the outer call goes on
+            return
+        self._applying = True
+        try:
+            while True:
+                try:
+                    kind, *args = self._pending.get_nowait()
+                except queue.Empty:
+                    return
+                if kind == "open":
+                    self.bar = progress(total=args[0], desc=args[1])
+                elif kind == "update":
+                    self.bar.update(args[0])
+                else:
+                    self.bar.close()
+        finally:
+            self._applying = False
 
 
 def _job_settings(settings: Settings, job: Job) -> Settings:

@@ -17,6 +17,9 @@ from pathlib import Path
 from .settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Defaults of the CLI that differ from the API's (see ``_output_plan``).
+_CLI_DEFAULTS = {"output_range": "content when the output file can hold the content's dtype "
+                                 "(8-bit content, or 16-bit content in a .tif), else unit"}
 
 
 def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +30,7 @@ def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = f.default
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS,
-                  "help": f"{meta['help']} (default: {default})"}
+                  "help": f"{meta['help']} (default: {_CLI_DEFAULTS.get(f.name, default)})"}
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
@@ -49,13 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     stylize = commands.add_parser("stylize", help="stylize CONTENT with STYLE and write OUT",
                                   description="Stylize an image file. PNG, JPEG and TIFF "
-                                              "(16-bit TIFF in and out).")
+                                              "(16-bit TIFF in and out). The result keeps the "
+                                              "content's intensity range and its alpha where "
+                                              "the output format can hold them.")
     stylize.add_argument("content", type=Path, help="content image file")
     stylize.add_argument("style", type=Path, nargs="+", help="style image file(s); several are blended")
     stylize.add_argument("-o", "--output", type=Path, required=True, help="output file (.png/.jpg/.tif)")
     stylize.add_argument("--bit-depth", type=int, choices=(8, 16), default=None,
                          help="output bit depth (16 needs .tif; default: 16 for .tif when the "
-                              "content is 16-bit, else 8)")
+                              "content is 16-bit, else 8); a depth other than the content's "
+                              "stretches the result over the full range")
     stylize.add_argument("--save-intermediate", action="store_true",
                          help="write every emitted iterate, not only the final image")
     stylize.add_argument("-q", "--quiet", action="store_true", help="no progress bar or loss lines")
@@ -101,7 +107,7 @@ def _intermediate_path(output: Path, step: int) -> Path:
 
 
 def stylize_command(args: argparse.Namespace) -> int:
-    from .io import TIFF_SUFFIXES, check_output, read_image, write_image
+    from .io import check_output, keeps_alpha, read_image, write_image
 
     options = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Settings)}}
     save_intermediate = args.save_intermediate or "emit_every" in vars(args)
@@ -111,11 +117,13 @@ def stylize_command(args: argparse.Namespace) -> int:
         settings = Settings(**options)
         content = read_image(args.content)
         styles = [read_image(path) for path in args.style]
-        bit_depth = args.bit_depth
-        if bit_depth is None:
-            is_tiff = args.output.suffix.lower() in TIFF_SUFFIXES
-            bit_depth = 16 if is_tiff and content.dtype == "uint16" else 8
+        output_range, bit_depth = _output_plan(content.dtype, args.output, args.bit_depth,
+                                               options.get("output_range"))
+        settings = settings.replace(output_range=output_range)
         check_output(args.output, bit_depth)
+        if content.ndim == 3 and content.shape[2] == 4 and not keeps_alpha(args.output):
+            print(f"napari-nst: note: {args.output.suffix} has no alpha channel; the content's "
+                  "transparency is dropped (write .png or .tif to keep it)", file=sys.stderr)
         from .engine.run import run_steps
 
         steps = run_steps(content, styles if len(styles) > 1 else styles[0], settings)
@@ -165,6 +173,39 @@ def stylize_command(args: argparse.Namespace) -> int:
             summary += (f"; total loss {first_losses['total']:.4g} -> {latest.losses['total']:.4g}")
         print(summary, file=sys.stderr)
     return EXIT_OK
+
+
+def _output_plan(dtype, output: Path, bit_depth: int | None, output_range: str | None):
+    """(output_range, bit_depth) for writing a result of content of ``dtype`` to ``output``.
+
+    By default the result keeps the content's own intensity range and dtype when the file holds
+    that dtype as it is: uint8 content (any format), uint16 content in a TIFF -- so a 16-bit TIFF
+    with values 300..3352 comes back as one with values in about 300..3352. Otherwise, or with
+    ``output_range="unit"``, the result's 0..1 is stretched over the bit depth, which defaults to 16
+    for a TIFF of 16-bit content and 8 otherwise. An explicit "content" that the file cannot hold
+    is a ValueError naming the alternatives.
+    """
+    import numpy as np
+
+    from .io import TIFF_SUFFIXES
+
+    is_tiff = output.suffix.lower() in TIFF_SUFFIXES
+    native = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(np.dtype(dtype))
+    if native == 16 and not is_tiff:
+        native = None  # PNG and JPEG are written at 8 bits
+    if output_range != "unit" and native is not None and bit_depth in (None, native):
+        return "content", native
+    if output_range == "content":
+        if native is None:
+            where = ("a .tif output" if np.dtype(dtype) == np.uint16 else
+                     f"uint8 or uint16 content (this content is {np.dtype(dtype).name})")
+            raise ValueError(f"--output-range content needs {where}; use --output-range unit "
+                             "to stretch the result over the output's bit depth")
+        raise ValueError(f"--output-range content writes {np.dtype(dtype).name} content at "
+                         f"{native} bits, not --bit-depth {bit_depth}; drop one of the two")
+    if bit_depth is None:
+        bit_depth = 16 if is_tiff and np.dtype(dtype) == np.uint16 else 8
+    return "unit", bit_depth
 
 
 def _output_pixels(image, content):

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 TIFF_SUFFIXES = {".tif", ".tiff"}
-PIL_SUFFIXES = {".png", ".jpg", ".jpeg"}
+JPEG_SUFFIXES = {".jpg", ".jpeg"}
+PIL_SUFFIXES = {".png"} | JPEG_SUFFIXES
 
 
 def read_image(path) -> np.ndarray:
@@ -47,18 +48,43 @@ def check_output(path, bit_depth: int = 8) -> None:
         raise ValueError(f"{path}: 16-bit output needs a .tif/.tiff file name")
 
 
+def keeps_alpha(path) -> bool:
+    """Whether the format of ``path`` can hold an alpha channel (JPEG cannot)."""
+    return Path(path).suffix.lower() not in JPEG_SUFFIXES
+
+
 def write_image(path, image: np.ndarray, bit_depth: int = 8) -> Path:
-    """Write float (H, W, 3) or (H, W) data in [0, 1] as PNG/JPEG (8-bit) or TIFF (8- or 16-bit)."""
+    """Write (H, W), (H, W, 3) or (H, W, 4) pixels as PNG/JPEG (8-bit) or TIFF (8- or 16-bit).
+
+    Float data is read as [0, 1] and stretched over the bit depth (0..255 or 0..65535). Integer
+    data must already have the bit depth's dtype (uint8 or uint16) and is written as it is, e.g. a
+    result in its content's own range (``output_range="content"``). A fourth channel is alpha:
+    PNG and TIFF keep it; JPEG has no alpha, so it is dropped there (the colours are written as
+    they are, as image converters do) rather than refusing the file name the user chose.
+    """
     check_output(path, bit_depth)
     path = Path(path)
     suffix = path.suffix.lower()
     scale, dtype = (65535, np.uint16) if bit_depth == 16 else (255, np.uint8)
-    pixels = np.clip(np.rint(np.asarray(image, dtype=np.float64) * scale), 0, scale).astype(dtype)
+    image = np.asarray(image)
+    if np.issubdtype(image.dtype, np.floating):
+        pixels = np.clip(np.rint(image.astype(np.float64) * scale), 0, scale).astype(dtype)
+    elif image.dtype == dtype:
+        pixels = image
+    else:
+        raise ValueError(f"{path}: {image.dtype} pixels cannot be written at {bit_depth} bits; "
+                         f"pass {np.dtype(dtype).name} pixels, or floats in [0, 1] to be scaled")
+    if pixels.ndim == 3 and pixels.shape[2] == 4 and not keeps_alpha(path):
+        pixels = pixels[..., :3]
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in TIFF_SUFFIXES:
         import tifffile
 
-        tifffile.imwrite(path, pixels, photometric="rgb" if pixels.ndim == 3 else "minisblack")
+        if pixels.ndim == 2:
+            tifffile.imwrite(path, pixels, photometric="minisblack")
+        else:
+            extra = {"extrasamples": ("unassalpha",)} if pixels.shape[2] == 4 else {}
+            tifffile.imwrite(path, pixels, photometric="rgb", **extra)
     else:
         from PIL import Image
 

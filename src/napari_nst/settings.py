@@ -16,6 +16,7 @@ INITS = ("content", "noise", "predict")
 POOLINGS = ("avg", "max")
 NETWORKS = ("vgg19", "vgg19-distilled")
 PRECISIONS = ("auto", "float32", "bfloat16")
+OUTPUT_RANGES = ("unit", "content")
 
 #: Style layers of Gatys et al. 2015, each weighted 1/5 as in the paper.
 DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -71,6 +72,9 @@ class Settings:
     min_size: int = _opt(128, "smallest scale of coarse-to-fine optimisation", min=16, max=16384)
     emit_every: int = _opt(25, "emit an image every N steps (and always at the end)", min=1,
                            max=100000)
+    output_range: str = _opt("unit", "result values: unit (float32 in 0..1) or content (the "
+                             "content's own intensity range and dtype, e.g. uint16 in 300..3352)",
+                             choices=OUTPUT_RANGES)
     content_window: tuple | None = _opt(
         None, "intensity window (low, high) mapped to 0..1 for the content", cli=False)
     style_window: tuple | None = _opt(
@@ -80,6 +84,8 @@ class Settings:
                         "looks)", choices=NETWORKS)
     vgg_weights: Any = _opt(None, "weights of the feature network: a .pth file or a torch module "
                             "(default: $NAPARI_NST_WEIGHTS_DIR, then the cache, then a download)")
+    weights_dir: str | None = _opt(None, "a folder searched first for weights files by their "
+                                   "names (like $NAPARI_NST_WEIGHTS_DIR); empty: the default lookup")
     style_strength: float = _opt(1.0, "0 keeps the content as it is, 1 applies the style fully "
                                  "(optimize: moves the style targets from the content's own "
                                  "statistics to the style's; predict: the same with style "

@@ -4,8 +4,10 @@ Accepted: 2-D grayscale (H, W) or (H, W, 1), RGB (H, W, 3) and RGBA (H, W, 4), o
 float dtype. Values are mapped to [0, 1] by an optional intensity window (low, high) -- napari's
 contrast limits -- or, without one, the way napari reads RGB data: uint8 as 0..255, float RGB(A)
 already inside [0, 1] as it is, anything else (uint16, other integers, other floats, grayscale) by
-its own finite min..max. Alpha is dropped. Grayscale is repeated into three channels and flagged,
-so the result can be turned back into grayscale (see ``finish_image``).
+its own finite min..max. Grayscale is repeated into three channels and flagged, so the result can
+be turned back into grayscale (see ``finish_image``). An RGBA input's alpha is kept aside, read as
+the display does (integers over their dtype's full range, floats as 0..1), and given back to the
+result by ``output_image``, which can also map the result back into the input's window and dtype.
 
 Nothing here modifies the caller's array.
 """
@@ -16,15 +18,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..settings import OUTPUT_RANGES
+
 MIN_SIDE = 16
 
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """An input mapped to float32 RGB (H, W, 3) in [0, 1]."""
+    """An input mapped to float32 RGB (H, W, 3) in [0, 1], with what is needed to undo that:
+    the window (low, high) mapped to (0, 1), the input's dtype and its alpha (float32 (H, W) in
+    [0, 1]; None without one)."""
 
     rgb: np.ndarray
     grayscale: bool
+    alpha: np.ndarray | None = None
+    window: tuple = (0.0, 1.0)
+    dtype: np.dtype = np.dtype(np.float32)
 
 
 def prepare_image(data, window=None, *, name: str = "image") -> PreparedImage:
@@ -51,7 +60,9 @@ def prepare_image(data, window=None, *, name: str = "image") -> PreparedImage:
                          f"{MIN_SIDE} pixels")
 
     channels = array.shape[2] if array.ndim == 3 else 1
+    alpha = None
     if channels == 4:
+        alpha = _alpha(array[..., 3])
         array = array[..., :3]
     elif channels == 1 and array.ndim == 3:
         array = array[..., 0]
@@ -76,13 +87,29 @@ def prepare_image(data, window=None, *, name: str = "image") -> PreparedImage:
         if high <= low:  # a constant image: mid-grey rather than a division by zero
             low, high = low - 1.0, low + 1.0
 
-    values = np.where(finite, values, np.where(np.isposinf(values), high, low))
-    values -= low
-    values /= (high - low)
-    np.clip(values, 0.0, 1.0, out=values)
+    values = _to_unit(values, low, high)
     if grayscale:
         values = np.repeat(values[..., None], 3, axis=2)
-    return PreparedImage(np.ascontiguousarray(values, dtype=np.float32), grayscale)
+    return PreparedImage(np.ascontiguousarray(values, dtype=np.float32), grayscale, alpha,
+                         (low, high), array.dtype)
+
+
+def _to_unit(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """float32 ``values`` mapped from (low, high) to [0, 1]; NaN and -inf go to 0, +inf to 1."""
+    values = np.where(np.isfinite(values), values, np.where(np.isposinf(values), high, low))
+    values -= low
+    values /= (high - low)
+    return np.clip(values, 0.0, 1.0, out=values)
+
+
+def _alpha_scale(dtype: np.dtype) -> float:
+    """The value of a fully opaque pixel: an integer dtype's maximum, 1 for floats (as napari's
+    display and the image file formats read alpha)."""
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+
+
+def _alpha(channel: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(_to_unit(channel.astype(np.float32), 0.0, _alpha_scale(channel.dtype)))
 
 
 # ITU-R BT.601 luma and the YIQ chroma axes: the classic choice for luminance-only transfer.
@@ -122,8 +149,38 @@ def finish_image(result: np.ndarray, content: PreparedImage, keep_colors: bool) 
     return result
 
 
+def output_image(image: np.ndarray, content: PreparedImage, output_range: str = "unit") -> np.ndarray:
+    """A result as runs hand it out: ``image`` (from ``finish_image``) plus the content's alpha
+    resized to it, (H, W, 4), when the content had one.
+
+    ``output_range`` "unit" keeps float32 in [0, 1]; "content" undoes ``prepare_image``'s mapping:
+    colour through the content's window, alpha over its dtype's range, then integers are rounded and
+    clipped into the content's dtype (floats stay float32), so a uint16 image comes back as uint16
+    in its own intensity range. This is the one place that maps results back to the input.
+    """
+    if output_range not in OUTPUT_RANGES:
+        raise ValueError(f"output_range={output_range!r} is not supported; choose one of "
+                         f"{', '.join(OUTPUT_RANGES)}")
+    if content.alpha is not None:
+        alpha = content.alpha
+        if alpha.shape != image.shape[:2]:
+            alpha = np.clip(resize_array(alpha[..., None], image.shape[:2])[..., 0], 0.0, 1.0)
+        image = np.concatenate([image, alpha[..., None]], axis=2)
+    if output_range == "unit":
+        return image.astype(np.float32, copy=False)
+    low, high = content.window
+    values = image.astype(np.float64)  # a copy; float64 keeps integer levels exact before rounding
+    values[..., :3] = low + values[..., :3] * (high - low)
+    if content.alpha is not None:
+        values[..., 3] *= _alpha_scale(content.dtype)
+    if not np.issubdtype(content.dtype, np.integer):
+        return values.astype(np.float32)
+    info = np.iinfo(content.dtype)
+    return np.clip(np.rint(values), info.min, info.max).astype(content.dtype)
+
+
 def resize_array(rgb: np.ndarray, shape) -> np.ndarray:
-    """Antialiased bilinear resize of an (H, W, 3) float image (no torch needed by callers)."""
+    """Antialiased bilinear resize of an (H, W, C) float image (no torch needed by callers)."""
     from PIL import Image
 
     height, width = int(shape[0]), int(shape[1])

@@ -407,12 +407,13 @@ _models: dict = {}
 _models_lock = threading.Lock()
 
 
-def load_model(kind: str, explicit=None, device: torch.device | str = "cpu") -> nn.Module:
+def load_model(kind: str, explicit=None, device: torch.device | str = "cpu", *,
+               directory=None) -> nn.Module:
     """The ``kind`` ("predictor" or "transformer") network with its weights, in eval mode on
-    ``device``; ``explicit`` is a .tflite path that bypasses the lookup. Loaded models are kept for
-    the process (a few MB)."""
+    ``device``; ``explicit`` is a .tflite path that bypasses the lookup, ``directory`` is searched
+    first otherwise. Loaded models are kept for the process (a few MB)."""
     entry, module_type, _ = _KINDS[kind]
-    path = locate(entry, explicit)
+    path = locate(entry, explicit, directory=directory)
     stat = path.stat()
     key = (kind, str(path.resolve()), stat.st_size, stat.st_mtime_ns, str(device))
     with _models_lock:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..settings import Settings
 from .devices import resolve_dtype
-from .images import PreparedImage, finish_image, working_shape
+from .images import PreparedImage, finish_image, output_image, working_shape
 from .losses import StyleTransferLoss
 from .result import Iterate
 from .vgg import VGGFeatures, load_features
@@ -68,10 +68,11 @@ def feature_extractor(settings: Settings, device: torch.device) -> tuple[VGGFeat
     if isinstance(source, torch.nn.Module):
         features, identity = load_features(settings.network, copy.deepcopy(source))
     else:
-        key = (settings.network, str(source))
+        key = (settings.network, str(source), str(settings.weights_dir))
         if key not in _features_cache:
             _features_cache.clear()  # keep at most one 548 MB model alive
-            _features_cache[key] = load_features(settings.network, source)
+            _features_cache[key] = load_features(settings.network, source,
+                                                 directory=settings.weights_dir)
         features, identity = _features_cache[key]
     layers = tuple(settings.content_layers) + tuple(settings.style_layers)
     extractor = VGGFeatures(features, layers, pooling=settings.pooling,
@@ -156,7 +157,8 @@ def _emit(step, settings, image, loss_fn, content, shape, start, info) -> Iterat
         total, terms = loss_fn(image)
     losses = {name: float(value) for name, value in terms.items()}
     losses["total"] = float(total)
-    return Iterate(step, settings.steps, finish_image(to_image(image), content, settings.keep_colors),
+    result = finish_image(to_image(image), content, settings.keep_colors)
+    return Iterate(step, settings.steps, output_image(result, content, settings.output_range),
                    losses, time.perf_counter() - start, shape, info)
 
 

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ..settings import Settings, make_settings
-from .images import PreparedImage, finish_image, working_shape
+from .images import PreparedImage, finish_image, output_image, working_shape
 from .losses import normalized_blend_weights
 from .magenta import (STYLE_INPUT_SIZE, SIZE_MULTIPLE, StylePredictor, StyleTransformer,
                       load_model, norm_affine)
@@ -610,8 +610,10 @@ def _render_tiled(kernels, rgb, embedding, output, device, tile: int) -> None:
 # --- engine entry points --------------------------------------------------------------------------
 
 def _models(settings: Settings, device):
-    predictor = load_model("predictor", settings.predictor_weights, device)
-    transformer = load_model("transformer", settings.transformer_weights, device)
+    predictor = load_model("predictor", settings.predictor_weights, device,
+                           directory=settings.weights_dir)
+    transformer = load_model("transformer", settings.transformer_weights, device,
+                             directory=settings.weights_dir)
     return predictor, transformer
 
 
@@ -641,7 +643,8 @@ def _stylize_one(content: PreparedImage, style_embeddings: list, predictor, tran
 
 def predict_image(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
                   device: torch.device) -> np.ndarray:
-    """The stylised content (H, W, 3) float32 in [0, 1] at the working size."""
+    """The stylised content (H, W, 3) float32 in [0, 1] at the working size (also the start image
+    of ``init="predict"``; ``output_image`` makes it a result)."""
     predictor, transformer = _models(settings, device)
     embeddings = _style_embeddings(predictor, styles, settings)
     return _stylize_one(content, embeddings, predictor, transformer, settings)
@@ -651,7 +654,8 @@ def predict_iterates(content: PreparedImage, styles: list[PreparedImage], settin
                      device: torch.device) -> Iterator[Iterate]:
     """One ``Iterate`` (step 1 of 1) with the prediction; the engine's ``method="predict"``."""
     start = time.perf_counter()
-    image = predict_image(content, styles, settings, device)
+    image = output_image(predict_image(content, styles, settings, device), content,
+                         settings.output_range)
     yield Iterate(step=1, total_steps=1, image=image, losses={},
                   elapsed=time.perf_counter() - start, scale=tuple(image.shape[:2]))
 
@@ -659,8 +663,8 @@ def predict_iterates(content: PreparedImage, styles: list[PreparedImage], settin
 def predict_batch(contents: Sequence, style, settings: Settings | None = None,
                   **overrides) -> list[np.ndarray]:
     """Stylise several content images with the same style(s): the networks are loaded and the
-    style embedded once. ``contents`` are arrays as for ``stylize``; returns one float32
-    (H, W, 3) image in [0, 1] per content, each at its working size."""
+    style embedded once. ``contents`` are arrays as for ``stylize``; returns one image per
+    content, each at its working size and as ``stylize`` returns it (see ``output_range``)."""
     from .devices import resolve_device
     from .images import prepare_image
     from .run import prepare_inputs
@@ -676,7 +680,8 @@ def predict_batch(contents: Sequence, style, settings: Settings | None = None,
     with torch.inference_mode():
         predictor, transformer = _models(settings, device)
         embeddings = _style_embeddings(predictor, styles, settings)
-        return [_stylize_one(c, embeddings, predictor, transformer, settings) for c in prepared]
+        return [output_image(_stylize_one(c, embeddings, predictor, transformer, settings), c,
+                             settings.output_range) for c in prepared]
 
 
 __all__ = ["blend_embeddings", "embed", "predict_batch", "predict_image", "predict_iterates",

@@ -11,11 +11,13 @@ import numpy as np
 class Iterate:
     """One step of a run.
 
-    ``image`` is float32 (H, W, 3) in [0, 1] on emitted steps (every ``emit_every`` steps and the
-    last one) and None on the others; ``losses`` (weighted terms "content", "style", "tv" and
-    "total") likewise. ``elapsed`` counts seconds since the run started; ``scale`` is the (H, W)
-    being optimised, smaller than the working size during coarse-to-fine. ``info`` says what
-    produced it (device, weights identity) for provenance records.
+    ``image`` is set on emitted steps (every ``emit_every`` steps and the last one) and None on
+    the others: (H, W, 3), or (H, W, 4) with the content's alpha for RGBA content; float32 in
+    [0, 1], or with ``output_range="content"`` in the content's intensity range and dtype.
+    ``losses`` (weighted terms "content", "style", "tv" and "total") likewise. ``elapsed`` counts
+    seconds since the run started; ``scale`` is the (H, W) being optimised, smaller than the
+    working size during coarse-to-fine. ``info`` says what produced it (device, weights identity)
+    for provenance records.
     """
 
     step: int

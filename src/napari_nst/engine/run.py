@@ -78,7 +78,9 @@ def iterate(content, style, settings: Settings | None = None, **overrides) -> It
 
 
 def stylize(content, style, settings: Settings | None = None, **overrides) -> np.ndarray:
-    """Run style transfer to the end and return the final float32 (H, W, 3) image in [0, 1]."""
+    """Run style transfer to the end and return the final image: float32 (H, W, 3) in [0, 1]
+    ((H, W, 4) for RGBA content, its alpha kept; see ``output_range`` for the content's own
+    intensity range and dtype)."""
     final = None
     for final in iterate(content, style, settings, **overrides):
         pass

@@ -225,19 +225,19 @@ def _check_layout(features: nn.Module, net: Network) -> None:
             "or a torchvision VGG-19 for network='vgg19'")
 
 
-def load_features(network_name: str = "vgg19", weights=None, *,
+def load_features(network_name: str = "vgg19", weights=None, *, directory=None,
                   progress: bool = True) -> tuple[nn.Sequential, str]:
     """The named network's ``features`` and a short identity of where the weights came from.
 
     ``weights`` may be a torch module (a torchvision VGG or its ``.features``; any module in that
     layout for the distilled network), a weights file, or None for the lookup order of
-    ``engine.weights``.
+    ``engine.weights`` (``directory`` searched first).
     """
     net = network(network_name)
     if isinstance(weights, nn.Module):
         features = getattr(weights, "features", weights)
         _check_layout(features, net)
         return features, f"module:{type(weights).__name__}"
-    path = locate(net.weights, weights, progress=progress)
+    path = locate(net.weights, weights, directory=directory, progress=progress)
     return _READERS[net.name](load_torch_state_dict(path), path), f"file:{path.name}"
 

@@ -5,20 +5,33 @@ Lookup order for every file:
   2. ``$NAPARI_NST_WEIGHTS_DIR/<upstream file name>``, checked against its sha256;
   3. the cache (VGG-19: torchvision's own ``$TORCH_HOME/hub/checkpoints``, shared with other tools;
      the Magenta files: ``$NAPARI_NST_CACHE_DIR`` or ``~/.cache/napari-nst``);
-  4. a download from the upstream URL into that cache, with a progress bar and the sha256 check.
+  4. a download into that cache, from the upstream URL or, if ``$NAPARI_NST_DOWNLOAD_URL`` is
+     set, from that base URL by file name (a lab's mirror), with a progress bar and the sha256
+     check; nothing but a complete, verified file is ever left in the cache.
 Firewalled machines copy the files into the weights directory.
+
+Downloads report their progress to the bar factory set for the current thread by
+``download_progress`` (napari's worker sets one that shows in napari's activity dock); without
+one they print a tqdm bar to stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import tempfile
+import threading
 import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 WEIGHTS_DIR_ENV = "NAPARI_NST_WEIGHTS_DIR"
 CACHE_DIR_ENV = "NAPARI_NST_CACHE_DIR"
+DOWNLOAD_URL_ENV = "NAPARI_NST_DOWNLOAD_URL"
+_CHUNK = 1 << 20
 
 
 class WeightsError(RuntimeError):
@@ -120,35 +133,95 @@ def verify(path: Path, entry: WeightsFile) -> Path:
     return path
 
 
+#: A progress-bar factory: ``factory(total_bytes or None, description)`` returns an object with
+#: ``update(n)`` and ``close()`` (tqdm's and napari's ``progress`` both qualify).
+BarFactory = Callable[[int | None, str], object]
+_thread = threading.local()
+
+
+@contextlib.contextmanager
+def download_progress(factory: BarFactory | None):
+    """Report the downloads of this thread to bars made by ``factory`` while the block runs."""
+    previous = getattr(_thread, "factory", None)
+    _thread.factory = factory
+    try:
+        yield
+    finally:
+        _thread.factory = previous
+
+
+def _tqdm_bar(total: int | None, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024)
+
+
+def download_url(entry: WeightsFile) -> str:
+    """Where ``entry`` is downloaded from: the mirror named by $NAPARI_NST_DOWNLOAD_URL, if set."""
+    mirror = os.environ.get(DOWNLOAD_URL_ENV)
+    return f"{mirror.rstrip('/')}/{entry.filename}" if mirror else entry.url
+
+
 def _download(entry: WeightsFile, target: Path, progress: bool) -> Path:
-    import torch.hub
-
+    """Stream ``entry`` into a temporary file beside ``target``, check its sha256, then move it
+    into place, so an interrupted or wrong download never leaves a file that looks cached."""
+    url = download_url(entry)
     target.parent.mkdir(parents=True, exist_ok=True)
+    factory = getattr(_thread, "factory", None) or (_tqdm_bar if progress else None)
+    digest = hashlib.sha256()
+    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{entry.filename}.",
+                                         suffix=".part", delete=False)
+    bar = None
     try:
-        # Writes to a temporary file first and only moves a complete, hash-checked file into place.
-        torch.hub.download_url_to_file(entry.url, str(target), hash_prefix=None, progress=progress)
+        with handle, urllib.request.urlopen(url, timeout=60) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length else None
+            if factory is not None:
+                size = f" ({total / 1e6:.1f} MB)" if total else ""
+                bar = factory(total, f"Downloading {entry.filename}{size}")
+            while chunk := response.read(_CHUNK):
+                handle.write(chunk)
+                digest.update(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
     except (urllib.error.URLError, OSError, ConnectionError) as exc:
+        Path(handle.name).unlink(missing_ok=True)
         raise WeightsError(
-            f"could not download {entry.description} from {entry.url} ({exc}). Without network "
+            f"could not download {entry.description} from {url} ({exc}). Without network "
             f"access, {_where_to_put(entry)}.") from exc
-    try:
-        return verify(target, entry)
-    except WeightsError:
-        target.unlink(missing_ok=True)
+    except BaseException:  # interrupted: leave nothing behind
+        Path(handle.name).unlink(missing_ok=True)
         raise
+    finally:
+        if bar is not None:
+            bar.close()
+    actual = digest.hexdigest()
+    if not actual.startswith(entry.sha256):
+        Path(handle.name).unlink(missing_ok=True)
+        raise WeightsError(
+            f"the file downloaded from {url} is not the expected {entry.description}: its sha256 "
+            f"is {actual[:16]}..., expected {entry.sha256[:16]}... (a proxy or captive portal "
+            f"page?). Nothing was kept; {_where_to_put(entry)}.")
+    os.replace(handle.name, target)
+    return target
 
 
-def locate(entry: WeightsFile, explicit=None, *, download: bool = True, progress: bool = True) -> Path:
-    """Path of a verified copy of ``entry``, following the lookup order of this module."""
+def locate(entry: WeightsFile, explicit=None, *, directory=None, download: bool = True,
+           progress: bool = True) -> Path:
+    """Path of a verified copy of ``entry``, following the lookup order of this module;
+    ``directory`` (the ``weights_dir`` setting) is searched before $NAPARI_NST_WEIGHTS_DIR."""
     if explicit is not None:
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise WeightsError(f"weights file {path} does not exist; pass the path of "
                                f"{entry.filename}, or leave it unset to use the default lookup")
         return path
-    directory = weights_dir()
-    if directory is not None and (directory / entry.filename).is_file():
-        return verify(directory / entry.filename, entry)
+    if directory is not None and not Path(directory).expanduser().is_dir():
+        raise WeightsError(f"weights directory {directory} does not exist; choose the folder that "
+                           f"holds {entry.filename}, or leave it empty for the default lookup")
+    for folder in (directory, weights_dir()):
+        if folder is not None and (Path(folder).expanduser() / entry.filename).is_file():
+            return verify(Path(folder).expanduser() / entry.filename, entry)
     cached = entry.cache_dir() / entry.filename
     if cached.is_file():
         return verify(cached, entry)
