@@ -1,0 +1,80 @@
+"""Every Python block of the README runs as written: the API blocks in a folder holding the
+"photo.jpg" and "painting.jpg" they read, the console blocks in a real napari viewer (as the
+napari console would, with ``viewer`` defined)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, shared_path, skip_or_fail
+
+BLOCKS = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), re.S)
+API_BLOCKS = [block for block in BLOCKS if "viewer" not in block]
+CONSOLE_BLOCKS = [block for block in BLOCKS if "viewer" in block]
+pytestmark = pytest.mark.shared
+
+
+def test_the_readme_has_the_blocks_these_tests_expect():
+    assert len(API_BLOCKS) == 2 and len(CONSOLE_BLOCKS) == 2
+
+
+@pytest.fixture
+def readme_folder(tmp_path, monkeypatch):
+    """The README's image files (shared photographs) in the current directory, and the weights
+    where the README's reader would have them after the first download."""
+    shutil.copy(shared_path("images", "tubingen.jpg"), tmp_path / "photo.jpg")
+    shutil.copy(shared_path("images", "starry_night.jpg"), tmp_path / "painting.jpg")
+    shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_api_blocks_run_as_written(readme_folder, capsys):
+    namespace: dict = {}
+    for block in API_BLOCKS:
+        exec(compile(block, "README.md", "exec"), namespace)
+    content = namespace["content"]
+    assert namespace["result"].shape[2] == 3 and max(namespace["result"].shape[:2]) == 256
+    assert max(namespace["fast"].shape[:2]) == 512 and namespace["fast"].dtype == np.float32
+    assert namespace["fast"].shape[0] / namespace["fast"].shape[1] == content.shape[0] / content.shape[1]
+    assert namespace["half"].shape == namespace["result"].shape
+    assert max(namespace["trial"].shape[:2]) == 128
+    printed = capsys.readouterr().out.split("\n")
+    assert [line.split()[0] for line in printed if line] == ["25", "50"]
+
+
+@pytest.mark.gui
+def test_console_blocks_run_as_written(readme_folder, qtbot, make_napari_viewer):
+    if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+        skip_or_fail("no display: napari tests need Xvfb")
+    viewer = make_napari_viewer()
+    namespace = {"viewer": viewer}
+    exec(compile(CONSOLE_BLOCKS[0], "README.md", "exec"), namespace)
+    worker, batch = namespace["worker"], namespace["batch"]
+    finished = []  # connected before the event loop runs again, so no finish is missed
+    for running in (worker, batch):
+        running.finished.connect(lambda: finished.append(True))
+    qtbot.waitUntil(lambda: len(finished) == 2, timeout=120_000)
+    assert worker.jobs[0].results[-1].name == "astronaut × painting 100"
+    assert [job.results[-1].name for job in batch.jobs] == ["astronaut × painting 1",
+                                                           "astronaut × astronaut 1"]
+    finals = [job.results[-1] for job in worker.jobs + batch.jobs]
+    assert viewer.layers[-1] in finals and viewer.layers.selection.active is viewer.layers[-1]
+
+    exec(compile(CONSOLE_BLOCKS[1], "README.md", "exec"), namespace)
+    widget = namespace["widget"]
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    assert widget.status.value.startswith("done")
+    from_widget = [layer.metadata["napari_nst"] for layer in viewer.layers
+                   if layer.metadata.get("napari_nst", {}).get("settings", {}).get("style_layers")
+                   == ["conv1_1", "conv2_1", "conv3_1"]]
+    assert sorted(meta["step"] for meta in from_widget) == [25, 50, 75, 100]
+    assert {meta["settings"]["network"] for meta in from_widget} == {"vgg19-distilled"}
+    assert viewer.grid.enabled  # the comparison grid is on
