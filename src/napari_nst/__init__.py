@@ -16,6 +16,7 @@ _LAZY = {
     "Settings": "napari_nst.settings",
     "iterate": "napari_nst.engine.run",
     "stylize": "napari_nst.engine.run",
+    "run_steps": "napari_nst.engine.run",
     "Iterate": "napari_nst.engine.result",
     "available_devices": "napari_nst.engine.devices",
     "random_vgg19": "napari_nst.engine.vgg",

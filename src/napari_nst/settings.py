@@ -7,6 +7,12 @@ the widget its controls, both before any heavy import.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import os
+import re
+import sys
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +23,15 @@ POOLINGS = ("avg", "max")
 NETWORKS = ("vgg19", "vgg19-distilled")
 PRECISIONS = ("auto", "float32", "bfloat16")
 OUTPUT_RANGES = ("unit", "content")
+
+#: VGG-19's layers in the order of torchvision's ``vgg19().features``: ``conv{block}_{n}`` then
+#: ``relu{block}_{n}`` for 2, 2, 4, 4, 4 convolutions per block, each block ending in
+#: ``pool{block}``. The one list of layer names: ``engine.vgg`` uses it too (the distilled
+#: network's are a prefix of it), and settings check layer names here, without torch.
+VGG19_LAYERS = tuple(
+    name for block, convs in enumerate((2, 2, 4, 4, 4), start=1)
+    for name in (*(f"{kind}{block}_{n}" for n in range(1, convs + 1) for kind in ("conv", "relu")),
+                 f"pool{block}"))
 
 #: Style layers of Gatys et al. 2015, each weighted 1/5 as in the paper.
 DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -100,24 +115,10 @@ class Settings:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the setting and what is allowed."""
+        """Check every field and coerce the unambiguous (``"10"`` to 10, 2 to 2.0, a list of layer
+        names to a tuple); raise ValueError naming the setting, what it got and what is allowed."""
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            meta = f.metadata
-            if meta.get("choices") and isinstance(value, str) and value not in meta["choices"]:
-                raise ValueError(
-                    f"{f.name}={value!r} is not supported; choose one of {', '.join(meta['choices'])}")
-            if meta.get("choices") and f.name != "init" and not isinstance(value, str):
-                raise ValueError(f"{f.name} must be one of {', '.join(meta['choices'])}")
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                lo, hi = meta.get("min"), meta.get("max")
-                if (lo is not None and value < lo) or (hi is not None and value > hi):
-                    raise ValueError(f"{f.name}={value} is out of range; use {lo} .. {hi}")
-        for name in ("content_window", "style_window"):
-            window = getattr(self, name)
-            if window is not None:
-                if len(window) != 2 or not float(window[1]) > float(window[0]):
-                    raise ValueError(f"{name} must be (low, high) with high > low, got {window!r}")
+            setattr(self, f.name, _checked(f, getattr(self, f.name)))
         if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
             raise ValueError("style_layer_weights needs one weight per entry of style_layers "
                              f"({len(self.style_layers)}), got {len(self.style_layer_weights)}")
@@ -145,6 +146,199 @@ class Settings:
             else:
                 out[f.name] = f"<{type(value).__name__}>"
         return out
+
+
+# --- validation: one check per kind of field ----------------------------------------------------
+
+def _got(value) -> str:
+    text = repr(value)
+    return f"got {text if len(text) <= 60 else text[:57] + '...'} ({type(value).__name__})"
+
+
+_INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
+
+
+def _integer(name: str, value) -> int:
+    """An int; an integral string ("10") is unambiguous, a float (2.5, 10.0) or a bool is not."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str) and _INTEGER.match(value):
+        return int(value)
+    raise ValueError(f"{name} must be an integer, {_got(value)}")
+
+
+def _number(name: str, value) -> float:
+    """A finite float from an int, a float or a numeric string; NaN and infinity are rejected
+    (NaN passes every range check and would silently give an all-NaN image)."""
+    number = None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if number is None:
+        raise ValueError(f"{name} must be a number, {_got(value)}")
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {number}")
+    return number
+
+
+def _boolean(name: str, value) -> bool:
+    if not isinstance(value, bool):  # "no" and 1 are not taken as True
+        raise ValueError(f"{name} must be True or False, {_got(value)}")
+    return value
+
+
+def _choice(name: str, value, choices) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, {_got(value)}")
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {', '.join(choices)}")
+    return value
+
+
+def _init(name: str, value):
+    if isinstance(value, str):
+        return _choice(name, value, INITS)
+    if isinstance(value, list) or hasattr(value, "__array__") or hasattr(value, "shape"):
+        return value  # an image: checked with the inputs (engine.images)
+    raise ValueError(f"{name} must be one of {', '.join(INITS)} or an image array, {_got(value)}")
+
+
+def _device(name: str, value) -> str:
+    """A device name; its syntax and availability are checked where torch is (engine.devices)."""
+    torch = sys.modules.get("torch")  # a torch.device can only exist once torch is imported
+    if torch is not None and isinstance(value, torch.device):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string (auto, cpu, cuda, cuda:N or mps), {_got(value)}")
+    return value
+
+
+def _layers(name: str, value) -> tuple:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(layer, str) for layer in value):
+        raise ValueError(f"{name} must be a tuple of layer names such as ('conv1_1', 'conv2_1'), "
+                         f"{_got(value)}")
+    unknown = [layer for layer in value if layer not in VGG19_LAYERS]
+    if unknown:
+        raise ValueError(f"{name}: unknown VGG-19 layer(s) {', '.join(map(repr, unknown))}; "
+                         f"valid names are {', '.join(VGG19_LAYERS)}")
+    return tuple(value)
+
+
+def _numbers(name: str, value) -> tuple | None:
+    if value is None:
+        return None
+    iterable = hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
+    items = list(value) if iterable else []
+    if not iterable or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                               for v in items):
+        raise ValueError(f"{name} must be a sequence of numbers or None, {_got(value)}")
+    floats = tuple(float(v) for v in items)
+    if not all(math.isfinite(v) for v in floats):
+        raise ValueError(f"{name} must hold finite numbers, got {floats}")
+    return floats
+
+
+def _window(name: str, value):
+    """(low, high) with high > low, both finite; kept as given (arrays too)."""
+    if value is None:
+        return None
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and high > low):
+        raise ValueError(f"{name} must be (low, high) with high > low, both finite, got {value!r}")
+    return value
+
+
+def _folder(name: str, value) -> str | None:
+    """A folder path as a string; empty means none (the default lookup). Whether it exists is
+    checked when weights are looked up (engine.weights)."""
+    if value is None or isinstance(value, (str, os.PathLike)):
+        value = None if value is None else os.fspath(value)
+        return value if value and value.strip() else None
+    raise ValueError(f"{name} must be a folder path or None, {_got(value)}")
+
+
+def _weights_file(kind: str, module: bool = False):
+    """Check for a weights argument: a file path (not a folder), None, or -- with ``module`` -- a
+    torch module, recognised by its ``state_dict`` without importing torch."""
+    accepts = f"a {kind} file, a torch module or None" if module else f"a {kind} file or None"
+
+    def check(name: str, value):
+        if value is None or (module and hasattr(value, "state_dict")):
+            return value
+        if not isinstance(value, (str, os.PathLike)):
+            raise ValueError(f"{name} must be {accepts}, {_got(value)}")
+        if os.path.isdir(os.path.expanduser(value)):
+            raise ValueError(
+                f"{name}={os.fspath(value)!r} is a folder; pass {accepts} (to use the weights in "
+                "a folder under their published file names, set weights_dir to it instead)")
+        return value
+
+    return check
+
+
+#: Checks of the fields that are not a plain int, float, bool or string with choices.
+_FIELD_CHECKS = {
+    "init": _init,
+    "device": _device,
+    "content_layers": _layers,
+    "style_layers": _layers,
+    "style_layer_weights": _numbers,
+    "style_blend": _numbers,
+    "content_window": _window,
+    "style_window": _window,
+    "weights_dir": _folder,
+    "vgg_weights": _weights_file(".pth", module=True),
+    "predictor_weights": _weights_file(".tflite"),
+    "transformer_weights": _weights_file(".tflite"),
+}
+
+
+def _checked(f: dataclasses.Field, value):
+    """``value`` checked (and coerced) for field ``f``: by name, else by its default's type."""
+    meta = f.metadata
+    if f.name in _FIELD_CHECKS:
+        return _FIELD_CHECKS[f.name](f.name, value)
+    kind = type(f.default)
+    if kind is bool:
+        return _boolean(f.name, value)
+    if kind is str and meta.get("choices"):
+        return _choice(f.name, value, meta["choices"])
+    if kind is int:
+        value = _integer(f.name, value)
+    elif kind is float:
+        value = _number(f.name, value)
+    else:
+        raise TypeError(f"Settings.{f.name} has no check; add one to _FIELD_CHECKS")
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ValueError(f"{f.name}={value} is out of range; use {lo} .. {hi}")
+    return value
+
+
+def _describe_fields(cls) -> str:
+    """Every field with its default and help, for ``help(Settings)``: built from the field
+    metadata, so it cannot drift from what the CLI and the widget show."""
+    lines = ["", "    Fields, as ``name (default): meaning``:", ""]
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        text = f"{f.name} ({default!r}): {f.metadata['help']}"
+        if f.metadata.get("min") is not None:
+            text += f"; from {f.metadata['min']} to {f.metadata['max']}"
+        lines += textwrap.wrap(text, 100, initial_indent="    ", subsequent_indent="        ",
+                               break_on_hyphens=False)
+    return "\n".join(lines) + "\n"
+
+
+if Settings.__doc__ is not None:  # None under python -OO
+    Settings.__doc__ = Settings.__doc__.rstrip() + "\n" + _describe_fields(Settings)
 
 
 def make_settings(settings: Settings | None = None, **overrides) -> Settings:

@@ -39,8 +39,13 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if isinstance(name, torch.device):
         name = str(name)
     name = str(name).strip().lower()
-    if name == "auto" and os.environ.get(DEVICE_ENV, "auto").strip().lower() != "auto":
-        return resolve_device(os.environ[DEVICE_ENV])
+    configured = os.environ.get(DEVICE_ENV, "auto")
+    if name == "auto" and configured.strip().lower() != "auto":
+        try:
+            return resolve_device(configured)
+        except DeviceError as exc:  # say where the name came from: not from the caller
+            raise DeviceError(f"${DEVICE_ENV}={configured!r}: {exc} -- or unset "
+                              f"{DEVICE_ENV}") from None
     if name == "auto":
         return torch.device(available_devices()[0])
     if name == "cpu":

@@ -28,6 +28,7 @@ import math
 import os
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -355,6 +356,23 @@ def _save_atomically(state: dict, target: Path) -> None:
             Path(temporary).unlink(missing_ok=True)
 
 
+_unremovable: set = set()
+
+
+def _discard(cached: Path, problem: Exception, source: Path) -> None:
+    """Delete a bad converted file; where the cache is read-only, keep converting ``source`` in
+    memory instead, and say so once per file in this process."""
+    try:
+        cached.unlink(missing_ok=True)
+    except OSError as exc:
+        if str(cached) not in _unremovable:
+            _unremovable.add(str(cached))
+            warnings.warn(f"the cached converted weights {cached} are damaged ({problem}) and "
+                          f"cannot be replaced ({exc.strerror or exc}); converting {source} in "
+                          "memory instead, on every load. Delete the file, or make its folder "
+                          "writable, to convert only once.", RuntimeWarning, stacklevel=3)
+
+
 def load_state_dict(kind: str, path: Path) -> dict:
     """The converted state dict of the ``kind`` file at ``path``, from the cache when possible."""
     entry, module_type, input_name = _KINDS[kind]
@@ -365,8 +383,8 @@ def load_state_dict(kind: str, path: Path) -> dict:
             state = load_torch_state_dict(cached)
             _check_against(module_type(), state, {}, cached, entry)
             return state
-        except WeightsError:
-            cached.unlink(missing_ok=True)  # a damaged or stale cache entry: convert again
+        except WeightsError as exc:  # a damaged or stale cache entry: convert again
+            _discard(cached, exc, path)
     try:
         graph = read_tflite(path)
     except (TFLiteError, OSError) as exc:

@@ -669,6 +669,10 @@ def predict_batch(contents: Sequence, style, settings: Settings | None = None,
     from .images import prepare_image
     from .run import prepare_inputs
 
+    if hasattr(contents, "shape") or hasattr(contents, "__array__"):  # would iterate over rows
+        raise ValueError(f"predict_batch: contents is one array of shape "
+                         f"{tuple(getattr(contents, 'shape', ()))}; pass a list of arrays, e.g. "
+                         "[image] (stylize takes a single image), or list(stack) for a stack")
     settings = make_settings(settings, **overrides)
     contents = list(contents)
     if not contents:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..settings import VGG19_LAYERS
 from .weights import VGG19, VGG19_DISTILLED, WeightsError, WeightsFile, load_torch_state_dict, locate
 
 # ImageNet statistics the torchvision weights were trained with (RGB in [0, 1]).
@@ -43,15 +44,9 @@ class Network:
 
     @property
     def layer_names(self) -> tuple[str, ...]:
-        names, block, conv = [], 1, 1
-        for item in self.config:
-            if item == "M":
-                names.append(f"pool{block}")
-                block, conv = block + 1, 1
-            else:
-                names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
-                conv += 1
-        return tuple(names)
+        """Its layers' names: a prefix of VGG-19's (each network here has VGG-19's layer order,
+        only narrower or shorter), a conv and its ReLU per number in ``config``, a pool per "M"."""
+        return VGG19_LAYERS[:sum(1 if item == "M" else 2 for item in self.config)]
 
 
 VGG19_NET = Network("vgg19", (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -61,7 +56,7 @@ VGG19_DISTILLED_NET = Network("vgg19-distilled", (16, 16, "M", 32, 32, "M", 64, 
                                                   128, 128, 128, 128, "M", 128),
                               "reflect", VGG19_DISTILLED)
 NETWORKS = {net.name: net for net in (VGG19_NET, VGG19_DISTILLED_NET)}
-LAYER_NAMES = VGG19_NET.layer_names
+LAYER_NAMES = VGG19_LAYERS
 
 
 def network(name: str) -> Network:

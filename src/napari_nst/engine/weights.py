@@ -206,6 +206,19 @@ def _download(entry: WeightsFile, target: Path, progress: bool) -> Path:
     return target
 
 
+def _existing_folder(folder, source: str, entry: WeightsFile, remedy: str) -> Path | None:
+    """``folder`` (from ``source``: a setting or a variable) as a Path, or WeightsError saying
+    that it does not exist or is a file; None stays None."""
+    if folder is None:
+        return None
+    path = Path(folder).expanduser()
+    if path.is_dir():
+        return path
+    problem = "is a file, not a folder" if path.exists() else "does not exist"
+    raise WeightsError(f"weights directory {path} {problem} (it is named by {source}); it "
+                       f"should hold {entry.filename}: {remedy}")
+
+
 def locate(entry: WeightsFile, explicit=None, *, directory=None, download: bool = True,
            progress: bool = True) -> Path:
     """Path of a verified copy of ``entry``, following the lookup order of this module;
@@ -213,15 +226,18 @@ def locate(entry: WeightsFile, explicit=None, *, directory=None, download: bool 
     if explicit is not None:
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise WeightsError(f"weights file {path} does not exist; pass the path of "
+            problem = "is a folder, not a file" if path.is_dir() else "does not exist"
+            raise WeightsError(f"weights file {path} {problem}; pass the path of "
                                f"{entry.filename}, or leave it unset to use the default lookup")
         return path
-    if directory is not None and not Path(directory).expanduser().is_dir():
-        raise WeightsError(f"weights directory {directory} does not exist; choose the folder that "
-                           f"holds {entry.filename}, or leave it empty for the default lookup")
-    for folder in (directory, weights_dir()):
-        if folder is not None and (Path(folder).expanduser() / entry.filename).is_file():
-            return verify(Path(folder).expanduser() / entry.filename, entry)
+    for folder, source, remedy in (
+            (directory, "the weights_dir setting",
+             "choose the folder that holds it, or leave it empty for the default lookup"),
+            (weights_dir(), f"${WEIGHTS_DIR_ENV}",
+             f"create it and put the file there, or unset {WEIGHTS_DIR_ENV}")):
+        folder = _existing_folder(folder, source, entry, remedy)
+        if folder is not None and (folder / entry.filename).is_file():
+            return verify(folder / entry.filename, entry)
     cached = entry.cache_dir() / entry.filename
     if cached.is_file():
         return verify(cached, entry)
