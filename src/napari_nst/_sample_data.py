@@ -27,10 +27,12 @@ def generated_painting(size: int = 512, seed: int = 3) -> np.ndarray:
 
 
 def make_sample_data():
-    """napari sample: content (astronaut) and style (generated painting) as two RGB layers."""
+    """napari sample: content (astronaut) and style (generated painting) as two RGB layers, side
+    by side so that both are in view (results are drawn over the content)."""
     from skimage import data
 
+    content = data.astronaut()
     return [
-        (data.astronaut(), {"name": "astronaut"}, "image"),
-        (generated_painting(), {"name": "painting"}, "image"),
+        (content, {"name": "astronaut"}, "image"),
+        (generated_painting(), {"name": "painting", "translate": (0, content.shape[1] + 32)}, "image"),
     ]

@@ -1,0 +1,86 @@
+"""Screenshots of what a new user sees, one per state, into ``docs/states/``:
+
+    1_sample_data.png       napari-nst gui: the sample layers and the widget
+    2_predict_done.png      after a predict Run
+    3_optimize_midway.png   an optimize run on the distilled network, halfway
+    4_error.png             a Run that fails (ImageNet VGG-19 without network access)
+    5_compare.png           Compare on: content x style grid of the final results
+
+    xvfb-run -a python scripts/screenshot_states.py
+
+Weights come from $NAPARI_NST_WEIGHTS_DIR (or a download); the error state uses an empty cache
+and no weights directory, so it shows the real message of an offline first run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "states"
+
+
+def main() -> None:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp()  # the defaults, not this machine's values
+    app = QApplication.instance() or QApplication([])
+
+    def settle(seconds=1.0):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.02)
+
+    def shot(name):
+        settle()
+        OUT.mkdir(parents=True, exist_ok=True)
+        viewer.screenshot(str(OUT / name), canvas_only=False)
+        print("wrote", OUT / name)
+
+    def wait_run(until=lambda: False):
+        while widget.worker is not None and not until():
+            app.processEvents()
+            time.sleep(0.02)
+
+    viewer = napari.Viewer(title="napari-nst")
+    viewer.window._qt_window.resize(1400, 860)
+    viewer.open_sample("napari-nst", "astronaut_painting")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
+    widget.controls["device"].value = "cpu"
+    shot("1_sample_data.png")
+
+    widget.controls["method"].value = "predict"
+    widget.run()
+    wait_run()
+    shot("2_predict_done.png")
+
+    widget.controls["method"].value = "optimize"
+    widget.controls["network"].value = "vgg19-distilled"
+    widget.run()
+    halfway = lambda: any(layer.metadata.get("napari_nst", {}).get("step") == 150  # noqa: E731
+                          for layer in viewer.layers)
+    wait_run(until=halfway)
+    shot("3_optimize_midway.png")
+    wait_run()
+
+    weights_dir = os.environ.pop("NAPARI_NST_WEIGHTS_DIR", None)
+    os.environ["TORCH_HOME"] = tempfile.mkdtemp()
+    widget.controls["network"].value = "vgg19"
+    widget.run()
+    wait_run()
+    shot("4_error.png")
+    if weights_dir:
+        os.environ["NAPARI_NST_WEIGHTS_DIR"] = weights_dir
+
+    widget.controls["network"].value = "vgg19-distilled"
+    widget.compare.value = True
+    shot("5_compare.png")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
