@@ -1,17 +1,29 @@
-"""The ``napari-nst`` command: round trips through PNG, JPEG and 16-bit TIFF, and exit codes."""
+"""The ``napari-nst`` command: round trips through PNG, JPEG and 16-bit TIFF, exit codes, output
+locations checked before the run, Ctrl-C (real SIGINTs to a subprocess), TIFF stacks, ``gui``
+without a display."""
 
 from __future__ import annotations
 
+import os
+import queue
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image
 
-from napari_nst.cli import main
-from tests.conftest import shared_image, shared_path
+from napari_nst.cli import _intervals, display_problem, main
+from napari_nst.io import read_image
+from tests.conftest import shared_image, shared_path, skip_or_fail
 
 QUICK = ["--size", "32", "--steps", "3", "--device", "cpu", "-q", "--no-coarse-to-fine"]
 
@@ -88,16 +100,34 @@ def test_bad_input_files_exit_2(images, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "too small" in err and len(err.strip().splitlines()) == 1
     assert main(["stylize", str(content), str(style), "-o", str(tmp_path / "o.bmp")]) == 2
+    capsys.readouterr()
+    assert main(["stylize", str(tmp_path), str(style), "-o", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path} is a folder, not an image file" in err and len(err.strip().splitlines()) == 1
 
 
-def test_failure_during_run_exits_1(images, tmp_path, capsys):
+def test_bad_weights_file_exits_2(images, tmp_path, capsys):
+    """A weights file the user names is input: corrupt or missing, it is exit 2 like a bad image."""
     content, style = images
     corrupt = tmp_path / "vgg.pth"
     corrupt.write_bytes(b"\0" * 100)
-    code = main(["stylize", str(content), str(style), "-o", str(tmp_path / "o.png"),
-                 "--vgg-weights", str(corrupt), *QUICK])
-    assert code == 1
+    out = tmp_path / "o.png"
+    assert main(["stylize", str(content), str(style), "-o", str(out), "--vgg-weights", str(corrupt),
+                 *QUICK]) == 2
     assert "cannot read weights" in capsys.readouterr().err
+    assert main(["stylize", str(content), str(style), "-o", str(out), "--vgg-weights",
+                 str(tmp_path / "missing.pth"), *QUICK]) == 2
+    assert "missing.pth does not exist" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_failure_during_run_exits_1(images, tmp_path, capsys, mirror):
+    """Weights that the lookup cannot download (an empty mirror) are a failure, not bad input."""
+    content, style = images
+    assert main(["stylize", str(content), str(style), "-o", str(tmp_path / "o.png"),
+                 "--network", "vgg19-distilled", *QUICK]) == 1
+    err = capsys.readouterr().err
+    assert "could not download" in err and mirror.url in err
 
 
 def test_console_script_runs_on_shared_images(vgg_file, tmp_path):
@@ -127,3 +157,296 @@ def test_network_option(images, tmp_path, capsys):
     assert np.asarray(Image.open(out)).shape == (48, 64, 3)
     assert run_cli(["stylize", str(content), str(style), "-o", str(out), "--network", "vgg16"]) == 2
     assert "invalid choice: 'vgg16'" in capsys.readouterr().err
+
+
+# --- the output location, checked before any work ------------------------------------------------
+
+@pytest.mark.parametrize("where, message", [
+    ("folder", "is a folder; name an output file"),
+    ("under_file", "is a file, not a folder"),
+])
+def test_unwritable_output_fails_before_any_work(images, tmp_path, capsys, where, message):
+    """Exit 2 with one line before the run: the weights named here do not even exist, so any
+    work started would end in a different error."""
+    content, style = images
+    (tmp_path / "a_file").write_text("not a folder")
+    out = {"folder": tmp_path, "under_file": tmp_path / "a_file" / "sub" / "out.png"}[where]
+    assert main(["stylize", str(content), str(style), "-o", str(out),
+                 "--vgg-weights", str(tmp_path / "missing.pth"), *QUICK]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+#: The CLI in a subprocess that gives up root for ``nobody`` once its modules are imported (the
+#: interpreter may live where nobody cannot read, e.g. under /root).
+_AS_NOBODY = """
+import os, pwd, sys
+import napari_nst.cli, napari_nst.io
+napari_nst.cli.build_parser().parse_args(sys.argv[1:])  # argparse's lazy imports, as root too
+if os.geteuid() == 0:
+    nobody = pwd.getpwnam("nobody")
+    os.setgroups([])
+    os.setgid(nobody.pw_gid)
+    os.setuid(nobody.pw_uid)
+sys.exit(napari_nst.cli.main(sys.argv[1:]))
+"""
+
+
+def test_output_folder_without_permission_fails_before_any_work(images):
+    """A folder the user may not write in: exit 2 at once. Root may write anywhere, so as root the
+    command gives up root for ``nobody`` first."""
+    if os.geteuid() == 0:
+        try:
+            import pwd
+
+            pwd.getpwnam("nobody")
+        except (ImportError, KeyError):
+            skip_or_fail("running as root and there is no user 'nobody' to run the CLI as")
+    base = Path(tempfile.mkdtemp(prefix="napari-nst-perm-"))  # /tmp: reachable by nobody
+    locked = base / "locked"
+    try:
+        base.chmod(0o755)
+        for path in images:
+            shutil.copy(path, base / path.name)
+        locked.mkdir()
+        locked.chmod(0o555)
+        proc = subprocess.run(
+            [sys.executable, "-c", _AS_NOBODY, "stylize", images[0].name, images[1].name,
+             "-o", str(locked / "new" / "out.png"), "--vgg-weights", "missing.pth", *QUICK],
+            capture_output=True, text=True, timeout=120, cwd=base)
+        assert proc.returncode == 2, proc.stderr
+        err = proc.stderr.strip().splitlines()
+        assert len(err) == 1 and f"no permission to write in {locked}" in err[0]
+    finally:
+        if locked.exists():
+            locked.chmod(0o755)
+        shutil.rmtree(base)
+
+
+# --- the CLI as a user runs it: a subprocess, real SIGINTs -------------------------------------
+
+class CLIProcess:
+    """``python -m napari_nst.cli ARGV`` with its stderr read line by line in a thread (tqdm's
+    carriage-return updates count as lines: text mode reads ``\\r`` as a line end)."""
+
+    def __init__(self, argv, *, python_flags=(), env=None):
+        self.proc = subprocess.Popen([sys.executable, *python_flags, "-m", "napari_nst.cli", *argv],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, env=env)
+        self.lines: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def _next(self, deadline):
+        try:
+            line = self._queue.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError("no output in time; so far:\n" + "\n".join(self.lines)) from None
+        if line is not None:
+            self.lines.append(line)
+        return line
+
+    def wait_for(self, predicate, timeout=300) -> str:
+        """The first stderr line for which ``predicate`` holds."""
+        deadline = time.monotonic() + timeout
+        while (line := self._next(deadline)) is not None:
+            if predicate(line):
+                return line
+        raise AssertionError("ended before the expected line:\n" + "\n".join(self.lines))
+
+    def finish(self, timeout=300) -> int:
+        """The exit status, once every stderr line is read."""
+        deadline = time.monotonic() + timeout
+        while self._next(deadline) is not None:
+            pass
+        return self.proc.wait(timeout=max(1, deadline - time.monotonic()))
+
+    def interrupt(self) -> int:
+        """Ctrl-C: SIGINT, as a terminal sends it; the exit status."""
+        self.proc.send_signal(signal.SIGINT)
+        return self.finish()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def cli_process():
+    started = []
+
+    def start(*argv, **kwargs) -> CLIProcess:
+        started.append(CLIProcess([str(a) for a in argv], **kwargs))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def test_ctrl_c_writes_the_latest_image(images, vgg_file, tmp_path, cli_process):
+    """SIGINT at step 15 or so of 2000: the first loss line and intermediate would only come at
+    step 200, yet the image of a recent step is written and the last line says which."""
+    content, style = images
+    out = tmp_path / "out.png"
+    cli = cli_process("stylize", content, style, "-o", out, "--vgg-weights", vgg_file,
+                      "--size", "32", "--steps", "2000", "--device", "cpu", "--no-coarse-to-fine")
+
+    def at_step(line):
+        match = re.search(r"(\d+)/2000 \[", line)
+        return match is not None and int(match.group(1)) >= 15
+
+    cli.wait_for(at_step)
+    assert cli.interrupt() == 130
+    match = re.fullmatch(r"napari-nst: interrupted at step (\d+)/2000; wrote the image of step "
+                         r"(\d+) to (.+)", cli.lines[-1])
+    assert match, cli.lines[-3:]
+    stopped, kept = int(match.group(1)), int(match.group(2))
+    assert Path(match.group(3)) == out
+    assert kept % 10 == 0 and 10 <= kept <= stopped < 200 and stopped - kept < 10
+    assert np.asarray(Image.open(out)).shape == (24, 32, 3)
+    assert not any(line.startswith("Traceback") for line in cli.lines)
+
+
+def test_ctrl_c_during_start_up_prints_one_line(images, vgg_file, tmp_path, cli_process):
+    """SIGINT while torch is being imported (``-X importtime`` reports each import as it
+    finishes): one line and exit 130, not a traceback."""
+    content, style = images
+    out = tmp_path / "out.png"
+    cli = cli_process("stylize", content, style, "-o", out, "--vgg-weights", vgg_file, *QUICK,
+                      python_flags=("-X", "importtime"))
+    cli.wait_for(lambda line: line.startswith("import time:")
+                 and line.rsplit("|", 1)[-1].strip().startswith("torch."))
+    assert cli.interrupt() == 130
+    own = [line for line in cli.lines if not line.startswith("import time:")]
+    assert own == ["napari-nst: interrupted during start-up; nothing written"]
+    assert not out.exists()
+
+
+def test_output_that_fails_at_the_end_is_kept_elsewhere(images, vgg_file, tmp_path, cli_process):
+    """The output folder turns into a file during the run: one line names the file in the temp
+    folder that holds the result, exit 1."""
+    content, style = images
+    folder = tmp_path / "results"
+    folder.mkdir()
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    cli = cli_process("stylize", content, style, "-o", folder / "out.png", "--vgg-weights",
+                      vgg_file, "--size", "32", "--steps", "100", "--device", "cpu",
+                      "--no-coarse-to-fine", env={**os.environ, "TMPDIR": str(temp)})
+    cli.wait_for(lambda line: line.startswith("step 10/100"))
+    shutil.rmtree(folder)
+    folder.write_text("a file where the output folder was")
+    assert cli.finish() == 1
+    last = cli.lines[-1]
+    assert last.startswith(f"napari-nst: error: cannot write {folder / 'out.png'} ("), cli.lines[-3:]
+    kept = Path(last.split("; the result is in ")[1])
+    assert kept.parent == temp and kept.name.startswith("napari-nst-out-") and kept.suffix == ".png"
+    assert np.asarray(Image.open(kept)).shape == (24, 32, 3)
+
+
+def test_intervals_keep_an_image_every_ten_steps():
+    """(keep_every, report_every): images kept about every 10 steps; reports and --save-every
+    files on multiples of it."""
+    assert _intervals(300, None) == (10, 30)
+    assert _intervals(2000, None) == (10, 200)
+    assert _intervals(155, None) == (10, 20)
+    assert _intervals(50, None) == (5, 5)
+    assert _intervals(3, None) == (1, 1)
+    assert _intervals(300, 25) == (5, 25)
+    assert _intervals(300, 20) == (10, 20)
+    assert _intervals(300, 13) == (13, 13)  # a prime: no extra emissions rather than every step
+    assert _intervals(300, 2) == (2, 2)
+
+
+# --- TIFF stacks ----------------------------------------------------------------------------------
+
+def test_tiff_stack_needs_a_plane(images, vgg_file, tmp_path, capsys):
+    """A (Z, H, W) stack: the error says how to pick a plane; --plane 3 stylizes plane 3 (its
+    intensities, 3000 above plane 0's per plane, come back in the 16-bit output)."""
+    _, style = images
+    gray = np.asarray(Image.open(images[0]).convert("L")).astype(np.uint16) * 4
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.stack([gray + 3000 * z for z in range(12)]))
+    out = tmp_path / "out.tif"
+    base = ["stylize", str(stack), str(style), "-o", str(out), "--vgg-weights", str(vgg_file), *QUICK]
+    assert run_cli(base) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a stack of 12 planes" in err[0] and "--plane N, N = 0..11" in err[0]
+    assert run_cli([*base, "--plane", "12"]) == 2
+    assert "plane 12 is out of range" in capsys.readouterr().err
+    assert run_cli([*base, "--plane", "3"]) == 0
+    result = tifffile.imread(out)
+    assert result.dtype == np.uint16 and result.shape == (24, 32)
+    assert 9000 <= result.min() and result.max() <= 9000 + int(gray.max())
+
+
+def test_read_image_planes(tmp_path):
+    """One index counts over all leading axes; several index them one by one; planar RGB (samples
+    first in the file) is one image, channels last."""
+    data = np.arange(2 * 5 * 20 * 24, dtype=np.uint16).reshape(2, 5, 20, 24)
+    path = tmp_path / "tz.tif"
+    tifffile.imwrite(path, data)
+    np.testing.assert_array_equal(read_image(path, (7,)), data[1, 2])
+    np.testing.assert_array_equal(read_image(path, (1, 2)), data[1, 2])
+    with pytest.raises(ValueError, match="one index per leading axis, e.g. --plane 0,3"):
+        read_image(path)
+    with pytest.raises(ValueError, match="does not fit"):
+        read_image(path, (0, 5))
+    rgb = np.random.default_rng(0).integers(0, 255, (3, 20, 24), dtype=np.uint8)
+    planar = tmp_path / "planar.tif"
+    tifffile.imwrite(planar, rgb, photometric="rgb", planarconfig="separate")
+    np.testing.assert_array_equal(read_image(planar, (7,)), np.moveaxis(rgb, 0, -1))
+
+
+# --- napari-nst gui --------------------------------------------------------------------------------
+
+def test_gui_without_a_display_says_so(tmp_path):
+    """No DISPLAY, no WAYLAND_DISPLAY, no headless Qt platform: one line and exit 1 instead of
+    Qt aborting the process."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    proc = subprocess.run([sys.executable, "-m", "napari_nst.cli", "gui"], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "napari-nst: error: napari-nst gui needs a display: run it on a desktop, or under "
+        "xvfb-run (no DISPLAY or WAYLAND_DISPLAY is set)"]
+
+
+def test_display_problem_follows_qt_platform():
+    assert display_problem({}, "linux") is not None
+    assert display_problem({"DISPLAY": ":99"}, "linux") is None
+    assert display_problem({"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None
+    assert display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
+    assert display_problem({"QT_QPA_PLATFORM": "minimal:enable_fonts"}, "linux") is None
+    assert "DISPLAY" in display_problem({"QT_QPA_PLATFORM": "xcb", "WAYLAND_DISPLAY": "w"}, "linux")
+    assert display_problem({"QT_QPA_PLATFORM": "wayland;xcb", "DISPLAY": ":0"}, "linux") is None
+    assert display_problem({}, "darwin") is None and display_problem({}, "win32") is None
+
+
+def test_gui_with_a_missing_image_exits_2(tmp_path):
+    """Image files are read before napari starts: a bad one is one line, exit 2."""
+    proc = subprocess.run([sys.executable, "-m", "napari_nst.cli", "gui", str(tmp_path / "no.png")],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"napari-nst: error: {tmp_path / 'no.png'}: no such file"]
+
+
+def test_emit_cost_benchmark_smoke():
+    """benchmarks/bench_emit_cost.py (the figures behind KEEP_EVERY) in smoke mode: a row per
+    network and size, with a positive step time."""
+    shared_path("images", "tubingen.jpg")
+    done = subprocess.run([sys.executable, "benchmarks/bench_emit_cost.py", "--sizes", "64",
+                           "--steps", "6", "--every", "2"], capture_output=True, text=True,
+                          timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| vgg19")]
+    assert rows and all(row[1].strip() == "64" and float(row[2]) > 0 for row in rows)

@@ -3,20 +3,30 @@
     napari-nst stylize CONTENT STYLE [STYLE ...] -o OUT [--steps N] [--size PX] [--device D] ...
 
 Options are generated from ``napari_nst.settings.Settings``, so the CLI offers exactly what the
-API and the widget do. Exit status: 0 success, 2 bad arguments or input, 1 failure during the run,
-130 interrupted (the latest image is still written).
+API and the widget do. Exit status: 0 success, 2 bad arguments or input (found before any work,
+the output location included), 1 failure during the run, 130 interrupted. Whatever ends a run
+after its first kept image, that image is written: to OUT, or, where OUT cannot be written, to a
+file in the system's temp folder that the last line names.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from .settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: The CLI keeps the latest image in memory every this many steps (an emitted iterate), so that
+#: Ctrl-C can write it at any step. An emission costs about half a step (one forward pass without
+#: gradients, the copy to the host), so every 10 steps slows a run by about 5%
+#: (benchmarks/bench_emit_cost.py).
+KEEP_EVERY = 10
+_STARTUP_INTERRUPT = "interrupted during start-up; nothing written"
 #: Defaults of the CLI that differ from the API's (see ``_output_plan``).
 _CLI_DEFAULTS = {"output_range": "content when the output file can hold the content's dtype "
                                  "(8-bit content, or 16-bit content in a .tif), else unit"}
@@ -25,7 +35,7 @@ _CLI_DEFAULTS = {"output_range": "content when the output file can hold the cont
 def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(Settings):
         meta = f.metadata
-        if not meta.get("cli"):
+        if not meta.get("cli") or f.name == "emit_every":  # emit_every: --save-every below
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default
@@ -41,9 +51,23 @@ def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         if f.name == "vgg_weights":
             kwargs["metavar"] = "PATH"
         parser.add_argument(flag, **kwargs)
-    parser.add_argument("--save-every", dest="emit_every", type=int, default=argparse.SUPPRESS,
-                        help="also write the image every N steps as OUT_stepNNNN.EXT "
-                             "(alias of --emit-every)")
+    parser.add_argument("--save-every", "--emit-every", dest="emit_every", type=int,
+                        default=argparse.SUPPRESS, metavar="N",
+                        help="also write the image every N steps as OUT_stepNNNN.EXT, with a "
+                             "loss line (default: no intermediate files, a loss line about every "
+                             "steps/10 steps)")
+
+
+def _plane(text: str) -> tuple[int, ...]:
+    """``--plane N`` or ``--plane I,J``: non-negative integers."""
+    try:
+        index = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        index = ()
+    if not index or min(index) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a plane number: give N (0, 1, ...) or "
+                                         "one index per leading axis, e.g. 2,5")
+    return index
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,38 +78,74 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Stylize an image file. PNG, JPEG and TIFF "
                                               "(16-bit TIFF in and out). The result keeps the "
                                               "content's intensity range and its alpha where "
-                                              "the output format can hold them.")
+                                              "the output format can hold them. Ctrl-C stops "
+                                              "the run and writes the latest kept image (one is "
+                                              f"kept every {KEEP_EVERY} steps or so).")
     stylize.add_argument("content", type=Path, help="content image file")
     stylize.add_argument("style", type=Path, nargs="+", help="style image file(s); several are blended")
     stylize.add_argument("-o", "--output", type=Path, required=True, help="output file (.png/.jpg/.tif)")
+    stylize.add_argument("--plane", type=_plane, default=None, metavar="N",
+                         help="for a TIFF stack such as (Z, H, W) or (T, Z, H, W, 3): the plane "
+                              "to stylize, counted over the leading axes in order (t*Z + z), or "
+                              "one index per leading axis (e.g. 2,5); used for every input that "
+                              "is a stack")
     stylize.add_argument("--bit-depth", type=int, choices=(8, 16), default=None,
                          help="output bit depth (16 needs .tif; default: 16 for .tif when the "
                               "content is 16-bit, else 8); a depth other than the content's "
                               "stretches the result over the full range")
     stylize.add_argument("--save-intermediate", action="store_true",
-                         help="write every emitted iterate, not only the final image")
+                         help="write the image at every loss line (about every steps/10 "
+                              "steps, or every --save-every N), not only the final image")
     stylize.add_argument("-q", "--quiet", action="store_true", help="no progress bar or loss lines")
     _add_settings_arguments(stylize)
     gui = commands.add_parser("gui", help="open napari with the Style transfer widget",
                               description="Open napari with the Style transfer widget and the "
-                                          "sample images, or the given image files.")
+                                          "sample images, or the given image files (a TIFF "
+                                          "stack opens as a stack). Needs a display.")
     gui.add_argument("images", type=Path, nargs="*", help="image files to open (default: sample data)")
     return parser
 
 
+#: Qt platforms that draw on an X11 or Wayland display; any other (offscreen, minimal, vnc,
+#: eglfs, linuxfb, ...) needs none.
+_DISPLAY_PLATFORMS = {"xcb": "DISPLAY", "wayland": "WAYLAND_DISPLAY", "wayland-egl": "WAYLAND_DISPLAY"}
+
+
+def display_problem(environ=None, platform: str | None = None) -> str | None:
+    """Why Qt cannot open a window here, or None. On Linux (and the BSDs) Qt aborts the process
+    with a long message when there is no display; this says it in one line beforehand."""
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if not (platform.startswith("linux") or "bsd" in platform):
+        return None  # Windows and macOS always have their native platform
+    requested = [name.split(":")[0].strip() for name in environ.get("QT_QPA_PLATFORM", "").split(";")]
+    requested = [name for name in requested if name] or ["xcb", "wayland"]  # Qt's own choice
+    if any(environ.get(_DISPLAY_PLATFORMS.get(name, ""), "") or name not in _DISPLAY_PLATFORMS
+           for name in requested):
+        return None
+    return ("napari-nst gui needs a display: run it on a desktop, or under xvfb-run "
+            f"(no {' or '.join(sorted({_DISPLAY_PLATFORMS[name] for name in requested}))} is set)")
+
+
 def gui_command(args: argparse.Namespace) -> int:
+    problem = display_problem()
+    if problem:
+        return _fail(problem, EXIT_FAILED)
+    from .io import read_stack
+
+    try:
+        images = [(read_stack(path), path.stem) for path in args.images]
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
     try:
         import napari
     except ImportError as exc:
         return _fail(f"napari with a Qt binding is needed ({exc}); pip install 'napari-nst[qt]'",
                      EXIT_FAILED)
     viewer = napari.Viewer(title="napari-nst")
-    if args.images:
-        from .io import read_image
-
-        for path in args.images:
-            viewer.add_image(read_image(path), name=path.stem)
-    else:
+    for data, name in images:
+        viewer.add_image(data, name=name)
+    if not images:
         viewer.open_sample("napari-nst", "astronaut_painting")
     viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     napari.run()
@@ -106,17 +166,59 @@ def _intermediate_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")
 
 
+def _intervals(steps: int, save_every: int | None) -> tuple[int, int]:
+    """(keep_every, report_every): the engine emits (and the CLI keeps) an image every
+    ``keep_every`` steps; a loss line (and, when asked, an intermediate file) comes every
+    ``report_every`` steps, a multiple of it. Without ``save_every`` the lines come about ten
+    times a run; with it, ``keep_every`` is the divisor of ``save_every`` nearest to KEEP_EVERY
+    (a prime 13 keeps one every 13 steps rather than slow every step down by half)."""
+    if save_every is None:
+        keep = min(KEEP_EVERY, max(1, steps // 10))
+        return keep, keep * max(1, round(steps / 10 / keep))
+    divisors = [d for d in range(1, save_every + 1) if save_every % d == 0]
+    return min(divisors, key=lambda d: (abs(d - KEEP_EVERY), d)), save_every
+
+
+def _user_weights_paths(settings) -> list[str]:
+    """Paths of weights the user named (options and $NAPARI_NST_WEIGHTS_DIR): a weights error
+    about one of them is bad input (exit 2), not a failure of the run."""
+    from .engine.weights import WEIGHTS_DIR_ENV
+
+    given = [settings.vgg_weights, settings.predictor_weights, settings.transformer_weights,
+             settings.weights_dir, os.environ.get(WEIGHTS_DIR_ENV) or None]
+    return [str(Path(p).expanduser()) for p in given if isinstance(p, (str, os.PathLike))]
+
+
+def _write_somewhere(output: Path, pixels, bit_depth: int) -> tuple[Path | None, str | None]:
+    """Write ``pixels`` to ``output``; if that fails, to a new file in the system's temp folder.
+    Returns (where it went, or None; why ``output`` failed, or None)."""
+    from .io import write_image
+
+    try:
+        return write_image(output, pixels, bit_depth), None
+    except Exception as exc:  # a full disk, a folder removed or locked during the run
+        problem = f"cannot write {output} ({exc.__class__.__name__}: {exc})"
+    try:
+        handle, name = tempfile.mkstemp(prefix=f"napari-nst-{output.stem}-", suffix=output.suffix)
+        os.close(handle)
+        return write_image(name, pixels, bit_depth), problem
+    except Exception as exc:
+        return None, f"{problem}, nor a copy in {tempfile.gettempdir()} ({exc})"
+
+
 def stylize_command(args: argparse.Namespace) -> int:
-    from .io import check_output, keeps_alpha, read_image, write_image
+    from .io import check_output, check_writable, keeps_alpha, read_image
 
     options = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Settings)}}
-    save_intermediate = args.save_intermediate or "emit_every" in vars(args)
+    save_every = options.get("emit_every")
+    save_intermediate = args.save_intermediate or save_every is not None
     try:
-        if "emit_every" not in options:  # report the losses about ten times, without saving images
-            options["emit_every"] = max(1, options.get("steps", Settings.steps) // 10)
         settings = Settings(**options)
-        content = read_image(args.content)
-        styles = [read_image(path) for path in args.style]
+        keep_every, report_every = _intervals(settings.steps, save_every)
+        settings = settings.replace(emit_every=keep_every)
+        check_writable(args.output)
+        content = read_image(args.content, args.plane)
+        styles = [read_image(path, args.plane) for path in args.style]
         output_range, bit_depth = _output_plan(content.dtype, args.output, args.bit_depth,
                                                options.get("output_range"))
         settings = settings.replace(output_range=output_range)
@@ -130,22 +232,50 @@ def stylize_command(args: argparse.Namespace) -> int:
     except ValueError as exc:  # bad input, bad setting, device not present
         return _fail(str(exc), EXIT_USAGE)
 
+    try:
+        return _drive(args, steps, settings, content, bit_depth, keep_every, report_every,
+                      save_intermediate)
+    except KeyboardInterrupt:  # Ctrl-C (again) while the image is written
+        print(f"napari-nst: interrupted while writing {args.output}; it may be incomplete",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _drive(args, steps, settings, content, bit_depth: int, keep_every: int, report_every: int,
+           save_intermediate: bool) -> int:
+    """Run ``steps`` with a progress bar and loss lines; write the result, or on Ctrl-C or a
+    failure the latest kept image; return the exit status."""
     from tqdm import tqdm
+
+    from .engine.weights import WeightsError
+    from .io import write_image
 
     bar = tqdm(total=settings.steps if settings.method == "optimize" else 1, unit="step",
                disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
-    latest = None
+    latest = None  # the latest emitted iterate: what Ctrl-C or a failure writes
+    current = 0
     first_losses = None
 
-    def save(iterate, path=args.output):
-        write_image(path, _output_pixels(iterate.image, content), bit_depth)
+    def save(iterate) -> tuple[Path | None, str | None]:
+        return _write_somewhere(args.output, _output_pixels(iterate.image, content), bit_depth)
+
+    def kept(iterate) -> str:
+        """Where ``iterate`` went, for the last line."""
+        path, problem = save(iterate)
+        what = f"the image of step {iterate.step}"
+        if problem is None:
+            return f"wrote {what} to {path}"
+        return f"{problem}; {what} is in {path}" if path else f"{problem}; {what} is lost"
 
     try:
         for it in steps:
+            current = it.step
             bar.update(it.step - bar.n)
             if not it.emitted:
                 continue
             latest = it
+            if it.step % report_every and not it.done:
+                continue
             if it.losses:
                 first_losses = first_losses or it.losses
                 bar.set_postfix_str(_format_losses(it.losses))
@@ -153,22 +283,43 @@ def stylize_command(args: argparse.Namespace) -> int:
                     bar.write(f"step {it.step}/{it.total_steps} {it.scale[1]}x{it.scale[0]} px "
                               f"{_format_losses(it.losses)} ({it.elapsed:.1f} s)", file=sys.stderr)
             if save_intermediate and not it.done:
-                save(it, _intermediate_path(args.output, it.step))
+                path = _intermediate_path(args.output, it.step)
+                try:
+                    write_image(path, _output_pixels(it.image, content), bit_depth)
+                except Exception as exc:  # the run goes on; the final image is kept regardless
+                    bar.write(f"napari-nst: warning: cannot write {path} ({exc}); no more "
+                              "intermediate files are written", file=sys.stderr)
+                    save_intermediate = False
     except KeyboardInterrupt:
         bar.close()
-        if latest is not None:
-            save(latest)
-            print(f"napari-nst: interrupted; wrote step {latest.step} to {args.output}", file=sys.stderr)
+        if current == 0:
+            print(f"napari-nst: {_STARTUP_INTERRUPT}", file=sys.stderr)
+        elif latest is None:
+            print(f"napari-nst: interrupted at step {current}/{settings.steps}, before the first "
+                  f"kept image (one every {keep_every} steps); nothing written", file=sys.stderr)
+        else:
+            print(f"napari-nst: interrupted at step {current}/{settings.steps}; {kept(latest)}",
+                  file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a failure during the run: weights, memory, device
         bar.close()
+        message = f"{exc.__class__.__name__}: {exc}"
+        if isinstance(exc, ValueError) and current == 0:
+            return _fail(str(exc), EXIT_USAGE)  # a check that needs the network (image too small)
+        if isinstance(exc, WeightsError):
+            message = str(exc)
+            if any(path in message for path in _user_weights_paths(settings)):
+                return _fail(message, EXIT_USAGE)  # a weights file the user named is bad input
         if latest is not None:  # nothing is lost: the latest image is kept
-            save(latest)
-        return _fail(f"{exc.__class__.__name__}: {exc}", EXIT_FAILED)
+            message += f"; {kept(latest)}"
+        return _fail(message, EXIT_FAILED)
     bar.close()
-    save(latest)
+    path, problem = save(latest)
+    if problem is not None:
+        return _fail(f"{problem}; the result is in {path}" if path else
+                     f"{problem}; the result is lost", EXIT_FAILED)
     if not args.quiet:
-        summary = f"wrote {args.output} after {latest.step} step(s) in {latest.elapsed:.1f} s"
+        summary = f"wrote {path} after {latest.step} step(s) in {latest.elapsed:.1f} s"
         if first_losses and latest.losses and first_losses is not latest.losses:
             summary += (f"; total loss {first_losses['total']:.4g} -> {latest.losses['total']:.4g}")
         print(summary, file=sys.stderr)
@@ -214,13 +365,20 @@ def _output_pixels(image, content):
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "stylize":
-        return stylize_command(args)
-    if args.command == "gui":
-        return gui_command(args)
-    parser.error(f"unknown command {args.command}")
+    command = None
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = args.command
+        if command == "stylize":
+            return stylize_command(args)
+        if command == "gui":
+            return gui_command(args)
+        parser.error(f"unknown command {command}")
+    except KeyboardInterrupt:  # Ctrl-C while torch or napari loads: one line, not a traceback
+        print("napari-nst: " + (_STARTUP_INTERRUPT if command == "stylize" else "interrupted"),
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_USAGE
 
 

@@ -1,7 +1,9 @@
-"""Image files for the CLI: PNG, JPEG and TIFF (16-bit TIFF in and out). No torch here."""
+"""Image files for the CLI: PNG, JPEG and TIFF (16-bit TIFF in and out; a plane of a TIFF stack),
+and the checks of an output path made before a run. No torch here."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +13,12 @@ JPEG_SUFFIXES = {".jpg", ".jpeg"}
 PIL_SUFFIXES = {".png"} | JPEG_SUFFIXES
 
 
-def read_image(path) -> np.ndarray:
-    """The file's pixels with their own dtype (uint16 stays uint16); ValueError if unreadable."""
+def read_stack(path) -> np.ndarray:
+    """The file's pixels with their own dtype (uint16 stays uint16), channels last; a TIFF stack
+    keeps its leading axes (Z, T, ...). ValueError if the file is missing, a folder or unreadable."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an image file; pass one image file in it")
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -21,7 +26,13 @@ def read_image(path) -> np.ndarray:
         if suffix in TIFF_SUFFIXES:
             import tifffile
 
-            return np.asarray(tifffile.imread(path))
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                array = np.asarray(series.asarray())
+                axes = series.axes
+            if "S" in axes and len(axes) == array.ndim and axes.index("S") != array.ndim - 1:
+                array = np.moveaxis(array, axes.index("S"), -1)  # planar RGB: channels last
+            return array
         from PIL import Image
 
         with Image.open(path) as image:
@@ -33,6 +44,64 @@ def read_image(path) -> np.ndarray:
         raise
     except Exception as exc:
         raise ValueError(f"{path}: cannot read the image ({exc})") from exc
+
+
+def stack_axes(shape) -> int:
+    """How many leading (stack) axes ``shape`` has in front of one image: an image is (H, W) or
+    (H, W, C) with C <= 4 channels (grey, grey+alpha, RGB, RGBA)."""
+    image_ndim = 3 if len(shape) >= 3 and shape[-1] <= 4 else 2
+    return max(0, len(shape) - image_ndim)
+
+
+def read_image(path, plane=None) -> np.ndarray:
+    """One image of the file: (H, W) or (H, W, C), its own dtype; ValueError if unreadable.
+
+    A TIFF stack -- leading axes such as Z or T in front of the image, e.g. (Z, H, W) or
+    (T, Z, H, W, 3) -- needs ``plane``: one index counted over all leading axes in order (plane
+    ``t * Z + z``), or a tuple with one index per leading axis. ``plane`` is ignored for a file
+    that holds a single image, so one value can serve a stack content and a plain style.
+    """
+    array = read_stack(path)
+    leading = stack_axes(array.shape)
+    if leading == 0:
+        return array
+    counts = array.shape[:leading]
+    total = int(np.prod(counts))
+    height, width = array.shape[leading:leading + 2]
+    if plane is None:
+        per_axis = " or one index per leading axis, e.g. --plane 0,3" if leading > 1 else ""
+        raise ValueError(f"{path} is a stack of {total} planes of {height}x{width} px (shape "
+                         f"{array.shape}); pick one with --plane N, N = 0..{total - 1}{per_axis}")
+    index = (plane,) if isinstance(plane, int) else tuple(plane)
+    if len(index) == 1:
+        if not 0 <= index[0] < total:
+            raise ValueError(f"plane {index[0]} is out of range: {path} has {total} planes; "
+                             f"use 0..{total - 1}")
+        index = np.unravel_index(index[0], counts)
+    elif len(index) != leading or not all(0 <= i < n for i, n in zip(index, counts)):
+        raise ValueError(f"plane {','.join(map(str, index))} does not fit {path}: its leading "
+                         f"axes have {' x '.join(map(str, counts))} planes; give one index "
+                         f"(0..{total - 1}) or one per leading axis")
+    return array[tuple(int(i) for i in index)].copy()  # not a view that keeps the stack alive
+
+
+def check_writable(path) -> None:
+    """ValueError saying why ``path`` cannot be written, found before a long run rather than
+    after it: a folder of that name, a file where a folder is needed, no permission."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; name an output file, e.g. {path / 'stylized.png'}")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{path}: no permission to overwrite it; choose another output file")
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:  # folders that the write creates
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{path}: {parent} is a file, not a folder; choose another output path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: no permission to write in {parent}; choose another folder")
 
 
 def check_output(path, bit_depth: int = 8) -> None:
