@@ -89,6 +89,22 @@ def test_worker_benchmark_smoke():
     assert "over 3 layers" in stdout  # one layer per step, placed by run_in_viewer
 
 
+def test_soak_benchmark_smoke():
+    """bench_soak.py --smoke: a few runs in one viewer, RSS at runs 1 and 6, nothing kept."""
+    shared_path("images", "tubingen.jpg")
+    if not os.environ.get("DISPLAY"):
+        skip_or_fail("bench_soak needs a display (run under Xvfb)")
+    stdout = run_script(BENCHMARKS / "bench_soak.py", "--smoke")
+    rows = re.findall(r"^\| (\d+) \| (\d+\.\d) \| ([+-]\d+\.\d) \| (\d+) \| (\d+) \| (\d+) \|$",
+                      stdout, flags=re.MULTILINE)
+    assert [row[0] for row in rows] == ["1", "6"], stdout
+    for run, rss, _, workers, layers, contents in rows:
+        assert float(rss) > 100
+        assert int(workers) <= int(run)
+        assert (layers, contents) == ("0", "0")  # deleted results and input copies are freed
+    assert re.search(r"growth from run 1 to run 6: [+-]\d+\.\d MB", stdout)
+
+
 def test_predict_benchmark_smoke():
     shared_path("weights")
     pytest.importorskip("ai_edge_litert")

@@ -3,7 +3,10 @@ batch and comparison grid, sample data and the console API. Seeded random VGG-19
 
 from __future__ import annotations
 
+import gc
 import os
+import time
+import weakref
 
 import numpy as np
 import pytest
@@ -59,6 +62,31 @@ def _wait_idle(qtbot, widget, timeout=120_000):
 
 def _results(viewer):
     return [layer for layer in viewer.layers if "napari_nst" in layer.metadata]
+
+
+def _count_emitted(worker) -> list:
+    """A list that grows in the worker's thread as the worker yields, whatever the main thread
+    is doing."""
+    from qtpy.QtCore import Qt
+
+    emitted: list = []
+    worker.yielded.connect(lambda _: emitted.append(None), Qt.ConnectionType.DirectConnection)
+    return emitted
+
+
+# A long run for closing or stopping mid-run. Its steps must take the worker longer than the main
+# thread needs per step: napari's progress bar processes Qt events on every yield, so a growing
+# backlog of yields nests their handlers until Python's recursion limit.
+LONG = {**QUICK, "size": 64, "steps": 5000, "emit_every": 5}
+
+
+def _let_results_queue_up(emitted, more=6, timeout=60.0):
+    """Hold the main thread until the worker has yielded ``more`` further steps (an emitted one
+    among them): they wait in Qt's queue and reach the main thread after what the test does next."""
+    target, deadline = len(emitted) + more, time.monotonic() + timeout
+    while len(emitted) < target:
+        assert time.monotonic() < deadline, "the worker did not go on"
+        time.sleep(0.01)
 
 
 def test_manifest_is_found_and_valid():
@@ -387,3 +415,89 @@ def test_distilled_network_from_the_widget(qtbot, viewer, widget):
     meta = _results(viewer)[-1].metadata["napari_nst"]
     assert meta["settings"]["network"] == "vgg19-distilled"
     assert meta["weights"] == "file:cd_vgg19_distilled_16x_conv5_1.pth"
+
+
+def test_closing_a_viewer_mid_run_stops_its_worker(qtbot, viewer, make_napari_viewer, random_vgg):
+    """A second viewer keeps the application running: closing the first one mid-run stops its
+    worker, and the results it had already queued are not added to the closed viewer."""
+    from napari_nst import run_in_viewer
+
+    other = make_napari_viewer()  # the newest: napari registers the worker with this window
+    other.add_image(shared_image("the_scream.jpg", 40), name="scream", rgb=True)
+    worker = run_in_viewer(viewer, "content", "style", vgg_weights=random_vgg, **LONG, start=False)
+    finished, added = [], []
+    worker.finished.connect(lambda: finished.append(True))
+    emitted = _count_emitted(worker)
+    worker.start()
+    qtbot.waitUntil(lambda: len(_results(viewer)) >= 1, timeout=120_000)
+    viewer.layers.events.inserted.connect(lambda event: added.append(event.value.name))
+    _let_results_queue_up(emitted)
+    viewer.close()
+    qtbot.waitUntil(lambda: bool(finished), timeout=30_000)  # not the 5,000 steps
+    assert worker.abort_requested and len(emitted) < LONG["steps"]
+    assert added == [] and len(viewer.layers) == 0
+    # the other viewer goes on working
+    again = run_in_viewer(other, "scream", "scream", vgg_weights=random_vgg, **QUICK, start=False)
+    with qtbot.waitSignal(again.finished, timeout=120_000):
+        again.start()
+    assert [layer.name for layer in _results(other)] == [f"scream × scream {i}" for i in (1, 2, 3)]
+
+
+def test_closing_a_viewer_mid_run_from_the_widget(qtbot, viewer, widget, make_napari_viewer):
+    """Closing the viewer that holds the dock widget mid-run: its worker stops, and none of the
+    widget's callbacks touches its deleted Qt widgets (pytest-qt fails the test on an exception
+    in the Qt event loop; without napari's exception hook the process would abort)."""
+    other = make_napari_viewer()
+    for name in ("size", "steps", "emit_every"):
+        widget.controls[name].value = LONG[name]
+    worker = widget.run()
+    finished, added = [], []
+    worker.finished.connect(lambda: finished.append(True))
+    emitted = _count_emitted(worker)
+    qtbot.waitUntil(lambda: len(_results(viewer)) >= 1, timeout=120_000)
+    viewer.layers.events.inserted.connect(lambda event: added.append(event.value.name))
+    _let_results_queue_up(emitted)
+    viewer.close()
+    qtbot.waitUntil(lambda: bool(finished), timeout=30_000)  # the widget's callback ran before
+    assert worker.abort_requested and added == [] and widget.worker is None
+    other.add_image(shared_image("the_scream.jpg", 40), name="scream", rgb=True)
+    _, again = other.window.add_plugin_dock_widget("napari-nst", "Style transfer")
+    assert [layer.name for layer in again.content.value] == ["scream"]
+
+
+def test_a_finished_run_lets_go_of_its_copies_and_deleted_layers(qtbot, viewer, random_vgg):
+    """napari's task registry keeps every finished worker for the life of the window, and with it
+    the worker's jobs: those must not keep the input copies or deleted result layers alive."""
+    from napari_nst import run_in_viewer
+
+    worker = run_in_viewer(viewer, "content", "style", vgg_weights=random_vgg, **QUICK, start=False)
+    copies = [weakref.ref(worker.jobs[0].content.data), weakref.ref(worker.jobs[0].style.data)]
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        worker.start()
+    results = _results(viewer)
+    assert worker.jobs[0].results == results and len(results) == 3  # still named by the job
+    assert worker.jobs[0].content.layer == viewer.layers["content"]
+    deleted = [weakref.ref(layer) for layer in results]
+    for layer in results:
+        viewer.layers.remove(layer)
+    del results, layer
+    gc.collect()
+    assert [copy() is None for copy in copies] == [True, True]  # the full-size input copies
+    assert [ref() is None for ref in deleted] == [True, True, True]
+    assert worker.jobs[0].results == [] and worker.jobs[0].content.data is None
+
+
+def test_a_stopped_run_lets_go_of_the_engine(qtbot, viewer, random_vgg):
+    """A stopped worker's generator is never resumed: unless it is closed, its frames keep the
+    engine's state (tensors, the last iterate) for as long as napari keeps the worker."""
+    from napari_nst import run_in_viewer
+
+    seen = []
+    worker = run_in_viewer(viewer, "content", "style", vgg_weights=random_vgg, **LONG, start=False,
+                           on_iterate=lambda job, iterate: seen.append(weakref.ref(iterate)))
+    worker.start()
+    qtbot.waitUntil(lambda: len(seen) >= 2, timeout=120_000)
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        worker.quit()
+    gc.collect()
+    assert len(seen) < LONG["steps"] and [ref for ref in seen if ref() is not None] == []

@@ -73,6 +73,7 @@ class StyleTransferWidget(Container):
         self._compare_state = None
         self._last_jobs: list = []
         self._last_losses: dict | None = None  # shown in the status line between emissions
+        self._gone = False  # the Qt widgets are deleted (the dock or the viewer was closed)
 
         self.content = Select(label="content", choices=self._image_layers, allow_multiple=True,
                               tooltip="content image layer(s); several run one after another")
@@ -128,6 +129,15 @@ class StyleTransferWidget(Container):
         for layer in viewer.layers:
             layer.events.name.connect(self._on_layers_changed)
         self._select_defaults()
+        self.native.destroyed.connect(self._on_destroyed)
+
+    def _on_destroyed(self, _=None):
+        """The Qt widgets are gone (the dock closed, or the viewer with it): stop the run, and let
+        no later callback (worker signals, layer events) touch them: PyQt aborts the process on
+        an exception in a slot unless napari's exception hook is installed."""
+        self._gone = True
+        if self.worker is not None:
+            self.worker.quit()
 
     # --- layer pickers ------------------------------------------------------------------------
     def _image_layers(self, _widget=None):
@@ -136,6 +146,8 @@ class StyleTransferWidget(Container):
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
 
     def _on_layers_changed(self, event=None):
+        if self._gone:
+            return
         if event is not None and getattr(event, "type", "") == "inserted":
             event.value.events.name.connect(self._on_layers_changed)
         self.content.reset_choices()
@@ -235,7 +247,6 @@ class StyleTransferWidget(Container):
             return None
         self.worker = worker
         self._last_jobs = worker.jobs
-        self.native.destroyed.connect(worker.quit)  # closing the widget stops the run
         worker.finished.connect(self._on_finished)
         worker.errored.connect(self._on_error)
         self.run_button.enabled, self.stop_button.enabled = False, True
@@ -244,6 +255,8 @@ class StyleTransferWidget(Container):
         return worker
 
     def _on_error(self, exc):
+        if self._gone:
+            return
         text = f"error: {exc}"
         if "WeightsError" in text:
             text += (" -- or choose the folder that holds the file as 'weights folder' under "
@@ -265,6 +278,8 @@ class StyleTransferWidget(Container):
         self.status.tooltip = text
 
     def _on_iterate(self, job, iterate):
+        if self._gone:
+            return
         elapsed = max(iterate.elapsed, 1e-9)
         rate = iterate.step / elapsed
         left = (iterate.total_steps - iterate.step) / rate if rate else 0.0
@@ -279,6 +294,8 @@ class StyleTransferWidget(Container):
     def _on_finished(self):
         stopped = self.worker is not None and self.worker.abort_requested
         self.worker = None
+        if self._gone:
+            return
         self.run_button.enabled, self.stop_button.enabled = True, False
         if not self.status.value.startswith("error"):
             self._set_status("stopped" if stopped else
