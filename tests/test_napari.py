@@ -179,6 +179,26 @@ def test_error_notifies_and_resets(qtbot, viewer, widget, notifications, tmp_pat
     assert widget.status.value.startswith("error")
 
 
+def test_missing_weights_say_what_to_do_and_compare_keeps_the_last_results(qtbot, viewer, widget,
+                                                                           mirror):
+    """Offline, ImageNet VGG-19 is neither found nor downloaded: the status line starts with what
+    to do (it is elided after a few lines, so the advice comes first), and Compare still lays out
+    the results of the run before (the failed run has none)."""
+    assert widget.run() is not None
+    _wait_idle(qtbot, widget)
+    assert _results(viewer) and viewer.layers[-1].name == "content × style 3"
+    widget.settings_overrides.pop("vgg_weights")  # nothing anywhere, and the mirror has no file
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert widget.status.value.startswith("error: weights file not found or not downloaded. "
+                                          "Choose the folder that holds it as 'weights folder'")
+    assert "404" in widget.status.tooltip and widget.run_button.enabled
+    widget.compare.value = True
+    grid = viewer.canvas.grid
+    assert grid.enabled and grid.position(
+        list(viewer.layers).index(viewer.layers["content × style 3"]), viewer.layers) == (0, 1)
+
+
 def test_long_error_keeps_the_dock_width(qtbot, viewer, widget, notifications):
     """A 2,000-character message wraps in the status line instead of widening the window; the
     whole text stays in the tooltip and in napari's notification."""
@@ -306,6 +326,8 @@ def test_sample_data(make_napari_viewer):
     viewer.open_sample("napari-nst", "astronaut_painting")
     assert [layer.name for layer in viewer.layers] == ["astronaut", "painting"]
     assert all(layer.rgb and layer.data.dtype == np.uint8 for layer in viewer.layers)
+    astronaut, painting = viewer.layers
+    assert painting.translate[1] >= astronaut.data.shape[1]  # side by side: both in view
 
 
 def test_console_api_and_widget_fields(qtbot, viewer, random_vgg):

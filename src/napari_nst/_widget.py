@@ -74,6 +74,7 @@ class StyleTransferWidget(Container):
         self._last_jobs: list = []
         self._last_losses: dict | None = None  # shown in the status line between emissions
         self._gone = False  # the Qt widgets are deleted (the dock or the viewer was closed)
+        self._failed = False  # the current or last run ended in an error
 
         self.content = Select(label="content", choices=self._image_layers, allow_multiple=True,
                               tooltip="content image layer(s); several run one after another")
@@ -246,7 +247,7 @@ class StyleTransferWidget(Container):
             self._set_status(f"error: {exc}")
             return None
         self.worker = worker
-        self._last_jobs = worker.jobs
+        self._failed = False
         worker.finished.connect(self._on_finished)
         worker.errored.connect(self._on_error)
         self.run_button.enabled, self.stop_button.enabled = False, True
@@ -255,12 +256,14 @@ class StyleTransferWidget(Container):
         return worker
 
     def _on_error(self, exc):
+        self._failed = True
         if self._gone:
             return
         text = f"error: {exc}"
-        if "WeightsError" in text:
-            text += (" -- or choose the folder that holds the file as 'weights folder' under "
-                     "advanced settings.")
+        if "WeightsError" in text:  # the first thing a user without network access meets
+            text = ("error: weights file not found or not downloaded. Choose the folder that "
+                    "holds it as 'weights folder' (advanced settings), or set "
+                    f"$NAPARI_NST_WEIGHTS_DIR. {exc}")
         self._set_status(text)
 
     def stop(self, _=None):
@@ -292,12 +295,14 @@ class StyleTransferWidget(Container):
         self._set_status(text)
 
     def _on_finished(self):
-        stopped = self.worker is not None and self.worker.abort_requested
-        self.worker = None
+        worker, self.worker = self.worker, None
+        stopped = worker is not None and worker.abort_requested
         if self._gone:
             return
+        if worker is not None and any(job.results for job in worker.jobs):
+            self._last_jobs = worker.jobs  # what Compare shows: a failed run leaves the last results
         self.run_button.enabled, self.stop_button.enabled = True, False
-        if not self.status.value.startswith("error"):
+        if not self._failed:
             self._set_status("stopped" if stopped else
                              f"done in {time.perf_counter() - self._started:.1f} s")
         if self.compare.value:
