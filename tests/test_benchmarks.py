@@ -132,3 +132,23 @@ def test_quality_benchmark_smoke(tmp_path):
     assert len(report["curves"]["defaults, 96 px"][0]) == 3  # emitted at steps 2, 4, 6
     assert sorted(p.name for p in out.iterdir()) == [
         "overview.jpg", "tubingen_x_starry_night.png", "tubingen_x_starry_night_strength.png"]
+
+
+def test_large_input_benchmark_smoke(tmp_path):
+    """bench_large_input.py --smoke: every case measured in its own process, in the table."""
+    shared_path("weights")
+    stdout = run_script(BENCHMARKS / "bench_large_input.py", "--smoke", "--json",
+                        tmp_path / "large.json")
+    rows = json.loads((tmp_path / "large.json").read_text())["rows"]
+    assert [(row["side"], row["case"]) for row in rows] == [
+        (side, case) for side in (256, 320)
+        for case in ("prepare", "prepare-small", "predict-small", "predict-full")]
+    for row in rows:
+        assert row["peak"] >= row["baseline"] > 100 * 2**20 and row["seconds"] > 0
+        side = row["side"]
+        assert row["input_bytes"] == side * side * 3
+        expected = {"prepare": [side, side, 3], "prepare-small": [64, 64, 3],
+                    "predict-small": [64, 64, 3], "predict-full": [side, side, 3]}[row["case"]]
+        assert row["result_shape"] == expected
+    assert rows[0]["result_dtype"] == "uint8"  # kept compact at full size
+    assert "| 320² RGB uint8 (0.29 MB) | predict, full size (tiled 128) |" in stdout

@@ -9,11 +9,19 @@ be turned back into grayscale (see ``finish_image``). An RGBA input's alpha is k
 the display does (integers over their dtype's full range, floats as 0..1), and given back to the
 result by ``output_image``, which can also map the result back into the input's window and dtype.
 
+Memory: the input is read a band of rows at a time (the window's min..max, the mapping, the
+resizing), never as one float copy. Given the size it will be used at, an image is resized while
+it is mapped, so a 16384^2 image for a 512 px result costs little beyond the input itself; kept
+at full size, the pixels stay in a compact form (see ``PreparedImage``) and are converted where
+they are read -- the tiled renderer does that tile by tile.
+
 Nothing here modifies the caller's array.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,24 +29,107 @@ import numpy as np
 from ..settings import OUTPUT_RANGES
 
 MIN_SIDE = 16
+#: Values per block when reading, mapping or resizing (4 MB as float32).
+BLOCK_VALUES = 1 << 20
+_CHANNEL_AXIS_HINT = (1, 3, 4)
 
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """An input mapped to float32 RGB (H, W, 3) in [0, 1], with what is needed to undo that:
-    the window (low, high) mapped to (0, 1), the input's dtype and its alpha (float32 (H, W) in
-    [0, 1]; None without one)."""
+    """An input mapped to RGB in [0, 1], with what is needed to undo that: the window
+    (low, high) mapped to (0, 1), the input's dtype and its alpha (float32 (H, W) in [0, 1]; None
+    without one).
 
-    rgb: np.ndarray
+    ``values`` holds the pixels compactly, grayscale as one (H, W) plane: float32 already in
+    [0, 1], or -- for an input narrower than float32 (uint8, uint16, int8, int16, float16) kept at
+    full size -- a copy of the input's own values, mapped on every read. A uint8 image thus costs
+    its own size here, not the 4x of float32 RGB. ``rgb`` gives the whole image as float32
+    (H, W, 3), ``read`` a block of it.
+    """
+
+    values: np.ndarray
     grayscale: bool
     alpha: np.ndarray | None = None
     window: tuple = (0.0, 1.0)
     dtype: np.dtype = np.dtype(np.float32)
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The shape of ``rgb``: (H, W, 3)."""
+        return (*self.values.shape[:2], 3)
 
-def prepare_image(data, window=None, *, name: str = "image") -> PreparedImage:
-    """Validate ``data`` and map it to RGB in [0, 1]; ValueError says what to do when it is unusable."""
-    array = np.asarray(data)
+    @property
+    def rgb(self) -> np.ndarray:
+        """The whole image, float32 (H, W, 3) in [0, 1]; the stored array when it is one, else a
+        new array (a compact image is converted on every call)."""
+        if self.values.dtype == np.float32 and not self.grayscale:
+            return self.values
+        return self.read()
+
+    def read(self, rows=slice(None), cols=slice(None)) -> np.ndarray:
+        """float32 RGB in [0, 1] of the pixels ``[rows][:, cols]`` (slices or integer index
+        arrays): what the tiled renderer reads, one tile at a time."""
+        block = self.values[rows][:, cols]
+        if block.dtype != np.float32:
+            block = _to_unit(block, *self.window)
+        if self.grayscale:
+            block = np.repeat(block[..., None], 3, axis=2)
+        return block
+
+    def resized(self, shape) -> PreparedImage:
+        """This image at ``shape`` (H, W): colour with the antialiased bicubic filter that the
+        engine's torch resizes use, alpha bilinear, a band of rows at a time (no float32 copy at
+        this image's own size)."""
+        shape = (int(shape[0]), int(shape[1]))
+        if shape == self.values.shape[:2]:
+            return self
+        values, window = self.values, self.window
+        if values.dtype == np.float32:
+            colour = lambda r0, r1: values[r0:r1]  # noqa: E731
+        else:
+            colour = lambda r0, r1: _to_unit(values[r0:r1], *window)  # noqa: E731
+        alpha = None if self.alpha is None else (lambda r0, r1: self.alpha[r0:r1])
+        return _resampled(colour, alpha, values.shape[:2], shape, self.grayscale, window,
+                          self.dtype)
+
+
+def prepare_image(data, window=None, *, name: str = "image", size=None) -> PreparedImage:
+    """Validate ``data`` and map it to RGB in [0, 1]; ValueError says what to do when it is unusable.
+
+    ``size`` says where the image will be used: an int is the longer side (as ``Settings.size``,
+    see ``working_shape``), a pair the shape (H, W). An image larger than that is resized now,
+    while it is mapped, instead of at its own size first; a smaller one is left to the engine.
+    """
+    array = _image_array(data, name)
+    height, width = array.shape[:2]
+    colour, alpha_plane = array, None  # views
+    if array.ndim == 3 and array.shape[2] == 4:
+        colour, alpha_plane = array[..., :3], array[..., 3]
+    elif array.ndim == 3 and array.shape[2] == 1:
+        colour = array[..., 0]
+    grayscale = colour.ndim == 2
+    low, high = _window(colour, window, grayscale, name)
+
+    target = _target_shape(height, width, size)
+    if target[0] <= height and target[1] <= width and target != (height, width):
+        alpha = None if alpha_plane is None else (lambda r0, r1: _alpha(alpha_plane[r0:r1]))
+        return _resampled(lambda r0, r1: _to_unit(colour[r0:r1], low, high), alpha,
+                          (height, width), target, grayscale, (low, high), array.dtype)
+    if colour.dtype.itemsize < 4:  # compact: a copy in the input's own dtype, mapped when read
+        values = np.array(colour, order="C")
+    else:
+        values = _mapped(colour, low, high)
+    alpha = None if alpha_plane is None else _mapped(alpha_plane, 0.0, _alpha_scale(array.dtype))
+    return PreparedImage(values, grayscale, alpha, (low, high), array.dtype)
+
+
+def _image_array(data, name: str) -> np.ndarray:
+    """``data`` as an array of a usable shape and dtype, or a ValueError saying what to pass."""
+    array = np.asarray(os.fsdecode(data) if isinstance(data, (bytes, os.PathLike)) else data)
+    if array.ndim == 0 and array.dtype.kind in "US":  # a path: "data of type <U24" said nothing
+        raise ValueError(f"{name}: {str(array)!r} is a file name, not image data; load it "
+                         "first, e.g. napari_nst.io.read_image(path), or stylize files with the "
+                         "CLI: napari-nst stylize CONTENT STYLE -o OUT")
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
         raise ValueError(f"{name}: data of type {array.dtype} is not an image; pass a numeric "
                          "array (uint8, uint16, int or float)")
@@ -51,6 +142,11 @@ def prepare_image(data, window=None, *, name: str = "image") -> PreparedImage:
         raise ValueError(f"{name}: shape {array.shape} has {array.ndim} dimensions; pass one 2-D "
                          "slice of a stack, e.g. data[z] (napari: the slice on screen)")
     if array.ndim == 3 and array.shape[-1] not in (1, 3, 4):
+        if array.shape[0] in _CHANNEL_AXIS_HINT and min(array.shape[1:]) >= MIN_SIDE:
+            raise ValueError(f"{name}: shape {array.shape} looks channel-first ({array.shape[0]} "
+                             "channel(s) in the first axis); put the channels last with "
+                             "np.moveaxis(data, 0, -1) -- or, for a stack of slices, pass one: "
+                             "data[0]")
         raise ValueError(f"{name}: shape {array.shape} has {array.shape[-1]} channels in the last "
                          "axis; pass grayscale (H, W), RGB (H, W, 3) or RGBA (H, W, 4) -- for a "
                          "z-stack or multichannel image pick one 2-D slice first")
@@ -58,48 +154,82 @@ def prepare_image(data, window=None, *, name: str = "image") -> PreparedImage:
     if min(height, width) < MIN_SIDE:
         raise ValueError(f"{name}: {height}x{width} pixels is too small; each side needs at least "
                          f"{MIN_SIDE} pixels")
+    return array
 
-    channels = array.shape[2] if array.ndim == 3 else 1
-    alpha = None
-    if channels == 4:
-        alpha = _alpha(array[..., 3])
-        array = array[..., :3]
-    elif channels == 1 and array.ndim == 3:
-        array = array[..., 0]
-    grayscale = array.ndim == 2
 
-    values = array.astype(np.float32)  # always a copy: the caller's data stays untouched
-    finite = np.isfinite(values)
-    if not finite.any():
+def _window(colour: np.ndarray, window, grayscale: bool, name: str) -> tuple[float, float]:
+    """The (low, high) mapped to (0, 1); the data's finite min..max found a band at a time."""
+    finite = _finite_range(colour) if colour.dtype.kind == "f" else None
+    if colour.dtype.kind == "f" and finite is None:
         raise ValueError(f"{name}: the image has no finite values (all NaN or inf)")
-
     if window is not None:
         low, high = (float(v) for v in window)
-        if not high > low:
-            raise ValueError(f"{name}: intensity window {window!r} needs high > low")
-    elif array.dtype == np.uint8:
-        low, high = 0.0, 255.0
-    elif not grayscale and np.issubdtype(array.dtype, np.floating) and \
-            values[finite].min() >= 0.0 and values[finite].max() <= 1.0:
-        low, high = 0.0, 1.0
-    else:
-        low, high = float(values[finite].min()), float(values[finite].max())
-        if high <= low:  # a constant image: mid-grey rather than a division by zero
-            low, high = low - 1.0, low + 1.0
+        if not (math.isfinite(low) and math.isfinite(high) and high > low):
+            raise ValueError(f"{name}: intensity window {window!r} needs finite values with "
+                             "high > low")
+        return low, high
+    if colour.dtype == np.uint8:
+        return 0.0, 255.0
+    low, high = finite if finite is not None else (float(colour.min()), float(colour.max()))
+    if not grayscale and colour.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    if high <= low:  # a constant image: mid-grey rather than a division by zero
+        spread = max(1.0, abs(low) * 1e-6)  # 1 unless low + 1 == low in float64
+        top = float(np.finfo(np.float64).max)
+        return max(low - spread, -top), min(low + spread, top)
+    return low, high
 
-    values = _to_unit(values, low, high)
-    if grayscale:
-        values = np.repeat(values[..., None], 3, axis=2)
-    return PreparedImage(np.ascontiguousarray(values, dtype=np.float32), grayscale, alpha,
-                         (low, high), array.dtype)
+
+def _finite_range(values: np.ndarray) -> tuple[float, float] | None:
+    """(min, max) of the finite values of float data, None without any."""
+    low, high = math.inf, -math.inf
+    for r0, r1 in _bands(values):
+        block = values[r0:r1]
+        finite = np.isfinite(block)
+        low = min(low, float(block.min(where=finite, initial=np.inf)))
+        high = max(high, float(block.max(where=finite, initial=-np.inf)))
+    return (low, high) if low <= high else None
+
+
+def _target_shape(height: int, width: int, size) -> tuple[int, int]:
+    if size is None:
+        return height, width
+    if isinstance(size, (int, np.integer)):
+        return working_shape(height, width, int(size))
+    return int(size[0]), int(size[1])
+
+
+def _bands(values: np.ndarray):
+    """(start, stop) row ranges of about ``BLOCK_VALUES`` values each."""
+    height = values.shape[0]
+    step = max(1, BLOCK_VALUES // max(1, values[:1].size))
+    return [(r, min(height, r + step)) for r in range(0, height, step)]
+
+
+def _mapped(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``_to_unit`` of the whole of ``values``, a band at a time into one float32 array."""
+    out = np.empty(values.shape, np.float32)
+    for r0, r1 in _bands(values):
+        out[r0:r1] = _to_unit(values[r0:r1], low, high)
+    return out
 
 
 def _to_unit(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """float32 ``values`` mapped from (low, high) to [0, 1]; NaN and -inf go to 0, +inf to 1."""
-    values = np.where(np.isfinite(values), values, np.where(np.isposinf(values), high, low))
-    values -= low
-    values /= (high - low)
-    return np.clip(values, 0.0, 1.0, out=values)
+    """``values`` (a block of any numeric dtype) mapped from (low, high) to float32 [0, 1]; NaN and
+    -inf go to 0, +inf to 1.
+
+    float64 data is mapped in float64: its finite values can lie beyond float32's range (1e308).
+    The arithmetic runs on halves, so that neither ``v - low`` nor ``high - low`` can overflow
+    (halving is exact: the results are those of ``(v - low) / (high - low)``).
+    """
+    wide = values.dtype.kind == "f" and values.dtype.itemsize > 4
+    work = values.astype(np.float64 if wide else np.float32)  # a copy: the input stays untouched
+    work *= 0.5
+    work -= 0.5 * low
+    work /= 0.5 * high - 0.5 * low
+    np.fmax(work, 0.0, out=work)  # NaN and -inf -> 0
+    np.fmin(work, 1.0, out=work)  # +inf -> 1
+    return work.astype(np.float32, copy=False)
 
 
 def _alpha_scale(dtype: np.dtype) -> float:
@@ -109,7 +239,74 @@ def _alpha_scale(dtype: np.dtype) -> float:
 
 
 def _alpha(channel: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(_to_unit(channel.astype(np.float32), 0.0, _alpha_scale(channel.dtype)))
+    return _to_unit(channel, 0.0, _alpha_scale(channel.dtype))
+
+
+def _resampled(colour, alpha, size, shape, grayscale: bool, window, dtype) -> PreparedImage:
+    """A PreparedImage of ``shape`` from row readers (see ``_resample``) of colour and alpha
+    (None without) in [0, 1], for an image of ``size``."""
+    channels = 1 if grayscale else 3
+    values = _resample(colour, size, shape, channels, "bicubic")
+    if alpha is not None:
+        alpha = _resample(alpha, size, shape, 1, "bilinear")[..., 0]
+    return PreparedImage(values[..., 0] if grayscale else values, grayscale, alpha, window, dtype)
+
+
+_FILTERS = {"bicubic": 2.0, "bilinear": 1.0}  # PIL filter name: support in pixels at scale 1
+
+
+def _resample(read, size, shape, channels: int, method: str) -> np.ndarray:
+    """Resize an image of ``size`` (H, W) with ``channels`` channels, whose rows ``read(r0, r1)``
+    gives as float, to ``shape``: float32 (h, w, channels), clipped to [0, 1].
+
+    PIL's antialiased filters (torch's ``antialias=True`` computes the same), separable: each band
+    of input rows is read once, in order, and resized horizontally; each band of output rows is
+    then resized vertically from the horizontally resized rows it needs (its filter support plus a
+    margin, so that results do not depend on the bands). Only bands are ever held as float.
+    """
+    from PIL import Image
+
+    resample = getattr(Image.Resampling, method.upper())
+    height, width = size
+    out_h, out_w = shape
+    scale = height / out_h
+    margin = math.ceil(_FILTERS[method] * max(scale, 1.0)) + 1
+    in_step = max(1, BLOCK_VALUES // (width * channels))
+    out_step = max(1, BLOCK_VALUES // (out_w * channels * math.ceil(max(scale, 1.0))))
+    out = np.empty((out_h, out_w, channels), np.float32)
+    rows = np.empty((channels, 0, out_w), np.float32)  # horizontally resized rows start..done-1
+    start = done = 0
+    for o0 in range(0, out_h, out_step):
+        o1 = min(out_h, o0 + out_step)
+        top, bottom = o0 * scale, o1 * scale
+        first, last = max(0, math.floor(top) - margin), min(height, math.ceil(bottom) + margin)
+        if first >= done:
+            rows, start, done = rows[:, :0], first, first
+        else:
+            rows, start = rows[:, first - start:], first
+        pieces = [rows]
+        while done < last:
+            stop = min(height, done + in_step)
+            band = np.asarray(read(done, stop)).reshape(stop - done, width, channels)
+            pieces.append(np.stack([_pil_resize(band[..., c], (stop - done, out_w), resample)
+                                    for c in range(channels)]))
+            done = stop
+        rows = np.concatenate(pieces, axis=1) if len(pieces) > 1 else rows
+        for c in range(channels):
+            out[o0:o1, :, c] = _pil_resize(rows[c], (o1 - o0, out_w), resample,
+                                           box=(0, top - start, out_w, bottom - start))
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _pil_resize(plane: np.ndarray, shape, resample, box=None) -> np.ndarray:
+    """One float plane resized with PIL ("F" mode: float32 pixels, double-precision sums)."""
+    from PIL import Image
+
+    plane = np.ascontiguousarray(plane, dtype=np.float32)
+    if box is None and tuple(shape) == plane.shape:
+        return plane
+    image = Image.fromarray(plane)
+    return np.asarray(image.resize((int(shape[1]), int(shape[0])), resample, box=box))
 
 
 # ITU-R BT.601 luma and the YIQ chroma axes: the classic choice for luminance-only transfer.
@@ -164,29 +361,39 @@ def output_image(image: np.ndarray, content: PreparedImage, output_range: str = 
     if content.alpha is not None:
         alpha = content.alpha
         if alpha.shape != image.shape[:2]:
-            alpha = np.clip(resize_array(alpha[..., None], image.shape[:2])[..., 0], 0.0, 1.0)
+            alpha = resize_array(alpha[..., None], image.shape[:2])[..., 0]
         image = np.concatenate([image, alpha[..., None]], axis=2)
     if output_range == "unit":
         return image.astype(np.float32, copy=False)
+    integer = np.issubdtype(content.dtype, np.integer)
+    out = np.empty(image.shape, content.dtype if integer else np.float32)
+    for r0, r1 in _bands(image):  # a band at a time: no float64 copy of a large result
+        out[r0:r1] = _from_unit(image[r0:r1], content)
+    return out
+
+
+def _from_unit(block: np.ndarray, content: PreparedImage) -> np.ndarray:
+    """``output_image``'s "content" mapping of one block of rows."""
     low, high = content.window
-    values = image.astype(np.float64)  # a copy; float64 keeps integer levels exact before rounding
-    values[..., :3] = low + values[..., :3] * (high - low)
+    values = block.astype(np.float64)  # a copy; float64 keeps integer levels exact before rounding
+    colour = values[..., :3]
+    if math.isfinite(high - low):
+        colour *= high - low
+        colour += low
+    else:  # float64 data near +-1e308: the same line without the overflowing high - low
+        colour[:] = (1.0 - colour) * low + colour * high
     if content.alpha is not None:
         values[..., 3] *= _alpha_scale(content.dtype)
     if not np.issubdtype(content.dtype, np.integer):
-        return values.astype(np.float32)
+        return values
     info = np.iinfo(content.dtype)
-    return np.clip(np.rint(values), info.min, info.max).astype(content.dtype)
+    return np.clip(np.rint(values, out=values), info.min, info.max, out=values)
 
 
 def resize_array(rgb: np.ndarray, shape) -> np.ndarray:
-    """Antialiased bilinear resize of an (H, W, C) float image (no torch needed by callers)."""
-    from PIL import Image
-
-    height, width = int(shape[0]), int(shape[1])
-    channels = [Image.fromarray(np.ascontiguousarray(rgb[..., c], dtype=np.float32)).resize(
-        (width, height), Image.Resampling.BILINEAR) for c in range(rgb.shape[2])]
-    return np.stack([np.asarray(c, dtype=np.float32) for c in channels], axis=2)
+    """Antialiased bilinear resize of an (H, W, C) float image in [0, 1] (no torch needed by
+    callers)."""
+    return _resample(lambda r0, r1: rgb[r0:r1], rgb.shape[:2], shape, rgb.shape[2], "bilinear")
 
 
 def working_shape(height: int, width: int, size: int, min_side: int = MIN_SIDE) -> tuple[int, int]:

@@ -495,16 +495,16 @@ def _reflect_indices(start: int, stop: int, length: int) -> np.ndarray:
     return np.abs(index)
 
 
-def _content_piece(rgb: np.ndarray, rows: tuple, cols: tuple, device) -> torch.Tensor:
-    """Rows and columns of the content padded (by reflection) to a multiple of 4, as an
-    (1, 3, h, w) channels-last tensor on ``device``."""
+def _content_piece(rgb, rows: tuple, cols: tuple, device) -> torch.Tensor:
+    """Rows and columns of the content (an (H, W, 3) float array or a ``PreparedImage``, read
+    only here) padded by reflection to a multiple of 4, as an (1, 3, h, w) channels-last tensor
+    on ``device``."""
     height, width = rgb.shape[:2]
     r = _reflect_indices(*rows, height)
     c = _reflect_indices(*cols, width)
     if r[0] == rows[0] and r[-1] == rows[1] - 1 and c[0] == cols[0] and c[-1] == cols[1] - 1:
-        piece = rgb[rows[0]:rows[1], cols[0]:cols[1]]
-    else:
-        piece = rgb[r][:, c]
+        r, c = slice(*rows), slice(*cols)
+    piece = rgb.read(r, c) if isinstance(rgb, PreparedImage) else rgb[r][:, c]
     tensor = torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32))
     return tensor.permute(2, 0, 1)[None].to(device)  # HWC memory: channels-last already
 
@@ -512,7 +512,8 @@ def _content_piece(rgb: np.ndarray, rows: tuple, cols: tuple, device) -> torch.T
 @torch.inference_mode()
 def render(transformer: StyleTransformer, rgb: np.ndarray, embedding: torch.Tensor,
            tile_size: int | None = None) -> np.ndarray:
-    """Stylise an (H, W, 3) float image in [0, 1] of any size with ``embedding`` (1, 100, 1, 1).
+    """Stylise an (H, W, 3) float image in [0, 1] of any size with ``embedding`` (1, 100, 1, 1);
+    ``rgb`` may also be a ``PreparedImage``, converted to float a tile at a time.
 
     Images whose padded longer side exceeds ``tile_size`` are rendered in tiles with global
     normalisation statistics (see the module docstring); the result is the same.
@@ -617,14 +618,15 @@ def _models(settings: Settings, device):
     return predictor, transformer
 
 
+def _working_content(content: PreparedImage, settings: Settings) -> PreparedImage:
+    """The content at its working size; as it is when it has that size already, so that the
+    renderer reads it tile by tile (a compact uint8 image is never converted whole)."""
+    return content.resized(working_shape(*content.shape[:2], settings.size))
+
+
 def _working_rgb(content: PreparedImage, settings: Settings) -> np.ndarray:
-    height, width = content.rgb.shape[:2]
-    shape = working_shape(height, width, settings.size)
-    if shape == (height, width):
-        return content.rgb
-    tensor = torch.from_numpy(content.rgb).permute(2, 0, 1)[None]
-    resized = F.interpolate(tensor, size=shape, mode="bicubic", antialias=True, align_corners=False)
-    return resized.clamp_(0.0, 1.0)[0].permute(1, 2, 0).contiguous().numpy()
+    """The working image as one float32 array (what the network sees; for tests and tools)."""
+    return _working_content(content, settings).rgb
 
 
 def _style_embeddings(predictor, styles: Sequence[PreparedImage], settings: Settings) -> list:
@@ -633,11 +635,11 @@ def _style_embeddings(predictor, styles: Sequence[PreparedImage], settings: Sett
 
 def _stylize_one(content: PreparedImage, style_embeddings: list, predictor, transformer,
                  settings: Settings) -> np.ndarray:
-    rgb = _working_rgb(content, settings)
-    own = embed(predictor, rgb) if settings.style_strength < 1.0 else None
+    working = _working_content(content, settings)
+    own = embed(predictor, working.rgb) if settings.style_strength < 1.0 else None
     embedding = blend_embeddings(style_embeddings, settings.style_blend, own,
                                  settings.style_strength)
-    result = render(transformer, rgb, embedding, settings.tile_size)
+    result = render(transformer, working, embedding, settings.tile_size)
     return finish_image(result, content, settings.keep_colors)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..settings import Settings, make_settings
 from .devices import resolve_device
-from .images import prepare_image
+from .images import prepare_image, working_shape
 from .losses import normalized_blend_weights
 from .result import Iterate
 
@@ -26,14 +26,25 @@ def prepare_inputs(content, style, settings: Settings):
     """Validate and map the inputs (ValueError with what to do) before any work starts.
 
     Returns the prepared content, the prepared styles and the initial image (an array given as
-    ``init``, else None).
+    ``init``, else None). Inputs larger than they will be used are resized here, while they are
+    mapped (``prepare_image``'s ``size``), so that no float copy at their own size is made: the
+    content and an ``init`` array to the working size, the styles of an optimisation to its
+    style size (prediction embeds crops of the whole style image, so those keep their size).
     """
-    prepared_content = prepare_image(content, settings.content_window, name="content")
+    prepared_content = prepare_image(content, settings.content_window, name="content",
+                                     size=settings.size)
     styles = _as_list(style)
     names = ["style"] if len(styles) == 1 else [f"style {i + 1}" for i in range(len(styles))]
-    prepared_styles = [prepare_image(s, settings.style_window, name=n) for s, n in zip(styles, names)]
+    predicts = settings.method == "predict" or (isinstance(settings.init, str)
+                                                and settings.init == "predict")
+    style_size = None if predicts else round(settings.size * settings.style_scale)
+    prepared_styles = [prepare_image(s, settings.style_window, name=n, size=style_size)
+                       for s, n in zip(styles, names)]
     normalized_blend_weights(settings.style_blend, len(prepared_styles))  # rejects bad weights now
-    initial = None if isinstance(settings.init, str) else prepare_image(settings.init, name="init").rgb
+    initial = None
+    if not isinstance(settings.init, str):
+        shape = working_shape(*prepared_content.shape[:2], settings.size)
+        initial = prepare_image(settings.init, name="init", size=shape).rgb
     return prepared_content, prepared_styles, initial
 
 

@@ -1,0 +1,172 @@
+"""Peak memory and time of large inputs: preparing a big RGB uint8 image and stylising it with
+predict, at a small working size and at full size (tiled), printed as a markdown table.
+
+    NAPARI_NST_WEIGHTS_DIR=../shared/weights python benchmarks/bench_large_input.py
+    NAPARI_NST_WEIGHTS_DIR=../shared/weights python benchmarks/bench_large_input.py --sizes 8192 \
+        --cases prepare predict-small
+    NAPARI_NST_WEIGHTS_DIR=../shared/weights python benchmarks/bench_large_input.py --smoke
+
+Every case runs in a fresh process (so that memory kept by an earlier case does not hide or
+inflate it). That process imports torch, loads the two Magenta networks and stylises a small image
+once, so that the libraries' own memory is in place; then the peak resident set is reset
+(``/proc/self/clear_refs``) and the resident set read as the baseline. The input image is made
+after that -- a real photograph tiled to N x N (random pixels without ../shared) -- so the peak
+includes the input itself: the ratio is (peak - baseline) / the input's bytes, and 1.0 means
+nothing but the input. Linux only.
+
+Cases: ``prepare`` (``prepare_image`` at full size), ``prepare-small`` (``prepare_image`` with
+``size``, as ``stylize`` calls it), ``predict-small`` (``stylize(method="predict")`` at
+``--work-size``) and ``predict-full`` (at size N, tiled with the default ``tile_size``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CASES = ("prepare", "prepare-small", "predict-small", "predict-full")
+TITLES = {"prepare": "prepare_image, full size",
+          "prepare-small": "prepare_image, size {work}",
+          "predict-small": "predict, size {work}",
+          "predict-full": "predict, full size (tiled {tile})"}
+
+
+def _status(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _image(side: int) -> np.ndarray:
+    """An N x N RGB uint8 image: a 1024 px photograph tiled (random pixels without ../shared)."""
+    path = SHARED / "images" / "tubingen.jpg"
+    if not path.exists():
+        return np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    from PIL import Image
+
+    with Image.open(path) as image:
+        tile = np.asarray(image.convert("RGB").resize((1024, 1024), Image.Resampling.LANCZOS))
+    reps = -(-side // 1024)
+    return np.tile(tile, (reps, reps, 1))[:side, :side]
+
+
+def _style() -> np.ndarray:
+    path = SHARED / "images" / "starry_night.jpg"
+    if not path.exists():
+        return np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def child(case: str, side: int, work: int, tile: int) -> dict:
+    """One case in this (fresh) process; returns the measurements."""
+    import torch  # noqa: F401  (part of the baseline)
+
+    import napari_nst
+    from napari_nst.engine.images import prepare_image
+
+    style = _style()
+    settings = dict(method="predict", device="cpu", tile_size=tile)
+    napari_nst.stylize(_image(64), style, size=64, **settings)  # networks loaded, libraries warm
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    baseline = _status("VmRSS")
+    data = _image(side)
+    start = time.perf_counter()
+    if case == "prepare":
+        prepared = prepare_image(data)
+        # (rgb only for a comparison with the code before issue 12, which had no values)
+        result = prepared.values if hasattr(prepared, "values") else prepared.rgb
+    elif case == "prepare-small":
+        result = prepare_image(data, size=work).values
+    else:
+        size = work if case == "predict-small" else side
+        result = napari_nst.stylize(data, style, size=size, **settings)
+    seconds = time.perf_counter() - start
+    peak = _status("VmHWM")
+    return {"case": case, "side": side, "input_bytes": int(data.nbytes), "baseline": baseline,
+            "peak": peak, "ratio": (peak - baseline) / data.nbytes, "seconds": seconds,
+            "result_shape": list(result.shape), "result_dtype": str(result.dtype)}
+
+
+def run_case(case: str, side: int, work: int, tile: int, timeout: float) -> dict:
+    command = [sys.executable, __file__, "--child", case, "--sizes", str(side),
+               "--work-size", str(work), "--tile-size", str(tile)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    except subprocess.TimeoutExpired:
+        return {"case": case, "side": side, "error": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        return {"case": case, "side": side, "error": reason[:160]}
+    return json.loads(lines[-1])
+
+
+def table(rows: list[dict], work: int, tile: int) -> str:
+    out = ["| input | case | peak RSS | above baseline | ratio to input | time |",
+           "|---|---|---|---|---|---|"]
+    for row in rows:
+        side = row["side"]
+        name = TITLES[row["case"]].format(work=work, tile=tile)
+        megabytes = side * side * 3 / 2**20
+        label = f"{side}² RGB uint8 ({megabytes:.{0 if megabytes >= 10 else 2}f} MB)"
+        if "error" in row:
+            out.append(f"| {label} | {name} | failed: {row['error']} | | | |")
+            continue
+        out.append(f"| {label} | {name} | {row['peak'] / 2**20:.0f} MB | "
+                   f"{(row['peak'] - row['baseline']) / 2**20:.0f} MB | {row['ratio']:.2f}x | "
+                   f"{row['seconds']:.1f} s |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 16384],
+                        help="input sides N (N x N RGB uint8)")
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--work-size", type=int, default=512, help="the small working size")
+    parser.add_argument("--tile-size", type=int, default=1024, help="predict's tile_size")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per case")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes (256 and 320 px, working size 64, tiles of 128)")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.work_size, args.tile_size = [256, 320], 64, 128
+    if args.child:
+        print(json.dumps(child(args.child, args.sizes[0], args.work_size, args.tile_size)))
+        return 0
+
+    rows = []
+    for side in args.sizes:
+        for case in args.cases:
+            rows.append(run_case(case, side, args.work_size, args.tile_size, args.timeout))
+            print(f"done: {side} {case}", file=sys.stderr, flush=True)
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
+          f"ratio = (peak RSS - baseline) / input bytes, the input included\n")
+    print(table(rows, args.work_size, args.tile_size))
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "work_size": args.work_size,
+                                         "tile_size": args.tile_size}, indent=1))
+    return 1 if any("error" in row for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
