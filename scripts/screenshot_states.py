@@ -1,10 +1,10 @@
 """Screenshots of what a new user sees, one per state, into ``docs/states/``:
 
-    1_sample_data.png       napari-nst gui: the sample layers and the widget
-    2_predict_done.png      after a predict Run
-    3_optimize_midway.png   an optimize run on the distilled network, halfway
-    4_error.png             a Run that fails (ImageNet VGG-19 without network access)
-    5_compare.png           Compare on: content x style grid of the final results
+    1_sample_data.jpg       napari-nst gui: the sample layers and the widget
+    2_predict_done.jpg      after a predict Run
+    3_optimize_midway.jpg   an optimize run on the distilled network, halfway
+    4_error.jpg             a Run that fails (ImageNet VGG-19 without network access)
+    5_compare.jpg           Compare on: content x style grid of the final results
 
     xvfb-run -a python scripts/screenshot_states.py
 
@@ -37,8 +37,11 @@ def main() -> None:
 
     def shot(name):
         settle()
+        from PIL import Image
+
         OUT.mkdir(parents=True, exist_ok=True)
-        viewer.screenshot(str(OUT / name), canvas_only=False)
+        pixels = viewer.screenshot(canvas_only=False)
+        Image.fromarray(pixels[..., :3]).save(OUT / name, quality=85)
         print("wrote", OUT / name)
 
     def wait_run(until=lambda: False):
@@ -51,12 +54,14 @@ def main() -> None:
     viewer.open_sample("napari-nst", "astronaut_painting")
     _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     widget.controls["device"].value = "cpu"
-    shot("1_sample_data.png")
+    settle()
+    viewer.reset_view()  # as napari-nst gui does, once the window has its final layout
+    shot("1_sample_data.jpg")
 
     widget.controls["method"].value = "predict"
     widget.run()
     wait_run()
-    shot("2_predict_done.png")
+    shot("2_predict_done.jpg")
 
     widget.controls["method"].value = "optimize"
     widget.controls["network"].value = "vgg19-distilled"
@@ -64,7 +69,7 @@ def main() -> None:
     halfway = lambda: any(layer.metadata.get("napari_nst", {}).get("step") == 150  # noqa: E731
                           for layer in viewer.layers)
     wait_run(until=halfway)
-    shot("3_optimize_midway.png")
+    shot("3_optimize_midway.jpg")
     wait_run()
 
     weights_dir = os.environ.pop("NAPARI_NST_WEIGHTS_DIR", None)
@@ -72,13 +77,13 @@ def main() -> None:
     widget.controls["network"].value = "vgg19"
     widget.run()
     wait_run()
-    shot("4_error.png")
+    shot("4_error.jpg")
     if weights_dir:
         os.environ["NAPARI_NST_WEIGHTS_DIR"] = weights_dir
 
     widget.controls["network"].value = "vgg19-distilled"
     widget.compare.value = True
-    shot("5_compare.png")
+    shot("5_compare.jpg")
     viewer.close()
 
 

@@ -148,6 +148,7 @@ def gui_command(args: argparse.Namespace) -> int:
     if not images:
         viewer.open_sample("napari-nst", "astronaut_painting")
     viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
+    viewer.reset_view()  # napari fits the view to the first layer only: show them all
     napari.run()
     return EXIT_OK
 
