@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from memory import proc_status
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CASES = ("prepare", "prepare-small", "predict-small", "predict-full")
@@ -39,14 +41,6 @@ TITLES = {"prepare": "prepare_image, full size",
           "prepare-small": "prepare_image, size {work}",
           "predict-small": "predict, size {work}",
           "predict-full": "predict, full size (tiled {tile})"}
-
-
-def _status(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(field)
 
 
 def _image(side: int) -> np.ndarray:
@@ -84,7 +78,7 @@ def child(case: str, side: int, work: int, tile: int) -> dict:
     napari_nst.stylize(_image(64), style, size=64, **settings)  # networks loaded, libraries warm
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")
-    baseline = _status("VmRSS")
+    baseline = proc_status("VmRSS")
     data = _image(side)
     start = time.perf_counter()
     if case == "prepare":
@@ -97,7 +91,7 @@ def child(case: str, side: int, work: int, tile: int) -> dict:
         size = work if case == "predict-small" else side
         result = napari_nst.stylize(data, style, size=size, **settings)
     seconds = time.perf_counter() - start
-    peak = _status("VmHWM")
+    peak = proc_status("VmHWM")
     return {"case": case, "side": side, "input_bytes": int(data.nbytes), "baseline": baseline,
             "peak": peak, "ratio": (peak - baseline) / data.nbytes, "seconds": seconds,
             "result_shape": list(result.shape), "result_dtype": str(result.dtype)}

@@ -30,17 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from memory import proc_status
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 EXPORT_SIZE = 384
-
-
-def _status(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(field)
 
 
 def measure_peak(fn):
@@ -48,13 +42,13 @@ def measure_peak(fn):
     try:
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")
-        before = _status("VmRSS")
+        before = proc_status("VmRSS")
     except OSError:
         before = None
     start = time.perf_counter()
     result = fn()
     seconds = time.perf_counter() - start
-    peak = _status("VmHWM") - before if before is not None else float("nan")
+    peak = proc_status("VmHWM") - before if before is not None else float("nan")
     return result, seconds, peak
 
 
