@@ -138,6 +138,7 @@ def test_run_to_completion_adds_named_layers_with_metadata(qtbot, viewer, widget
     meta = final.metadata["napari_nst"]
     assert meta["step"] == 3 and meta["settings"]["size"] == 32 and meta["seed"] == 0
     assert meta["device"] == "cpu" and meta["weights"].startswith("module:")
+    assert meta["method"] == "optimize" and meta["precision"] in ("float32", "bfloat16")
     assert set(meta["losses"]) == {"content", "style", "tv", "total"}
     assert "torch" in meta["versions"] and "napari-nst" in meta["versions"]
     # overlays the content (same extent in world coordinates) and is seen: the newest result is
@@ -406,6 +407,10 @@ def test_weights_download_shows_in_the_activity_dock(qtbot, viewer, mirror):
         size = (mirror.folder / entry.filename).stat().st_size
         bar = downloads[f"Downloading {entry.filename} ({size / 1e6:.1f} MB)"]
         assert bar.total == size and bar.n == size
+    meta = _results(viewer)[-1].metadata["napari_nst"]  # a predict layer's provenance
+    assert meta["method"] == "predict" and meta["device"] == "cpu"
+    assert meta["weights"] == (f"file:{MAGENTA_PREDICTOR.filename} + "
+                               f"file:{MAGENTA_TRANSFORMER.filename}")
 
 
 def test_predict_hides_optimize_controls(widget):

@@ -536,6 +536,16 @@ def test_download_then_cache(mirror, weights_dir, content, style):
 
 
 @pytest.mark.shared
+def test_predict_results_carry_provenance(env, content, style):
+    """The same provenance as optimize: method and device stamped by the dispatcher, the weights
+    files and the arithmetic by the method."""
+    final = list(napari_nst.iterate(content, style, **FAST))[-1]
+    assert final.info == {"method": "predict", "device": "cpu", "precision": "float32",
+                          "weights": f"file:{MAGENTA_PREDICTOR.filename} + "
+                                     f"file:{MAGENTA_TRANSFORMER.filename}"}
+
+
+@pytest.mark.shared
 def test_weights_dir_setting_finds_the_files_without_a_download(mirror, weights_dir, content, style):
     napari_nst.stylize(content, style, weights_dir=str(weights_dir), **FAST)
     assert mirror.requests == []

@@ -438,6 +438,7 @@ def load_model(kind: str, explicit=None, device: torch.device | str = "cpu", *,
         model = _models.get(key)
         if model is None:
             model = module_type()
+            model.weights_identity = f"file:{path.name}"  # for the results' provenance
             try:
                 model.load_state_dict(load_state_dict(kind, path))
             except RuntimeError as exc:  # only a foreign file that passed every check gets here

@@ -94,7 +94,7 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
     if extractor is None:
         extractor, identity = feature_extractor(settings, device)
     compute_dtype = resolve_dtype(settings.precision, device)
-    info = {"method": "optimize", "device": str(device), "weights": identity,
+    info = {"weights": identity,
             "precision": str(compute_dtype).removeprefix("torch.")}
     height, width = content.rgb.shape[:2]
     sizes = scale_sizes(settings.size, settings.min_size, settings.coarse_to_fine)

@@ -658,8 +658,11 @@ def predict_iterates(content: PreparedImage, styles: list[PreparedImage], settin
     start = time.perf_counter()
     image = output_image(predict_image(content, styles, settings, device), content,
                          settings.output_range)
+    predictor, transformer = _models(settings, device)  # loaded above: from the cache
+    info = {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
+            "precision": "float32"}
     yield Iterate(step=1, total_steps=1, image=image, losses={},
-                  elapsed=time.perf_counter() - start, scale=tuple(image.shape[:2]))
+                  elapsed=time.perf_counter() - start, scale=tuple(image.shape[:2]), info=info)
 
 
 def predict_batch(contents: Sequence, style, settings: Settings | None = None,

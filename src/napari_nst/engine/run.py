@@ -58,6 +58,16 @@ def run_steps(content, style, settings: Settings | None = None, **overrides) -> 
 
 
 def _dispatch(content, styles, initial, settings, device) -> Iterator[Iterate]:
+    """Run the method and stamp what every method shares into each iterate's provenance (the
+    method and the device); each method adds its own (weights identity, precision)."""
+    import dataclasses
+
+    shared = {"method": settings.method, "device": str(device)}
+    for iterate in _run_method(content, styles, initial, settings, device):
+        yield dataclasses.replace(iterate, info={**shared, **iterate.info})
+
+
+def _run_method(content, styles, initial, settings, device) -> Iterator[Iterate]:
     from ._triton_guard import guard_triton_import
 
     guard_triton_import()
