@@ -29,8 +29,9 @@ from napari_nst.engine.images import luminance
 from napari_nst.engine.magenta import (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, StyleTransformer,
                                        _torch_key, converted_cache_path, load_model,
                                        load_state_dict)
-from napari_nst.engine.predict import (_spans, blend_embeddings, embed, predict_batch, render,
+from napari_nst.engine.predict import (_spans, blend_embeddings, embed, render,
                                        space_to_depth_kernel, style_crops, subpixel_kernel)
+from napari_nst.engine.run import predict_batch
 from napari_nst.engine.tflite import read_tflite
 from napari_nst.engine.weights import WeightsError, sha256_of
 

@@ -23,7 +23,7 @@ _LAZY = {
     "WeightsError": "napari_nst.engine.weights",
     "DeviceError": "napari_nst.engine.devices",
     "run_in_viewer": "napari_nst._viewer",
-    "predict_batch": "napari_nst.engine.predict",
+    "predict_batch": "napari_nst.engine.run",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -665,33 +665,16 @@ def predict_iterates(content: PreparedImage, styles: list[PreparedImage], settin
                   elapsed=time.perf_counter() - start, scale=tuple(image.shape[:2]), info=info)
 
 
-def predict_batch(contents: Sequence, style, settings: Settings | None = None,
-                  **overrides) -> list[np.ndarray]:
-    """Stylise several content images with the same style(s): the networks are loaded and the
-    style embedded once. ``contents`` are arrays as for ``stylize``; returns one image per
-    content, each at its working size and as ``stylize`` returns it (see ``output_range``)."""
-    from .devices import resolve_device
-    from .images import prepare_image
-    from .run import prepare_inputs
-
-    if hasattr(contents, "shape") or hasattr(contents, "__array__"):  # would iterate over rows
-        raise ValueError(f"predict_batch: contents is one array of shape "
-                         f"{tuple(getattr(contents, 'shape', ()))}; pass a list of arrays, e.g. "
-                         "[image] (stylize takes a single image), or list(stack) for a stack")
-    settings = make_settings(settings, **overrides)
-    contents = list(contents)
-    if not contents:
-        return []
-    _, styles, _ = prepare_inputs(contents[0], style, settings)
-    prepared = [prepare_image(c, settings.content_window, name=f"content {i + 1}")
-                for i, c in enumerate(contents)]
-    device = resolve_device(settings.device)
+def predict_many(contents: Sequence[PreparedImage], styles: list[PreparedImage], settings: Settings,
+                 device: torch.device) -> list[np.ndarray]:
+    """Results for several contents with the networks loaded and the styles embedded once (the
+    engine side of ``run.predict_batch``)."""
     with torch.inference_mode():
         predictor, transformer = _models(settings, device)
         embeddings = _style_embeddings(predictor, styles, settings)
         return [output_image(_stylize_one(c, embeddings, predictor, transformer, settings), c,
-                             settings.output_range) for c in prepared]
+                             settings.output_range) for c in contents]
 
 
-__all__ = ["blend_embeddings", "embed", "predict_batch", "predict_image", "predict_iterates",
+__all__ = ["blend_embeddings", "embed", "predict_image", "predict_iterates", "predict_many",
            "render", "style_crops"]

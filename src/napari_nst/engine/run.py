@@ -3,7 +3,7 @@ iterates) and ``stylize`` (the final image)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -108,4 +108,26 @@ def stylize(content, style, settings: Settings | None = None, **overrides) -> np
     return final.image
 
 
-__all__ = ["iterate", "run_steps", "stylize"]
+def predict_batch(contents: Sequence, style, settings: Settings | None = None,
+                  **overrides) -> list[np.ndarray]:
+    """Stylise several content images with the same style(s) by prediction: the networks are
+    loaded and the style embedded once. ``contents`` is a list of arrays as for ``stylize``;
+    returns one image per content, each at its working size and as ``stylize`` returns it."""
+    if hasattr(contents, "shape") or hasattr(contents, "__array__"):  # would iterate over rows
+        raise ValueError(f"predict_batch: contents is one array of shape "
+                         f"{tuple(getattr(contents, 'shape', ()))}; pass a list of arrays, e.g. "
+                         "[image] (stylize takes a single image), or list(stack) for a stack")
+    settings = make_settings(settings, **overrides)
+    contents = list(contents)
+    if not contents:
+        return []
+    _, styles, _ = prepare_inputs(contents[0], style, settings)
+    prepared = [prepare_image(c, settings.content_window, name=f"content {i + 1}",
+                              size=settings.size) for i, c in enumerate(contents)]
+    device = resolve_device(settings.device)
+    from .predict import predict_many
+
+    return predict_many(prepared, styles, settings, device)
+
+
+__all__ = ["iterate", "predict_batch", "run_steps", "stylize"]
