@@ -269,7 +269,7 @@ def test_status_bar_spinner_is_paused_during_a_run(qtbot, viewer, random_vgg):
 
     status_bar = viewer.window._qt_window.statusBar()  # the test may look inside; the code does not
     movies = [label.movie() for label in status_bar.findChildren(QLabel) if label.movie() is not None]
-    assert movies, "napari's status bar has no animated spinner any more: revisit _StatusSpinners"
+    assert movies, "napari's status bar has no animated spinner any more: revisit _status_spinner.StatusSpinners"
     states = []
     worker = run_in_viewer(viewer, "content", "style", vgg_weights=random_vgg, **QUICK, start=False,
                            on_iterate=lambda job, it: states.append([m.state() for m in movies]))

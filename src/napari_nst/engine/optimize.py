@@ -145,12 +145,12 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
                     image.clamp_(0.0, 1.0)
             step += 1
             if step % settings.emit_every == 0 or (last_scale and local == budget):
-                yield _emit(step, settings, image, loss_fn, content, shape, start, info)
+                yield _emitted_iterate(step, settings, image, loss_fn, content, shape, start, info)
             else:
                 yield Iterate(step, settings.steps, None, None, time.perf_counter() - start, shape, info)
 
 
-def _emit(step, settings, image, loss_fn, content, shape, start, info) -> Iterate:
+def _emitted_iterate(step, settings, image, loss_fn, content, shape, start, info) -> Iterate:
     """An iterate with the image and the losses *of that image* (one extra forward pass, no
     backward: the optimiser's last evaluation belongs to the image before its step)."""
     with torch.no_grad():

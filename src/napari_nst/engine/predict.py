@@ -463,8 +463,8 @@ def _expand(kernels: _Kernels, low: torch.Tensor, offset, style: dict, stats: li
     return F.conv2d(full, w, b)
 
 
-def _emit(out: torch.Tensor, rows: tuple, cols: tuple, target: np.ndarray,
-          scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> None:
+def _write_output(out: torch.Tensor, rows: tuple, cols: tuple, target: np.ndarray,
+                  scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> None:
     """Write rows/cols (even bounds) of the final layer's "s2d" output into the (H', W', 3)
     ``target`` (cropped to it), phase by phase; with ``scale``/``shift`` also normalise and apply
     the sigmoid, in place in ``target`` on the CPU."""
@@ -550,7 +550,8 @@ def _render_whole(kernels, rgb, embedding, output, device) -> None:
     mean, var = _window_moments(out, 3, "s2d", *window).result()
     gamma, beta = style[kernels.out]
     scale, shift = norm_affine(gamma, beta, mean, var)
-    _emit(out, *window, output, scale.flatten().to(out.device), shift.flatten().to(out.device))
+    _write_output(out, *window, output, scale.flatten().to(out.device),
+                  shift.flatten().to(out.device))
 
 
 def _render_tiled(kernels, rgb, embedding, output, device, tile: int) -> None:
@@ -598,7 +599,7 @@ def _render_tiled(kernels, rgb, embedding, output, device, tile: int) -> None:
         out = _expand(kernels, low, offset, style, stats, until=2)
         _window_moments(out, 3, "s2d", (y0, y1), (x0, x1), moments)
         if r0 < height and c0 < width:  # the pre-normalised output, cropped to the image
-            _emit(out, (y0, y1), (x0, x1), output[r0:r0 + (y1 - y0), c0:c0 + (x1 - x0)])
+            _write_output(out, (y0, y1), (x0, x1), output[r0:r0 + (y1 - y0), c0:c0 + (x1 - x0)])
     mean, var = moments.result()
     gamma, beta = style[kernels.out]
     scale, shift = norm_affine(gamma, beta, mean, var)
