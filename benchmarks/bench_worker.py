@@ -59,6 +59,7 @@ def main() -> None:
 
     import napari_nst._viewer as viewer_module
     from napari_nst import random_vgg19, run_in_viewer
+    from napari_nst._status_spinner import status_spinners
     from napari_nst.engine.run import run_steps
     from napari_nst.settings import Settings
 
@@ -114,8 +115,8 @@ def main() -> None:
         worker = bare()
         worker.yielded.connect(lambda _: stamps.append(time.perf_counter()))
         if pause_spinner:  # what run_in_viewer does
-            worker.started.connect(viewer_module._spinners.pause)
-            worker.finished.connect(viewer_module._spinners.resume)
+            worker.started.connect(status_spinners.pause)
+            worker.finished.connect(status_spinners.resume)
         return watch(worker, stamps)
 
     def viewer_row(emit_every):
