@@ -1,47 +1,11 @@
-"""Shared test helpers: ../shared images and weights, a seeded random VGG-19, display checks.
-
-Outside CI a test that needs ../shared or a display skips with the reason; with CI=true it fails,
-so a misconfigured CI cannot pass by skipping.
-"""
+"""Fixtures the tests share: a seeded random VGG-19 and its file, small real images, a local
+weights mirror. Helpers (``shared_path``, ``skip_or_fail``, ...) are in ``tests.helpers``."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def skip_or_fail(reason: str):
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: this must not be skipped)")
-    pytest.skip(reason)
-
-
-def shared_path(*parts) -> Path:
-    """Path under ../shared, or skip (fail in CI) when it is absent."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        skip_or_fail(f"{path} is missing: ../shared (test images and weights) is not beside the repo")
-    return path
-
-
-def shared_image(name: str, size: int | None = None) -> np.ndarray:
-    """A real image from ../shared/images as uint8 RGB, optionally scaled to ``size`` on the long side."""
-    from PIL import Image
-
-    with Image.open(shared_path("images", name)) as image:
-        image = image.convert("RGB")
-        if size is not None:
-            scale = size / max(image.size)
-            image = image.resize((max(16, round(image.width * scale)), max(16, round(image.height * scale))),
-                                 Image.Resampling.LANCZOS)
-        return np.asarray(image)
+from tests.helpers import Mirror, shared_image
 
 
 @pytest.fixture(scope="session")
@@ -71,42 +35,10 @@ def style_small():
     return shared_image("starry_night.jpg", 48)
 
 
-class Mirror:
-    """A real HTTP server on localhost serving ``folder`` by file name, the way a lab's mirror
-    (``$NAPARI_NST_DOWNLOAD_URL``) serves weights; ``requests`` lists the paths asked for."""
-
-    def __init__(self, folder: Path):
-        import functools
-        import http.server
-        import threading
-
-        self.folder = folder
-        self.requests: list[str] = []
-        mirror = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self):
-                mirror.requests.append(self.path.lstrip("/"))
-                super().do_GET()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def mirror(tmp_path, monkeypatch):
     """An empty mirror and an empty cache, no weights directory: the next load downloads."""
-    from napari_nst.engine import weights
+    from napari_nst.engine import clear_caches, weights
 
     folder = tmp_path / "mirror"
     folder.mkdir()
@@ -115,6 +47,6 @@ def mirror(tmp_path, monkeypatch):
     monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv(weights.DOWNLOAD_URL_ENV, server.url)
-    weights._verified.clear()
+    clear_caches()
     yield server
     server.close()

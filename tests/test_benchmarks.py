@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from .conftest import REPO, shared_path, skip_or_fail
+from tests.helpers import REPO, shared_path, skip_or_fail
 
 BENCHMARKS = REPO / "benchmarks"
 

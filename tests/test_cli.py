@@ -23,7 +23,7 @@ from PIL import Image
 
 from napari_nst.cli import _intervals, display_problem, main
 from napari_nst.io import read_image
-from tests.conftest import shared_image, shared_path, skip_or_fail
+from tests.helpers import shared_image, shared_path, skip_or_fail
 
 QUICK = ["--size", "32", "--steps", "3", "--device", "cpu", "-q", "--no-coarse-to-fine"]
 

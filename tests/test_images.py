@@ -19,7 +19,7 @@ from napari_nst.engine import weights as weights_module
 from napari_nst.engine.images import output_image, prepare_image, resize_array, working_shape
 from napari_nst.engine.run import prepare_inputs
 
-from .conftest import shared_image, shared_path
+from tests.helpers import shared_image, shared_path
 
 RNG = np.random.default_rng(12)
 

@@ -11,7 +11,7 @@ import weakref
 import numpy as np
 import pytest
 
-from tests.conftest import shared_image, shared_path, skip_or_fail
+from tests.helpers import shared_image, shared_path, skip_or_fail
 
 pytestmark = pytest.mark.gui
 QUICK = dict(size=32, steps=3, emit_every=1, device="cpu", coarse_to_fine=False)

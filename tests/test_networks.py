@@ -16,7 +16,8 @@ from napari_nst.engine.images import prepare_image
 from napari_nst.engine.vgg import VGGFeatures, load_features
 from napari_nst.engine.weights import VGG19_DISTILLED, WeightsError
 
-from .conftest import shared_image, shared_path
+from napari_nst.engine import clear_caches
+from tests.helpers import shared_image, shared_path
 
 pytestmark = pytest.mark.shared
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -70,7 +71,7 @@ def test_distilled_lookup_and_checks(distilled_file, vgg_file, tmp_path, monkeyp
     monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "weights"))
     monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
     (tmp_path / "weights").mkdir()
-    weights._verified.clear()
+    clear_caches()
     with pytest.raises(WeightsError) as info:
         weights.locate(VGG19_DISTILLED, download=False)
     assert VGG19_DISTILLED.url in str(info.value) and str(tmp_path / "weights") in str(info.value)

@@ -16,7 +16,7 @@ from napari_nst.cli import main
 from napari_nst.engine import weights as weights_module
 from napari_nst.engine.images import output_image, prepare_image
 from napari_nst.io import write_image
-from tests.conftest import shared_image, shared_path, skip_or_fail
+from tests.helpers import shared_image, shared_path, skip_or_fail
 
 FAST = dict(size=32, steps=2, emit_every=1, device="cpu", coarse_to_fine=False)
 QUICK = ["--size", "32", "--steps", "2", "--device", "cpu", "-q", "--no-coarse-to-fine"]

@@ -37,7 +37,7 @@ from napari_nst.engine.weights import WeightsError, sha256_of
 
 from ._predict_helpers import (litert_embedding, litert_interpreter, litert_tensor,
                                litert_transfer, square_image)
-from .conftest import shared_image, shared_path, skip_or_fail
+from tests.helpers import shared_image, shared_path, skip_or_fail
 
 FAST = dict(method="predict", device="cpu", size=64)
 STYLES = ("starry_night.jpg", "the_scream.jpg", "woman-with-hat-matisse.jpg")

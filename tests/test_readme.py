@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, shared_path, skip_or_fail
+from tests.helpers import REPO, shared_path, skip_or_fail
 
 BLOCKS = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), re.S)
 API_BLOCKS = [block for block in BLOCKS if "viewer" not in block]

@@ -19,7 +19,8 @@ import napari_nst
 from napari_nst.cli import main as cli_main
 from napari_nst.settings import Settings
 
-from .conftest import shared_path
+from napari_nst.engine import clear_caches
+from tests.helpers import shared_path
 
 FLOAT_FIELDS = [f.name for f in dataclasses.fields(Settings) if type(f.default) is float]
 
@@ -172,7 +173,7 @@ def no_weights(tmp_path, monkeypatch):
     from napari_nst.engine import weights
 
     monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
-    weights._verified.clear()
+    clear_caches()
     return weights
 
 

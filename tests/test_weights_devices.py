@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 
+from napari_nst.engine import clear_caches
 from napari_nst.engine import vgg as vgg_module
 from napari_nst.engine import weights
 from napari_nst.engine.devices import DeviceError, available_devices, resolve_device
@@ -22,7 +23,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "weights"))
     (tmp_path / "weights").mkdir()
-    weights._verified.clear()
+    clear_caches()
     return tmp_path
 
 
