@@ -327,3 +327,21 @@ def test_bad_style_and_settings_errors(random_vgg, content_small):
         napari_nst.iterate(content_small, content_small, stpes=3)
     with pytest.raises(ValueError, match="content_window"):
         napari_nst.iterate(content_small, content_small, content_window=(5, 1))
+
+
+def test_snapshot_between_emissions_is_the_image_of_that_step(random_vgg, content_small,
+                                                              style_small):
+    """What the CLI writes on Ctrl-C between emissions: a non-emitted step's snapshot is the
+    image an emission at that step would have given (no extra pass changes the run)."""
+    from napari_nst import run_steps
+
+    settings = dict(FAST, steps=5, vgg_weights=random_vgg)
+    every_step = {it.step: it.image for it in run_steps(content_small, style_small,
+                                                        **{**settings, "emit_every": 1})}
+    for it in run_steps(content_small, style_small, **{**settings, "emit_every": 100}):
+        if it.step == 3:
+            assert not it.emitted and it.snapshot is not None
+            np.testing.assert_array_equal(it.snapshot(), every_step[3])
+            break
+    else:
+        pytest.fail("no step 3")

@@ -4,9 +4,9 @@
 
 Options are generated from ``napari_nst.settings.Settings``, so the CLI offers exactly what the
 API and the widget do. Exit status: 0 success, 2 bad arguments or input (found before any work,
-the output location included), 1 failure during the run, 130 interrupted. Whatever ends a run
-after its first kept image, that image is written: to OUT, or, where OUT cannot be written, to a
-file in the system's temp folder that the last line names.
+the output location included), 1 failure during the run, 130 interrupted. Ctrl-C writes the
+image of the step the run was at; a failure, the latest kept image. Either goes to OUT, or, where
+OUT cannot be written, to a file in the system's temp folder that the last line names.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 from .settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-#: The CLI keeps the latest image in memory every this many steps (an emitted iterate), so that
-#: Ctrl-C can write it at any step. An emission costs about half a step (one forward pass without
-#: gradients, the copy to the host), so every 10 steps slows a run by about 5%
-#: (benchmarks/bench_emit_cost.py).
+#: The CLI keeps the latest image in memory every this many steps (an emitted iterate), for a run
+#: that fails (Ctrl-C instead writes the snapshot of the step it stopped at). An emission costs
+#: about half a step (one forward pass without gradients, the copy to the host), so every 10 steps
+#: slows a run by about 5% (benchmarks/bench_emit_cost.py).
 KEEP_EVERY = 10
 _STARTUP_INTERRUPT = "interrupted during start-up; nothing written"
 #: Defaults of the CLI that differ from the API's (see ``_output_plan``).
@@ -79,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "(16-bit TIFF in and out). The result keeps the "
                                               "content's intensity range and its alpha where "
                                               "the output format can hold them. Ctrl-C stops "
-                                              "the run and writes the latest kept image (one is "
-                                              f"kept every {KEEP_EVERY} steps or so).")
+                                              "the run and writes the image of the step it "
+                                              "was at.")
     stylize.add_argument("content", type=Path, help="content image file")
     stylize.add_argument("style", type=Path, nargs="+", help="style image file(s); several are blended")
     stylize.add_argument("-o", "--output", type=Path, required=True, help="output file (.png/.jpg/.tif)")
@@ -253,7 +253,8 @@ def _drive(args, steps, settings, content, bit_depth: int, keep_every: int, repo
 
     bar = tqdm(total=settings.steps if settings.method == "optimize" else 1, unit="step",
                disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
-    latest = None  # the latest emitted iterate: what Ctrl-C or a failure writes
+    latest = None  # the latest emitted iterate: what a failure writes
+    last = None  # the latest iterate of any step: Ctrl-C writes its snapshot
     current = 0
     first_losses = None
 
@@ -270,7 +271,7 @@ def _drive(args, steps, settings, content, bit_depth: int, keep_every: int, repo
 
     try:
         for it in steps:
-            current = it.step
+            current, last = it.step, it
             bar.update(it.step - bar.n)
             if not it.emitted:
                 continue
@@ -293,6 +294,7 @@ def _drive(args, steps, settings, content, bit_depth: int, keep_every: int, repo
                     save_intermediate = False
     except KeyboardInterrupt:
         bar.close()
+        latest = _at_latest_step(last, latest)
         if current == 0:
             print(f"napari-nst: {_STARTUP_INTERRUPT}", file=sys.stderr)
         elif latest is None:
@@ -325,6 +327,17 @@ def _drive(args, steps, settings, content, bit_depth: int, keep_every: int, repo
             summary += (f"; total loss {first_losses['total']:.4g} -> {latest.losses['total']:.4g}")
         print(summary, file=sys.stderr)
     return EXIT_OK
+
+
+def _at_latest_step(last, latest):
+    """The iterate to write on Ctrl-C: the run's image at its latest step (its snapshot, taken
+    now) when it is newer than the latest emitted one; the latter if the snapshot fails."""
+    if last is None or last.emitted or last.snapshot is None:
+        return latest
+    try:
+        return dataclasses.replace(last, image=last.snapshot())
+    except Exception:  # the tensor mid-update or gone: fall back to what was kept
+        return latest
 
 
 def _output_plan(dtype, output: Path, bit_depth: int | None, output_range: str | None):

@@ -147,7 +147,8 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
             if step % settings.emit_every == 0 or (last_scale and local == budget):
                 yield _emitted_iterate(step, settings, image, loss_fn, content, shape, start, info)
             else:
-                yield Iterate(step, settings.steps, None, None, time.perf_counter() - start, shape, info)
+                yield Iterate(step, settings.steps, None, None, time.perf_counter() - start, shape,
+                              info, snapshot=lambda: _result(image, content, settings))
 
 
 def _emitted_iterate(step, settings, image, loss_fn, content, shape, start, info) -> Iterate:
@@ -157,9 +158,14 @@ def _emitted_iterate(step, settings, image, loss_fn, content, shape, start, info
         total, terms = loss_fn(image)
     losses = {name: float(value) for name, value in terms.items()}
     losses["total"] = float(total)
-    result = finish_image(to_image(image), content, settings.keep_colors)
-    return Iterate(step, settings.steps, output_image(result, content, settings.output_range),
+    return Iterate(step, settings.steps, _result(image, content, settings),
                    losses, time.perf_counter() - start, shape, info)
+
+
+def _result(image: torch.Tensor, content: PreparedImage, settings: Settings) -> np.ndarray:
+    """The optimised tensor as the run hands out its images."""
+    result = finish_image(to_image(image), content, settings.keep_colors)
+    return output_image(result, content, settings.output_range)
 
 
 def _make_optimizer(settings: Settings, image: torch.Tensor) -> torch.optim.Optimizer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,10 @@ class Iterate:
     elapsed: float
     scale: tuple
     info: dict = field(default_factory=dict)
+    #: Between emissions (optimize): the image being optimised, on demand, as an emitted
+    #: ``image`` would be -- no forward pass, one host copy. A consumer that must not lose work
+    #: (the CLI on Ctrl-C) calls it once; it shows the latest state of the run when called.
+    snapshot: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def emitted(self) -> bool:
