@@ -625,11 +625,6 @@ def _working_content(content: PreparedImage, settings: Settings) -> PreparedImag
     return content.resized(working_shape(*content.shape[:2], settings.size))
 
 
-def _working_rgb(content: PreparedImage, settings: Settings) -> np.ndarray:
-    """The working image as one float32 array (what the network sees; for tests and tools)."""
-    return _working_content(content, settings).rgb
-
-
 def _style_embeddings(predictor, styles: Sequence[PreparedImage], settings: Settings) -> list:
     return [embed(predictor, s.rgb, settings.style_crops) for s in styles]
 
@@ -657,9 +652,10 @@ def predict_iterates(content: PreparedImage, styles: list[PreparedImage], settin
                      device: torch.device) -> Iterator[Iterate]:
     """One ``Iterate`` (step 1 of 1) with the prediction; the engine's ``method="predict"``."""
     start = time.perf_counter()
-    image = output_image(predict_image(content, styles, settings, device), content,
-                         settings.output_range)
-    predictor, transformer = _models(settings, device)  # loaded above: from the cache
+    predictor, transformer = _models(settings, device)
+    embeddings = _style_embeddings(predictor, styles, settings)
+    image = output_image(_stylize_one(content, embeddings, predictor, transformer, settings),
+                         content, settings.output_range)
     info = {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
             "precision": "float32"}
     yield Iterate(step=1, total_steps=1, image=image, losses={},
