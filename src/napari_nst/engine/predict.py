@@ -625,6 +625,11 @@ def _working_content(content: PreparedImage, settings: Settings) -> PreparedImag
     return content.resized(working_shape(*content.shape[:2], settings.size))
 
 
+def _working_rgb(content: PreparedImage, settings: Settings) -> np.ndarray:
+    """The working image as one float32 array (what the network sees; for tests and tools)."""
+    return _working_content(content, settings).rgb
+
+
 def _style_embeddings(predictor, styles: Sequence[PreparedImage], settings: Settings) -> list:
     return [embed(predictor, s.rgb, settings.style_crops) for s in styles]
 
