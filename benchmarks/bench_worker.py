@@ -57,7 +57,7 @@ def main() -> None:
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 
-    import napari_nst._viewer as viewer_module
+    import napari_nst._worker as worker_module
     from napari_nst import random_vgg19, run_in_viewer
     from napari_nst._status_spinner import status_spinners
     from napari_nst.engine.run import run_steps
@@ -77,7 +77,7 @@ def main() -> None:
     app = QApplication.instance()
 
     add_times: list[float] = []
-    add_result = viewer_module._add_result
+    add_result = worker_module.add_result_layer
 
     def timed_add(*a):
         t0 = time.thread_time()
@@ -85,7 +85,7 @@ def main() -> None:
         add_times.append(time.thread_time() - t0)
         return layer
 
-    viewer_module._add_result = timed_add
+    worker_module.add_result_layer = timed_add  # the name the worker calls
 
     def watch(worker, stamps):
         """Run ``worker`` to the end while a 10 ms QTimer records when the main thread is free.

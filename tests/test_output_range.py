@@ -259,7 +259,7 @@ def test_result_layers_keep_alpha_and_the_contents_display():
     """Layer arguments for results, handed to a real napari Image layer (no viewer needed)."""
     from napari.layers import Image as ImageLayer
 
-    from napari_nst._viewer import Job, LayerSnapshot, result_layer_kwargs
+    from napari_nst._layers import Job, LayerSnapshot, result_layer_kwargs
     from napari_nst.engine.result import Iterate
 
     def layer(data, window, rgb, output_range):

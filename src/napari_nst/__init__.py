@@ -22,7 +22,7 @@ _LAZY = {
     "random_vgg19": "napari_nst.engine.vgg",
     "WeightsError": "napari_nst.engine.weights",
     "DeviceError": "napari_nst.engine.devices",
-    "run_in_viewer": "napari_nst._viewer",
+    "run_in_viewer": "napari_nst._worker",
     "predict_batch": "napari_nst.engine.run",
 }
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSlider, Label,
                               PushButton, Select, create_widget)
 
-from ._viewer import run_in_viewer
+from ._worker import run_in_viewer
 from .settings import Settings
 
 if TYPE_CHECKING:

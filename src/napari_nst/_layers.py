@@ -1,0 +1,190 @@
+"""The layers of a run: copies of the input layers, jobs, and the result layers.
+
+Inputs are snapshotted on the main thread when a run starts (so removing, renaming or editing a
+layer mid-run changes nothing); each emitted iterate becomes an Image layer placed over its
+content, with the run's provenance in its metadata. Jobs refer to layers weakly, so a deleted
+result layer is freed.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .settings import Settings
+
+_VERSIONED = ("napari-nst", "torch", "torchvision", "napari", "numpy")
+
+
+def _weak(layer) -> weakref.ref | None:
+    # napari hands plugin widgets proxies of its viewer, and a proxy of a layer lives only as long
+    # as the expression that made it: refer to the layer itself
+    return None if layer is None else weakref.ref(getattr(layer, "__wrapped__", layer))
+
+
+@dataclass
+class LayerSnapshot:
+    """What the engine needs from a layer, copied at the start of a run.
+
+    ``data`` is None once the run has ended: the copy is released (it is the size of the input).
+    """
+
+    name: str
+    data: np.ndarray | None
+    window: tuple | None
+    rgb: bool
+    scale: tuple
+    translate: tuple
+    slice_label: str = ""
+    layer_ref: weakref.ref | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def layer(self):
+        """The source layer (shown in the comparison grid), or None once it is gone."""
+        return self.layer_ref() if self.layer_ref is not None else None
+
+
+@dataclass
+class Job:
+    content: LayerSnapshot
+    style: LayerSnapshot
+    result_refs: list = field(default_factory=list, repr=False)  # weak, in order of steps
+
+    @property
+    def results(self) -> list:
+        """The result layers in order of steps; a deleted one is left out once it is freed (the
+        job does not keep it alive)."""
+        return [layer for layer in (ref() for ref in self.result_refs) if layer is not None]
+
+    def add_result(self, layer) -> None:
+        self.result_refs.append(_weak(layer))
+
+    def release(self) -> None:
+        """Drop the input copies, once the run has ended."""
+        self.content.data = self.style.data = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.content.name}{self.content.slice_label} × {self.style.name}"
+
+
+def _image_layers(viewer, layers) -> list:
+    """Image layers from a layer, a name, or a list of either; ValueError naming the problem."""
+    from napari.layers import Image
+
+    items = layers if isinstance(layers, (list, tuple)) else [layers]
+    if not items:
+        raise ValueError("no layer given; choose at least one Image layer")
+    found = []
+    for item in items:
+        if isinstance(item, str):
+            if item not in viewer.layers:
+                raise ValueError(f"there is no layer named {item!r} in the viewer")
+            item = viewer.layers[item]
+        if not isinstance(item, Image):
+            raise ValueError(f"layer {getattr(item, 'name', item)!r} is a "
+                             f"{type(item).__name__} layer; style transfer needs Image layers")
+        found.append(item)
+    return found
+
+
+def snapshot_layer(viewer, layer) -> LayerSnapshot:
+    """A copy of the 2-D image on screen: the displayed slice of a z/t stack, with its window."""
+    spatial_ndim = layer.data.ndim - (1 if layer.rgb else 0)
+    index, label = (), ""
+    if spatial_ndim > 2:
+        point = layer.world_to_data(viewer.dims.point[-spatial_ndim:])
+        leading = [int(np.clip(round(p), 0, n - 1)) for p, n in
+                   zip(point[:spatial_ndim - 2], layer.data.shape[:spatial_ndim - 2])]
+        index = tuple(leading)
+        labels = [str(viewer.dims.axis_labels[-spatial_ndim + i]) for i in range(len(leading))]
+        if all(label.lstrip("-").isdigit() for label in labels):  # napari's default labels
+            label = f" [slice {', '.join(map(str, leading))}]"
+        else:
+            label = " [" + ", ".join(f"{name}={v}" for name, v in zip(labels, leading)) + "]"
+    data = np.array(layer.data[index] if index else layer.data, copy=True)
+    window = tuple(float(v) for v in layer.contrast_limits) if layer.contrast_limits else None
+    return LayerSnapshot(
+        name=layer.name, data=data, window=window, rgb=bool(layer.rgb),
+        scale=tuple(layer.scale[-2:]), translate=tuple(layer.translate[-2:]),
+        slice_label=label, layer_ref=_weak(layer))
+
+
+def make_jobs(viewer, content, style) -> list[Job]:
+    """One job per (content, style) pair, contents outermost; inputs are snapshotted now."""
+    contents = [snapshot_layer(viewer, layer) for layer in _image_layers(viewer, content)]
+    styles = [snapshot_layer(viewer, layer) for layer in _image_layers(viewer, style)]
+    return [Job(c, s) for c in contents for s in styles]
+
+
+def job_settings(settings: Settings, job: Job) -> Settings:
+    return settings.replace(content_window=job.content.window, style_window=job.style.window)
+
+
+@functools.cache
+def _versions() -> dict:
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def result_layer_kwargs(job: Job, iterate, settings: Settings) -> dict:
+    """Name, placement, display and provenance of the layer for one emitted iterate.
+
+    With ``output_range="content"`` the result is in its content's intensity range, so it gets the
+    content layer's contrast limits and looks like it; RGBA results keep their alpha (rgb=True).
+    """
+    content = job.content
+    image = iterate.image
+    height, width = content.data.shape[:2]
+    factor = (height / image.shape[0], width / image.shape[1])
+    scale = tuple(s * f for s, f in zip(content.scale, factor))
+    # pixel centres: result pixel i covers content pixels [i·f, (i+1)·f) in data units
+    translate = tuple(t + s * (f - 1) / 2 for t, s, f in zip(content.translate, content.scale, factor))
+    grayscale = content.data.ndim == 2 or (content.data.ndim == 3 and not content.rgb)
+    metadata = {"napari_nst": {
+        "content": content.name + content.slice_label, "style": job.style.name,
+        "step": iterate.step, "total_steps": iterate.total_steps,
+        "losses": dict(iterate.losses or {}), "elapsed_s": round(iterate.elapsed, 3),
+        "settings": settings.to_metadata(), "seed": settings.seed,
+        **iterate.info, "versions": _versions(),
+    }}
+    # short enough to read in the layer list: "astronaut × painting 25" (the step last)
+    kwargs = dict(name=f"{job.label} {iterate.step}", scale=scale, translate=translate,
+                  metadata=metadata)
+    limits = (0.0, 1.0)
+    if settings.output_range == "content" and content.window is not None:
+        limits = content.window
+    if grayscale:
+        return dict(kwargs, data=image[..., 0], rgb=False, colormap="gray", contrast_limits=limits)
+    return dict(kwargs, data=image, rgb=True, contrast_limits=limits)
+
+
+def add_result_layer(viewer, job: Job, iterate, settings: Settings):
+    """Add the iterate's layer on top of the layer list and select it, as napari does with every
+    new layer: a result placed lower is hidden by whatever lies above it (a new user then sees
+    "done" and an unchanged canvas). The previous iterate is hidden first, so only the newest is
+    drawn; older ones stay in the list, one click from view.
+
+    napari's own work per inserted layer (vispy visuals, layer controls, selection) dominates the
+    main thread's time during a run; one insert, and no redraw of the layer being hidden, keep it
+    to the minimum (measured in benchmarks/bench_worker.py).
+    """
+    from napari.layers import Image
+
+    layer = Image(**result_layer_kwargs(job, iterate, settings))
+    previous = job.results[-1] if job.results else None
+    if previous is not None and previous in viewer.layers:
+        previous.visible = False
+    viewer.layers.append(layer)
+    viewer.layers.selection.active = layer
+    job.add_result(layer)
+    return layer

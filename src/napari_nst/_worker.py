@@ -1,0 +1,181 @@
+"""The worker: ``run_in_viewer`` runs style transfer in a napari ``thread_worker``, one code path
+for the widget and the console.
+
+The engine runs in a generator ``thread_worker`` (torch is imported only there); every emitted
+iterate becomes a new Image layer on the main thread (``_layers``).
+
+A finished worker is never freed: napari's task registry (of the window that was current when
+the worker was made) keeps it, and with it ``worker.jobs``. So a run lets go of everything heavy
+as it ends: the input copies, the engine's generator (a stopped one would keep its tensors) and
+its callbacks (which hold the viewer and the widget).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import warnings
+import weakref
+
+from ._activity_dock import ActivityDockBar
+from ._layers import Job, add_result_layer, job_settings, make_jobs
+from ._status_spinner import status_spinners
+from .settings import Settings, make_settings
+
+
+class RunFailed(Exception):
+    """A failure inside the worker (weights, memory, device), carried out to the main thread."""
+
+
+def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, start: bool = True,
+                  on_iterate=None, **overrides):
+    """Stylize ``content`` with ``style`` in a worker thread, adding each emitted iterate as a layer.
+
+    ``content`` and ``style`` are Image layers or layer names, or lists of them: every content is
+    run with every style, one after another in one worker. Settings are as for
+    ``napari_nst.iterate``. Returns the started ``GeneratorWorker`` (``worker.quit()`` stops at the
+    next step and keeps the layers already added); the jobs and their result layers are on
+    ``worker.jobs``. ``on_iterate(job, iterate)`` is called on the main thread for every step.
+    Closing the viewer's window stops the worker, and nothing is added to it after the close.
+    """
+    from napari.qt.threading import thread_worker
+    from qtpy.QtCore import Qt
+
+    settings = make_settings(settings, **overrides)
+    jobs = make_jobs(viewer, content, style)
+    steps_per_job = 1 if settings.method == "predict" else settings.steps
+    steps = _run_jobs(jobs, settings)
+
+    @thread_worker(progress={"total": steps_per_job * len(jobs), "desc": "Style transfer"},
+                   start_thread=False, ignore_errors=True)
+    def work():
+        yield from steps
+
+    worker = work()
+    window = _WindowWatch(viewer, worker)
+
+    def on_yielded(item):
+        if window.closed:  # queued before the close: the viewer is gone
+            worker.quit()
+            return
+        job, iterate = item
+        if iterate.emitted:
+            add_result_layer(viewer, job, iterate, settings)
+        if on_iterate is not None:
+            on_iterate(job, iterate)
+
+    def release():
+        """After the last callback: napari keeps the worker, so let go of what the run held."""
+        worker.yielded.disconnect(on_yielded)
+        window.disconnect()
+        for job in jobs:
+            job.release()
+
+    worker.yielded.connect(on_yielded)
+    worker.errored.connect(_show_failure)
+    # in the worker's thread as it ends: a stopped generator keeps its frame (the engine's tensors)
+    # until closed, and its context managers (torch's modes are per thread) exit where they entered
+    worker.finished.connect(functools.partial(_close, steps), Qt.ConnectionType.DirectConnection)
+    worker.finished.connect(release)
+    worker.jobs = jobs
+    worker.settings = settings
+    worker.started.connect(status_spinners.pause)
+    worker.finished.connect(status_spinners.resume)
+    if start:
+        worker.start()
+    return worker
+
+
+def _run_jobs(jobs: list[Job], settings: Settings):
+    """(job, iterate) for every step of every job; iterated in the worker thread."""
+    from .engine.run import run_steps
+    from .engine.weights import download_progress
+
+    try:
+        with download_progress(ActivityDockBar):
+            for job in jobs:
+                run = run_steps(job.content.data, job.style.data, job_settings(settings, job))
+                with contextlib.closing(run):
+                    for iterate in run:
+                        yield job, iterate
+    except RuntimeError as exc:
+        # superqt takes a RuntimeError leaving a worker for a deleted Qt object and drops it
+        # without emitting errored or finished; torch and the weights loader raise these.
+        raise RunFailed(f"{exc.__class__.__name__}: {exc}") from exc
+
+
+def _close(generator) -> None:
+    """Close a worker's generator; a failure while it cleans up is reported, not raised (this
+    runs in a Qt slot, where an exception would abort the process)."""
+    try:
+        generator.close()
+    except Exception as exc:
+        warnings.warn(f"napari-nst: closing a finished run failed: {exc!r}", RuntimeWarning,
+                      stacklevel=1)
+
+
+def _show_failure(exc) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(f"Style transfer failed: {exc}")
+
+
+def _main_window(viewer):
+    """The viewer's Qt main window, through public attributes (napari's ``Window.main_menu`` is
+    its menu bar), or None for a viewer without a window."""
+    menu = getattr(getattr(viewer, "window", None), "main_menu", None)
+    return menu.window() if menu is not None else None
+
+
+class _WindowWatch:
+    """Stops a worker when the application quits or its viewer's window closes, and says whether
+    that window has closed, so that results the worker queued before the close are dropped.
+
+    A close is seen at once: napari sets WA_DeleteOnClose on its main window, and Qt clears that
+    flag when it accepts a close (``viewer.close()``, or the close button once confirmed) and
+    schedules the deletion. The deletion (``destroyed``, which stops the worker even if it yields
+    nothing more) comes in a later pass of the event loop. The window is held weakly, so a run
+    does not keep a closed viewer alive.
+    """
+
+    def __init__(self, viewer, worker) -> None:
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QApplication
+
+        self._worker = worker
+        self._flag = Qt.WidgetAttribute.WA_DeleteOnClose
+        self._destroyed = False
+        self._app = QApplication.instance()
+        if self._app is not None:
+            self._app.aboutToQuit.connect(worker.quit)
+        window = _main_window(viewer)
+        self._window = weakref.ref(window) if window is not None else None
+        self._deletes_on_close = window is not None and window.testAttribute(self._flag)
+        if window is not None:
+            window.destroyed.connect(self._on_destroyed)
+
+    def _on_destroyed(self, _=None) -> None:
+        self._destroyed = True
+        self._worker.quit()
+
+    @property
+    def closed(self) -> bool:
+        if self._window is None:
+            return False
+        window = self._window()
+        if self._destroyed or window is None:
+            return True
+        try:
+            return self._deletes_on_close and not window.testAttribute(self._flag)
+        except RuntimeError:  # the Qt object is deleted
+            return True
+
+    def disconnect(self) -> None:
+        """Drop the connections (the application's would pile up, one per run)."""
+        window = self._window() if self._window is not None else None
+        if self._app is not None:
+            with contextlib.suppress(TypeError, RuntimeError):  # not connected
+                self._app.aboutToQuit.disconnect(self._worker.quit)
+        if window is not None:
+            with contextlib.suppress(TypeError, RuntimeError):  # not connected, or deleted
+                window.destroyed.disconnect(self._on_destroyed)
