@@ -1,5 +1,6 @@
-"""Settings validation (types, finite numbers, layer names, weights arguments), the clearer
-errors of the weights lookup, devices and ``predict_batch``, the damaged read-only cache of
+"""Settings validation (types, finite numbers, layer names, weights arguments, the one rule for
+relative weights, init and init_image), the step total of a run, the clearer errors of the weights
+lookup, devices and ``predict_batch``, the damaged read-only cache of
 converted Magenta weights, the public exports and ``help(Settings)``."""
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def test_cli_rejects_nan(image_files, tmp_path, capsys):
     ({"coarse_to_fine": 1}, "coarse_to_fine must be True or False, got 1 (int)"),
     ({"method": 5}, "method must be one of optimize, predict, got 5 (int)"),
     ({"device": 0}, "device must be a string"),
-    ({"init": 5}, "init must be one of content, noise, predict or an image array, got 5 (int)"),
+    ({"init": 5}, "init must be one of content, noise, predict, got 5 (int)"),
+    ({"init_image": "start.png"}, "init_image must be an image array such as the content's, or "
+                                  "None, got 'start.png' (str)"),
     ({"style_layers": "conv1_1"}, "style_layers must be a tuple of layer names"),
     ({"content_layers": [4]}, "content_layers must be a tuple of layer names"),
     ({"style_layer_weights": "abcde"}, "style_layer_weights must be a sequence of numbers"),
@@ -111,8 +114,8 @@ def test_unambiguous_values_are_coerced():
     assert settings.style_layer_weights == (1.0, 2.0)
     assert settings.weights_dir == "/tmp"
     assert Settings(weights_dir="").weights_dir is None  # "empty: the default lookup"
-    init = np.zeros((8, 8, 3), np.float32)
-    assert Settings(init=init).init is init  # arrays are kept as they are, not copied
+    start = np.zeros((8, 8, 3), np.float32)
+    assert Settings(init_image=start).init_image is start  # arrays are kept as they are, not copied
 
 
 def test_replace_validates_types_too():
@@ -238,12 +241,12 @@ def _make_undeletable(path: Path):
 
 @pytest.mark.shared
 def test_damaged_read_only_cache_falls_back_to_converting_in_memory(tmp_path, monkeypatch):
-    from napari_nst.engine import magenta, weights
+    from napari_nst.engine import magenta, magenta_weights, weights
 
     monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(shared_path("weights")))
     monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
     source = weights.locate(weights.MAGENTA_PREDICTOR, download=False)
-    cached = magenta.converted_cache_path(weights.MAGENTA_PREDICTOR, weights.sha256_of(source))
+    cached = magenta_weights.converted_cache_path(weights.MAGENTA_PREDICTOR, weights.sha256_of(source))
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"half a file")
     undo = _make_undeletable(cached)
@@ -252,8 +255,8 @@ def test_damaged_read_only_cache_falls_back_to_converting_in_memory(tmp_path, mo
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            first = magenta.load_state_dict("predictor", source)
-            second = magenta.load_state_dict("predictor", source)
+            first = magenta_weights.load_state_dict("predictor", source)
+            second = magenta_weights.load_state_dict("predictor", source)
     finally:
         undo()
     expected = magenta.StylePredictor().state_dict()
@@ -291,3 +294,140 @@ def test_settings_module_does_not_grow_heavy_imports():
             "print(sorted(m for m in ('torch', 'napari', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- issue 13, finding 6: one rule for relative weights -------------------------------------------
+
+WEIGHTS_FIELDS = ["style_layer_weights", "style_blend"]
+
+
+@pytest.mark.parametrize("name", WEIGHTS_FIELDS)
+def test_negative_weights_are_rejected_with_the_rule(name):
+    weights = (1.0, -0.5, 1.0, 1.0, 1.0)
+    with pytest.raises(ValueError) as info:
+        Settings(**{name: weights})
+    assert str(info.value) == (f"{name} must not hold negative weights, got {weights}; the "
+                               "weights are relative (0 leaves an entry out)")
+
+
+@pytest.mark.parametrize("name", WEIGHTS_FIELDS)
+def test_weights_need_a_positive_sum(name):
+    with pytest.raises(ValueError, match=f"^{name} must have a positive sum, got \\(0.0, 0.0, "):
+        Settings(**{name: (0, 0, 0, 0, 0)})
+    assert getattr(Settings(**{name: (0, 2, 0, 0, 0)}), name) == (0.0, 2.0, 0.0, 0.0, 0.0)
+
+
+def test_layer_weights_need_one_per_style_layer():
+    with pytest.raises(ValueError, match=r"^style_layer_weights needs one weight per entry of "
+                                         r"style_layers \(2\), got 3$"):
+        Settings(style_layers=("conv1_1", "conv2_1"), style_layer_weights=(1, 2, 3))
+    with pytest.raises(ValueError, match=r"per entry of style_layers \(5\), got 2$"):
+        Settings().replace(style_layer_weights=(1, 2))  # against the default layers too
+    # no style layers, no weights: a content-only run
+    assert Settings(style_layers=(), style_layer_weights=()).style_layer_weights == ()
+
+
+def test_blend_weights_need_one_per_style_image_when_the_run_starts():
+    """The number of styles is known when a run starts: the same rule, checked before any work."""
+    content = np.full((40, 40, 3), 0.5, np.float32)
+    styles = [np.zeros((40, 40, 3), np.float32), np.ones((40, 40, 3), np.float32)]
+    with pytest.raises(ValueError, match=r"^style_blend needs one weight per style image \(2\), "
+                                         r"got 3$"):
+        napari_nst.run_steps(content, styles, style_blend=(1, 2, 3), device="cpu")
+
+
+def test_the_engine_normalises_weights_by_the_settings_rule(random_vgg):
+    """The loss (and predict's blend, which imports it from engine.losses) use the helper of
+    settings.py: the same messages, the weights divided by their sum (None: equal)."""
+    import torch
+
+    from napari_nst.engine import losses
+    from napari_nst.settings import normalized_blend_weights, normalized_weights
+
+    assert losses.normalized_blend_weights is normalized_blend_weights
+    assert normalized_blend_weights((1, 3), 2) == [0.25, 0.75]
+    assert normalized_blend_weights(None, 4) == [0.25] * 4
+    with pytest.raises(ValueError, match="^style_blend must not hold negative weights"):
+        normalized_blend_weights((2.0, -1.0), 2)
+    assert normalized_weights("style_layer_weights", (2, 6), 2, "layer") == [0.25, 0.75]
+
+    from napari_nst.engine.vgg import VGGFeatures
+
+    extractor = VGGFeatures(random_vgg, ("conv1_1", "conv2_1"))
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    loss = losses.StyleTransferLoss(extractor, image, [image], content_layers=(),
+                                    style_layers=("conv1_1", "conv2_1"),
+                                    style_layer_weights=(1.0, 3.0))
+    assert loss.style_layer_weights == [0.25, 0.75]
+    with pytest.raises(ValueError, match=r"^style_layer_weights must not hold negative weights, "
+                                         r"got \(1.0, -3.0\)"):
+        losses.StyleTransferLoss(extractor, image, [image], content_layers=(),
+                                 style_layers=("conv1_1", "conv2_1"),
+                                 style_layer_weights=(1.0, -3.0))
+
+
+# --- issue 13, finding 2: init (a choice) and init_image (an array) -------------------------------
+
+def test_init_image_is_the_start_image(random_vgg, content_small, style_small):
+    """A start image given as init_image is where the optimisation starts; init=<array> still
+    works, with a DeprecationWarning that names the caller's line and init_image."""
+    run = dict(vgg_weights=random_vgg, size=32, steps=1, device="cpu", coarse_to_fine=False)
+    start = np.zeros((24, 32, 3), np.float32)
+    from_image = napari_nst.stylize(content_small, style_small, init_image=start, **run)
+    from_content = napari_nst.stylize(content_small, style_small, **run)
+    assert not np.allclose(from_image, from_content)
+    assert float(from_image.mean()) < float(from_content.mean())  # one step from black
+    with pytest.warns(DeprecationWarning, match=r"pass the start image as init_image=") as caught:
+        deprecated = napari_nst.stylize(content_small, style_small, init=start, **run)
+    assert caught[0].filename == __file__  # the user's line, not the package's
+    np.testing.assert_array_equal(deprecated, from_image)
+    with pytest.warns(DeprecationWarning):
+        settings = Settings(init=start)
+    assert settings.init == "content" and settings.init_image is start
+    assert settings.to_metadata()["init_image"] == "<ndarray>"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"init": "noise", "init_image": np.zeros((4, 4, 3))},
+     "init='noise' and init_image both say where to start; give one"),
+    ({"init": np.zeros((4, 4, 3)), "init_image": np.zeros((4, 4, 3))},
+     "init and init_image are both images; pass the start image as init_image only"),
+])
+def test_init_and_init_image_together_are_an_error(changes, message):
+    with pytest.raises(ValueError) as info:
+        Settings(**changes)
+    assert message in str(info.value)
+    with pytest.raises(ValueError, match="init='predict' and init_image"):
+        Settings(init_image=np.zeros((4, 4, 3))).replace(init="predict")
+
+
+def test_total_steps_follows_the_method():
+    """What a progress bar counts for one run: optimize's steps, predict's one result."""
+    from napari_nst.settings import applies_to
+
+    assert Settings(steps=40).total_steps() == 40
+    assert Settings(method="predict", steps=40).total_steps() == 1
+    assert applies_to("steps", "optimize") and not applies_to("steps", "predict")
+
+
+def test_choices_have_one_source():
+    """A choice field's choices are its Literal annotation's arguments, in order."""
+    from napari_nst.settings import (INITS, METHODS, OUTPUT_RANGES, field_annotation,
+                                     field_choices)
+
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    assert field_choices(fields["method"]) == METHODS == ("optimize", "predict")
+    assert field_choices(fields["init"]) == INITS == ("content", "noise", "predict")
+    assert field_choices(fields["output_range"]) == OUTPUT_RANGES
+    assert field_choices(fields["steps"]) is None and field_annotation(fields["steps"]) is int
+    with pytest.raises(ValueError, match="^optimizer='sgd' is not supported; choose one of "
+                                         "lbfgs, adam$"):
+        Settings(optimizer="sgd")
+
+
+def test_help_says_which_method_reads_a_field():
+    doc = " ".join(word for word in pydoc.render_doc(Settings, renderer=pydoc.plaintext).split()
+                   if word != "|")
+    assert "style_crops (1): average the style over this many crops; predict only;" in doc
+    assert "steps (300): optimisation steps (one forward+backward pass each); optimize only;" in doc
+    assert "size (512): working resolution: the content's longer side in pixels; from" in doc

@@ -1,7 +1,9 @@
 """The "Style transfer" dock widget: a magicgui Container over ``run_in_viewer``.
 
-Controls are generated from ``Settings`` field metadata (choices, limits, help), so the widget,
-the CLI and the API share one definition. Values persist between sessions in
+Controls are generated from ``Settings`` field metadata: which panel shows a setting (basic or
+advanced), which methods read it (the others hide it), its choices (a ``Literal``), limits, help
+(the tooltip) and any further magicgui options, so the widget, the CLI and the API share one
+definition. Values persist between sessions in
 ``$XDG_CONFIG_HOME/napari-nst/widget.json``; the widget says which values it restored and
 offers "reset to defaults".
 
@@ -20,23 +22,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSlider, Label,
-                              PushButton, Select, create_widget)
+from magicgui.widgets import CheckBox, Container, Label, PushButton, Select, create_widget
 
 from ._worker import run_in_viewer
-from .settings import Settings
+from .settings import PANELS, Settings, applies_to, field_annotation
 
 if TYPE_CHECKING:
     import napari.viewer
 
-# Settings shown as controls, in order; the advanced ones are raw weights and details.
-_BASIC = ("method", "network", "device", "steps", "size", "style_strength", "keep_colors", "seed")
-_ADVANCED = ("content_weight", "style_weight", "tv_weight", "init", "optimizer", "learning_rate",
-             "style_scale", "coarse_to_fine", "precision", "emit_every", "style_crops",
-             "weights_dir", "output_range")
-_OPTIMIZE_ONLY = {"network", "steps", "content_weight", "style_weight", "tv_weight", "init", "optimizer",
-                  "learning_rate", "style_scale", "coarse_to_fine", "precision", "emit_every"}
-_PREDICT_ONLY = {"style_crops"}
+#: The settings each panel shows, in ``Settings``' field order.
+_PANEL_FIELDS = {panel: [f for f in dataclasses.fields(Settings) if f.metadata["panel"] == panel]
+                 for panel in PANELS}
 
 
 def settings_path() -> Path:
@@ -44,21 +40,14 @@ def settings_path() -> Path:
     return Path(base).expanduser() / "napari-nst" / "widget.json"
 
 
-def _control(field: dataclasses.Field):
+def _control(field: dataclasses.Field, **options):
+    """The control of one setting: magicgui picks it from the type (a ``Literal`` gives a combo
+    box), with the help as its tooltip, the limits and the metadata's magicgui options, and
+    ``options`` known only now (the devices present)."""
     meta = field.metadata
-    options = {"tooltip": meta["help"]}
-    if field.name == "weights_dir":
-        return FileEdit(name=field.name, label="weights folder", mode="d", nullable=True, **options)
-    if meta.get("choices"):
-        return ComboBox(name=field.name, value=field.default, choices=meta["choices"], **options)
-    if field.name == "style_strength":
-        return FloatSlider(name=field.name, value=field.default, min=0.0, max=1.0, step=0.05, **options)
-    if meta.get("min") is not None:
-        options.update(min=meta["min"], max=meta["max"])
-    if isinstance(field.default, float):
-        options["step"] = 0.001 if field.default < 1 else 0.1
-    return create_widget(value=field.default, annotation=type(field.default), name=field.name,
-                         label=field.name.replace("_", " "), options=options)
+    limits = {"min": meta["min"], "max": meta["max"]} if meta["min"] is not None else {}
+    return create_widget(value=field.default, annotation=field_annotation(field), name=field.name,
+                         options={"tooltip": meta["help"], **limits, **meta["widget"], **options})
 
 
 class StyleTransferWidget(Container):
@@ -82,11 +71,10 @@ class StyleTransferWidget(Container):
                             tooltip="style image layer(s); every content is run with every style")
         for picker in (self.content, self.style):
             picker.native.setMaximumHeight(90)
-        fields = {f.name: f for f in dataclasses.fields(Settings)}
-        self.controls = {name: _control(fields[name]) for name in _BASIC + _ADVANCED}
         devices = self._device_choices()
-        self.controls["device"] = ComboBox(name="device", value="auto", choices=devices,
-                                           tooltip=fields["device"].metadata["help"])
+        known_now = {"device": {"choices": devices}}
+        self.controls = {f.name: _control(f, **known_now.get(f.name, {}))
+                         for panel in PANELS for f in _PANEL_FIELDS[panel]}
         #: what "reset to defaults" restores: the API's defaults, adapted to this machine
         self.defaults = {name: control.value for name, control in self.controls.items()}
         if all(device == "cpu" for device in devices if device != "auto"):
@@ -108,8 +96,10 @@ class StyleTransferWidget(Container):
         self.status.native.setWordWrap(True)
         for label in (self.status, self.restored):
             label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.extend([self.content, self.style, *[self.controls[n] for n in _BASIC], self.show_advanced,
-                     *[self.controls[n] for n in _ADVANCED], self.restored, self.reset_button,
+        basic, advanced = ([self.controls[f.name] for f in _PANEL_FIELDS[panel]]
+                           for panel in PANELS)
+        self.extend([self.content, self.style, *basic, self.show_advanced, *advanced,
+                     self.restored, self.reset_button,
                      Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
                                labels=False),
                      self.compare, self.status])
@@ -172,11 +162,14 @@ class StyleTransferWidget(Container):
 
     # --- settings -----------------------------------------------------------------------------
     def _update_visibility(self, _=None):
-        predict = self.controls["method"].value == "predict"
-        for name, control in self.controls.items():
-            wanted = name in _BASIC or self.show_advanced.value
-            inapplicable = name in (_OPTIMIZE_ONLY if predict else _PREDICT_ONLY)
-            control.visible = wanted and not inapplicable
+        """Show the basic panel, the advanced one when asked, and of those the settings that the
+        chosen method reads."""
+        method = self.controls["method"].value
+        shown_panels = PANELS if self.show_advanced.value else PANELS[:1]
+        for panel in PANELS:
+            for f in _PANEL_FIELDS[panel]:
+                self.controls[f.name].visible = (panel in shown_panels
+                                                 and applies_to(f.name, method))
 
     def _values(self) -> dict:
         """The controls' values as plain data (a chosen folder as a string)."""

@@ -2,11 +2,12 @@
 
     napari-nst stylize CONTENT STYLE [STYLE ...] -o OUT [--steps N] [--size PX] [--device D] ...
 
-Options are generated from ``napari_nst.settings.Settings``, so the CLI offers exactly what the
-API and the widget do. Exit status: 0 success, 2 bad arguments or input (found before any work,
-the output location included), 1 failure during the run, 130 interrupted. Ctrl-C writes the
-image of the step the run was at; a failure, the latest kept image. Either goes to OUT, or, where
-OUT cannot be written, to a file in the system's temp folder that the last line names.
+Options are generated from ``napari_nst.settings.Settings`` and its field metadata (choices,
+which methods read an option), so the CLI offers exactly what the API and the widget do. Exit
+status: 0 success, 2 bad arguments or input (found before any work, the output location
+included), 1 failure during the run, 130 interrupted. Ctrl-C writes the image of the step the
+run was at; a failure, the latest kept image. Either goes to OUT, or, where OUT cannot be
+written, to a file in the system's temp folder that the last line names.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .settings import Settings
+from .settings import Settings, field_choices, methods_note
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: The CLI keeps the latest image in memory every this many steps (an emitted iterate), for a run
@@ -35,22 +36,21 @@ _CLI_DEFAULTS = {"output_range": "content when the output file can hold the cont
 def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(Settings):
         meta = f.metadata
-        if not meta.get("cli") or f.name == "emit_every":  # emit_every: --save-every below
+        if meta["cli"] is None:  # not a CLI option (emit_every: --save-every below)
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default
+        only = f"{methods_note(f)}; " if methods_note(f) else ""
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS,
-                  "help": f"{meta['help']} (default: {_CLI_DEFAULTS.get(f.name, default)})"}
+                  "help": f"{meta['help']} ({only}default: {_CLI_DEFAULTS.get(f.name, default)})"}
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
         if isinstance(default, (int, float)):
             kwargs["type"] = type(default)
-        if meta.get("choices"):
-            kwargs["choices"] = meta["choices"]
-        if f.name == "vgg_weights":
-            kwargs["metavar"] = "PATH"
-        parser.add_argument(flag, **kwargs)
+        if field_choices(f):
+            kwargs["choices"] = field_choices(f)
+        parser.add_argument(flag, **{**kwargs, **meta["cli"]})
     parser.add_argument("--save-every", "--emit-every", dest="emit_every", type=int,
                         default=argparse.SUPPRESS, metavar="N",
                         help="also write the image every N steps as OUT_stepNNNN.EXT, with a "
@@ -251,8 +251,8 @@ def _drive(args, steps, settings, content, bit_depth: int, keep_every: int, repo
     from .engine.weights import WeightsError
     from .io import write_image
 
-    bar = tqdm(total=settings.steps if settings.method == "optimize" else 1, unit="step",
-               disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=settings.total_steps(), unit="step", disable=args.quiet, file=sys.stderr,
+               dynamic_ncols=True)
     latest = None  # the latest emitted iterate: what a failure writes
     last = None  # the latest iterate of any step: Ctrl-C writes its snapshot
     current = 0

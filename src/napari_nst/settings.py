@@ -1,5 +1,11 @@
 """One settings object for the API, the CLI and the widget, so the three cannot drift apart.
 
+Each field's metadata says what the front ends need to know of it: which methods it applies to,
+the widget's panel that shows it, its limits, and the magicgui options its control needs beyond
+what its type decides. Choices are ``Literal`` annotations. The CLI builds its options and the
+widget its controls from these, and the step count of a run (``Settings.total_steps``) follows
+from them too.
+
 This module imports neither torch nor napari: the CLI builds its parser from these fields and
 the widget its controls, both before any heavy import.
 """
@@ -7,22 +13,34 @@ the widget its controls, both before any heavy import.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import os
 import re
 import sys
 import textwrap
+import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-METHODS = ("optimize", "predict")
-OPTIMIZERS = ("lbfgs", "adam")
-INITS = ("content", "noise", "predict")
-POOLINGS = ("avg", "max")
-NETWORKS = ("vgg19", "vgg19-distilled")
-PRECISIONS = ("auto", "float32", "bfloat16")
-OUTPUT_RANGES = ("unit", "content")
+Method = Literal["optimize", "predict"]
+Optimizer = Literal["lbfgs", "adam"]
+Init = Literal["content", "noise", "predict"]
+Pooling = Literal["avg", "max"]
+Network = Literal["vgg19", "vgg19-distilled"]
+Precision = Literal["auto", "float32", "bfloat16"]
+OutputRange = Literal["unit", "content"]
+
+METHODS = get_args(Method)
+OPTIMIZERS = get_args(Optimizer)
+INITS = get_args(Init)
+POOLINGS = get_args(Pooling)
+NETWORKS = get_args(Network)
+PRECISIONS = get_args(Precision)
+OUTPUT_RANGES = get_args(OutputRange)
+#: The widget's panels, in order; a field with ``panel=None`` is not in the widget.
+PANELS = ("basic", "advanced")
 
 #: VGG-19's layers in the order of torchvision's ``vgg19().features``: ``conv{block}_{n}`` then
 #: ``relu{block}_{n}`` for 2, 2, 4, 4, 4 convolutions per block, each block ending in
@@ -37,17 +55,31 @@ VGG19_LAYERS = tuple(
 DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 DEFAULT_CONTENT_LAYERS = ("conv4_2",)
 
+OPTIMIZE, PREDICT = ("optimize",), ("predict",)
 
-def _opt(default, help: str, *, choices=None, min=None, max=None, cli: bool = True):
-    """A dataclass field whose metadata feeds the CLI parser and the widget controls."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "cli": cli}
+
+def _opt(default, help: str, *, methods: tuple = METHODS, panel: str | None = None,
+         min=None, max=None, widget: dict | None = None, cli: bool | dict = True):
+    """A dataclass field and what the front ends need to know of it.
+
+    ``methods``: the methods whose runs read the setting (the widget hides it under the others;
+    the CLI and ``help(Settings)`` say "optimize only"). ``panel``: "basic" or "advanced", the
+    widget's panel that shows it; None: not in the widget. ``min``, ``max``: the allowed range,
+    checked here and the limits of the widget's control. ``widget``: magicgui options the type
+    does not decide (``widget_type``, ``step``, ``label``, ``mode``). ``cli``: False: no CLI
+    option; a dict: argparse options the type does not decide (``metavar``).
+    """
+    if panel not in (None, *PANELS) or not set(methods) <= set(METHODS):
+        raise ValueError(f"panel {panel!r} or methods {methods!r} unknown")  # a typo here
+    meta = {"help": help, "methods": tuple(methods), "panel": panel, "min": min, "max": max,
+            "widget": dict(widget or {}), "cli": {} if cli is True else (cli or None)}
     if isinstance(default, (list, dict, tuple)) or callable(default):
         factory = default if callable(default) else (lambda d=default: d)
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Settings:
     """Every parameter of a style-transfer run.
 
@@ -56,60 +88,89 @@ class Settings:
     256 px and at 2048 px, and with either feature network.
     """
 
-    method: str = _opt("optimize", "optimize (Gatys et al. 2015) or predict (Ghiasi et al. 2017)",
-                       choices=METHODS)
-    steps: int = _opt(300, "optimisation steps (one forward+backward pass each)", min=1, max=100000)
-    size: int = _opt(512, "working resolution: the content's longer side in pixels", min=16, max=16384)
-    style_scale: float = _opt(1.0, "style image size relative to the working size", min=0.05, max=8.0)
-    device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
-    seed: int = _opt(0, "random seed; the same seed gives the same result on the CPU", min=0,
-                     max=2**31 - 1)
+    # the widget's basic panel, in its order
+    method: Method = _opt("optimize", "optimize (Gatys et al. 2015) or predict (Ghiasi et al. "
+                          "2017)", panel="basic")
+    network: Network = _opt("vgg19", "feature network: vgg19 (ImageNet, 548 MB download) or "
+                            "vgg19-distilled (3.9 MB, about 1/16 of the compute: for CPUs and "
+                            "quick looks)", methods=OPTIMIZE, panel="basic")
+    device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps", panel="basic",
+                       widget={"widget_type": "ComboBox"})  # the widget offers what is present
+    steps: int = _opt(300, "optimisation steps (one forward+backward pass each)", methods=OPTIMIZE,
+                      panel="basic", min=1, max=100000)
+    size: int = _opt(512, "working resolution: the content's longer side in pixels", panel="basic",
+                     min=16, max=16384)
+    style_strength: float = _opt(1.0, "0 keeps the content as it is, 1 applies the style fully "
+                                 "(optimize: moves the style targets from the content's own "
+                                 "statistics to the style's; predict: the same with style "
+                                 "embeddings)", panel="basic", min=0.0, max=1.0,
+                                 widget={"widget_type": "FloatSlider", "step": 0.05})
+    keep_colors: bool = _opt(False, "keep the content's colours, transfer only the style's "
+                             "texture", panel="basic")
+    seed: int = _opt(0, "random seed; the same seed gives the same result on the CPU",
+                     methods=OPTIMIZE, panel="basic", min=0, max=2**31 - 1)
+    # the advanced panel, in its order
     content_weight: float = _opt(1.0, "weight of the content loss (relative squared error of the "
-                                 "content features)", min=0.0, max=1e6)
+                                 "content features)", methods=OPTIMIZE, panel="advanced", min=0.0,
+                                 max=1e6, widget={"step": 0.1})
     style_weight: float = _opt(30.0, "weight of the style loss (relative squared error of the "
-                               "Gram matrices, averaged over the style layers)", min=0.0, max=1e6)
+                               "Gram matrices, averaged over the style layers)", methods=OPTIMIZE,
+                               panel="advanced", min=0.0, max=1e6, widget={"step": 0.1})
     tv_weight: float = _opt(0.0, "weight of the total-variation (smoothness) loss, relative to the "
-                            "content's own (1: as smooth as the content)", min=0.0, max=1e6)
-    content_layers: tuple = _opt(DEFAULT_CONTENT_LAYERS, "VGG-19 layers for the content loss", cli=False)
-    style_layers: tuple = _opt(DEFAULT_STYLE_LAYERS, "VGG-19 layers for the style loss", cli=False)
+                            "content's own (1: as smooth as the content)", methods=OPTIMIZE,
+                            panel="advanced", min=0.0, max=1e6, widget={"step": 0.001})
+    init: Init = _opt("content", "starting image: content, noise or predict (the prediction); an "
+                      "array: init_image (API only)", methods=OPTIMIZE, panel="advanced")
+    optimizer: Optimizer = _opt("lbfgs", "lbfgs or adam", methods=OPTIMIZE, panel="advanced")
+    learning_rate: float = _opt(0.02, "Adam step size (pixels are in 0..1)", methods=OPTIMIZE,
+                                panel="advanced", min=1e-5, max=1.0, widget={"step": 0.001})
+    style_scale: float = _opt(1.0, "style image size relative to the working size",
+                              methods=OPTIMIZE, panel="advanced", min=0.05, max=8.0,
+                              widget={"step": 0.1})
+    coarse_to_fine: bool = _opt(True, "optimise from small to the working size (much faster)",
+                                methods=OPTIMIZE, panel="advanced")
+    precision: Precision = _opt("auto", "arithmetic of the VGG passes: bfloat16 is nearly 2x "
+                                "faster on CPUs with native bf16 (AVX512-BF16, AMX); auto uses it "
+                                "there and float32 elsewhere", methods=OPTIMIZE, panel="advanced")
+    emit_every: int = _opt(25, "emit an image every N steps (and always at the end)",
+                           methods=OPTIMIZE, panel="advanced", min=1, max=100000,
+                           cli=False)  # the CLI's --save-every sets it
+    style_crops: int = _opt(1, "average the style over this many crops", methods=PREDICT,
+                            panel="advanced", min=1, max=64)
+    weights_dir: str | None = _opt(None, "a folder searched first for weights files by their "
+                                   "names (like $NAPARI_NST_WEIGHTS_DIR); empty: the default "
+                                   "lookup", panel="advanced",
+                                   widget={"widget_type": "FileEdit", "mode": "d",
+                                           "label": "weights folder"})
+    output_range: OutputRange = _opt("unit", "result values: unit (float32 in 0..1) or content "
+                                     "(the content's own intensity range and dtype, e.g. uint16 "
+                                     "in 300..3352)", panel="advanced")
+    # not in the widget (``settings_overrides`` passes them)
+    init_image: Any = _opt(None, "a start image (an array as for content), API only; replaces "
+                           "init, which then stays at content", methods=OPTIMIZE, cli=False)
+    pooling: Pooling = _opt("avg", "VGG pooling: avg (the paper's choice) or max", methods=OPTIMIZE)
+    min_size: int = _opt(128, "smallest scale of coarse-to-fine optimisation", methods=OPTIMIZE,
+                         min=16, max=16384)
+    tile_size: int = _opt(1024, "tile side for large images", methods=PREDICT, min=64, max=16384)
+    content_layers: tuple = _opt(DEFAULT_CONTENT_LAYERS, "VGG-19 layers for the content loss",
+                                 methods=OPTIMIZE, cli=False)
+    style_layers: tuple = _opt(DEFAULT_STYLE_LAYERS, "VGG-19 layers for the style loss",
+                               methods=OPTIMIZE, cli=False)
     style_layer_weights: tuple | None = _opt(
-        None, "per-style-layer weights (default: equal, normalised to sum 1)", cli=False)
-    optimizer: str = _opt("lbfgs", "lbfgs or adam", choices=OPTIMIZERS)
-    learning_rate: float = _opt(0.02, "Adam step size (pixels are in 0..1)", min=1e-5, max=1.0)
-    init: Any = _opt("content", "starting image: content, noise, predict, or an array (API only)",
-                     choices=INITS)
-    pooling: str = _opt("avg", "VGG pooling: avg (the paper's choice) or max", choices=POOLINGS)
-    keep_colors: bool = _opt(False, "keep the content's colours, transfer only the style's texture")
-    precision: str = _opt("auto", "arithmetic of the VGG passes: bfloat16 is nearly 2x faster on "
-                          "CPUs with native bf16 (AVX512-BF16, AMX); auto uses it there and "
-                          "float32 elsewhere", choices=PRECISIONS)
-    coarse_to_fine: bool = _opt(True, "optimise from small to the working size (much faster)")
-    min_size: int = _opt(128, "smallest scale of coarse-to-fine optimisation", min=16, max=16384)
-    emit_every: int = _opt(25, "emit an image every N steps (and always at the end)", min=1,
-                           max=100000)
-    output_range: str = _opt("unit", "result values: unit (float32 in 0..1) or content (the "
-                             "content's own intensity range and dtype, e.g. uint16 in 300..3352)",
-                             choices=OUTPUT_RANGES)
+        None, "relative weight of each style layer: not negative, a positive sum, one per entry "
+        "of style_layers (default: equal; normalised to sum 1)", methods=OPTIMIZE, cli=False)
+    style_blend: tuple | None = _opt(
+        None, "relative weight of each style image when several are given: not negative, a "
+        "positive sum, one per style (default: equal; normalised to sum 1)", cli=False)
     content_window: tuple | None = _opt(
         None, "intensity window (low, high) mapped to 0..1 for the content", cli=False)
     style_window: tuple | None = _opt(
         None, "intensity window (low, high) mapped to 0..1 for the style", cli=False)
-    network: str = _opt("vgg19", "optimize: feature network; vgg19 (ImageNet, 548 MB download) or "
-                        "vgg19-distilled (3.9 MB, about 1/16 of the compute: for CPUs and quick "
-                        "looks)", choices=NETWORKS)
     vgg_weights: Any = _opt(None, "weights of the feature network: a .pth file or a torch module "
-                            "(default: $NAPARI_NST_WEIGHTS_DIR, then the cache, then a download)")
-    weights_dir: str | None = _opt(None, "a folder searched first for weights files by their "
-                                   "names (like $NAPARI_NST_WEIGHTS_DIR); empty: the default lookup")
-    style_strength: float = _opt(1.0, "0 keeps the content as it is, 1 applies the style fully "
-                                 "(optimize: moves the style targets from the content's own "
-                                 "statistics to the style's; predict: the same with style "
-                                 "embeddings)", min=0.0, max=1.0)
-    style_blend: tuple | None = _opt(None, "predict: weights of several style images", cli=False)
-    style_crops: int = _opt(1, "predict: average the style over this many crops", min=1, max=64)
-    tile_size: int = _opt(1024, "predict: tile side for large images", min=64, max=16384)
-    predictor_weights: Any = _opt(None, "predict: style predictor .tflite file", cli=False)
-    transformer_weights: Any = _opt(None, "predict: transformer .tflite file", cli=False)
+                            "(default: $NAPARI_NST_WEIGHTS_DIR, then the cache, then a download)",
+                            methods=OPTIMIZE, cli={"metavar": "PATH"})
+    predictor_weights: Any = _opt(None, "style predictor .tflite file", methods=PREDICT, cli=False)
+    transformer_weights: Any = _opt(None, "transformer .tflite file", methods=PREDICT, cli=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -117,13 +178,34 @@ class Settings:
     def validate(self) -> None:
         """Check every field and coerce the unambiguous (``"10"`` to 10, 2 to 2.0, a list of layer
         names to a tuple); raise ValueError naming the setting, what it got and what is allowed."""
+        self._move_init_image()
         for f in dataclasses.fields(self):
             setattr(self, f.name, _checked(f, getattr(self, f.name)))
-        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
-            raise ValueError("style_layer_weights needs one weight per entry of style_layers "
-                             f"({len(self.style_layers)}), got {len(self.style_layer_weights)}")
+        if self.style_layer_weights is not None:
+            _check_count("style_layer_weights", self.style_layer_weights, len(self.style_layers),
+                         "entry of style_layers")
         if not self.style_layers and not self.content_layers:
             raise ValueError("at least one content or style layer is needed")
+        if self.init_image is not None and self.init != "content":
+            raise ValueError(f"init={self.init!r} and init_image both say where to start; give "
+                             "one: init_image for an image, init for content, noise or predict")
+
+    def _move_init_image(self) -> None:
+        """``init=<array>`` (before init_image existed) still works, with a DeprecationWarning."""
+        if isinstance(self.init, str) or not _is_image(self.init):
+            return
+        if self.init_image is not None:
+            raise ValueError("init and init_image are both images; pass the start image as "
+                             "init_image only")
+        warnings.warn("init=<array> is deprecated; pass the start image as init_image=... (init "
+                      f"takes one of {', '.join(INITS)})", DeprecationWarning,
+                      stacklevel=_caller_stacklevel())
+        self.init_image, self.init = self.init, "content"
+
+    def total_steps(self) -> int:
+        """The steps one run (one content with one style) counts: ``steps`` where the method
+        reads it (optimize), else 1 (predict's one result)."""
+        return self.steps if applies_to("steps", self.method) else 1
 
     def replace(self, **changes) -> Settings:
         """A copy with some fields changed; unknown names are a clear error."""
@@ -146,6 +228,88 @@ class Settings:
             else:
                 out[f.name] = f"<{type(value).__name__}>"
         return out
+
+
+# --- what the front ends read from the field metadata ------------------------------------------
+
+@functools.cache
+def _annotations() -> dict:
+    return get_type_hints(Settings)
+
+
+def field_annotation(f: dataclasses.Field):
+    """The field's type as an object (``Literal[...]``, ``int``, ``str | None``), not a string."""
+    return _annotations()[f.name]
+
+
+def field_choices(f: dataclasses.Field) -> tuple | None:
+    """The choices of a ``Literal`` field, in order; None for any other field."""
+    annotation = field_annotation(f)
+    return get_args(annotation) if get_origin(annotation) is Literal else None
+
+
+def applies_to(name: str, method: str) -> bool:
+    """Whether a run of ``method`` reads setting ``name``."""
+    return method in _FIELDS[name].metadata["methods"]
+
+
+def methods_note(f: dataclasses.Field) -> str:
+    """"optimize only" for a field that one method reads, else ""."""
+    methods = f.metadata["methods"]
+    return f"{' and '.join(methods)} only" if set(methods) != set(METHODS) else ""
+
+
+# --- relative weights: one rule, for the layer weights and the style blend ----------------------
+
+def normalized_weights(name: str, weights, count: int, item: str) -> list[float]:
+    """``weights`` for ``count`` items (each an ``item``) divided by their sum; None: equal.
+
+    The one rule for relative weights: finite numbers, none negative, a positive sum, one per
+    item. Settings check all but the count where it is not known yet (the number of style images
+    is known when a run starts).
+    """
+    if weights is None:
+        return [1.0 / count] * count
+    weights = _weights(name, weights)
+    _check_count(name, weights, count, item)
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def normalized_blend_weights(weights, count: int) -> list[float]:
+    """Blend weights (``style_blend``) for ``count`` style images, normalised to sum 1."""
+    return normalized_weights("style_blend", weights, count, "style image")
+
+
+def _weights(name: str, value) -> tuple | None:
+    """Relative weights: finite, not negative, with a positive sum when there are any."""
+    weights = _numbers(name, value)
+    if weights is None:
+        return None
+    negative = [w for w in weights if w < 0]
+    if negative:
+        raise ValueError(f"{name} must not hold negative weights, got {weights}; the weights are "
+                         "relative (0 leaves an entry out)")
+    if weights and sum(weights) <= 0:
+        raise ValueError(f"{name} must have a positive sum, got {weights}; give at least one "
+                         "weight above 0")
+    return weights
+
+
+def _check_count(name: str, weights, count: int, item: str) -> None:
+    if len(weights) != count:
+        raise ValueError(f"{name} needs one weight per {item} ({count}), got {len(weights)}")
+
+
+def _caller_stacklevel() -> int:
+    """The stack level, for ``warnings.warn`` called by the caller of this function, of the first
+    frame outside this package and ``dataclasses``: a warning then names the user's line (and
+    Python's default filters show a DeprecationWarning there when it is ``__main__``)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
+            "napari_nst", "dataclasses"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # --- validation: one check per kind of field ----------------------------------------------------
@@ -199,12 +363,16 @@ def _choice(name: str, value, choices) -> str:
     return value
 
 
-def _init(name: str, value):
-    if isinstance(value, str):
-        return _choice(name, value, INITS)
-    if isinstance(value, list) or hasattr(value, "__array__") or hasattr(value, "shape"):
-        return value  # an image: checked with the inputs (engine.images)
-    raise ValueError(f"{name} must be one of {', '.join(INITS)} or an image array, {_got(value)}")
+def _is_image(value) -> bool:
+    return isinstance(value, list) or hasattr(value, "__array__") or hasattr(value, "shape")
+
+
+def _image(name: str, value):
+    """An image array or None, kept as given: checked with the inputs (engine.images)."""
+    if value is None or _is_image(value):
+        return value
+    raise ValueError(f"{name} must be an image array such as the content's, or None, "
+                     f"{_got(value)}")
 
 
 def _device(name: str, value) -> str:
@@ -286,12 +454,12 @@ def _weights_file(kind: str, module: bool = False):
 
 #: Checks of the fields that are not a plain int, float, bool or string with choices.
 _FIELD_CHECKS = {
-    "init": _init,
+    "init_image": _image,
     "device": _device,
     "content_layers": _layers,
     "style_layers": _layers,
-    "style_layer_weights": _numbers,
-    "style_blend": _numbers,
+    "style_layer_weights": _weights,
+    "style_blend": _weights,
     "content_window": _window,
     "style_window": _window,
     "weights_dir": _folder,
@@ -302,15 +470,17 @@ _FIELD_CHECKS = {
 
 
 def _checked(f: dataclasses.Field, value):
-    """``value`` checked (and coerced) for field ``f``: by name, else by its default's type."""
+    """``value`` checked (and coerced) for field ``f``: by name, else by its choices (a
+    ``Literal``), else by its default's type."""
     meta = f.metadata
     if f.name in _FIELD_CHECKS:
         return _FIELD_CHECKS[f.name](f.name, value)
+    choices = field_choices(f)
+    if choices:
+        return _choice(f.name, value, choices)
     kind = type(f.default)
     if kind is bool:
         return _boolean(f.name, value)
-    if kind is str and meta.get("choices"):
-        return _choice(f.name, value, meta["choices"])
     if kind is int:
         value = _integer(f.name, value)
     elif kind is float:
@@ -330,12 +500,16 @@ def _describe_fields(cls) -> str:
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         text = f"{f.name} ({default!r}): {f.metadata['help']}"
+        if methods_note(f):
+            text += f"; {methods_note(f)}"
         if f.metadata.get("min") is not None:
             text += f"; from {f.metadata['min']} to {f.metadata['max']}"
         lines += textwrap.wrap(text, 100, initial_indent="    ", subsequent_indent="        ",
                                break_on_hyphens=False)
     return "\n".join(lines) + "\n"
 
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 if Settings.__doc__ is not None:  # None under python -OO
     Settings.__doc__ = Settings.__doc__.rstrip() + "\n" + _describe_fields(Settings)

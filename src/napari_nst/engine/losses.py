@@ -35,6 +35,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..settings import normalized_blend_weights, normalized_weights  # the one rule for weights
+
 EPS = 1e-12
 
 
@@ -128,12 +130,9 @@ class StyleTransferLoss(nn.Module):
         self.features = features
         self.content_layers = tuple(content_layers)
         self.style_layers = tuple(style_layers)
-        layer_weights = torch.tensor(style_layer_weights if style_layer_weights is not None
-                                     else [1.0] * len(self.style_layers), dtype=torch.float64)
-        if len(self.style_layers) and layer_weights.sum() <= 0:
-            raise ValueError("style_layer_weights must have a positive sum")
-        layer_weights = layer_weights / layer_weights.sum() if len(self.style_layers) else layer_weights
-        self.style_layer_weights = [float(w) for w in layer_weights]
+        self.style_layer_weights = normalized_weights(
+            "style_layer_weights", style_layer_weights, len(self.style_layers),
+            "entry of style_layers")
         self.content_weight = float(content_weight)
         self.style_weight = float(style_weight)
         self.tv_weight = float(tv_weight)
@@ -171,20 +170,3 @@ class StyleTransferLoss(nn.Module):
                  "style": self.style_weight * style,
                  "tv": self.tv_weight * self.tv_loss(image)}
         return terms["content"] + terms["style"] + terms["tv"], terms
-
-
-def normalized_blend_weights(weights, count: int) -> list[float]:
-    """Blend weights for ``count`` styles, normalised to sum 1 (None: equal weights).
-
-    Weights that do not sum to 1 are rescaled; negative weights or a zero sum are rejected.
-    """
-    if weights is None:
-        return [1.0 / count] * count
-    weights = [float(w) for w in weights]
-    if len(weights) != count:
-        raise ValueError(f"style_blend has {len(weights)} weight(s) for {count} style image(s); "
-                         "give one weight per style image")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"style_blend weights {weights} must be >= 0 with a positive sum")
-    total = sum(weights)
-    return [w / total for w in weights]

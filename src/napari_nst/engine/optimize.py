@@ -86,8 +86,8 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
     """Yield an ``Iterate`` after every step; ``image`` is set every ``emit_every`` steps and at
     the last step, ``None`` otherwise (so a consumer can stop between any two steps).
 
-    ``initial`` is a start image (H, W, 3) in [0, 1] for ``init`` values that are not computed
-    here (an array, or the prediction).
+    ``initial`` is a start image (H, W, 3) in [0, 1] that is not computed here (``init_image``,
+    or the prediction of ``init="predict"``).
     """
     start = time.perf_counter()
     identity = "given extractor"
@@ -124,7 +124,7 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
             start_t = F.interpolate(image.detach(), size=shape, mode="bicubic", align_corners=False)
         elif initial is not None:
             start_t = to_tensor(initial, shape, device)
-        elif isinstance(settings.init, str) and settings.init == "noise":
+        elif settings.init == "noise":
             start_t = torch.rand((1, 3, *shape), generator=generator).to(device)
         else:
             start_t = content_t.clone()

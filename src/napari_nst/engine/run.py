@@ -25,26 +25,25 @@ def _as_list(style) -> list:
 def prepare_inputs(content, style, settings: Settings):
     """Validate and map the inputs (ValueError with what to do) before any work starts.
 
-    Returns the prepared content, the prepared styles and the initial image (an array given as
-    ``init``, else None). Inputs larger than they will be used are resized here, while they are
+    Returns the prepared content, the prepared styles and the initial image (``init_image``,
+    else None). Inputs larger than they will be used are resized here, while they are
     mapped (``prepare_image``'s ``size``), so that no float copy at their own size is made: the
-    content and an ``init`` array to the working size, the styles of an optimisation to its
+    content and ``init_image`` to the working size, the styles of an optimisation to its
     style size (prediction embeds crops of the whole style image, so those keep their size).
     """
     prepared_content = prepare_image(content, settings.content_window, name="content",
                                      size=settings.size)
     styles = _as_list(style)
     names = ["style"] if len(styles) == 1 else [f"style {i + 1}" for i in range(len(styles))]
-    predicts = settings.method == "predict" or (isinstance(settings.init, str)
-                                                and settings.init == "predict")
+    predicts = settings.method == "predict" or settings.init == "predict"
     style_size = None if predicts else round(settings.size * settings.style_scale)
     prepared_styles = [prepare_image(s, settings.style_window, name=n, size=style_size)
                        for s, n in zip(styles, names)]
     normalized_blend_weights(settings.style_blend, len(prepared_styles))  # rejects bad weights now
     initial = None
-    if not isinstance(settings.init, str):
+    if settings.init_image is not None:
         shape = working_shape(*prepared_content.shape[:2], settings.size)
-        initial = prepare_image(settings.init, name="init", size=shape).rgb
+        initial = prepare_image(settings.init_image, name="init_image", size=shape).rgb
     return prepared_content, prepared_styles, initial
 
 
@@ -79,7 +78,7 @@ def _run_method(content, styles, initial, settings, device) -> Iterator[Iterate]
 
             yield from predict_iterates(content, styles, settings, device)
             return
-        if isinstance(settings.init, str) and settings.init == "predict":
+        if settings.init == "predict":
             from .predict import predict_image
 
             initial = predict_image(content, styles, settings, device)
