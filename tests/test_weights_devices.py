@@ -62,8 +62,12 @@ def test_lookup_order_weights_dir_then_cache_then_download(vgg_file, mirror, ran
     # nothing anywhere: downloaded into torchvision's cache
     assert weights.locate(random_as_vgg19, progress=False) == cache / name
     assert mirror.requests == [name]
-    # in the cache: no second download
-    assert weights.locate(random_as_vgg19) == cache / name and len(mirror.requests) == 1
+    # in the cache: no second download, and no second hashing (it was hashed as it streamed in)
+    hashed = []
+    with monkeypatch.context() as patch:
+        patch.setattr(weights, "sha256_of", lambda path: hashed.append(path) or "")
+        assert weights.locate(random_as_vgg19) == cache / name and len(mirror.requests) == 1
+    assert hashed == []
     # the weights directory wins over the cache
     shutil.copy(vgg_file, directory / name)
     assert weights.locate(random_as_vgg19) == directory / name

@@ -113,18 +113,21 @@ def _where_to_put(entry: WeightsFile) -> str:
 _verified: set = set()
 
 
+def _verified_key(path: Path, entry: WeightsFile) -> tuple:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns, entry.sha256
+
+
 def verify(path: Path, entry: WeightsFile) -> Path:
     """``path`` if its sha256 matches ``entry``, else WeightsError saying what to do.
 
     A file already verified in this process (same size and mtime) is not hashed again.
     """
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, entry.sha256)
-    if key in _verified:
+    if _verified_key(path, entry) in _verified:
         return path
     actual = sha256_of(path)
     if actual.startswith(entry.sha256):
-        _verified.add(key)
+        _verified.add(_verified_key(path, entry))
     else:
         raise WeightsError(
             f"{path} is not the expected {entry.description}: its sha256 is {actual[:16]}..., "
@@ -203,6 +206,7 @@ def _download(entry: WeightsFile, target: Path, progress: bool) -> Path:
             f"is {actual[:16]}..., expected {entry.sha256[:16]}... (a proxy or captive portal "
             f"page?). Nothing was kept; {_where_to_put(entry)}.")
     os.replace(handle.name, target)
+    _verified.add(_verified_key(target, entry))  # hashed while it streamed in: not again
     return target
 
 
