@@ -43,10 +43,9 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
 
     settings = make_settings(settings, **overrides)
     jobs = make_jobs(viewer, content, style)
-    steps_per_job = 1 if settings.method == "predict" else settings.steps
     steps = _run_jobs(jobs, settings)
 
-    @thread_worker(progress={"total": steps_per_job * len(jobs), "desc": "Style transfer"},
+    @thread_worker(progress={"total": settings.total_steps() * len(jobs), "desc": "Style transfer"},
                    start_thread=False, ignore_errors=True)
     def work():
         yield from steps
