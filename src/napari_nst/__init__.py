@@ -24,6 +24,8 @@ _LAZY = {
     "DeviceError": "napari_nst.engine.devices",
     "run_in_viewer": "napari_nst._worker",
     "predict_batch": "napari_nst.engine.run",
+    "stylize_stack": "napari_nst.engine.stack",
+    "iter_stack": "napari_nst.engine.stack",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

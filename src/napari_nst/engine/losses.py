@@ -70,6 +70,18 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return _Gram.apply(flat) / (height * width)
 
 
+def style_gram_targets(features: nn.Module, styles: Sequence[torch.Tensor],
+                       style_layers: Sequence[str]) -> list[list[torch.Tensor]]:
+    """Each style image's Gram matrix at each style layer (float32, before blending): the style
+    targets of a ``StyleTransferLoss``, which a stack computes once for all its planes."""
+    with torch.no_grad():
+        grams = []
+        for style in styles:
+            style_features = features(style)
+            grams.append([gram_matrix(style_features[name]) for name in style_layers])
+        return grams
+
+
 def total_variation(image: torch.Tensor) -> torch.Tensor:
     """Mean squared difference between vertically and horizontally neighbouring pixels."""
     dy = image[..., 1:, :] - image[..., :-1, :]
@@ -119,12 +131,16 @@ class StyleTransferLoss(nn.Module):
     (s = 1), (1 - s)·G_content + s·G_style, so the result's colours and textures shift
     gradually, as predict's embedding interpolation does; scaling the style weight instead
     jumps: a small weight already transfers the style's colours completely.
+
+    ``styles`` are style images, or None with ``style_grams`` given instead: their Gram matrices
+    from ``style_gram_targets`` (the same layers), computed once for several contents.
     """
 
-    def __init__(self, features: nn.Module, content: torch.Tensor, styles: Sequence[torch.Tensor],
-                 *, content_layers, style_layers, style_layer_weights=None, content_weight=1.0,
-                 style_weight=1.0, tv_weight=0.0, style_blend=None, style_strength=1.0,
-                 compute_dtype=torch.float32):
+    def __init__(self, features: nn.Module, content: torch.Tensor,
+                 styles: Sequence[torch.Tensor] | None, *, content_layers, style_layers,
+                 style_layer_weights=None, content_weight=1.0, style_weight=1.0, tv_weight=0.0,
+                 style_blend=None, style_strength=1.0, compute_dtype=torch.float32,
+                 style_grams: Sequence[Sequence[torch.Tensor]] | None = None):
         super().__init__()
         self.compute_dtype = compute_dtype
         self.features = features
@@ -136,7 +152,11 @@ class StyleTransferLoss(nn.Module):
         self.content_weight = float(content_weight)
         self.style_weight = float(style_weight)
         self.tv_weight = float(tv_weight)
-        blend = normalized_blend_weights(style_blend, len(styles))
+        if (styles is None) == (style_grams is None):
+            raise ValueError("give either styles or style_grams")
+        if style_grams is None:
+            style_grams = style_gram_targets(features, styles, self.style_layers)
+        blend = normalized_blend_weights(style_blend, len(style_grams))
 
         with torch.no_grad():  # targets in float32, whatever the compute dtype
             content_features = features(content)
@@ -145,11 +165,10 @@ class StyleTransferLoss(nn.Module):
             grams: list[torch.Tensor] = [
                 (1.0 - style_strength) * gram_matrix(content_features[name])
                 for name in self.style_layers]
-            for weight, style in zip(blend, styles):
+            for weight, layer_grams in zip(blend, style_grams):
                 weight = weight * style_strength
-                style_features = features(style)
-                for i, name in enumerate(self.style_layers):
-                    grams[i] = grams[i] + weight * gram_matrix(style_features[name])
+                for i, gram in enumerate(layer_grams):
+                    grams[i] = grams[i] + weight * gram.to(grams[i].device)
             self.style_losses = nn.ModuleList(StyleLoss(g) for g in grams)
             self.tv_loss = TVLoss(content)
 

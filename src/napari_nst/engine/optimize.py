@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..settings import Settings
 from .devices import resolve_dtype
 from .images import PreparedImage, finish_image, output_image, working_shape
-from .losses import StyleTransferLoss
+from .losses import StyleTransferLoss, style_gram_targets
 from .result import Iterate
 from .vgg import VGGFeatures, load_features
 
@@ -80,14 +80,43 @@ def feature_extractor(settings: Settings, device: torch.device) -> tuple[VGGFeat
     return extractor.to(device), identity
 
 
+def run_scales(settings: Settings) -> list[tuple[int, int]]:
+    """(longer-side size, steps) of each scale of a run, smallest first."""
+    sizes = scale_sizes(settings.size, settings.min_size, settings.coarse_to_fine)
+    budgets = steps_per_scale(settings.steps, len(sizes))
+    return list(zip(sizes[len(sizes) - len(budgets):], budgets))
+
+
+def _style_tensors(styles: list[PreparedImage], settings: Settings, size: int,
+                   device: torch.device) -> list[torch.Tensor]:
+    """The style images as the scale of longer side ``size`` compares against them."""
+    return [to_tensor(s.rgb, working_shape(*s.rgb.shape[:2], round(size * settings.style_scale)),
+                      device) for s in styles]
+
+
+def style_targets(styles: list[PreparedImage], settings: Settings, device: torch.device,
+                  extractor: VGGFeatures | None = None) -> dict[int, list]:
+    """The style Gram matrices of every scale of a run ({scale size: ``style_gram_targets``}):
+    they depend on the styles and the settings only, so a stack computes them once and passes
+    them to ``optimize`` for every plane."""
+    if extractor is None:
+        extractor, _ = feature_extractor(settings, device)
+    return {size: style_gram_targets(extractor, _style_tensors(styles, settings, size, device),
+                                     settings.style_layers)
+            for size, _ in run_scales(settings)}
+
+
 def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
              device: torch.device, initial: np.ndarray | None = None,
-             extractor: VGGFeatures | None = None) -> Iterator[Iterate]:
+             extractor: VGGFeatures | None = None,
+             targets: dict[int, list] | None = None) -> Iterator[Iterate]:
     """Yield an ``Iterate`` after every step; ``image`` is set every ``emit_every`` steps and at
     the last step, ``None`` otherwise (so a consumer can stop between any two steps).
 
     ``initial`` is a start image (H, W, 3) in [0, 1] that is not computed here (``init_image``,
-    or the prediction of ``init="predict"``).
+    or the prediction of ``init="predict"``). ``targets``: the styles' Gram matrices from
+    ``style_targets`` for these settings, computed once for several contents (then ``styles``
+    is not read).
     """
     start = time.perf_counter()
     identity = "given extractor"
@@ -97,27 +126,23 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
     info = {"weights": identity,
             "precision": str(compute_dtype).removeprefix("torch.")}
     height, width = content.rgb.shape[:2]
-    sizes = scale_sizes(settings.size, settings.min_size, settings.coarse_to_fine)
-    budgets = steps_per_scale(settings.steps, len(sizes))
-    sizes = sizes[len(sizes) - len(budgets):]
+    scales = run_scales(settings)
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
 
     image = None
     step = 0
-    for scale_index, (size, budget) in enumerate(zip(sizes, budgets)):
+    for scale_index, (size, budget) in enumerate(scales):
         shape = working_shape(height, width, size)
         content_t = to_tensor(content.rgb, shape, device)
-        style_ts = [to_tensor(s.rgb, working_shape(*s.rgb.shape[:2],
-                                                   round(size * settings.style_scale)),
-                              device) for s in styles]
+        style_ts = None if targets is not None else _style_tensors(styles, settings, size, device)
         loss_fn = StyleTransferLoss(
             extractor, content_t, style_ts, content_layers=settings.content_layers,
             style_layers=settings.style_layers, style_layer_weights=settings.style_layer_weights,
             content_weight=settings.content_weight,
             style_weight=settings.style_weight, style_strength=settings.style_strength,
             tv_weight=settings.tv_weight, style_blend=settings.style_blend,
-            compute_dtype=compute_dtype)
+            compute_dtype=compute_dtype, style_grams=None if targets is None else targets[size])
         del style_ts
 
         if image is not None:  # the previous scale's result, upsampled
@@ -130,7 +155,7 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
             start_t = content_t.clone()
         image = start_t.contiguous().requires_grad_(True)
         optimizer = _make_optimizer(settings, image)
-        last_scale = scale_index == len(sizes) - 1
+        last_scale = scale_index == len(scales) - 1
 
         def closure():
             optimizer.zero_grad(set_to_none=True)
