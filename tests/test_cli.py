@@ -159,6 +159,58 @@ def test_network_option(images, tmp_path, capsys):
     assert "invalid choice: 'vgg16'" in capsys.readouterr().err
 
 
+# --- options derived from the Settings field metadata ---------------------------------------------
+
+def _stylize_options() -> dict:
+    """The ``stylize`` parser's options by destination."""
+    import argparse
+
+    from napari_nst.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {action.dest: action for action in commands.choices["stylize"]._actions}
+
+
+def test_options_come_from_the_settings_metadata():
+    """One option per CLI field, named after it, with the Literal's choices and a help that says
+    which method reads it; the fields marked cli=False have none."""
+    import dataclasses
+
+    from napari_nst.settings import Settings, field_choices, methods_note
+
+    options = _stylize_options()
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        if f.metadata["cli"] is None:
+            assert f.name == "emit_every" or f.name not in options, f.name  # --save-every sets it
+            continue
+        action = options[f.name]
+        assert flag in action.option_strings
+        assert action.help.startswith(f.metadata["help"])
+        assert tuple(action.choices or ()) == (field_choices(f) or ())
+        note = methods_note(f)
+        assert (f"({note}; default: " in action.help) == bool(note), f.name
+    assert options["init"].choices == ("content", "noise", "predict")
+    assert "(predict only; default: 1)" in options["style_crops"].help
+    assert "(optimize only; default: 300)" in options["steps"].help
+    assert "only" not in options["size"].help
+    assert options["vgg_weights"].metavar == "PATH"  # argparse options from the metadata
+    assert "init_image" not in options and "style_blend" not in options
+
+
+@pytest.mark.shared
+def test_predict_counts_one_step(images, tmp_path, capsys):
+    """The progress bar's total is the run's step count from the settings: 1 for predict."""
+    shared_path("weights", "magenta_arbitrary-image-stylization-v1-256_int8_prediction_1.tflite")
+    content, style = images
+    out = tmp_path / "out.png"
+    assert main(["stylize", str(content), str(style), "-o", str(out), "--method", "predict",
+                 "--size", "32", "--device", "cpu", "--steps", "50"]) == 0
+    err = capsys.readouterr().err
+    assert "1/1" in err and "/50" not in err
+    assert out.is_file()
+
+
 # --- the output location, checked before any work ------------------------------------------------
 
 @pytest.mark.parametrize("where, message", [

@@ -148,8 +148,10 @@ def test_blend_weights_are_normalised_or_rejected():
     assert normalized_blend_weights(None, 4) == pytest.approx([0.25] * 4)
     with pytest.raises(ValueError, match="one weight per style"):
         normalized_blend_weights([1], 2)
-    with pytest.raises(ValueError, match="positive sum"):
+    with pytest.raises(ValueError, match="must not hold negative weights"):
         normalized_blend_weights([1, -1], 2)
+    with pytest.raises(ValueError, match="positive sum"):
+        normalized_blend_weights([0, 0], 2)
 
 
 def test_vgg_layer_names_and_cut(random_vgg):

@@ -413,19 +413,42 @@ def test_weights_download_shows_in_the_activity_dock(qtbot, viewer, mirror):
                                f"file:{MAGENTA_TRANSFORMER.filename}")
 
 
-def test_predict_hides_optimize_controls(widget):
+def test_panels_and_methods_come_from_the_settings_metadata(widget):
+    """Every control, its panel, its place and whether the chosen method shows it follow the
+    Settings field metadata; the choices are the Literal annotations' arguments."""
+    import dataclasses
+
+    from napari_nst.settings import METHODS, PANELS, Settings, applies_to, field_choices
+
+    fields = [f for f in dataclasses.fields(Settings) if f.metadata["panel"] is not None]
+    panel = {f.name: f.metadata["panel"] for f in fields}
+    assert list(widget.controls) == [f.name for panel_name in PANELS for f in fields
+                                     if f.metadata["panel"] == panel_name]
+    assert {"method", "steps", "style_crops", "weights_dir"} <= set(panel)  # the metadata is used
+    # the basic controls, the advanced toggle, then the advanced controls
+    order = list(widget)
+    toggle = order.index(widget.show_advanced)
+    assert all((order.index(widget.controls[name]) < toggle) == (where == "basic")
+               for name, where in panel.items())
     shown = lambda name: not widget.controls[name].native.isHidden()  # noqa: E731
-    assert not shown("optimizer")  # advanced settings start hidden
-    widget.show_advanced.value = True
-    assert shown("optimizer") and shown("steps") and not shown("style_crops")
-    assert shown("precision") and widget.controls["precision"].choices == ("auto", "float32", "bfloat16")
-    assert shown("network") and widget.controls["network"].choices == ("vgg19", "vgg19-distilled")
-    widget.controls["method"].value = "predict"
-    assert not shown("network")
-    assert not shown("steps") and not shown("optimizer") and shown("style_crops")
-    assert not shown("precision")
-    widget.controls["method"].value = "optimize"
-    assert shown("steps") and shown("optimizer") and not shown("style_crops")
+    for method in METHODS:
+        widget.controls["method"].value = method
+        for advanced in (False, True):
+            widget.show_advanced.value = advanced
+            expected = {name for name, where in panel.items()
+                        if (where == "basic" or advanced) and applies_to(name, method)}
+            assert {name for name in panel if shown(name)} == expected, (method, advanced)
+    assert not applies_to("steps", "predict") and not applies_to("style_crops", "optimize")
+    for f in fields:
+        control = widget.controls[f.name]
+        assert control.tooltip == f.metadata["help"]
+        if field_choices(f):
+            assert tuple(control.choices) == field_choices(f)
+        for option, value in f.metadata["widget"].items():  # magicgui's own vocabulary
+            actual = type(control).__name__ if option == "widget_type" else getattr(control, option)
+            assert getattr(actual, "value", actual) == value, (f.name, option)
+    assert widget.controls["precision"].choices == ("auto", "float32", "bfloat16")
+    assert widget.controls["weights_dir"].label == "weights folder"
 
 
 @pytest.mark.shared

@@ -359,6 +359,9 @@ def test_the_engine_normalises_weights_by_the_settings_rule(random_vgg):
                                     style_layers=("conv1_1", "conv2_1"),
                                     style_layer_weights=(1.0, 3.0))
     assert loss.style_layer_weights == [0.25, 0.75]
+    content_only = losses.StyleTransferLoss(extractor, image, [image], content_layers=("conv1_1",),
+                                            style_layers=())
+    assert content_only.style_layer_weights == [] and float(content_only(image)[0]) == 0.0
     with pytest.raises(ValueError, match=r"^style_layer_weights must not hold negative weights, "
                                          r"got \(1.0, -3.0\)"):
         losses.StyleTransferLoss(extractor, image, [image], content_layers=(),

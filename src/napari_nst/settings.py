@@ -254,7 +254,7 @@ def applies_to(name: str, method: str) -> bool:
 
 
 def methods_note(f: dataclasses.Field) -> str:
-    """"optimize only" for a field that one method reads, else ""."""
+    """The note "optimize only" for a field that one method reads, else ""."""
     methods = f.metadata["methods"]
     return f"{' and '.join(methods)} only" if set(methods) != set(METHODS) else ""
 
@@ -269,7 +269,7 @@ def normalized_weights(name: str, weights, count: int, item: str) -> list[float]
     is known when a run starts).
     """
     if weights is None:
-        return [1.0 / count] * count
+        return [1.0 / count] * count if count else []
     weights = _weights(name, weights)
     _check_count(name, weights, count, item)
     total = sum(weights)
@@ -286,8 +286,7 @@ def _weights(name: str, value) -> tuple | None:
     weights = _numbers(name, value)
     if weights is None:
         return None
-    negative = [w for w in weights if w < 0]
-    if negative:
+    if any(w < 0 for w in weights):
         raise ValueError(f"{name} must not hold negative weights, got {weights}; the weights are "
                          "relative (0 leaves an entry out)")
     if weights and sum(weights) <= 0:
