@@ -63,8 +63,9 @@ def peak_in_fresh_process(size: int, tile: int, threads: int) -> tuple[float, fl
 def _peak_child(size: int, tile: int) -> None:
     import torch
 
-    from napari_nst.engine.magenta import load_model
-    from napari_nst.engine.predict import embed, render
+    from napari_nst.engine.magenta_weights import load_model
+    from napari_nst.engine.renderer import render
+    from napari_nst.engine.style_embedding import embed
 
     embedding = embed(load_model("predictor"), load_rgb("starry_night.jpg", 256))
     transformer = load_model("transformer")
@@ -82,7 +83,7 @@ def parity(predictor, transformer, predictor_file, transformer_file, threads: in
     import torch
     from ai_edge_litert.interpreter import Interpreter
 
-    from napari_nst.engine.predict import render
+    from napari_nst.engine.renderer import render
 
     def interpreter(path):
         runtime = Interpreter(model_path=str(path), num_threads=threads)
@@ -154,9 +155,10 @@ def main(argv=None) -> None:
         return
     from ai_edge_litert.interpreter import Interpreter
 
-    from napari_nst.engine.magenta import MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, load_model
-    from napari_nst.engine.predict import embed, render
-    from napari_nst.engine.weights import locate
+    from napari_nst.engine.magenta_weights import load_model
+    from napari_nst.engine.renderer import render
+    from napari_nst.engine.style_embedding import embed
+    from napari_nst.engine.weights import MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, locate
     from napari_nst.settings import Settings
 
     predictor = load_model("predictor")

@@ -155,8 +155,9 @@ def test_prepare_inputs_resizes_where_the_size_is_known():
 
 @pytest.mark.shared
 def test_tiled_render_reads_the_compact_image(env):
-    from napari_nst.engine.magenta import load_model
-    from napari_nst.engine.predict import embed, render
+    from napari_nst.engine.magenta_weights import load_model
+    from napari_nst.engine.renderer import render
+    from napari_nst.engine.style_embedding import embed
 
     content = shared_image("tubingen.jpg", 200)
     prepared = prepare_image(content)

@@ -26,14 +26,14 @@ import torch
 import napari_nst
 from napari_nst.engine import weights as weights_module
 from napari_nst.engine.images import luminance
-from napari_nst.engine.magenta import (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, StyleTransformer,
-                                       _torch_key, converted_cache_path, load_model,
-                                       load_state_dict)
-from napari_nst.engine.predict import (_spans, blend_embeddings, embed, render,
-                                       space_to_depth_kernel, style_crops, subpixel_kernel)
+from napari_nst.engine.magenta_weights import (converted_cache_path, layer_name, load_model,
+                                               load_state_dict)
+from napari_nst.engine.renderer import render
 from napari_nst.engine.run import predict_batch
+from napari_nst.engine.style_embedding import blend_embeddings, embed, style_crops
 from napari_nst.engine.tflite import read_tflite
-from napari_nst.engine.weights import WeightsError, sha256_of
+from napari_nst.engine.weights import (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, WeightsError,
+                                       sha256_of)
 
 from ._predict_helpers import (litert_embedding, litert_interpreter, litert_tensor,
                                litert_transfer, square_image)
@@ -93,9 +93,9 @@ def models():
 def working(image: np.ndarray, **settings) -> np.ndarray:
     """The content as the engine sees it: prepared and resized to the working size."""
     from napari_nst.engine.images import prepare_image
-    from napari_nst.engine.predict import _working_rgb
+    from napari_nst.engine.predict import working_content
 
-    return _working_rgb(prepare_image(image), napari_nst.Settings(**{**FAST, **settings}))
+    return working_content(prepare_image(image), napari_nst.Settings(**{**FAST, **settings})).rgb
 
 
 def as_embedding(vector: np.ndarray) -> torch.Tensor:
@@ -161,7 +161,7 @@ def test_every_convolution_matches_the_reference_within_half_a_step(env, litert,
                     if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D")]
     assert len(convolutions) == (53 if kind == "predictor" else 42)
     for op in convolutions:
-        layer = layers[_torch_key(op.inputs[1])]
+        layer = layers[layer_name(op.inputs[1])]
         x, _ = litert_tensor(interpreter, op.inputs[0])
         expected, step = litert_tensor(interpreter, op.outputs[0])
         with torch.inference_mode():
@@ -220,29 +220,7 @@ def test_stylised_output_matches_the_reference(env, litert):
     assert between_styles > 3 * np.abs(outputs[0][0] - outputs[0][1]).mean()
 
 
-# --- the renderer against the readable reference module ------------------------------------------
-
-def reference_forward(transformer: StyleTransformer, rgb: np.ndarray, embedding) -> np.ndarray:
-    height, width = rgb.shape[:2]
-    pad_h, pad_w = -height % 4, -width % 4
-    with torch.inference_mode():
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None]
-        x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-        return transformer(x, embedding)[0, :, :height, :width].permute(1, 2, 0).numpy()
-
-
-@pytest.mark.shared
-@pytest.mark.parametrize("shape", [(17, 23), (72, 96), (61, 45)])
-def test_fused_renderer_equals_the_module_at_any_size(env, content, style, shape):
-    predictor, transformer = models()
-    from PIL import Image
-
-    rgb = np.asarray(Image.fromarray(content).resize(shape[::-1]), dtype=np.float32) / 255
-    embedding = embed(predictor, style.astype(np.float32) / 255)
-    fast = render(transformer, rgb, embedding)
-    assert fast.shape == (*shape, 3) and fast.dtype == np.float32
-    np.testing.assert_allclose(fast, reference_forward(transformer, rgb, embedding), atol=1e-4)
-
+# --- the readable reference module (the renderer's own tests: tests/test_renderer.py) ----------
 
 @pytest.mark.shared
 def test_module_rejects_sizes_that_are_not_multiples_of_4(env):
@@ -251,54 +229,7 @@ def test_module_rejects_sizes_that_are_not_multiples_of_4(env):
         transformer(torch.rand(1, 3, 18, 20), torch.zeros(1, 100, 1, 1))
 
 
-def test_subpixel_and_space_to_depth_kernels_are_exact():
-    """The rearranged kernels compute the same convolutions (random weights, odd sizes)."""
-    F = torch.nn.functional
-    generator = torch.Generator().manual_seed(0)
-    low = torch.rand(1, 5, 7, 9, generator=generator)
-    weight = torch.randn(4, 5, 3, 3, generator=generator)
-    direct = F.conv2d(F.pad(F.interpolate(low, scale_factor=2, mode="nearest"), (1,) * 4,
-                            mode="reflect"), weight)
-    phases = F.conv2d(F.pad(low, (1,) * 4, mode="replicate"), subpixel_kernel(weight))
-    for phase in range(4):
-        a, b = divmod(phase, 2)
-        torch.testing.assert_close(phases[:, phase * 4:(phase + 1) * 4, a:a + 7, b:b + 9],
-                                   direct[:, :, a::2, b::2])
-    image = torch.rand(1, 3, 14, 18, generator=generator)
-    weight9 = torch.randn(2, 3, 9, 9, generator=generator)
-    direct9 = F.conv2d(image, weight9)  # 6 x 10
-    padded = F.pad(image, (0, 0, 0, 0))
-    s2d = torch.cat([padded[:, :, p::2, q::2] for p in range(2) for q in range(2)], dim=1)
-    out = F.conv2d(s2d, space_to_depth_kernel(weight9))
-    for phase in range(4):
-        a, b = divmod(phase, 2)
-        torch.testing.assert_close(out[:, phase * 2:(phase + 1) * 2], direct9[:, :, a::2, b::2])
-
-
 # --- tiling ---------------------------------------------------------------------------------------
-
-@pytest.mark.shared
-def test_tiled_and_untiled_results_agree(env, style):
-    """Instance-norm statistics are global, so tiles cannot differ in tone: the tiled result is
-    the untiled one up to float rounding, seams included."""
-    predictor, transformer = models()
-    rgb = shared_image("golden_gate.jpg", 222).astype(np.float32) / 255  # 166 x 222
-    embedding = embed(predictor, style.astype(np.float32) / 255)
-    whole = render(transformer, rgb, embedding, tile_size=1024)
-    tiled = render(transformer, rgb, embedding, tile_size=64)
-    assert rgb.shape == (166, 222, 3)
-    rows, cols = _spans(168, 64, 4), _spans(224, 64, 4)  # the tiles of the padded 168 x 224
-    assert len(rows) * len(cols) == 12
-    difference = np.abs(tiled - whole)
-    assert difference.max() < 1e-4
-    # No seam: the step across each tile boundary is the untiled image's step.
-    for _, boundary in rows[:-1]:
-        np.testing.assert_allclose(tiled[boundary] - tiled[boundary - 1],
-                                   whole[boundary] - whole[boundary - 1], atol=2e-4)
-    for _, boundary in cols[:-1]:
-        np.testing.assert_allclose(tiled[:, boundary] - tiled[:, boundary - 1],
-                                   whole[:, boundary] - whole[:, boundary - 1], atol=2e-4)
-
 
 @pytest.mark.shared
 def test_tile_size_setting_reaches_the_renderer(env, content, style):
@@ -560,18 +491,18 @@ def test_converted_state_dict_is_cached_by_hash(env, monkeypatch, tmp_path):
     cached = converted_cache_path(MAGENTA_TRANSFORMER, sha256_of(path))
     assert cached.is_file() and cached.parent.parent == tmp_path
 
-    import napari_nst.engine.magenta as magenta
+    import napari_nst.engine.magenta_weights as magenta_weights
 
     def no_parsing(path):
         raise AssertionError("the cached conversion should have been used")
 
-    parse = magenta.read_tflite
-    monkeypatch.setattr(magenta, "read_tflite", no_parsing)
+    parse = magenta_weights.read_tflite
+    monkeypatch.setattr(magenta_weights, "read_tflite", no_parsing)
     again = load_state_dict("transformer", path)
     assert again.keys() == state.keys()
     assert all(torch.equal(again[k], state[k]) for k in state)
 
-    monkeypatch.setattr(magenta, "read_tflite", parse)
+    monkeypatch.setattr(magenta_weights, "read_tflite", parse)
     cached.write_bytes(b"damaged")  # a damaged cache entry is converted again
     repaired = load_state_dict("transformer", path)
     assert all(torch.equal(repaired[k], state[k]) for k in state)

@@ -11,7 +11,7 @@ def clear_caches() -> None:
     import sys
 
     for module_name, cache in (("weights", "_verified"), ("optimize", "_features_cache"),
-                               ("magenta", "_models")):
+                               ("magenta_weights", "_loaded_models")):
         module = sys.modules.get(f"{__name__}.{module_name}")
         if module is not None:
             getattr(module, cache).clear()

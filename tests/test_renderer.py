@@ -1,0 +1,203 @@
+"""The fused, tiled renderer (``engine.renderer``) against the readable reference module, itself
+tiled and untiled, and into destinations other than a fresh numpy array.
+
+The reference for the transformer's arithmetic is ``StyleTransformer.forward``; the renderer may
+differ from it only by float rounding (fused kernels, statistics summed in another order), and
+tiling may change only that rounding: no seams.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_nst.engine import weights as weights_module
+from napari_nst.engine.magenta import StyleTransformer
+from napari_nst.engine.magenta_weights import load_model
+from napari_nst.engine.renderer import (render, render_into, space_to_depth_kernel,
+                                        subpixel_kernel, tile_grid)
+from napari_nst.engine.style_embedding import embed
+
+from tests.helpers import shared_image, shared_path
+
+
+@pytest.fixture(scope="module")
+def networks(tmp_path_factory):
+    """(predictor, transformer) from ../shared/weights, converted into a temporary cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(weights_module.WEIGHTS_DIR_ENV, str(shared_path("weights")))
+        patch.setenv(weights_module.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("cache")))
+        yield load_model("predictor"), load_model("transformer")
+
+
+@pytest.fixture(scope="module")
+def embedding(networks):
+    return embed(networks[0], shared_image("starry_night.jpg", 128).astype(np.float32) / 255)
+
+
+@pytest.fixture(scope="module")
+def golden_gate():
+    return shared_image("golden_gate.jpg", 222).astype(np.float32) / 255  # 166 x 222
+
+
+def reference_forward(transformer: StyleTransformer, rgb: np.ndarray, embedding) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    pad_h, pad_w = -height % 4, -width % 4
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+        x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        return transformer(x, embedding)[0, :, :height, :width].permute(1, 2, 0).numpy()
+
+
+class BlockArray:
+    """An (H, W, C) array-like that is not a numpy array and is only read and written in blocks
+    of rows and columns, as a zarr array is; counts the writes."""
+
+    def __init__(self, shape, dtype=np.float32, data=None):
+        self._data = np.zeros(shape, dtype) if data is None else np.array(data, dtype)
+        self.shape, self.dtype, self.writes = self._data.shape, self._data.dtype, 0
+
+    def __getitem__(self, key):
+        assert all(isinstance(k, slice) for k in key), key
+        return self._data[key].copy()
+
+    def __setitem__(self, key, block):
+        assert all(isinstance(k, slice) for k in key), key
+        self._data[key] = block
+        self.writes += 1
+
+    def to_numpy(self) -> np.ndarray:
+        return self._data.copy()
+
+
+# --- the fused kernels ----------------------------------------------------------------------------
+
+@pytest.mark.shared
+@pytest.mark.parametrize("shape", [(17, 23), (72, 96), (61, 45)])
+def test_fused_renderer_equals_the_module_at_any_size(networks, embedding, shape):
+    from PIL import Image
+
+    transformer = networks[1]
+    content = shared_image("tubingen.jpg", 96)
+    rgb = np.asarray(Image.fromarray(content).resize(shape[::-1]), dtype=np.float32) / 255
+    fast = render(transformer, rgb, embedding)
+    assert fast.shape == (*shape, 3) and fast.dtype == np.float32
+    np.testing.assert_allclose(fast, reference_forward(transformer, rgb, embedding), atol=1e-4)
+
+
+def test_subpixel_and_space_to_depth_kernels_are_exact():
+    """The rearranged kernels compute the same convolutions (random weights, odd sizes)."""
+    F = torch.nn.functional
+    generator = torch.Generator().manual_seed(0)
+    low = torch.rand(1, 5, 7, 9, generator=generator)
+    weight = torch.randn(4, 5, 3, 3, generator=generator)
+    direct = F.conv2d(F.pad(F.interpolate(low, scale_factor=2, mode="nearest"), (1,) * 4,
+                            mode="reflect"), weight)
+    phases = F.conv2d(F.pad(low, (1,) * 4, mode="replicate"), subpixel_kernel(weight))
+    for phase in range(4):
+        a, b = divmod(phase, 2)
+        torch.testing.assert_close(phases[:, phase * 4:(phase + 1) * 4, a:a + 7, b:b + 9],
+                                   direct[:, :, a::2, b::2])
+    image = torch.rand(1, 3, 14, 18, generator=generator)
+    weight9 = torch.randn(2, 3, 9, 9, generator=generator)
+    direct9 = F.conv2d(image, weight9)  # 6 x 10
+    s2d = torch.cat([image[:, :, p::2, q::2] for p in range(2) for q in range(2)], dim=1)
+    out = F.conv2d(s2d, space_to_depth_kernel(weight9))
+    for phase in range(4):
+        a, b = divmod(phase, 2)
+        torch.testing.assert_close(out[:, phase * 2:(phase + 1) * 2], direct9[:, :, a::2, b::2])
+
+
+# --- tiling ---------------------------------------------------------------------------------------
+
+def test_tile_grid_covers_the_padded_image():
+    assert tile_grid(166, 222, None) == ([(0, 168)], [(0, 224)])  # whole image: one tile
+    assert tile_grid(166, 222, 224) == ([(0, 168)], [(0, 224)])
+    rows, cols = tile_grid(166, 222, 64)
+    assert len(rows) == 3 and len(cols) == 4
+    for spans, padded in ((rows, 168), (cols, 224)):
+        assert spans[0][0] == 0 and spans[-1][1] == padded
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # contiguous, no overlap
+        assert all(start % 4 == 0 and 0 < stop - start <= 64 for start, stop in spans)
+    assert tile_grid(1000, 1000, 10)[0] == tile_grid(1000, 1000, 64)[0]  # tiles of 64 at least
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("shape, tile", [((166, 222), 64), ((130, 197), 64)])
+def test_tiled_and_untiled_results_agree(networks, embedding, golden_gate, shape, tile):
+    """Instance-norm statistics are global, so tiles cannot differ in tone: the tiled result is
+    the untiled one (and the reference module's) up to float rounding, seams included, also
+    where the image is not a multiple of 4 or of the tile."""
+    transformer = networks[1]
+    rgb = np.ascontiguousarray(golden_gate[:shape[0], :shape[1]])
+    whole = render(transformer, rgb, embedding, tile_size=1024)
+    tiled = render(transformer, rgb, embedding, tile_size=tile)
+    rows, cols = tile_grid(*shape, tile)
+    assert len(rows) >= 3 and len(cols) >= 3
+    assert np.abs(tiled - whole).max() < 1e-4
+    np.testing.assert_allclose(tiled, reference_forward(transformer, rgb, embedding), atol=1e-4)
+    # No seam: the step across each tile boundary is the untiled image's step.
+    for _, boundary in rows[:-1]:
+        np.testing.assert_allclose(tiled[boundary] - tiled[boundary - 1],
+                                   whole[boundary] - whole[boundary - 1], atol=2e-4)
+    for _, boundary in cols[:-1]:
+        np.testing.assert_allclose(tiled[:, boundary] - tiled[:, boundary - 1],
+                                   whole[:, boundary] - whole[:, boundary - 1], atol=2e-4)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("keep_bytes", [0, 100_000])
+def test_recomputing_instead_of_keeping_gives_the_same_bits(networks, embedding, golden_gate,
+                                                           keep_bytes):
+    """Tiled rendering with less memory for kept convolution outputs (none, or some of them: the
+    rest recomputed) gives exactly the result of keeping them all (this image's fit easily)."""
+    transformer = networks[1]
+    kept = render(transformer, golden_gate, embedding, tile_size=64)
+    recomputed = np.empty_like(kept)
+    render_into(transformer, golden_gate, embedding, recomputed, tile_size=64,
+                keep_bytes=keep_bytes)
+    np.testing.assert_array_equal(recomputed, kept)
+
+
+# --- sources and destinations ---------------------------------------------------------------------
+
+@pytest.mark.shared
+@pytest.mark.parametrize("tile", [None, 64])
+def test_render_into_memmaps_equals_render(networks, embedding, golden_gate, tmp_path, tile):
+    """Content read from and result written to files on disk (np.memmap): the same bits as the
+    in-memory render, whole and tiled."""
+    transformer = networks[1]
+    expected = render(transformer, golden_gate, embedding, tile_size=tile)
+    source = np.memmap(tmp_path / "content.f32", np.float32, "w+", shape=golden_gate.shape)
+    source[:] = golden_gate
+    destination = np.memmap(tmp_path / "result.f32", np.float32, "w+", shape=golden_gate.shape)
+    render_into(transformer, source, embedding, destination, tile_size=tile)
+    destination.flush()
+    del destination
+    on_disk = np.fromfile(tmp_path / "result.f32", np.float32).reshape(golden_gate.shape)
+    np.testing.assert_array_equal(on_disk, expected)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("tile", [None, 64])
+def test_render_into_an_array_like_that_is_not_numpy(networks, embedding, golden_gate, tile):
+    """Source and destination that are only read and written in blocks (as zarr arrays are):
+    the same bits as the in-memory render; tiled, the destination is written tile by tile."""
+    transformer = networks[1]
+    expected = render(transformer, golden_gate, embedding, tile_size=tile)
+    source = BlockArray(golden_gate.shape, data=golden_gate)
+    destination = BlockArray(golden_gate.shape)
+    render_into(transformer, source, embedding, destination, tile_size=tile)
+    np.testing.assert_array_equal(destination.to_numpy(), expected)
+    if tile is not None:
+        rows, cols = tile_grid(*golden_gate.shape[:2], tile)
+        assert destination.writes >= len(rows) * len(cols)
+
+
+@pytest.mark.shared
+def test_render_into_rejects_a_destination_it_cannot_fill(networks, embedding, golden_gate):
+    transformer = networks[1]
+    for wrong in (np.empty(golden_gate.shape, np.float64), np.empty((166, 222, 4), np.float32)):
+        with pytest.raises(ValueError, match=r"float32 of shape \(166, 222, 3\)"):
+            render_into(transformer, golden_gate, embedding, wrong)
