@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import math
 import weakref
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -136,36 +138,46 @@ def _versions() -> dict:
     return out
 
 
-def result_layer_kwargs(job: Job, iterate, settings: Settings) -> dict:
-    """Name, placement, display and provenance of the layer for one emitted iterate.
-
-    With ``output_range="content"`` the result is in its content's intensity range, so it gets the
-    content layer's contrast limits and looks like it; RGBA results keep their alpha (rgb=True).
-    """
-    content = job.content
-    image = iterate.image
-    height, width = content.data.shape[:2]
-    factor = (height / image.shape[0], width / image.shape[1])
-    scale = tuple(s * f for s, f in zip(content.scale, factor))
+def _placement(scale: tuple, translate: tuple, plane_in: tuple, plane_out: tuple) -> dict:
+    """Scale and translate that lay a result plane of ``plane_out`` pixels over its content plane
+    of ``plane_in`` pixels (the last two axes; leading axes keep the content's)."""
+    factor = (1.0,) * (len(scale) - 2) + tuple(i / o for i, o in zip(plane_in, plane_out))
     # pixel centres: result pixel i covers content pixels [i·f, (i+1)·f) in data units
-    translate = tuple(t + s * (f - 1) / 2 for t, s, f in zip(content.translate, content.scale, factor))
-    grayscale = content.data.ndim == 2 or (content.data.ndim == 3 and not content.rgb)
-    metadata = {"napari_nst": {
-        "content": content.name + content.slice_label, "style": job.style.name,
-        "step": iterate.step, "total_steps": iterate.total_steps,
-        "losses": dict(iterate.losses or {}), "elapsed_s": round(iterate.elapsed, 3),
-        "settings": settings.to_metadata(), "seed": settings.seed,
-        **iterate.info, "versions": _versions(),
-    }}
-    # short enough to read in the layer list: "astronaut × painting 25" (the step last)
-    kwargs = dict(name=f"{job.label} {iterate.step}", scale=scale, translate=translate,
-                  metadata=metadata)
+    return dict(scale=tuple(s * f for s, f in zip(scale, factor)),
+                translate=tuple(t + s * (f - 1) / 2 for t, s, f in zip(translate, scale, factor)))
+
+
+def _display(data, grayscale: bool, window, settings: Settings) -> dict:
+    """Data and display settings of a result layer. With ``output_range="content"`` the result is
+    in its content's intensity range, so it gets the content layer's contrast limits and looks
+    like it; RGBA results keep their alpha (rgb=True). Explicit limits: napari does not scan
+    the data (a stack's result may be a lazy view of a store)."""
     limits = (0.0, 1.0)
-    if settings.output_range == "content" and content.window is not None:
-        limits = content.window
+    if settings.output_range == "content" and window is not None:
+        limits = window
     if grayscale:
-        return dict(kwargs, data=image[..., 0], rgb=False, colormap="gray", contrast_limits=limits)
-    return dict(kwargs, data=image, rgb=True, contrast_limits=limits)
+        return dict(data=data[..., 0], rgb=False, colormap="gray", contrast_limits=limits)
+    return dict(data=data, rgb=True, contrast_limits=limits)
+
+
+def _provenance(job, settings: Settings, **run) -> dict:
+    return {"napari_nst": {
+        "content": job.content.name + job.content.slice_label, "style": job.style.name, **run,
+        "settings": settings.to_metadata(), "seed": settings.seed, "versions": _versions()}}
+
+
+def result_layer_kwargs(job: Job, iterate, settings: Settings) -> dict:
+    """Name, placement, display and provenance of the layer for one emitted iterate."""
+    content = job.content
+    grayscale = content.data.ndim == 2 or (content.data.ndim == 3 and not content.rgb)
+    metadata = _provenance(job, settings, step=iterate.step, total_steps=iterate.total_steps,
+                           losses=dict(iterate.losses or {}), elapsed_s=round(iterate.elapsed, 3),
+                           **iterate.info)
+    # short enough to read in the layer list: "astronaut × painting 25" (the step last)
+    return dict(name=f"{job.label} {iterate.step}", metadata=metadata,
+                **_placement(content.scale, content.translate, content.data.shape[:2],
+                             iterate.image.shape[:2]),
+                **_display(iterate.image, grayscale, content.window, settings))
 
 
 def add_result_layer(viewer, job: Job, iterate, settings: Settings):
@@ -188,3 +200,109 @@ def add_result_layer(viewer, job: Job, iterate, settings: Settings):
     viewer.layers.selection.active = layer
     job.add_result(layer)
     return layer
+
+
+# --- whole stacks: one result layer, filled in place as planes finish ---------------------------
+
+@dataclass
+class StackSource:
+    """A content layer's whole data for a stack run: referred to, not copied (a stack may be
+    bigger than memory; the engine reads it plane by plane and never writes to it). A
+    multiscale layer gives its full-resolution level."""
+
+    name: str
+    data: Any
+    window: tuple | None
+    rgb: bool
+    scale: tuple
+    translate: tuple
+    slice_label: str = ""
+    layer_ref: weakref.ref | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def layer(self):
+        return self.layer_ref() if self.layer_ref is not None else None
+
+    @property
+    def planes(self) -> int:
+        """How many 2-D planes the stack holds (1 for a single image)."""
+        return math.prod(self.data.shape[:self.data.ndim - (3 if self.rgb else 2)])
+
+
+@dataclass
+class StackJob:
+    """One content stack with one style image; ``result`` is its one layer once the run has
+    allocated the output."""
+
+    content: StackSource
+    style: LayerSnapshot
+    out: Any = None
+    result_ref: weakref.ref | None = field(default=None, repr=False)
+
+    @property
+    def results(self) -> list:
+        layer = self.result_ref() if self.result_ref is not None else None
+        return [] if layer is None else [layer]
+
+    def release(self) -> None:
+        self.content.data = self.style.data = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.content.name} × {self.style.name}"
+
+
+def stack_source(layer) -> StackSource:
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    window = tuple(float(v) for v in layer.contrast_limits) if layer.contrast_limits else None
+    return StackSource(name=layer.name, data=data, window=window, rgb=bool(layer.rgb),
+                       scale=tuple(layer.scale), translate=tuple(layer.translate),
+                       layer_ref=_weak(layer))
+
+
+def make_stack_jobs(viewer, content, style, out=None) -> list[StackJob]:
+    """One job per (content stack, style) pair; ``out`` (a path for the result's zarr store)
+    only where there is one pair."""
+    contents = [stack_source(layer) for layer in _image_layers(viewer, content)]
+    styles = [snapshot_layer(viewer, layer) for layer in _image_layers(viewer, style)]
+    if out is not None and len(contents) * len(styles) > 1:
+        raise ValueError(f"out={out!r} names one store, but {len(contents)} content and "
+                         f"{len(styles)} style layer(s) make {len(contents) * len(styles)} "
+                         "results; run them one at a time, or leave out=None (temporary stores)")
+    return [StackJob(c, s, out) for c in contents for s in styles]
+
+
+def add_stack_layer(viewer, job: StackJob, run, settings: Settings):
+    """The job's result layer, added on top and selected before any plane is done: the run's
+    output (a lazy dask view of a zarr store, or an array) with the content's axes, placed over
+    it, filled in as planes finish (``show_plane_done``)."""
+    from napari.layers import Image
+
+    output = run.output
+    if type(output).__module__.startswith("zarr"):
+        import dask.array as da
+
+        data = da.from_zarr(output)
+        store = str(getattr(output.store, "root", output.store))  # a local store: its folder
+    else:
+        data, store = output, None
+    content = job.content
+    plane_in = content.data.shape[-3:-1] if content.rgb else content.data.shape[-2:]
+    metadata = _provenance(job, run.settings, scope="stack", planes=run.total, planes_done=0,
+                           store=store)
+    layer = Image(name=f"{job.label} stack", metadata=metadata,
+                  **_placement(content.scale, content.translate, plane_in, output.shape[-3:-1]),
+                  **_display(data, not content.rgb, content.window, settings))
+    viewer.layers.append(layer)
+    viewer.layers.selection.active = layer
+    job.result_ref = _weak(layer)
+    return layer
+
+
+def show_plane_done(job: StackJob, plane) -> None:
+    """Redraw the job's layer (the finished plane is read from the output) and record progress
+    and provenance in its metadata."""
+    for layer in job.results:
+        record = layer.metadata["napari_nst"]
+        record.update(planes_done=plane.done, elapsed_s=round(plane.elapsed, 3), **plane.info)
+        layer.refresh()

@@ -1,8 +1,9 @@
 """The worker: ``run_in_viewer`` runs style transfer in a napari ``thread_worker``, one code path
 for the widget and the console.
 
-The engine runs in a generator ``thread_worker`` (torch is imported only there); every emitted
-iterate becomes a new Image layer on the main thread (``_layers``).
+The engine runs in a generator ``thread_worker`` (torch is imported only there); on the main
+thread every emitted iterate becomes a new Image layer, or, for a whole stack, one layer is
+filled in as its planes finish (``_layers``).
 
 A finished worker is never freed: napari's task registry (of the window that was current when
 the worker was made) keeps it, and with it ``worker.jobs``. So a run lets go of everything heavy
@@ -18,7 +19,8 @@ import warnings
 import weakref
 
 from ._activity_dock import ActivityDockBar
-from ._layers import Job, add_result_layer, job_settings, make_jobs
+from ._layers import (Job, StackJob, add_result_layer, add_stack_layer, job_settings, make_jobs,
+                      make_stack_jobs, show_plane_done)
 from ._status_spinner import status_spinners
 from .settings import Settings, make_settings
 
@@ -27,28 +29,69 @@ class RunFailed(Exception):
     """A failure inside the worker (weights, memory, device), carried out to the main thread."""
 
 
-def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, start: bool = True,
-                  on_iterate=None, **overrides):
-    """Stylize ``content`` with ``style`` in a worker thread, adding each emitted iterate as a layer.
+SCOPES = ("slice", "stack")
+
+
+def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, scope: str = "slice",
+                  out=None, client=None, start: bool = True, on_iterate=None, **overrides):
+    """Stylize ``content`` with ``style`` in a worker thread.
 
     ``content`` and ``style`` are Image layers or layer names, or lists of them: every content is
     run with every style, one after another in one worker. Settings are as for
-    ``napari_nst.iterate``. Returns the started ``GeneratorWorker`` (``worker.quit()`` stops at the
-    next step and keeps the layers already added); the jobs and their result layers are on
-    ``worker.jobs``. ``on_iterate(job, iterate)`` is called on the main thread for every step.
-    Closing the viewer's window stops the worker, and nothing is added to it after the close.
+    ``napari_nst.iterate``. ``scope``:
+
+    * ``"slice"``: the 2-D image on screen (the displayed slice of a stack); each emitted iterate
+      becomes a new layer.
+    * ``"stack"``: every plane of the content layer (``napari_nst.iter_stack``), into ONE layer
+      with the content's axes, created when the run starts and filled in as each plane finishes
+      (scroll through it while it runs). Results go to a zarr store at ``out`` (default: a new
+      temporary one), shown as a lazy view of it. ``client``: a ``dask.distributed`` Client or a
+      scheduler address, to run the planes on a cluster. The style is the slice on screen.
+
+    Returns the started ``GeneratorWorker`` (``worker.quit()`` stops at the next step or plane
+    and keeps what was added); the jobs and their result layers are on ``worker.jobs``.
+    ``on_iterate(job, item)`` is called on the main thread for every step (an ``Iterate``) or,
+    for stacks, every finished plane (a ``PlaneDone``). Closing the viewer's window stops the
+    worker, and nothing is added to it after the close.
     """
+    settings = make_settings(settings, **overrides)
+    if scope == "slice":
+        jobs = make_jobs(viewer, content, style)
+        total = settings.total_steps() * len(jobs)
+        events = _run_jobs(jobs, settings)
+
+        def show(job, iterate):
+            if iterate.emitted:
+                add_result_layer(viewer, job, iterate, settings)
+            return iterate
+    elif scope == "stack":
+        from .engine.stack import StackRun
+
+        jobs = make_stack_jobs(viewer, content, style, out)
+        total = sum(job.content.planes for job in jobs)
+        events = _run_stack_jobs(jobs, settings, client)
+
+        def show(job, event):
+            if isinstance(event, StackRun):  # the output is allocated: the layer can show it
+                add_stack_layer(viewer, job, event, settings)
+                return None
+            show_plane_done(job, event)
+            return event
+    else:
+        raise ValueError(f"scope={scope!r} is not supported; choose one of {', '.join(SCOPES)}")
+    return _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start)
+
+
+def _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start):
+    """A thread worker over ``events`` ((job, event) pairs made in its thread); ``show(job,
+    event)`` turns each into layers on the main thread and returns what ``on_iterate`` gets."""
     from napari.qt.threading import thread_worker
     from qtpy.QtCore import Qt
 
-    settings = make_settings(settings, **overrides)
-    jobs = make_jobs(viewer, content, style)
-    steps = _run_jobs(jobs, settings)
-
-    @thread_worker(progress={"total": settings.total_steps() * len(jobs), "desc": "Style transfer"},
-                   start_thread=False, ignore_errors=True)
+    @thread_worker(progress={"total": total, "desc": "Style transfer"}, start_thread=False,
+                   ignore_errors=True)
     def work():
-        yield from steps
+        yield from events
 
     worker = work()
     window = _WindowWatch(viewer, worker)
@@ -57,11 +100,10 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
         if window.closed:  # queued before the close: the viewer is gone
             worker.quit()
             return
-        job, iterate = item
-        if iterate.emitted:
-            add_result_layer(viewer, job, iterate, settings)
-        if on_iterate is not None:
-            on_iterate(job, iterate)
+        job, event = item
+        progress = show(job, event)
+        if on_iterate is not None and progress is not None:
+            on_iterate(job, progress)
 
     def release():
         """After the last callback: napari keeps the worker, so let go of what the run held."""
@@ -74,7 +116,7 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
     worker.errored.connect(_show_failure)
     # in the worker's thread as it ends: a stopped generator keeps its frame (the engine's tensors)
     # until closed, and its context managers (torch's modes are per thread) exit where they entered
-    worker.finished.connect(functools.partial(_close, steps), Qt.ConnectionType.DirectConnection)
+    worker.finished.connect(functools.partial(_close, events), Qt.ConnectionType.DirectConnection)
     worker.finished.connect(release)
     worker.jobs = jobs
     worker.settings = settings
@@ -85,22 +127,65 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
     return worker
 
 
+@contextlib.contextmanager
+def _failures_carried_out():
+    """superqt takes a RuntimeError leaving a worker for a deleted Qt object and drops it without
+    emitting errored or finished; torch and the weights loader raise these."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise RunFailed(f"{exc.__class__.__name__}: {exc}") from exc
+
+
 def _run_jobs(jobs: list[Job], settings: Settings):
     """(job, iterate) for every step of every job; iterated in the worker thread."""
     from .engine.run import run_steps
     from .engine.weights import download_progress
 
+    with _failures_carried_out(), download_progress(ActivityDockBar):
+        for job in jobs:
+            run = run_steps(job.content.data, job.style.data, job_settings(settings, job))
+            with contextlib.closing(run):
+                for iterate in run:
+                    yield job, iterate
+
+
+def _run_stack_jobs(jobs: list[StackJob], settings: Settings, client):
+    """For each job (in the worker thread): its ``StackRun`` once the output is allocated, then a
+    ``PlaneDone`` per finished plane. A scheduler address is connected to here, and closed."""
+    from .engine.stack import iter_stack, temporary_store
+    from .engine.weights import download_progress
+
+    with _failures_carried_out(), download_progress(ActivityDockBar), \
+            _connected(client) as connected:
+        for job in jobs:
+            run = iter_stack(job.content.data, job.style.data, client=connected,
+                             out=job.out if job.out is not None else temporary_store(),
+                             settings=job_settings(settings, job))
+            yield job, run
+            planes = iter(run)
+            with contextlib.closing(planes):
+                for plane in planes:
+                    yield job, plane
+
+
+@contextlib.contextmanager
+def _connected(client):
+    """``client`` as a dask.distributed Client: as given, or connected to an address and closed
+    at the end; None stays None (dask's local scheduler)."""
+    if not isinstance(client, str):
+        yield client
+        return
     try:
-        with download_progress(ActivityDockBar):
-            for job in jobs:
-                run = run_steps(job.content.data, job.style.data, job_settings(settings, job))
-                with contextlib.closing(run):
-                    for iterate in run:
-                        yield job, iterate
-    except RuntimeError as exc:
-        # superqt takes a RuntimeError leaving a worker for a deleted Qt object and drops it
-        # without emitting errored or finished; torch and the weights loader raise these.
-        raise RunFailed(f"{exc.__class__.__name__}: {exc}") from exc
+        from distributed import Client
+    except ImportError as exc:
+        raise RunFailed("running on a dask scheduler needs the distributed package: "
+                        "pip install 'napari-nst[distributed]'") from exc
+    connected = Client(client, timeout="10s")
+    try:
+        yield connected
+    finally:
+        connected.close()
 
 
 def _close(generator) -> None:

@@ -185,7 +185,6 @@ def _run_local(records: list, client=None) -> Iterator[_PlaneRecord]:
     """The graph on dask's threaded scheduler (one worker thread) in a background thread; records
     come back through a queue as each plane finishes. Closing stops before the next task."""
     import dask
-    from dask.callbacks import Callback
 
     wanted = {record.key for record in records}
     results: queue.Queue = queue.Queue()
@@ -205,8 +204,12 @@ def _run_local(records: list, client=None) -> Iterator[_PlaneRecord]:
 
     def compute():
         try:
-            with Callback(pretask=pretask, posttask=posttask):
-                dask.compute(*records, scheduler="threads", num_workers=1)
+            # our callbacks passed explicitly: with dask's global ones (``with Callback()``) the
+            # scheduler swaps ``Callback.active`` out for the whole run, from this thread, under
+            # napari, which registers its own cache there while it slices dask layers
+            # (start, start_state, pretask, posttask, finish), dask's documented tuple form
+            dask.compute(*records, scheduler="threads", num_workers=1,
+                         callbacks=[(None, None, pretask, posttask, None)])
             results.put(finished)
         except _Stopped:
             results.put(finished)
