@@ -111,3 +111,29 @@ def test_lazy_rgb_stack_and_bad_scope(qtbot, viewer, random_vgg):
         napari_nst.run_in_viewer(viewer, "lazy", "style", scope="volume")
     with pytest.raises(ValueError, match="names one store"):
         napari_nst.run_in_viewer(viewer, ["lazy", "zstack"], "style", scope="stack", out="x.zarr")
+
+
+def test_widget_runs_the_whole_stack(qtbot, viewer, random_vgg):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
+    widget.settings_overrides["vgg_weights"] = random_vgg
+    for name, value in {**QUICK, "method": "optimize", "network": "vgg19"}.items():
+        widget.controls[name].value = value
+    widget.content.value, widget.style.value = [viewer.layers["zstack"]], [viewer.layers["style"]]
+    shown = lambda control: not control.native.isHidden()  # noqa: E731
+    widget.show_advanced.value = True
+    assert not shown(widget.scheduler)
+    widget.scope.value = "stack"
+    assert shown(widget.scheduler)  # the cluster address is a whole-stack, advanced setting
+    widget.show_advanced.value = False
+    assert not shown(widget.scheduler)
+    statuses = []
+    worker = widget.run()
+    # connected after the widget's own handler: sees the status line each event left
+    worker.yielded.connect(lambda _: statuses.append(widget.status.value))
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    results = [layer for layer in viewer.layers if "napari_nst" in layer.metadata]
+    assert len(results) == 1 and results[0].data.shape == (4, 24, 32)
+    assert any("plane 4/4" in text for text in statuses), statuses
+    assert widget.status.value.startswith("done")

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import CheckBox, Container, Label, PushButton, Select, create_widget
+from magicgui.widgets import (CheckBox, ComboBox, Container, Label, LineEdit, PushButton, Select,
+                              create_widget)
 
 from ._worker import run_in_viewer
 from .settings import PANELS, Settings, applies_to, field_annotation
@@ -71,6 +72,17 @@ class StyleTransferWidget(Container):
                             tooltip="style image layer(s); every content is run with every style")
         for picker in (self.content, self.style):
             picker.native.setMaximumHeight(90)
+        self.scope = ComboBox(
+            label="run on", value="slice",
+            choices=[("slice on screen", "slice"), ("whole stack", "stack")],
+            tooltip="slice on screen: the 2-D image shown, every emitted step a new layer. "
+                    "whole stack: every plane of the content layer (z, t, ...), consistent from "
+                    "plane to plane, into ONE layer filled in as planes finish; results go to a "
+                    "temporary zarr store (see the layer's metadata)")
+        self.scheduler = LineEdit(
+            label="dask scheduler", value="",
+            tooltip="whole stack: the address of a dask.distributed scheduler (tcp://host:8786) "
+                    "to run the planes on a cluster; empty: on this machine")
         devices = self._device_choices()
         known_now = {"device": {"choices": devices}}
         self.controls = {f.name: _control(f, **known_now.get(f.name, {}))
@@ -98,7 +110,8 @@ class StyleTransferWidget(Container):
             label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         basic, advanced = ([self.controls[f.name] for f in _PANEL_FIELDS[panel]]
                            for panel in PANELS)
-        self.extend([self.content, self.style, *basic, self.show_advanced, *advanced,
+        self.extend([self.content, self.style, self.scope, *basic, self.show_advanced, *advanced,
+                     self.scheduler,
                      self.restored, self.reset_button,
                      Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
                                labels=False),
@@ -113,6 +126,7 @@ class StyleTransferWidget(Container):
         self.stop_button.changed.connect(self.stop)
         self.compare.changed.connect(self._on_compare)
         self.show_advanced.changed.connect(self._update_visibility)
+        self.scope.changed.connect(self._update_visibility)
         self.controls["method"].changed.connect(self._update_visibility)
         self._update_visibility()
         for event in ("inserted", "removed", "reordered"):
@@ -170,6 +184,7 @@ class StyleTransferWidget(Container):
             for f in _PANEL_FIELDS[panel]:
                 self.controls[f.name].visible = (panel in shown_panels
                                                  and applies_to(f.name, method))
+        self.scheduler.visible = self.show_advanced.value and self.scope.value == "stack"
 
     def _values(self) -> dict:
         """The controls' values as plain data (a chosen folder as a string)."""
@@ -234,7 +249,9 @@ class StyleTransferWidget(Container):
             self._save_values()
             self._started = time.perf_counter()
             worker = run_in_viewer(self._viewer, list(self.content.value), list(self.style.value),
-                                   settings, start=False, on_iterate=self._on_iterate)
+                                   settings, scope=self.scope.value, start=False,
+                                   client=self.scheduler.value.strip() or None,
+                                   on_iterate=self._on_iterate)
         except Exception as exc:  # bad input or setting: say so and stay idle
             show_error(f"Style transfer: {exc}")
             self._set_status(f"error: {exc}")
@@ -276,6 +293,9 @@ class StyleTransferWidget(Container):
     def _on_iterate(self, job, iterate):
         if self._gone:
             return
+        if not hasattr(iterate, "total_steps"):  # a finished plane of a whole stack
+            self._on_plane(job, iterate)
+            return
         elapsed = max(iterate.elapsed, 1e-9)
         rate = iterate.step / elapsed
         left = (iterate.total_steps - iterate.step) / rate if rate else 0.0
@@ -285,6 +305,13 @@ class StyleTransferWidget(Container):
         self._last_losses = iterate.losses or self._last_losses
         if self._last_losses and "total" in self._last_losses:
             text += f" · loss {self._last_losses['total']:.4g}"
+        self._set_status(text)
+
+    def _on_plane(self, job, plane):
+        rate = plane.done / max(plane.elapsed, 1e-9)
+        text = f"{job.label}: plane {plane.done}/{plane.total} · {rate:.2f} planes/s"
+        if plane.done < plane.total:
+            text += f" · {(plane.total - plane.done) / rate:.0f} s left"
         self._set_status(text)
 
     def _on_finished(self):
