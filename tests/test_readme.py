@@ -20,7 +20,7 @@ pytestmark = pytest.mark.shared
 
 
 def test_the_readme_has_the_blocks_these_tests_expect():
-    assert len(API_BLOCKS) == 2 and len(CONSOLE_BLOCKS) == 2
+    assert len(API_BLOCKS) == 3 and len(CONSOLE_BLOCKS) == 2
 
 
 @pytest.fixture
@@ -46,8 +46,18 @@ def test_api_blocks_run_as_written(readme_folder, capsys):
     assert namespace["fast"].shape[0] / namespace["fast"].shape[1] == content.shape[0] / content.shape[1]
     assert namespace["half"].shape == namespace["result"].shape
     assert max(namespace["trial"].shape[:2]) == 128
-    printed = capsys.readouterr().out.split("\n")
-    assert [line.split()[0] for line in printed if line] == ["25", "50"]
+    printed = [line for line in capsys.readouterr().out.split("\n") if line]
+    assert [line.split()[0] for line in printed[:2]] == ["25", "50"]
+    # the stack block: six planes, each as stylize gives it, the same locally, in the store and
+    # on the cluster
+    frames = namespace["frames"]
+    assert frames.shape[0] == 6 and frames.shape[3] == 3 and max(frames.shape[1:3]) == 256
+    assert sorted(line.split(" done")[0] for line in printed[2:]) == [f"plane ({i},)" for i in range(6)]
+    np.testing.assert_array_equal(np.asarray(namespace["stored"]), frames)
+    # dask's worker processes run torch on one thread each (this process on every core), and
+    # convolutions sum in another order: equal to float32 rounding, not bit for bit
+    np.testing.assert_allclose(namespace["clustered"], frames, atol=1e-5)
+    assert (readme_folder / "frames.zarr").is_dir()
 
 
 @pytest.mark.gui
