@@ -16,7 +16,9 @@ nothing but the input. Linux only.
 
 Cases: ``prepare`` (``prepare_image`` at full size), ``prepare-small`` (``prepare_image`` with
 ``size``, as ``stylize`` calls it), ``predict-small`` (``stylize(method="predict")`` at
-``--work-size``) and ``predict-full`` (at size N, tiled with the default ``tile_size``).
+``--work-size``), ``predict-full`` (at size N, tiled with the default ``tile_size``) and
+``render-zarr`` (the renderer alone at full size, tiled, from the prepared image into a zarr array
+on disk: the result is not held in memory).
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ from memory import proc_status
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-CASES = ("prepare", "prepare-small", "predict-small", "predict-full")
+CASES = ("prepare", "prepare-small", "predict-small", "predict-full", "render-zarr")
 TITLES = {"prepare": "prepare_image, full size",
           "prepare-small": "prepare_image, size {work}",
           "predict-small": "predict, size {work}",
-          "predict-full": "predict, full size (tiled {tile})"}
+          "predict-full": "predict, full size (tiled {tile})",
+          "render-zarr": "render_into a zarr array, full size (tiled {tile})"}
 
 
 def _image(side: int) -> np.ndarray:
@@ -76,6 +79,18 @@ def child(case: str, side: int, work: int, tile: int) -> dict:
     style = _style()
     settings = dict(method="predict", device="cpu", tile_size=tile)
     napari_nst.stylize(_image(64), style, size=64, **settings)  # networks loaded, libraries warm
+    if case == "render-zarr":
+        import tempfile
+
+        import zarr
+
+        from napari_nst.engine.magenta_weights import load_model
+        from napari_nst.engine.renderer import render_into
+        from napari_nst.engine.style_embedding import embed
+
+        transformer = load_model("transformer")
+        embedding = embed(load_model("predictor"), prepare_image(style).rgb)
+        folder = tempfile.TemporaryDirectory()
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")
     baseline = proc_status("VmRSS")
@@ -87,6 +102,10 @@ def child(case: str, side: int, work: int, tile: int) -> dict:
         result = prepared.values if hasattr(prepared, "values") else prepared.rgb
     elif case == "prepare-small":
         result = prepare_image(data, size=work).values
+    elif case == "render-zarr":
+        result = zarr.open_array(f"{folder.name}/result.zarr", mode="w", shape=(side, side, 3),
+                                 chunks=(tile, tile, 3), dtype="float32")
+        render_into(transformer, prepare_image(data), embedding, result, tile_size=tile)
     else:
         size = work if case == "predict-small" else side
         result = napari_nst.stylize(data, style, size=size, **settings)

@@ -50,27 +50,6 @@ def reference_forward(transformer: StyleTransformer, rgb: np.ndarray, embedding)
         return transformer(x, embedding)[0, :, :height, :width].permute(1, 2, 0).numpy()
 
 
-class BlockArray:
-    """An (H, W, C) array-like that is not a numpy array and is only read and written in blocks
-    of rows and columns, as a zarr array is; counts the writes."""
-
-    def __init__(self, shape, dtype=np.float32, data=None):
-        self._data = np.zeros(shape, dtype) if data is None else np.array(data, dtype)
-        self.shape, self.dtype, self.writes = self._data.shape, self._data.dtype, 0
-
-    def __getitem__(self, key):
-        assert all(isinstance(k, slice) for k in key), key
-        return self._data[key].copy()
-
-    def __setitem__(self, key, block):
-        assert all(isinstance(k, slice) for k in key), key
-        self._data[key] = block
-        self.writes += 1
-
-    def to_numpy(self) -> np.ndarray:
-        return self._data.copy()
-
-
 # --- the fused kernels ----------------------------------------------------------------------------
 
 @pytest.mark.shared
@@ -181,18 +160,20 @@ def test_render_into_memmaps_equals_render(networks, embedding, golden_gate, tmp
 
 @pytest.mark.shared
 @pytest.mark.parametrize("tile", [None, 64])
-def test_render_into_an_array_like_that_is_not_numpy(networks, embedding, golden_gate, tile):
-    """Source and destination that are only read and written in blocks (as zarr arrays are):
-    the same bits as the in-memory render; tiled, the destination is written tile by tile."""
+def test_render_into_zarr_arrays_equals_render(networks, embedding, golden_gate, tmp_path, tile):
+    """Content read from and result written to zarr arrays on disk, chunked across the tiles:
+    the same bits as the in-memory render."""
+    zarr = pytest.importorskip("zarr")
     transformer = networks[1]
     expected = render(transformer, golden_gate, embedding, tile_size=tile)
-    source = BlockArray(golden_gate.shape, data=golden_gate)
-    destination = BlockArray(golden_gate.shape)
+    source = zarr.open_array(str(tmp_path / "content.zarr"), mode="w", shape=golden_gate.shape,
+                             chunks=(50, 70, 3), dtype="float32")
+    source[:] = golden_gate
+    destination = zarr.open_array(str(tmp_path / "result.zarr"), mode="w",
+                                  shape=golden_gate.shape, chunks=(64, 96, 3), dtype="float32")
     render_into(transformer, source, embedding, destination, tile_size=tile)
-    np.testing.assert_array_equal(destination.to_numpy(), expected)
-    if tile is not None:
-        rows, cols = tile_grid(*golden_gate.shape[:2], tile)
-        assert destination.writes >= len(rows) * len(cols)
+    on_disk = zarr.open_array(str(tmp_path / "result.zarr"), mode="r")[:]
+    np.testing.assert_array_equal(on_disk, expected)
 
 
 @pytest.mark.shared

@@ -22,21 +22,21 @@ not in what it computes:
   - the contraction runs tile by tile, each tile with an 8-pixel halo, into the quarter-resolution
     stream (32 channels at 1/16 of the pixels, held as one tensor per row of tiles);
   - each residual block makes three passes over the stream's tiles: the statistics of its first
-    convolution; those of its second (the first recomputed); the update (both recomputed), whose
-    new rows replace the old ones a row of tiles behind, once no later tile reads them;
+    convolution; those of its second; the update, whose new rows replace the old ones a row of
+    tiles behind, once no later tile reads them. Each pass takes the convolution outputs it needs
+    from the previous pass where they were kept (up to ``keep_bytes``) and recomputes the others;
   - the upsampling part makes three passes over full-resolution tiles with the 8-pixel halo (the
     statistics of its first, second and third normalisation); the last one writes the
     pre-normalised output into the destination and frees the stream's rows behind it, and a final
     sweep normalises the destination in place, a band of rows at a time.
 
   Beyond the source and the destination, memory is the stream (2/3 of a float32 RGB image of the
-  same size), which shrinks while the destination fills, one tile's working set, and up to
-  ``keep_bytes`` of residual convolution outputs that one pass keeps for the next. The price is
-  recomputation: the upsampling layers run 3, 2 and 1 times, and where the kept outputs do not
-  suffice (images above about 30 megapixels), a residual block's first convolution runs up to
-  three times and its second twice (about +25 % time). There are no seams to blend away:
-  tiled and whole-image results differ only by float rounding (the statistics are the same sums,
-  added in another order).
+  same size), which shrinks while the destination fills, one tile's working set and the kept
+  outputs. The price is recomputation: the upsampling layers run 3, 2 and 1 times, and where the
+  kept outputs do not suffice (by default, above about 30 megapixels), a residual block's first
+  convolution runs up to three times and its second twice (about +25 % time in all). There are
+  no seams to blend away: tiled and whole-image results differ only by float rounding (the
+  statistics are the same sums, added in another order).
 
 Source and destination: the content is an (H, W, 3) array-like of floats in [0, 1] that is read
 with ``[r0:r1, c0:c1]`` (numpy, np.memmap, zarr) or a ``PreparedImage`` (converted tile by tile);
@@ -415,7 +415,7 @@ class _QuarterStream:
     border that the next convolution pads with, by reflection or replication."""
 
     def __init__(self, spans: list, cols: int, channels: int, device):
-        self.spans, self.rows, self.cols = spans, spans[-1][1], cols
+        self.spans, self.rows, self.cols = list(spans), spans[-1][1], cols
         self.channels, self.device = channels, device
         self.bands: list = [None] * len(spans)
 
@@ -443,10 +443,13 @@ class _QuarterStream:
         return piece
 
     def release_rows_before(self, row: int) -> None:
-        """Free the bands that lie wholly above ``row`` (no later read reaches them)."""
-        for index, (_, q1) in enumerate(self.spans):
-            if q1 <= row:
-                self.bands[index] = None
+        """Free the rows above ``row`` (no later read reaches them): the bands wholly above it,
+        and the top of the band it falls in (its other rows are copied into a smaller tensor)."""
+        for index, ((q0, q1), band) in enumerate(zip(self.spans, self.bands)):
+            if band is None or q0 >= row:
+                continue
+            self.bands[index] = None if q1 <= row else band[:, :, row - q0:].clone()
+            self.spans[index] = (min(row, q1), q1)
 
 
 class _KeptMaps:
