@@ -16,9 +16,9 @@ nothing but the input. Linux only.
 
 Cases: ``prepare`` (``prepare_image`` at full size), ``prepare-small`` (``prepare_image`` with
 ``size``, as ``stylize`` calls it), ``predict-small`` (``stylize(method="predict")`` at
-``--work-size``), ``predict-full`` (at size N, tiled with the default ``tile_size``) and
-``render-zarr`` (the renderer alone at full size, tiled, from the prepared image into a zarr array
-on disk: the result is not held in memory).
+``--work-size``) and ``predict-full`` (at size N, tiled with the default ``tile_size``); on request
+(``--cases``), ``render-zarr``: the renderer alone at full size, tiled, from the prepared image
+into a zarr array on disk (the result is not held in memory).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from memory import proc_status
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CASES = ("prepare", "prepare-small", "predict-small", "predict-full", "render-zarr")
+DEFAULT_CASES = CASES[:4]
 TITLES = {"prepare": "prepare_image, full size",
           "prepare-small": "prepare_image, size {work}",
           "predict-small": "predict, size {work}",
@@ -152,7 +153,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 16384],
                         help="input sides N (N x N RGB uint8)")
-    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(DEFAULT_CASES))
     parser.add_argument("--work-size", type=int, default=512, help="the small working size")
     parser.add_argument("--tile-size", type=int, default=1024, help="predict's tile_size")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per case")
