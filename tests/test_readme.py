@@ -88,3 +88,11 @@ def test_console_blocks_run_as_written(readme_folder, qtbot, make_napari_viewer)
     assert sorted(meta["step"] for meta in from_widget) == [25, 50, 75, 100]
     assert {meta["settings"]["network"] for meta in from_widget} == {"vgg19-distilled"}
     assert viewer.grid.enabled  # the comparison grid is on
+
+
+def test_how_it_works_names_every_module():
+    """The README's map of the code stays the tree's: every module is named in "How it works"."""
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("## How it works")[1].split("\n## ")[0]
+    modules = sorted(path.name for path in (REPO / "src" / "napari_nst").rglob("*.py")
+                     if path.name != "__init__.py")
+    assert [name for name in modules if f"`{name}`" not in section] == []
