@@ -260,13 +260,13 @@ def test_result_layers_keep_alpha_and_the_contents_display():
     from napari.layers import Image as ImageLayer
 
     from napari_nst._layers import Job, LayerSnapshot, result_layer_kwargs
-    from napari_nst.engine.result import Iterate
+    from napari_nst.engine.result import StepResult
 
     def layer(data, window, rgb, output_range):
         snapshot = LayerSnapshot("c", data, window, rgb, (1.0, 1.0), (0.0, 0.0))
         prepared = prepare_image(data, window)
         image = output_image(prepared.rgb[::2, ::2], prepared, output_range)
-        iterate = Iterate(1, 1, image, {}, 0.0, image.shape[:2])
+        iterate = StepResult(1, 1, image, {}, 0.0, image.shape[:2])
         settings = napari_nst.Settings(output_range=output_range)
         return ImageLayer(**result_layer_kwargs(Job(snapshot, snapshot), iterate, settings))
 

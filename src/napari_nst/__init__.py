@@ -17,7 +17,7 @@ _LAZY = {
     "iterate": "napari_nst.engine.run",
     "stylize": "napari_nst.engine.run",
     "run_steps": "napari_nst.engine.run",
-    "Iterate": "napari_nst.engine.result",
+    "StepResult": "napari_nst.engine.result",
     "available_devices": "napari_nst.engine.devices",
     "random_vgg19": "napari_nst.engine.vgg",
     "WeightsError": "napari_nst.engine.weights",

@@ -50,7 +50,7 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
 
     Returns the started ``GeneratorWorker`` (``worker.quit()`` stops at the next step or plane
     and keeps what was added); the jobs and their result layers are on ``worker.jobs``.
-    ``on_iterate(job, item)`` is called on the main thread for every step (an ``Iterate``) or,
+    ``on_iterate(job, item)`` is called on the main thread for every step (a ``StepResult``) or,
     for stacks, every finished plane (a ``PlaneDone``). Closing the viewer's window stops the
     worker, and nothing is added to it after the close.
     """

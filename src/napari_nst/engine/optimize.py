@@ -21,7 +21,7 @@ from ..settings import Settings
 from .devices import resolve_dtype
 from .images import PreparedImage, finish_image, output_image, working_shape
 from .losses import StyleTransferLoss, style_gram_targets
-from .result import Iterate
+from .result import StepResult
 from .vgg import VGGFeatures, load_features
 
 _features_cache: dict = {}
@@ -109,8 +109,8 @@ def style_targets(styles: list[PreparedImage], settings: Settings, device: torch
 def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
              device: torch.device, initial: np.ndarray | None = None,
              extractor: VGGFeatures | None = None,
-             targets: dict[int, list] | None = None) -> Iterator[Iterate]:
-    """Yield an ``Iterate`` after every step; ``image`` is set every ``emit_every`` steps and at
+             targets: dict[int, list] | None = None) -> Iterator[StepResult]:
+    """Yield a ``StepResult`` after every step; ``image`` is set every ``emit_every`` steps and at
     the last step, ``None`` otherwise (so a consumer can stop between any two steps).
 
     ``initial`` is a start image (H, W, 3) in [0, 1] that is not computed here (``init_image``,
@@ -172,18 +172,18 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
             if step % settings.emit_every == 0 or (last_scale and local == budget):
                 yield _emitted_iterate(step, settings, image, loss_fn, content, shape, start, info)
             else:
-                yield Iterate(step, settings.steps, None, None, time.perf_counter() - start, shape,
+                yield StepResult(step, settings.steps, None, None, time.perf_counter() - start, shape,
                               info, snapshot=lambda: _result(image, content, settings))
 
 
-def _emitted_iterate(step, settings, image, loss_fn, content, shape, start, info) -> Iterate:
+def _emitted_iterate(step, settings, image, loss_fn, content, shape, start, info) -> StepResult:
     """An iterate with the image and the losses *of that image* (one extra forward pass, no
     backward: the optimiser's last evaluation belongs to the image before its step)."""
     with torch.no_grad():
         total, terms = loss_fn(image)
     losses = {name: float(value) for name, value in terms.items()}
     losses["total"] = float(total)
-    return Iterate(step, settings.steps, _result(image, content, settings),
+    return StepResult(step, settings.steps, _result(image, content, settings),
                    losses, time.perf_counter() - start, shape, info)
 
 

@@ -17,7 +17,7 @@ from ..settings import Settings
 from .images import PreparedImage, finish_image, output_image, working_shape
 from .magenta_weights import load_model
 from .renderer import render
-from .result import Iterate
+from .result import StepResult
 from .style_embedding import blend_embeddings, embed
 
 
@@ -61,8 +61,8 @@ def predict_image(content: PreparedImage, styles: list[PreparedImage], settings:
 
 
 def predict_iterates(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
-                     device: torch.device) -> Iterator[Iterate]:
-    """One ``Iterate`` (step 1 of 1) with the prediction; the engine's ``method="predict"``."""
+                     device: torch.device) -> Iterator[StepResult]:
+    """One ``StepResult`` (step 1 of 1) with the prediction; the engine's ``method="predict"``."""
     start = time.perf_counter()
     predictor, transformer = _load_networks(settings, device)
     embeddings = _style_embeddings(predictor, styles, settings)
@@ -70,7 +70,7 @@ def predict_iterates(content: PreparedImage, styles: list[PreparedImage], settin
                          content, settings.output_range)
     info = {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
             "precision": "float32"}
-    yield Iterate(step=1, total_steps=1, image=image, losses={},
+    yield StepResult(step=1, total_steps=1, image=image, losses={},
                   elapsed=time.perf_counter() - start, scale=tuple(image.shape[:2]), info=info)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class Iterate:
+class StepResult:
     """One step of a run.
 
     ``image`` is set on emitted steps (every ``emit_every`` steps and the last one) and None on

@@ -11,7 +11,7 @@ from ..settings import Settings, make_settings
 from .devices import resolve_device
 from .images import prepare_image, working_shape
 from .losses import normalized_blend_weights
-from .result import Iterate
+from .result import StepResult
 
 
 def _as_list(style) -> list:
@@ -47,7 +47,7 @@ def prepare_inputs(content, style, settings: Settings):
     return prepared_content, prepared_styles, initial
 
 
-def run_steps(content, style, settings: Settings | None = None, **overrides) -> Iterator[Iterate]:
+def run_steps(content, style, settings: Settings | None = None, **overrides) -> Iterator[StepResult]:
     """Like ``iterate`` but yields after every step (``image`` None between emissions), so that a
     consumer -- napari's worker -- can stop between any two steps. Validates eagerly."""
     settings = make_settings(settings, **overrides)
@@ -56,7 +56,7 @@ def run_steps(content, style, settings: Settings | None = None, **overrides) -> 
     return _dispatch(prepared_content, prepared_styles, initial, settings, device)
 
 
-def _dispatch(content, styles, initial, settings, device) -> Iterator[Iterate]:
+def _dispatch(content, styles, initial, settings, device) -> Iterator[StepResult]:
     """Run the method and stamp what every method shares into each iterate's provenance (the
     method and the device); each method adds its own (weights identity, precision)."""
     import dataclasses
@@ -66,7 +66,7 @@ def _dispatch(content, styles, initial, settings, device) -> Iterator[Iterate]:
         yield dataclasses.replace(iterate, info={**shared, **iterate.info})
 
 
-def _run_method(content, styles, initial, settings, device) -> Iterator[Iterate]:
+def _run_method(content, styles, initial, settings, device) -> Iterator[StepResult]:
     from ._triton_guard import guard_triton_import
 
     guard_triton_import()
@@ -87,8 +87,8 @@ def _run_method(content, styles, initial, settings, device) -> Iterator[Iterate]
         yield from optimize(content, styles, settings, device, initial=initial)
 
 
-def iterate(content, style, settings: Settings | None = None, **overrides) -> Iterator[Iterate]:
-    """Run style transfer and yield ``Iterate`` objects every ``emit_every`` steps and at the end.
+def iterate(content, style, settings: Settings | None = None, **overrides) -> Iterator[StepResult]:
+    """Run style transfer and yield ``StepResult`` objects every ``emit_every`` steps and at the end.
 
     ``content`` and ``style`` are arrays as napari layers hold them (see ``engine.images``);
     ``style`` may also be a list of arrays (blended). Settings come from ``settings`` and keyword
