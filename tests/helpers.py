@@ -24,6 +24,14 @@ def skip_or_fail(reason: str):
     pytest.skip(reason)
 
 
+def gui_session(tmp_path, monkeypatch) -> None:
+    """For napari tests: a display (else skip, fail in CI) and a fresh config folder, so widget
+    values saved by one test do not reach the next."""
+    if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+        skip_or_fail("no display: napari tests need Xvfb (apt-get install xvfb; pytest-xvfb starts it)")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
 def shared_path(*parts) -> Path:
     """Path under ../shared, or skip (fail in CI) when it is absent."""
     path = SHARED.joinpath(*parts)

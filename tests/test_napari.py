@@ -4,14 +4,13 @@ batch and comparison grid, sample data and the console API. Seeded random VGG-19
 from __future__ import annotations
 
 import gc
-import os
 import time
 import weakref
 
 import numpy as np
 import pytest
 
-from tests.helpers import shared_image, shared_path, skip_or_fail
+from tests.helpers import gui_session, shared_image, shared_path
 
 pytestmark = pytest.mark.gui
 QUICK = dict(size=32, steps=3, emit_every=1, device="cpu", coarse_to_fine=False)
@@ -19,9 +18,7 @@ QUICK = dict(size=32, steps=3, emit_every=1, device="cpu", coarse_to_fine=False)
 
 @pytest.fixture(autouse=True)
 def _display_and_config(tmp_path, monkeypatch):
-    if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
-        skip_or_fail("no display: napari tests need Xvfb (apt-get install xvfb; pytest-xvfb starts it)")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # widget values persist here
+    gui_session(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.helpers import skip_or_fail
+from tests.helpers import gui_session
 
 pytestmark = pytest.mark.gui
 
@@ -17,10 +17,8 @@ QUICK = dict(size=32, steps=2, emit_every=1, device="cpu", coarse_to_fine=False)
 
 
 @pytest.fixture(autouse=True)
-def _display(tmp_path, monkeypatch):
-    if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
-        skip_or_fail("no display: napari tests need Xvfb (apt-get install xvfb; pytest-xvfb starts it)")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+def _display_and_config(tmp_path, monkeypatch):
+    gui_session(tmp_path, monkeypatch)
 
 
 def _pan(planes: int, height: int = 48, width: int = 64) -> np.ndarray:

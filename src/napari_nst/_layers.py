@@ -36,7 +36,7 @@ class LayerSnapshot:
     """
 
     name: str
-    data: np.ndarray | None
+    data: Any
     window: tuple | None
     rgb: bool
     scale: tuple
@@ -204,24 +204,10 @@ def add_result_layer(viewer, job: Job, iterate, settings: Settings):
 
 # --- whole stacks: one result layer, filled in place as planes finish ---------------------------
 
-@dataclass
-class StackSource:
+class StackSource(LayerSnapshot):
     """A content layer's whole data for a stack run: referred to, not copied (a stack may be
-    bigger than memory; the engine reads it plane by plane and never writes to it). A
-    multiscale layer gives its full-resolution level."""
-
-    name: str
-    data: Any
-    window: tuple | None
-    rgb: bool
-    scale: tuple
-    translate: tuple
-    slice_label: str = ""
-    layer_ref: weakref.ref | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def layer(self):
-        return self.layer_ref() if self.layer_ref is not None else None
+    bigger than memory; the engine reads it plane by plane and never writes to it), with the
+    layer's full scale and translate. A multiscale layer gives its full-resolution level."""
 
     @property
     def planes(self) -> int:
