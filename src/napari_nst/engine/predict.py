@@ -21,7 +21,7 @@ from .result import StepResult
 from .style_embedding import blend_embeddings, embed
 
 
-def _load_networks(settings: Settings, device):
+def load_networks(settings: Settings, device):
     """(style predictor, transformer) with the weights the settings name, on ``device``."""
     predictor = load_model("predictor", settings.predictor_weights, device,
                            directory=settings.weights_dir)
@@ -37,12 +37,14 @@ def working_content(content: PreparedImage, settings: Settings) -> PreparedImage
     return content.resized(working_shape(*content.shape[:2], settings.size))
 
 
-def _style_embeddings(predictor, styles: Sequence[PreparedImage], settings: Settings) -> list:
+def style_embeddings_of(predictor, styles: Sequence[PreparedImage], settings: Settings) -> list:
+    """The style embedding of each style image (computed once, then shared by every content)."""
     return [embed(predictor, s.rgb, settings.style_crops) for s in styles]
 
 
-def _stylize_one(content: PreparedImage, style_embeddings: list, predictor, transformer,
-                 settings: Settings) -> np.ndarray:
+def stylize_one(content: PreparedImage, style_embeddings: list, predictor, transformer,
+                settings: Settings) -> np.ndarray:
+    """One content with style embeddings already computed (a batch or a stack shares them)."""
     working = working_content(content, settings)
     own = embed(predictor, working.rgb) if settings.style_strength < 1.0 else None
     embedding = blend_embeddings(style_embeddings, settings.style_blend, own,
@@ -55,18 +57,18 @@ def predict_image(content: PreparedImage, styles: list[PreparedImage], settings:
                   device: torch.device) -> np.ndarray:
     """The stylised content (H, W, 3) float32 in [0, 1] at the working size (also the start image
     of ``init="predict"``; ``output_image`` makes it a result)."""
-    predictor, transformer = _load_networks(settings, device)
-    embeddings = _style_embeddings(predictor, styles, settings)
-    return _stylize_one(content, embeddings, predictor, transformer, settings)
+    predictor, transformer = load_networks(settings, device)
+    embeddings = style_embeddings_of(predictor, styles, settings)
+    return stylize_one(content, embeddings, predictor, transformer, settings)
 
 
 def predict_iterates(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
                      device: torch.device) -> Iterator[StepResult]:
     """One ``StepResult`` (step 1 of 1) with the prediction; the engine's ``method="predict"``."""
     start = time.perf_counter()
-    predictor, transformer = _load_networks(settings, device)
-    embeddings = _style_embeddings(predictor, styles, settings)
-    image = output_image(_stylize_one(content, embeddings, predictor, transformer, settings),
+    predictor, transformer = load_networks(settings, device)
+    embeddings = style_embeddings_of(predictor, styles, settings)
+    image = output_image(stylize_one(content, embeddings, predictor, transformer, settings),
                          content, settings.output_range)
     info = {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
             "precision": "float32"}
@@ -79,9 +81,9 @@ def predict_many(contents: Sequence[PreparedImage], styles: list[PreparedImage],
     """Results for several contents with the networks loaded and the styles embedded once (the
     engine side of ``run.predict_batch``)."""
     with torch.inference_mode():
-        predictor, transformer = _load_networks(settings, device)
-        embeddings = _style_embeddings(predictor, styles, settings)
-        return [output_image(_stylize_one(c, embeddings, predictor, transformer, settings), c,
+        predictor, transformer = load_networks(settings, device)
+        embeddings = style_embeddings_of(predictor, styles, settings)
+        return [output_image(stylize_one(c, embeddings, predictor, transformer, settings), c,
                              settings.output_range) for c in contents]
 
 

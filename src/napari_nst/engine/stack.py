@@ -263,10 +263,10 @@ def _style_target(styles: list[PreparedImage], settings: Settings) -> _Target:
     device = _device(settings)
     with torch.inference_mode(False):
         if settings.method == "predict":
-            from .predict import _load_networks, _style_embeddings
+            from .predict import load_networks, style_embeddings_of
 
-            predictor, _ = _load_networks(settings, device)
-            embeddings = _style_embeddings(predictor, styles, settings)
+            predictor, _ = load_networks(settings, device)
+            embeddings = style_embeddings_of(predictor, styles, settings)
             return _Target(styles, embeddings=[e.cpu() for e in embeddings])
         from .optimize import style_targets
 
@@ -314,12 +314,12 @@ def _plane_task(plane, index: tuple, target: _Target, job: _Job, previous):
 def _predict_plane(content: PreparedImage, target: _Target, settings: Settings, device):
     import torch
 
-    from .predict import _load_networks, _stylize_one
+    from .predict import load_networks, stylize_one
 
-    predictor, transformer = _load_networks(settings, device)
+    predictor, transformer = load_networks(settings, device)
     embeddings = [e.to(device) for e in target.embeddings]
     with torch.inference_mode():
-        result = _stylize_one(content, embeddings, predictor, transformer, settings)
+        result = stylize_one(content, embeddings, predictor, transformer, settings)
     info = {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
             "precision": "float32"}
     return output_image(result, content, settings.output_range), info
