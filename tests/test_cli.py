@@ -103,7 +103,9 @@ def test_bad_input_files_exit_2(images, tmp_path, capsys):
     capsys.readouterr()
     assert main(["stylize", str(tmp_path), str(style), "-o", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err
-    assert f"{tmp_path} is a folder, not an image file" in err and len(err.strip().splitlines()) == 1
+    # a folder is a stack of its images (napari-nst stylize --stack): it needs a stack's output
+    assert f"{tmp_path} is a folder, read as a stack of its images" in err
+    assert "a .zarr store or a .tif file" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bad_weights_file_exits_2(images, tmp_path, capsys):

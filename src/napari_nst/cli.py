@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--save-intermediate", action="store_true",
                          help="write the image at every loss line (about every steps/10 "
                               "steps, or every --save-every N), not only the final image")
+    stylize.add_argument("--stack", action="store_true",
+                         help="stylize every plane of a stack (a multi-page TIFF, a zarr array "
+                              "or OME-Zarr image, or a folder of images; a folder or .zarr "
+                              "implies it) into OUT: a .zarr store or a multi-page .tif. One "
+                              "style target and one intensity window for every plane")
+    stylize.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                         help="with --stack: run the planes on the dask.distributed scheduler at "
+                              "ADDRESS (tcp://host:8786); default: on this machine")
     stylize.add_argument("-q", "--quiet", action="store_true", help="no progress bar or loss lines")
     _add_settings_arguments(stylize)
     gui = commands.add_parser("gui", help="open napari with the Style transfer widget",
@@ -208,9 +216,13 @@ def _write_somewhere(output: Path, pixels, bit_depth: int) -> tuple[Path | None,
 
 
 def stylize_command(args: argparse.Namespace) -> int:
-    from .io import check_output, check_writable, keeps_alpha, read_image
+    from .io import check_output, check_writable, is_zarr, keeps_alpha, read_image
 
     options = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Settings)}}
+    if args.stack or args.content.is_dir() or is_zarr(args.content):
+        return stack_command(args, options)
+    if args.scheduler:
+        return _fail("--scheduler runs the planes of a stack: add --stack", EXIT_USAGE)
     save_every = options.get("emit_every")
     save_intermediate = args.save_intermediate or save_every is not None
     try:
@@ -338,6 +350,101 @@ def _at_latest_step(last, latest):
         return dataclasses.replace(last, image=last.snapshot())
     except Exception:  # the tensor mid-update or gone: fall back to what was kept
         return latest
+
+
+def stack_command(args: argparse.Namespace, options: dict) -> int:
+    """Every plane of a stack into a zarr store or a multi-page TIFF, with a progress bar over
+    planes. Ctrl-C or a failure keeps the planes done: a zarr store has them already; a TIFF is
+    written with them (planes not done are black) and the message names how many are missing."""
+    import numpy as np
+
+    from .engine.stack import iter_stack, temporary_store
+    from .io import TIFF_SUFFIXES, check_writable, open_stack, read_image
+
+    output = args.output
+    as_tiff = output.suffix.lower() in TIFF_SUFFIXES
+    try:
+        if not as_tiff and output.suffix.lower() != ".zarr":
+            why = ("is a folder, read as a stack of its images" if args.content.is_dir() else
+                   "is stylized as a stack")
+            raise ValueError(f"{args.content} {why}; a stack is written to a .zarr store or a "
+                             f".tif file, not {output.name}")
+        if args.bit_depth is not None:
+            raise ValueError("--bit-depth is for single images; a stack keeps its content's "
+                             "dtype (uint8, uint16) or is written as float32 in 0..1")
+        if output.exists():
+            raise ValueError(f"{output} exists already; choose a new path or remove it")
+        check_writable(output)
+        stack = open_stack(args.content)
+        styles = [read_image(path, args.plane) for path in args.style]
+        native = np.dtype(stack.dtype) in (np.dtype(np.uint8), np.dtype(np.uint16))
+        if options.get("output_range") is None:  # as for one image: the content's own range
+            options["output_range"] = "content" if native else "unit"
+        settings = Settings(**{k: v for k, v in options.items() if v is not None})
+        client = _connect(args.scheduler)
+        store = temporary_store() if as_tiff else str(output)
+        run = iter_stack(stack, styles if len(styles) > 1 else styles[0], out=store,
+                         client=client, settings=settings)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    from tqdm import tqdm
+
+    grayscale = not (stack.ndim >= 3 and stack.shape[-1] in (3, 4))
+    bar = tqdm(total=int(np.prod(run.output.shape[:-3])), unit="plane", disable=args.quiet,
+               file=sys.stderr, dynamic_ncols=True)
+    done, problem, code = 0, None, EXIT_OK
+    try:
+        for plane in run:
+            done = plane.done
+            bar.update(1)
+    except KeyboardInterrupt:
+        problem, code = "interrupted", EXIT_INTERRUPTED
+    except Exception as exc:  # weights, memory, a worker lost for good: keep what is done
+        problem, code = f"failed ({exc.__class__.__name__}: {exc})", EXIT_FAILED
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    if as_tiff:
+        _write_tiff_stack(output, run.output, grayscale)
+    total = bar.total
+    if problem:
+        print(f"napari-nst: {problem} after {done} of {total} planes; {output} holds the planes "
+              f"done, {total - done} missing" + (" (black)" if as_tiff else " (zeros)"),
+              file=sys.stderr)
+    elif not args.quiet:
+        print(f"wrote {output} ({total} planes)", file=sys.stderr)
+    return code
+
+
+def _connect(address):
+    if not address:
+        return None
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("--scheduler needs the distributed package: "
+                         "pip install 'napari-nst[distributed]'") from None
+    try:
+        return Client(address, timeout="10s")
+    except OSError as exc:
+        raise ValueError(f"cannot reach a dask scheduler at {address} ({exc})") from exc
+
+
+def _write_tiff_stack(path: Path, result, grayscale: bool) -> None:
+    """The result planes as pages of one TIFF, plane by plane (never the whole stack in memory),
+    its leading axes kept in the file's shape."""
+    import numpy as np
+    import tifffile
+
+    leading = result.shape[:-3]
+    with tifffile.TiffWriter(path) as tiff:
+        for index in np.ndindex(*leading):
+            plane = np.asarray(result[index])
+            plane = plane[..., 0] if grayscale else plane
+            first = not any(index)
+            tiff.write(plane, contiguous=True, photometric="minisblack" if grayscale else "rgb",
+                       metadata={"shape": (*leading, *plane.shape)} if first else None)
 
 
 def _output_plan(dtype, output: Path, bit_depth: int | None, output_range: str | None):

@@ -71,7 +71,8 @@ def read_image(path, plane=None) -> np.ndarray:
     if plane is None:
         per_axis = " or one index per leading axis, e.g. --plane 0,3" if leading > 1 else ""
         raise ValueError(f"{path} is a stack of {total} planes of {height}x{width} px (shape "
-                         f"{array.shape}); pick one with --plane N, N = 0..{total - 1}{per_axis}")
+                         f"{array.shape}); pick one with --plane N, N = 0..{total - 1}{per_axis}, "
+                         "or stylize every plane with --stack")
     index = (plane,) if isinstance(plane, int) else tuple(plane)
     if len(index) == 1:
         if not 0 <= index[0] < total:
@@ -159,3 +160,97 @@ def write_image(path, image: np.ndarray, bit_depth: int = 8) -> Path:
 
         Image.fromarray(pixels).save(path, **({} if suffix == ".png" else {"quality": 95}))
     return path
+
+
+# --- stacks: read lazily, plane by plane ----------------------------------------------------------
+
+ZARR_MARKERS = (".zarray", ".zgroup", "zarr.json")
+
+
+def is_zarr(path) -> bool:
+    path = Path(path)
+    return path.suffix.lower() == ".zarr" or any((path / name).exists() for name in ZARR_MARKERS)
+
+
+def open_stack(path):
+    """A stack file or folder as a lazy array (nothing is read until a plane is): a TIFF (its
+    pages and leading axes), a zarr array or OME-Zarr image (its full-resolution level), or a
+    folder of image files of one shape, stacked in name order. ValueError saying what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or folder")
+    if is_zarr(path):
+        return _open_zarr(path)
+    if path.is_dir():
+        return _open_folder(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+        import zarr
+
+        with tifffile.TiffFile(path) as tif:
+            axes = tif.series[0].axes
+        if "S" in axes and axes.index("S") != len(axes) - 1:
+            return read_stack(path)  # planar RGB: read whole, channels moved last
+        store = tifffile.imread(path, aszarr=True)
+        opened = zarr.open(store, mode="r")
+        return opened if hasattr(opened, "shape") else opened["0"]  # a pyramid: full resolution
+    return read_stack(path)  # one PNG or JPEG: a stack of one plane
+
+
+def _open_zarr(path: Path):
+    import zarr
+
+    opened = zarr.open(str(path), mode="r")
+    if hasattr(opened, "shape"):
+        return opened
+    multiscales = opened.attrs.get("multiscales") or opened.attrs.get("ome", {}).get("multiscales")
+    if multiscales:
+        return opened[multiscales[0]["datasets"][0]["path"]]
+    names = sorted(name for name, _ in opened.arrays())
+    raise ValueError(f"{path} is a zarr group without OME-Zarr multiscales metadata; pass one of "
+                     f"its arrays, e.g. {path / names[0]}" if names else
+                     f"{path} is a zarr group that holds no array")
+
+
+IMAGE_SUFFIXES = TIFF_SUFFIXES | PIL_SUFFIXES
+
+
+def _open_folder(path: Path):
+    import dask
+    import dask.array as da
+
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ValueError(f"{path} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    first = read_stack(files[0])
+    for file in files[1:]:  # headers only: a mismatch is found before the run, not in it
+        if _header_shape(file) != first.shape:
+            raise ValueError(f"{file} is {_header_shape(file)} pixels, but {files[0].name} is "
+                             f"{first.shape}: the images of a folder stack must all have one "
+                             "shape (and dtype)")
+
+    def read(file: Path) -> np.ndarray:
+        image = read_stack(file)
+        if image.shape != first.shape or image.dtype != first.dtype:
+            raise ValueError(f"{file} is {image.shape} {image.dtype}, but {files[0].name} is "
+                             f"{first.shape} {first.dtype}: the images of a folder stack must "
+                             "all have one shape and dtype")
+        return image
+
+    planes = [da.from_delayed(dask.delayed(read)(file), first.shape, first.dtype)
+              for file in files]
+    return da.stack(planes)
+
+
+def _header_shape(file: Path) -> tuple:
+    """The shape ``read_stack`` gives for ``file``, from its header."""
+    if file.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+
+        with tifffile.TiffFile(file) as tif:
+            return tuple(tif.series[0].shape)
+    from PIL import Image
+
+    with Image.open(file) as image:
+        bands = len(image.getbands())
+        return (image.height, image.width) if bands == 1 else (image.height, image.width, bands)
