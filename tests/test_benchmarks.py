@@ -152,3 +152,16 @@ def test_large_input_benchmark_smoke(tmp_path):
         assert row["result_shape"] == expected
     assert rows[0]["result_dtype"] == "uint8"  # kept compact at full size
     assert "| 320² RGB uint8 (0.29 MB) | predict, full size (tiled 128) |" in stdout
+
+
+def test_flicker_benchmark_smoke():
+    """bench_flicker.py --smoke: both methods in both modes measured, the targets checked."""
+    shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
+    stdout = run_script(BENCHMARKS / "bench_flicker.py", "--smoke")
+    rows = [line for line in stdout.splitlines() if line.startswith(("| optimize |", "| predict |"))]
+    assert [line.split("|")[1:3] for line in rows] == [
+        [" optimize ", " stack "], [" optimize ", " independent "],
+        [" predict ", " stack "], [" predict ", " independent "]]
+    flickers = [float(line.split("|")[3]) for line in rows]
+    assert all(value > 0 for value in flickers)  # a stylised pan is never identical frame to frame
+    assert stdout.count("flicker <= 0.5x independent") == 2
