@@ -21,7 +21,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_nst.cli import _intervals, display_problem, main
+from napari_nst.cli import save_intervals, display_problem, main
 from napari_nst.io import read_image
 from tests.helpers import shared_image, shared_path, skip_or_fail
 
@@ -409,15 +409,15 @@ def test_output_that_fails_at_the_end_is_kept_elsewhere(images, vgg_file, tmp_pa
 def test_intervals_keep_an_image_every_ten_steps():
     """(keep_every, report_every): images kept about every 10 steps; reports and --save-every
     files on multiples of it."""
-    assert _intervals(300, None) == (10, 30)
-    assert _intervals(2000, None) == (10, 200)
-    assert _intervals(155, None) == (10, 20)
-    assert _intervals(50, None) == (5, 5)
-    assert _intervals(3, None) == (1, 1)
-    assert _intervals(300, 25) == (5, 25)
-    assert _intervals(300, 20) == (10, 20)
-    assert _intervals(300, 13) == (13, 13)  # a prime: no extra emissions rather than every step
-    assert _intervals(300, 2) == (2, 2)
+    assert save_intervals(300, None) == (10, 30)
+    assert save_intervals(2000, None) == (10, 200)
+    assert save_intervals(155, None) == (10, 20)
+    assert save_intervals(50, None) == (5, 5)
+    assert save_intervals(3, None) == (1, 1)
+    assert save_intervals(300, 25) == (5, 25)
+    assert save_intervals(300, 20) == (10, 20)
+    assert save_intervals(300, 13) == (13, 13)  # a prime: no extra emissions rather than every step
+    assert save_intervals(300, 2) == (2, 2)
 
 
 # --- TIFF stacks ----------------------------------------------------------------------------------

@@ -175,7 +175,7 @@ def _intermediate_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")
 
 
-def _intervals(steps: int, save_every: int | None) -> tuple[int, int]:
+def save_intervals(steps: int, save_every: int | None) -> tuple[int, int]:
     """(keep_every, report_every): the engine emits (and the CLI keeps) an image every
     ``keep_every`` steps; a loss line (and, when asked, an intermediate file) comes every
     ``report_every`` steps, a multiple of it. Without ``save_every`` the lines come about ten
@@ -227,7 +227,7 @@ def stylize_command(args: argparse.Namespace) -> int:
     save_intermediate = args.save_intermediate or save_every is not None
     try:
         settings = Settings(**options)
-        keep_every, report_every = _intervals(settings.steps, save_every)
+        keep_every, report_every = save_intervals(settings.steps, save_every)
         settings = settings.replace(emit_every=keep_every)
         check_writable(args.output)
         content = read_image(args.content, args.plane)
