@@ -363,6 +363,7 @@ def stack_command(args: argparse.Namespace, options: dict) -> int:
 
     output = args.output
     as_tiff = output.suffix.lower() in TIFF_SUFFIXES
+    client = None
     try:
         if not as_tiff and output.suffix.lower() != ".zarr":
             why = ("is a folder, read as a stack of its images" if args.content.is_dir() else
@@ -386,6 +387,8 @@ def stack_command(args: argparse.Namespace, options: dict) -> int:
         run = iter_stack(stack, styles if len(styles) > 1 else styles[0], out=store,
                          client=client, settings=settings)
     except ValueError as exc:
+        if client is not None:
+            client.close()
         return _fail(str(exc), EXIT_USAGE)
     from tqdm import tqdm
 
