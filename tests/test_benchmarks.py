@@ -165,3 +165,14 @@ def test_flicker_benchmark_smoke():
     flickers = [float(line.split("|")[3]) for line in rows]
     assert all(value > 0 for value in flickers)  # a stylised pan is never identical frame to frame
     assert stdout.count("flicker <= 0.5x independent") == 2
+
+
+def test_stack_memory_benchmark_smoke():
+    """bench_stack_memory.py --smoke: two stack lengths from zarr stores on disk, peak RSS and
+    throughput reported, the target checked."""
+    shared_path("weights", "magenta_arbitrary-image-stylization-v1-256_int8_prediction_1.tflite")
+    stdout = run_script(BENCHMARKS / "bench_stack_memory.py", "--smoke")
+    rows = [line.split("|") for line in stdout.splitlines() if line.startswith(("| 4 |", "| 8 |"))]
+    assert [row[1].strip() for row in rows] == ["4", "8"]
+    assert all(float(row[4]) > 0 and row[5].strip().endswith("MB") for row in rows)
+    assert "peak RSS, 8 planes <= 1.2x 4 planes" in stdout
