@@ -92,7 +92,8 @@ def main(argv=None) -> list:
     print("| planes | workers | seconds | planes/s | peak RSS (this process) | peak RSS (largest worker) |")
     print("|---:|---|---:|---:|---:|---:|")
     for row in rows:
-        where = "local (threads)" if not row["workers"] else f"{row['workers']} processes"
+        n = row["workers"]
+        where = "local (threads)" if not n else f"{n} worker process{'es' if n > 1 else ''}"
         worker = f"{row['worker_peak'] / 2**20:.0f} MB" if row["workers"] else "-"
         print(f"| {row['planes']} | {where} | {row['seconds']:.1f} | "
               f"{row['planes'] / row['seconds']:.2f} | {row['peak'] / 2**20:.0f} MB | {worker} |")
