@@ -18,14 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 import quality  # noqa: F401  (points NAPARI_NST_WEIGHTS_DIR at ../shared/weights)
-
-HERE = Path(__file__).resolve().parent
-
 
 def make_stack(path: str, planes: int, side: int) -> None:
     """A uint16 zarr stack of smooth, different planes (compressible, like microscopy)."""
@@ -84,8 +80,12 @@ def main(argv=None) -> list:
         path = os.path.join(folder, f"stack{planes}.zarr")
         make_stack(path, planes, side)
         for n in workers:
+            # the child finds quality.py beside itself; relative paths in the environment
+            # (NAPARI_NST_WEIGHTS_DIR=../shared/weights) stay relative to this directory
             done = subprocess.run([sys.executable, __file__, "--child", path, str(n), str(size)],
-                                  capture_output=True, text=True, cwd=HERE, check=True)
+                                  capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"case {planes} planes, {n} workers failed:\n{done.stderr[-3000:]}")
             rows.append({**json.loads(done.stdout.strip().splitlines()[-1]), "workers": n})
     print(f"\nStacks of {side}x{side} uint16 planes (zarr on disk), predict at size {size}, "
           "results into a zarr store.\n")

@@ -86,7 +86,8 @@ def test_stop_keeps_the_planes_done(qtbot, viewer, random_vgg):
     layer = viewer.layers[-1]
     done = layer.metadata["napari_nst"]["planes_done"]
     filled = np.asarray(layer.data).reshape(12, -1).max(axis=1) > 0
-    assert 1 <= done < 12 and filled.sum() == done
+    # the planes reported stay; the one under way when Stop came is finished and kept too
+    assert 1 <= done < 12 and filled[:done].all() and done <= filled.sum() <= done + 1
     assert not filled[-1]  # stopped before the end
 
 
