@@ -93,4 +93,10 @@ def test_stack_options_are_checked_before_the_run(files, capsys):
     assert "a .zarr store or a .tif file, not out.png" in capsys.readouterr().err
     assert main(["stylize", str(folder / "style.png"), str(folder / "style.png"),
                  "-o", str(folder / "out.png"), "--scheduler", "tcp://127.0.0.1:9", *PREDICT]) == 2
-    assert "add --stack" in capsys.readouterr().err
+    assert "--scheduler is for the planes of a stack: add --stack" in capsys.readouterr().err
+    assert main(["stylize", str(folder / "style.png"), str(folder / "style.png"),
+                 "-o", str(folder / "out.png"), "--temporal-weight", "0", *PREDICT]) == 2
+    assert "--temporal-weight is for the planes of a stack" in capsys.readouterr().err
+    assert main(["stylize", str(folder / "planes"), str(folder / "style.png"),
+                 "-o", str(folder / "out.zarr"), "--temporal-weight", "-2", *PREDICT]) == 2
+    assert "temporal_weight=-2.0: give a number >= 0" in capsys.readouterr().err

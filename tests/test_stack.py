@@ -30,7 +30,8 @@ def style():
 
 def test_each_plane_is_stylize_with_the_stacks_window(random_vgg, style):
     stack = _stack()
-    frames = napari_nst.stylize_stack(stack, style, vgg_weights=random_vgg, warm_start=False, **QUICK)
+    frames = napari_nst.stylize_stack(stack, style, vgg_weights=random_vgg, warm_start=False,
+                                     temporal_weight=0, **QUICK)
     assert frames.shape == (4, 27, 32, 3) and frames.dtype == np.float32
     window = (float(stack.min()), float(stack.max()))  # the stack's range, not each plane's
     for i in (0, 3):
@@ -63,7 +64,8 @@ def test_rgb_predict_stack_shares_one_embedding(style, monkeypatch):
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
     photo = shared_image("tubingen.jpg", 64)
     stack = np.stack([photo, photo[::-1], photo[:, ::-1]])
-    frames = napari_nst.stylize_stack(stack, style, method="predict", size=48, device="cpu")
+    frames = napari_nst.stylize_stack(stack, style, method="predict", size=48, device="cpu",
+                                     temporal_weight=0)
     for i in range(3):  # 8-bit planes: 0..255 is every plane's window, as for one image
         alone = napari_nst.stylize(stack[i], style, method="predict", size=48, device="cpu")
         np.testing.assert_array_equal(frames[i], alone)
@@ -77,6 +79,104 @@ def test_bad_stacks_say_what_to_do(random_vgg, style):
         napari_nst.stylize_stack(_stack(), style, motion="warp", vgg_weights=random_vgg)
     with pytest.raises(ValueError, match="file name, not a stack"):
         napari_nst.stylize_stack("stack.tif", style, vgg_weights=random_vgg)
+    with pytest.raises(ValueError, match="temporal_weight=-1: give a number >= 0"):
+        napari_nst.stylize_stack(_stack(), style, temporal_weight=-1, vgg_weights=random_vgg)
+
+
+# --- the link between planes: motion, trust, the temporal term ----------------------------------
+
+def _pan_lumas(shift: int = 3):
+    """Two smooth random textures (luma), the second the first moved ``shift`` px left."""
+    from scipy.ndimage import gaussian_filter
+
+    wide = gaussian_filter(np.random.default_rng(2).random((48, 72)), 2.0)
+    wide = ((wide - wide.min()) / np.ptp(wide)).astype(np.float32)
+    return wide[:, :64], wide[:, shift:64 + shift]
+
+
+@pytest.mark.parametrize("motion", ["flow", "shift"])
+def test_follow_motion_moves_the_previous_result_and_trusts_what_it_saw(motion):
+    from napari_nst.engine.stack import Carry, follow_motion
+
+    before, after = _pan_lumas(shift=3)
+    result = np.stack([before, 1 - before, before ** 2], axis=2)  # any image aligned with before
+    moved, trust = follow_motion(Carry(result, before), after, motion)
+    inner = (slice(4, -4), slice(4, -8))
+    expected = np.stack([after, 1 - after, after ** 2], axis=2)
+    assert np.abs(moved[inner] - expected[inner]).mean() < 0.02
+    assert trust[inner].mean() > 0.95
+    assert trust[:, -2:].max() == 0.0  # the columns that came into view: nothing to follow
+
+
+def test_follow_motion_does_not_trust_what_changed_in_place():
+    from napari_nst.engine.stack import Carry, follow_motion
+
+    before, _ = _pan_lumas()
+    after = before.copy()
+    after[10:26, 10:26] = 1.0 - after[10:26, 10:26]  # a nucleus comes into focus, say
+    after[10:26, 10:26] += 0.5
+    result = np.repeat(before[..., None], 3, axis=2)
+    _, trust = follow_motion(Carry(result, before), np.clip(after, 0, 1), "none")
+    assert trust[14:22, 14:22].max() < 0.2 and trust[36:, 36:].min() > 0.9
+
+
+def test_blend_with_previous_solves_the_temporal_term():
+    from napari_nst.engine.stack import blend_with_previous
+
+    result, moved = np.zeros((4, 4, 3), np.float32), np.ones((4, 4, 3), np.float32)
+    trust = np.array([[0.0], [0.5], [1.0], [1.0]], np.float32).repeat(4, axis=1)
+    blended = blend_with_previous(result, moved, trust, weight=2.0)
+    # argmin |y - 0|^2 + w t |y - 1|^2 = w t / (1 + w t)
+    np.testing.assert_allclose(blended[:, 0, 0], [0.0, 0.5, 2 / 3, 2 / 3], rtol=1e-6)
+
+
+def _consecutive_flicker(frames: np.ndarray, shift: int) -> float:
+    return float(np.mean([np.abs(frames[i][:, :-shift] - frames[i - 1][:, shift:]).mean()
+                          for i in range(1, len(frames))]))
+
+
+def test_temporal_term_steadies_a_predicted_pan(style, monkeypatch):
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    photo = shared_image("golden_gate.jpg", 96)
+    pan = np.stack([photo[:64, 3 * i:3 * i + 64] for i in range(4)])
+    options = dict(method="predict", size=64, device="cpu")
+    run = napari_nst.iter_stack(pan, style, **options)
+    assert run.chained and run.temporal_weight == 1.0  # predict's default
+    steady = napari_nst.stylize_stack(pan, style, **options)
+    alone = napari_nst.stylize_stack(pan, style, temporal_weight=0, **options)
+    assert not napari_nst.iter_stack(pan, style, temporal_weight=0, **options).chained
+    np.testing.assert_array_equal(steady[0], alone[0])  # the first plane has nothing to follow
+    assert _consecutive_flicker(steady, 3) < 0.7 * _consecutive_flicker(alone, 3)
+
+
+@pytest.mark.parametrize("size", [48, 96])  # planes at their own size, and enlarged twice
+def test_optimize_keeps_close_to_the_previous_plane(random_vgg, style, size):
+    before, _ = _pan_lumas()
+    wide = np.concatenate([before, before[:, ::-1]], axis=1)
+    stack = np.stack([wide[:, 2 * i:2 * i + 48] for i in range(3)])  # 2 px per plane
+    options = dict(vgg_weights=random_vgg, warm_start=False, **dict(QUICK, size=size, steps=30))
+    loose = napari_nst.stylize_stack(stack, style, temporal_weight=0, **options)
+    steady = napari_nst.stylize_stack(stack, style, temporal_weight=1e3, **options)
+    np.testing.assert_array_equal(steady[0], loose[0])
+    shift = 2 * size // 48  # in result pixels
+    assert _consecutive_flicker(steady, shift) < 0.5 * _consecutive_flicker(loose, shift)
+
+
+def test_temporal_loss_is_zero_on_the_previous_result_and_counts_trusted_pixels():
+    import torch
+
+    from napari_nst.engine.losses import TemporalLoss
+
+    previous = torch.rand(1, 3, 8, 8)
+    trust = torch.zeros(1, 1, 8, 8)
+    trust[..., :4] = 1.0
+    loss = TemporalLoss(previous, trust)
+    assert float(loss(previous)) == 0.0
+    changed = previous.clone()
+    changed[..., 4:] += 0.5  # untrusted pixels: free
+    assert float(loss(changed)) == 0.0
+    changed[..., :4] += 0.1  # trusted ones: their mean squared difference
+    assert float(loss(changed)) == pytest.approx(0.01, rel=1e-4)
 
 
 # --- dask.distributed ---------------------------------------------------------------------------
@@ -131,9 +231,57 @@ def test_a_worker_that_dies_is_replaced_and_the_result_complete(cluster, random_
     stack = _stack()
     marker = str(tmp_path / "died")
     dying = DiesOnceInAWorker(stack, marker, os.getpid())
-    settings = dict(vgg_weights=random_vgg, warm_start=False, **QUICK)
+    settings = dict(vgg_weights=random_vgg, warm_start=False, temporal_weight=0, **QUICK)
     result = napari_nst.stylize_stack(dying, style, client=cluster, out=str(tmp_path / "r.zarr"),
                                       **settings)
     assert os.path.exists(marker)  # a worker did die
     expected = _one_thread(lambda: napari_nst.stylize_stack(stack, style, **settings))
     np.testing.assert_array_equal(np.asarray(result), expected)
+
+
+# --- planes too big for memory -------------------------------------------------------------------
+
+class ReadRecorder:
+    """An array that records the shape of every block read from it."""
+
+    def __init__(self, array: np.ndarray):
+        self.array, self.reads = array, []
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, index):
+        block = self.array[index]
+        self.reads.append(block.shape)
+        return block
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_huge_planes_stream_tile_by_tile_without_seams(style, monkeypatch, tmp_path, colour):
+    import zarr
+
+    from napari_nst.engine import stack as stack_module
+
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    photo = shared_image("tubingen.jpg", 300)  # 300 x 225
+    planes = np.stack([photo, photo[::-1]]).astype(np.uint16) * 200  # uint16, RGB
+    if not colour:
+        planes = planes[..., 1]
+    options = dict(method="predict", size=300, tile_size=128, device="cpu",
+                   output_range="content")
+    whole = napari_nst.stylize_stack(planes, style, out=str(tmp_path / "whole.zarr"),
+                                     temporal_weight=0, **options)
+    monkeypatch.setattr(stack_module, "STREAM_PIXELS", 100 * 100)
+    monkeypatch.setattr(stack_module, "CHUNK_SIDE", 64)  # input tiles, scratch and output chunks
+    source = ReadRecorder(planes)
+    run = napari_nst.iter_stack(source, style, out=str(tmp_path / "streamed.zarr"), **options)
+    assert run.streamed and not run.chained
+    records = list(run)
+    assert {record.info["tiled"] for record in records} == {"streamed from and to zarr"}
+    streamed = zarr.open_array(str(tmp_path / "streamed.zarr"), mode="r")
+    assert streamed.dtype == np.uint16 and streamed.shape == whole.shape
+    # the same picture: tiles with the global statistics, no seams (rounding to uint16 only)
+    difference = np.abs(streamed[...].astype(np.int32) - whole[...].astype(np.int32))
+    assert difference.max() <= 1 * 200 and difference.mean() < 2
+    # never a whole plane read at once: tiles (with their halo) and the band of the stack window
+    plane_reads = [shape for shape in source.reads if len(shape) >= 2 and np.prod(shape[:2]) > 1]
+    largest = max(int(np.prod(shape[-3 if colour else -2:][:2])) for shape in plane_reads)
+    assert largest < 300 * 225

@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--scheduler", metavar="ADDRESS", default=None,
                          help="with --stack: run the planes on the dask.distributed scheduler at "
                               "ADDRESS (tcp://host:8786); default: on this machine")
+    stylize.add_argument("--temporal-weight", type=float, default=None, metavar="W",
+                         help="with --stack: how strongly each plane keeps to the previous "
+                              "plane's result, moved by the optical flow between the two, where "
+                              "that motion is trusted (less flicker through z or t); default: "
+                              "the method's (TEMPORAL_WEIGHTS); 0: every plane on its own (and "
+                              "in parallel on a cluster), e.g. for tiles or positions")
     stylize.add_argument("-q", "--quiet", action="store_true", help="no progress bar or loss lines")
     _add_settings_arguments(stylize)
     gui = commands.add_parser("gui", help="open napari with the Style transfer widget",
@@ -221,8 +227,9 @@ def stylize_command(args: argparse.Namespace) -> int:
     options = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Settings)}}
     if args.stack or args.content.is_dir() or is_zarr(args.content):
         return stack_command(args, options)
-    if args.scheduler:
-        return _fail("--scheduler runs the planes of a stack: add --stack", EXIT_USAGE)
+    for flag, value in (("--scheduler", args.scheduler), ("--temporal-weight", args.temporal_weight)):
+        if value is not None:
+            return _fail(f"{flag} is for the planes of a stack: add --stack", EXIT_USAGE)
     save_every = options.get("emit_every")
     save_intermediate = args.save_intermediate or save_every is not None
     try:
@@ -385,7 +392,7 @@ def stack_command(args: argparse.Namespace, options: dict) -> int:
         client = _connect(args.scheduler)
         store = temporary_store() if as_tiff else str(output)
         run = iter_stack(stack, styles if len(styles) > 1 else styles[0], out=store,
-                         client=client, settings=settings)
+                         client=client, settings=settings, temporal_weight=args.temporal_weight)
     except ValueError as exc:
         if client is not None:
             client.close()

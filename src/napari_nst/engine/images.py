@@ -69,12 +69,21 @@ class PreparedImage:
     def read(self, rows=slice(None), cols=slice(None)) -> np.ndarray:
         """float32 RGB in [0, 1] of the pixels ``[rows][:, cols]`` (slices or integer index
         arrays): what the tiled renderer reads, one tile at a time."""
-        block = self.values[rows][:, cols]
+        if isinstance(rows, slice) and isinstance(cols, slice):  # one block: zarr reads its chunks
+            block = np.asarray(self.values[rows, cols])
+        else:
+            block = self.values[rows][:, cols]
         if block.dtype != np.float32:
             block = _to_unit(block, *self.window)
         if self.grayscale:
             block = np.repeat(block[..., None], 3, axis=2)
         return block
+
+    def band(self, r0: int, r1: int) -> PreparedImage:
+        """Rows ``r0:r1`` of this image as a PreparedImage of their own (read now)."""
+        values = np.asarray(self.values[r0:r1])
+        alpha = None if self.alpha is None else self.alpha[r0:r1]
+        return PreparedImage(values, self.grayscale, alpha, self.window, self.dtype)
 
     def resized(self, shape) -> PreparedImage:
         """This image at ``shape`` (H, W): colour with the antialiased bicubic filter that the
@@ -121,6 +130,38 @@ def prepare_image(data, window=None, *, name: str = "image", size=None) -> Prepa
         values = _mapped(colour, low, high)
     alpha = None if alpha_plane is None else _mapped(alpha_plane, 0.0, _alpha_scale(array.dtype))
     return PreparedImage(values, grayscale, alpha, (low, high), array.dtype)
+
+
+class LazyValues:
+    """The colour values of a plane too big to copy, read on demand from an array-like (a dask
+    or zarr array, a memmap): what ``prepare_lazy`` puts in a PreparedImage. Indexing reads that
+    block only; data wider than the compact dtypes is mapped to [0, 1] as it is read."""
+
+    def __init__(self, source, window: tuple[float, float]):
+        self.source = source
+        self.window = window
+        self.compact = np.dtype(source.dtype).itemsize < 4
+        self.dtype = np.dtype(source.dtype) if self.compact else np.dtype(np.float32)
+        self.shape = tuple(source.shape)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        block = np.asarray(self.source[key])
+        return block if self.compact else _to_unit(block, *self.window)
+
+
+def prepare_lazy(plane, window: tuple[float, float], *, name: str = "image") -> PreparedImage:
+    """A grayscale (H, W) / (H, W, 1) or RGB (H, W, 3) plane in ``window`` as a PreparedImage
+    that reads its pixels only when asked (``LazyValues``): the tiled renderer then reads it a
+    tile at a time. The window must be known (a whole-plane pass is what this avoids)."""
+    if plane.ndim == 3 and plane.shape[2] == 1:
+        plane = plane[..., 0]
+    if not (plane.ndim == 2 or (plane.ndim == 3 and plane.shape[2] == 3)):
+        raise ValueError(f"{name}: shape {tuple(plane.shape)}; a plane read lazily is (H, W) or "
+                         "(H, W, 3)")
+    low, high = (float(v) for v in window)
+    return PreparedImage(LazyValues(plane, (low, high)), plane.ndim == 2, None, (low, high),
+                         np.dtype(plane.dtype))
 
 
 def _image_array(data, name: str) -> np.ndarray:

@@ -122,6 +122,21 @@ class TVLoss(nn.Module):
         return total_variation(image) * self.scale
 
 
+class TemporalLoss(nn.Module):
+    """Ruder et al. 2016's short-term consistency: the mean squared difference to the previous
+    plane's result moved onto this one, over the pixels where that motion is trusted (a trust map
+    in [0, 1] weighs each pixel). Pixels in [0, 1], so the term is dimensionless like the others."""
+
+    def __init__(self, previous: torch.Tensor, trust: torch.Tensor):
+        super().__init__()
+        self.register_buffer("previous", previous.detach().float())
+        self.register_buffer("trust", trust.detach().float())
+        self.scale = 1.0 / (float(trust.sum()) * previous.shape[1] + EPS)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return (self.trust * (image - self.previous).pow(2)).sum() * self.scale
+
+
 class StyleTransferLoss(nn.Module):
     """α·Σ content + β·Σ_l w_l·style_l + γ·TV, with targets computed once at construction.
 
@@ -134,13 +149,17 @@ class StyleTransferLoss(nn.Module):
 
     ``styles`` are style images, or None with ``style_grams`` given instead: their Gram matrices
     from ``style_gram_targets`` (the same layers), computed once for several contents.
+    ``temporal`` (a stack's plane): (previous plane's moved result, trust), both (1, C|1, H, W),
+    for a ``TemporalLoss`` of weight ``temporal_weight``.
     """
 
     def __init__(self, features: nn.Module, content: torch.Tensor,
                  styles: Sequence[torch.Tensor] | None, *, content_layers, style_layers,
                  style_layer_weights=None, content_weight=1.0, style_weight=1.0, tv_weight=0.0,
                  style_blend=None, style_strength=1.0, compute_dtype=torch.float32,
-                 style_grams: Sequence[Sequence[torch.Tensor]] | None = None):
+                 style_grams: Sequence[Sequence[torch.Tensor]] | None = None,
+                 temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 temporal_weight: float = 0.0):
         super().__init__()
         self.compute_dtype = compute_dtype
         self.features = features
@@ -171,9 +190,12 @@ class StyleTransferLoss(nn.Module):
                     grams[i] = grams[i] + weight * gram.to(grams[i].device)
             self.style_losses = nn.ModuleList(StyleLoss(g) for g in grams)
             self.tv_loss = TVLoss(content)
+        self.temporal_weight = float(temporal_weight)
+        self.temporal_loss = TemporalLoss(*temporal) if temporal is not None else None
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and the weighted terms ("content", "style", "tv") as 0-d tensors."""
+        """Total loss and the weighted terms ("content", "style", "tv", and "temporal" where there
+        is one) as 0-d tensors."""
         # only the VGG passes run in ``compute_dtype``; Grams and losses stay in float32
         with torch.autocast(image.device.type, dtype=self.compute_dtype,
                             enabled=self.compute_dtype != torch.float32):
@@ -188,4 +210,6 @@ class StyleTransferLoss(nn.Module):
         terms = {"content": self.content_weight * content,
                  "style": self.style_weight * style,
                  "tv": self.tv_weight * self.tv_loss(image)}
-        return terms["content"] + terms["style"] + terms["tv"], terms
+        if self.temporal_loss is not None:
+            terms["temporal"] = self.temporal_weight * self.temporal_loss(image)
+        return sum(terms.values(), zero), terms

@@ -109,14 +109,17 @@ def style_targets(styles: list[PreparedImage], settings: Settings, device: torch
 def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
              device: torch.device, initial: np.ndarray | None = None,
              extractor: VGGFeatures | None = None,
-             targets: dict[int, list] | None = None) -> Iterator[StepResult]:
+             targets: dict[int, list] | None = None,
+             temporal: tuple[np.ndarray, np.ndarray] | None = None,
+             temporal_weight: float = 0.0) -> Iterator[StepResult]:
     """Yield a ``StepResult`` after every step; ``image`` is set every ``emit_every`` steps and at
     the last step, ``None`` otherwise (so a consumer can stop between any two steps).
 
     ``initial`` is a start image (H, W, 3) in [0, 1] that is not computed here (``init_image``,
     or the prediction of ``init="predict"``). ``targets``: the styles' Gram matrices from
     ``style_targets`` for these settings, computed once for several contents (then ``styles``
-    is not read).
+    is not read). ``temporal``: a stack plane's link to the previous plane, (its moved result
+    (H, W, 3), trust (H, W)), kept close to with ``temporal_weight`` at every scale.
     """
     start = time.perf_counter()
     identity = "given extractor"
@@ -136,13 +139,16 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
         shape = working_shape(height, width, size)
         content_t = to_tensor(content.rgb, shape, device)
         style_ts = None if targets is not None else _style_tensors(styles, settings, size, device)
+        link = None if temporal is None else (to_tensor(temporal[0], shape, device),
+                                              to_tensor(temporal[1][..., None], shape, device))
         loss_fn = StyleTransferLoss(
             extractor, content_t, style_ts, content_layers=settings.content_layers,
             style_layers=settings.style_layers, style_layer_weights=settings.style_layer_weights,
             content_weight=settings.content_weight,
             style_weight=settings.style_weight, style_strength=settings.style_strength,
             tv_weight=settings.tv_weight, style_blend=settings.style_blend,
-            compute_dtype=compute_dtype, style_grams=None if targets is None else targets[size])
+            compute_dtype=compute_dtype, style_grams=None if targets is None else targets[size],
+            temporal=link, temporal_weight=temporal_weight)
         del style_ts
 
         if image is not None:  # the previous scale's result, upsampled

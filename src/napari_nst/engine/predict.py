@@ -43,14 +43,15 @@ def style_embeddings_of(predictor, styles: Sequence[PreparedImage], settings: Se
 
 
 def stylize_one(content: PreparedImage, style_embeddings: list, predictor, transformer,
-                settings: Settings) -> np.ndarray:
-    """One content with style embeddings already computed (a batch or a stack shares them)."""
+                settings: Settings, finish: bool = True) -> np.ndarray:
+    """One content with style embeddings already computed (a batch or a stack shares them);
+    ``finish=False``: the transformer's RGB output as it is, before ``finish_image``."""
     working = working_content(content, settings)
     own = embed(predictor, working.rgb) if settings.style_strength < 1.0 else None
     embedding = blend_embeddings(style_embeddings, settings.style_blend, own,
                                  settings.style_strength)
     result = render(transformer, working, embedding, settings.tile_size)
-    return finish_image(result, content, settings.keep_colors)
+    return finish_image(result, content, settings.keep_colors) if finish else result
 
 
 def predict_image(content: PreparedImage, styles: list[PreparedImage], settings: Settings,

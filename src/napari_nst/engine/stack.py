@@ -15,16 +15,19 @@ Consistency from plane to plane:
 * one intensity window for the whole stack: ``content_window`` (napari's contrast limits), else
   the stack's own percentiles (min..max by default), computed chunk by chunk with dask -- never
   per plane, which would make the brightness flicker;
-* optimize (``warm_start``): each plane starts from the previous plane's result along
-  ``chain_axis``, with the motion between the two contents undone (``motion``: scikit-image's
-  optical flow, a phase-correlation shift, or none), so textures stay where they were.
+* each plane follows the previous plane's result along ``chain_axis``, moved onto it by the
+  motion between the two contents (``motion``: scikit-image's optical flow, a phase-correlation
+  shift, or none), where that motion can be trusted: a temporal term (Ruder et al. 2016's
+  short-term consistency) pulls the result towards it -- optimize adds it to its loss and starts
+  from it (``warm_start``), predict solves the same pull against its prediction in closed form
+  -- so textures stay where they were instead of flickering.
 
 How this maps onto dask: the job is one dask graph. A task computes the style target once; each
 plane is a task that reads its plane (a dask slice of the input: only that plane's chunks),
-stylises it and writes it to the output. Planes that start from the previous one form a *chain*
+stylises it and writes it to the output. Planes that follow the previous one form a *chain*
 (a task depends on its predecessor's result), so a chain runs in order, while different chains --
-and predict's planes, which depend on nothing but the style target -- are independent tasks that
-run in parallel where there are workers. Without a client the graph runs on dask's local threaded
+and all planes with ``temporal_weight=0`` and no warm start, which then depend on nothing but the
+style target -- are independent tasks that run in parallel where there are workers. Without a client the graph runs on dask's local threaded
 scheduler in this process, one plane at a time (torch already uses every core for one plane);
 with a ``dask.distributed`` client the planes become tasks on the cluster: each worker process
 loads the networks once (the engine's per-process caches) and writes its planes to the zarr store
@@ -54,6 +57,23 @@ from .images import MIN_SIDE, PreparedImage, finish_image, luminance, output_ima
 #: How the motion between two planes is undone before a plane starts from its predecessor's
 #: result: dense optical flow (TV-L1), one global shift (phase correlation), or not at all.
 MOTIONS = ("flow", "shift", "none")
+#: Longer side at which the motion between two planes is estimated (TV-L1 takes about 0.7 s at
+#: 256 px and 2.8 s at 512 px on 2 cores; motion between planes is smooth enough to scale up).
+FLOW_SIDE = 256
+#: Difference of two contents (in the window's units, 0..1) at which a pixel of the previous
+#: plane's result is no longer trusted for this one (``follow_motion``).
+MISMATCH = 0.1
+#: Scale (px) of the Gaussian low-pass applied to both contents before they are compared.
+MISMATCH_SIGMA = 2.0
+#: Default weight of the temporal term for each method (``iter_stack``'s ``temporal_weight``):
+#: predict's is against the prediction itself (1: halfway to the previous plane where it is
+#: trusted); optimize's is against its content term, both relative squared errors -- chosen with
+#: ``benchmarks/bench_flicker.py``.
+TEMPORAL_WEIGHTS = {"predict": 1.0, "optimize": 100.0}
+#: Planes larger than this (pixels), stylised at their own size with predict into a zarr store,
+#: are rendered tile by tile from the input into the store (a float32 RGB result of 200 MB and
+#: more is never held in memory); such planes stand on their own (no temporal term).
+STREAM_PIXELS = 4096 * 4096
 #: Side of the zarr chunks of a result (a plane is split into tiles of at most this size).
 CHUNK_SIDE = 1024
 #: Bins of the histogram that stack-wide percentiles are read from (exact for integer data whose
@@ -89,6 +109,7 @@ class _Job:
     settings: Settings
     warm_start: bool
     motion: str
+    temporal_weight: float
     writer: Any = None
 
 
@@ -109,20 +130,35 @@ class StackRun:
     """
 
     def __init__(self, lazy, styles, settings: Settings, output, *, channels: bool,
-                 warm_start: bool, motion: str, chain_axis: int, client, percentiles):
+                 warm_start: bool, motion: str, temporal_weight: float, chain_axis: int,
+                 client, percentiles):
         self.output = output
         self.leading_shape = tuple(lazy.shape[:lazy.ndim - (3 if channels else 2)])
         self.total = math.prod(self.leading_shape)
         self.settings = settings
         self._lazy, self._styles, self._channels = lazy, styles, channels
         self._warm_start, self._motion, self._chain_axis = warm_start, motion, chain_axis
+        self.temporal_weight = temporal_weight
         self._client, self._percentiles = client, percentiles
         self._started = False
+        plane = lazy.shape[len(self.leading_shape):]
+        self.streamed = (settings.method == "predict" and _is_zarr(output)
+                         and not (channels and plane[-1] == 4)
+                         and working_shape(plane[0], plane[1], settings.size) == tuple(plane[:2])
+                         and plane[0] * plane[1] > STREAM_PIXELS)
+        if self.streamed:
+            self.temporal_weight = 0.0
+
+    @property
+    def warm_start(self) -> bool:
+        """Whether each plane starts from its predecessor's moved result (optimize only)."""
+        return self._warm_start and self.settings.method == "optimize"
 
     @property
     def chained(self) -> bool:
-        """Whether planes start from their predecessor's result (optimize with warm starts)."""
-        return self._warm_start and self.settings.method == "optimize" and bool(self.leading_shape)
+        """Whether planes depend on their predecessor's result (a warm start or a temporal
+        term), so that each chain runs in order."""
+        return bool(self.leading_shape) and (self.warm_start or self.temporal_weight > 0)
 
     def chains(self) -> list[list[tuple]]:
         """The planes' indices as chains: each chain runs in order, chains are independent."""
@@ -149,7 +185,12 @@ class StackRun:
                 settings = settings.replace(content_window=window)
         self.settings = settings
         writer = self.output if _is_zarr(self.output) or self._client is None else None
-        job = _Job(settings, self.chained, self._motion, writer)
+        if self.streamed and settings.content_window is None:  # uint8 or float RGB in 0..1
+            settings = settings.replace(
+                content_window=(0.0, 255.0) if self._lazy.dtype == np.uint8 else (0.0, 1.0))
+        self.settings = settings
+        job = _Job(settings, self.warm_start, self._motion,
+                   self.temporal_weight if self.chained else 0.0, writer)
         records = self._graph(job)
         execute = _run_distributed if self._client is not None else _run_local
         done = 0
@@ -173,8 +214,9 @@ class StackRun:
             previous = None
             for index in chain:
                 name = "-".join(map(str, index)) or "0"
+                plane = _PlaneSource(self._lazy, index) if self.streamed else self._lazy[index]
                 task = dask.delayed(_plane_task, nout=2)(
-                    self._lazy[index], index, target, job, previous,
+                    plane, index, target, job, previous,
                     dask_key_name=f"napari-nst-plane-{token}-{name}")
                 records.append(task[0])
                 previous = task[1]
@@ -284,8 +326,9 @@ def _device(settings: Settings):
     return resolve_device(settings.device)
 
 
-def _plane_task(plane, index: tuple, target: _Target, job: _Job, previous):
-    """Stylise one plane: (its record, what the next plane of its chain starts from).
+def _plane_task(plane, index: tuple, target: _Target, job: _Job, previous: Carry | None):
+    """Stylise one plane: (its record, what the next plane of its chain gets: a ``Carry`` or
+    None). ``previous``: the ``Carry`` of the plane before it in its chain.
 
     Writes the result to ``job.writer`` when there is one (the record then carries no image)."""
     import torch
@@ -293,101 +336,243 @@ def _plane_task(plane, index: tuple, target: _Target, job: _Job, previous):
     start = time.perf_counter()
     settings = job.settings
     device = _device(settings)
+    if isinstance(plane, _PlaneSource):
+        info = {"method": settings.method, "device": str(device),
+                **_predict_streamed(plane, index, target, job, device)}
+        return _PlaneRecord(index, time.perf_counter() - start, info), None
     label = "content plane " + (str(list(index)) if index else "")
     content = prepare_image(plane, settings.content_window, name=label.strip(),
                             size=settings.size)
     del plane
+    plane_task = _predict_plane if settings.method == "predict" else _optimize_plane
     with torch.inference_mode(False):
-        if settings.method == "predict":
-            image, info, warm = *_predict_plane(content, target, settings, device), None
-        else:
-            image, info, warm = _optimize_plane(content, target, job, device, previous)
+        raw, info = plane_task(content, target, job, device, previous)
     info = {"method": settings.method, "device": str(device), **info}
+    image = output_image(finish_image(raw.image, content, settings.keep_colors), content,
+                         settings.output_range)
     record = _PlaneRecord(index, time.perf_counter() - start, info)
     if job.writer is not None:
         job.writer[index] = image
     else:
         record.image = image
-    return record, warm
+    return record, raw if job.temporal_weight > 0 or job.warm_start else None
 
 
-def _predict_plane(content: PreparedImage, target: _Target, settings: Settings, device):
+@dataclass(frozen=True)
+class _PlaneSource:
+    """A plane handed to its task unread (dask computes array arguments of a task before the
+    call; this holder keeps the plane lazy, so that the task reads it tile by tile)."""
+
+    stack: Any
+    index: tuple
+
+    def plane(self):
+        return self.stack[self.index]
+
+
+def _predict_streamed(source: _PlaneSource, index: tuple, target: _Target, job: _Job,
+                      device) -> dict:
+    """Predict a plane too big for memory: read from the input a tile at a time, rendered into
+    a float32 scratch zarr store (the tiled renderer's global statistics: no seams), then
+    finished a band of rows at a time into the output. Returns the provenance."""
+    import shutil
+
+    import torch
+    import zarr
+
+    from .images import prepare_lazy
+    from .predict import load_networks
+    from .renderer import render_into
+    from .style_embedding import blend_embeddings, embed
+
+    settings = job.settings
+    label = "content plane " + str(list(index))
+    content = prepare_lazy(source.plane(), settings.content_window, name=label)
+    height, width = content.shape[:2]
+    predictor, transformer = load_networks(settings, device)
+    with torch.inference_mode():
+        own = None
+        if settings.style_strength < 1.0:  # the embedding sees 256 px: a 1024 px copy will do
+            own = embed(predictor, content.resized(working_shape(height, width, 1024)).rgb)
+        embedding = blend_embeddings([e.to(device) for e in target.embeddings],
+                                     settings.style_blend, own, settings.style_strength)
+    folder = tempfile.mkdtemp(prefix="napari-nst-plane-")
+    try:
+        side = min(CHUNK_SIDE, height, width)
+        scratch = zarr.open_array(os.path.join(folder, "raw.zarr"), mode="w",
+                                  shape=(height, width, 3), chunks=(side, side, 3),
+                                  dtype=np.float32)
+        render_into(transformer, content, embedding, scratch, settings.tile_size)
+        for r0 in range(0, height, CHUNK_SIDE):
+            rows = content.band(r0, min(height, r0 + CHUNK_SIDE))
+            raw = np.asarray(scratch[r0:r0 + CHUNK_SIDE])
+            job.writer[(*index, slice(r0, r0 + CHUNK_SIDE))] = output_image(
+                finish_image(raw, rows, settings.keep_colors), rows, settings.output_range)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
+            "precision": "float32", "tiled": "streamed from and to zarr"}
+
+
+def _link(previous: Carry | None, luma: np.ndarray, job: _Job):
+    """The previous plane's result moved onto this plane and its trust, or None."""
+    if previous is None:
+        return None
+    return follow_motion(previous, luma, job.motion)
+
+
+def _predict_plane(content: PreparedImage, target: _Target, job: _Job, device,
+                   previous: Carry | None) -> tuple[Carry, dict]:
+    """The plane's raw prediction (blended with the previous plane's where a temporal weight is
+    set) and its provenance."""
     import torch
 
-    from .predict import load_networks, stylize_one
+    from .predict import load_networks, stylize_one, working_content
 
+    settings = job.settings
     predictor, transformer = load_networks(settings, device)
     embeddings = [e.to(device) for e in target.embeddings]
-    with torch.inference_mode():
-        result = stylize_one(content, embeddings, predictor, transformer, settings)
+    with torch.inference_mode():  # raw: grayscale and keep_colors are applied once, at the end
+        result = stylize_one(content, embeddings, predictor, transformer, settings, finish=False)
+    luma = None
+    if job.temporal_weight > 0:
+        luma = luminance(working_content(content, settings).rgb)
+        link = _link(previous, luma, job)
+        if link is not None:
+            result = blend_with_previous(result, *link, job.temporal_weight)
     info = {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
             "precision": "float32"}
-    return output_image(result, content, settings.output_range), info
+    return Carry(result, luma), info
 
 
-def _optimize_plane(content: PreparedImage, target: _Target, job: _Job, device, previous):
-    """The optimised plane, its provenance, and (raw result, content luma) for the next plane.
+def _optimize_plane(content: PreparedImage, target: _Target, job: _Job, device,
+                    previous: Carry | None) -> tuple[Carry, dict]:
+    """The plane's raw optimised result and its provenance.
 
-    The optimisation runs on the content as plain RGB with a plain output, so that its raw
-    result (before grayscale, ``keep_colors`` and ``output_range`` are applied, as a single run
-    applies them to its final image) can start the next plane."""
+    The optimisation runs on the content as plain RGB, so that its raw result (before grayscale,
+    ``keep_colors`` and ``output_range`` are applied, as a single run applies them to its final
+    image) can start the next plane. With a previous plane, it starts from that plane's moved
+    result (``warm_start``) and keeps close to it where it is trusted (the temporal term)."""
     from .optimize import optimize
 
     settings = job.settings
-    luma = luminance(content.rgb)
+    # at the result's size (a content smaller than ``size`` is enlarged by the optimisation)
+    shape = working_shape(*content.shape[:2], settings.size)
+    luma = luminance(content.resized(shape).rgb)
+    link = _link(previous, luma, job)
     initial = None
-    if previous is not None:
-        previous_rgb, previous_luma = previous
-        initial = undo_motion(previous_rgb, previous_luma, luma, job.motion)
-    elif settings.init == "predict":
+    if settings.init == "predict":
         from .predict import predict_image
 
         initial = predict_image(content, target.styles, settings, device)
+    if link is not None and job.warm_start:
+        # the moved result where it is trusted; elsewhere (what came into view, what changed)
+        # the start a plane on its own would have, not the moved result's stretched edges
+        moved, trust = link
+        fresh = initial
+        if fresh is None:
+            fresh = (np.random.default_rng(settings.seed).random(moved.shape, np.float32)
+                     if settings.init == "noise" else content.resized(shape).rgb)
+        initial = trust[..., None] * moved + (1.0 - trust[..., None]) * fresh
+    temporal = link if link is not None and job.temporal_weight > 0 else None
     plain = dataclasses.replace(content, values=content.rgb, grayscale=False, alpha=None)
     plain_settings = settings.replace(emit_every=settings.steps, keep_colors=False,
                                       output_range="unit")
     final = None
     for final in optimize(plain, target.styles, plain_settings, device, initial=initial,
-                          targets=target.grams):
+                          targets=target.grams, temporal=temporal,
+                          temporal_weight=job.temporal_weight):
         pass
-    raw = final.image
-    image = output_image(finish_image(raw, content, settings.keep_colors), content,
-                         settings.output_range)
-    warm = (raw, luma) if job.warm_start else None
-    return image, final.info, warm
+    return Carry(final.image, luma), final.info
 
 
-# --- motion --------------------------------------------------------------------------------------
+# --- motion and the link between planes ----------------------------------------------------------
 
-def undo_motion(previous: np.ndarray, previous_luma: np.ndarray, luma: np.ndarray,
-                motion: str = "flow") -> np.ndarray:
-    """``previous`` (H, W, C), a result for the content whose luma is ``previous_luma``, moved
-    onto the content whose luma is ``luma``: "flow" follows scikit-image's TV-L1 optical flow
-    between the two contents, "shift" one global shift (phase correlation, sub-pixel), "none"
-    leaves it. Pixels that come from outside the image repeat the nearest edge."""
-    if motion == "none":
-        return previous
+@dataclass
+class Carry:
+    """What a plane hands to the next plane of its chain: its raw result (H, W, 3) in [0, 1] and
+    its content's luma at the same size."""
+
+    image: np.ndarray
+    luma: np.ndarray
+
+
+def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow"
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The previous plane's result moved onto the content whose luma is ``luma``, and how far
+    each pixel of it can be trusted (H, W) in [0, 1].
+
+    ``motion``: "flow" follows scikit-image's TV-L1 optical flow between the two contents
+    (estimated at ``FLOW_SIDE`` px at most and scaled up), "shift" one global shift
+    (cross-correlation, sub-pixel), "none" leaves the result where it was. A pixel is trusted where it
+    comes from inside the previous plane and the previous content, moved the same way, matches
+    this one (Ruder et al. 2016 drop disoccluded pixels; a photometric check also drops what
+    changed in place, such as a nucleus coming into focus in a z-stack): the trust falls from 1
+    to 0 as the difference of the two contents, low-passed, grows to ``MISMATCH``.
+    """
+    if motion not in MOTIONS:
+        raise ValueError(f"motion={motion!r} is not supported; choose one of {', '.join(MOTIONS)}")
+    from scipy.ndimage import gaussian_filter
     from skimage.transform import warp
 
-    rows, cols = np.meshgrid(np.arange(luma.shape[0], dtype=np.float32),
-                             np.arange(luma.shape[1], dtype=np.float32), indexing="ij")
+    height, width = luma.shape
+    rows, cols = np.meshgrid(np.arange(height, dtype=np.float32),
+                             np.arange(width, dtype=np.float32), indexing="ij")
     if motion == "flow":
-        from skimage.registration import optical_flow_tvl1
-
-        flow = optical_flow_tvl1(luma, previous_luma)  # previous(p + flow(p)) ~ current(p)
+        flow = _flow(luma, previous.luma)  # previous(p + flow(p)) ~ current(p)
         coords = np.stack([rows + flow[0], cols + flow[1]])
     elif motion == "shift":
+        from skimage.filters import window
         from skimage.registration import phase_cross_correlation
 
-        shift = phase_cross_correlation(luma, previous_luma, upsample_factor=10)[0]
+        # plain cross-correlation of the Hann-windowed contents: whitening (phase correlation)
+        # is led by the image borders on small, smooth planes and finds no shift there
+        hann = window("hann", luma.shape)
+        shift = phase_cross_correlation((luma - luma.mean()) * hann,
+                                        (previous.luma - previous.luma.mean()) * hann,
+                                        upsample_factor=10, normalization=None)[0]
         coords = np.stack([rows - shift[0], cols - shift[1]])  # previous(p - shift) ~ current(p)
     else:
-        raise ValueError(f"motion={motion!r} is not supported; choose one of {', '.join(MOTIONS)}")
-    moved = np.empty_like(previous)
-    for channel in range(previous.shape[2]):
-        moved[..., channel] = warp(previous[..., channel], coords, order=1, mode="edge",
-                                   preserve_range=True)
-    return moved
+        coords = np.stack([rows, cols])
+
+    def moved(channel: np.ndarray) -> np.ndarray:
+        return warp(channel, coords, order=1, mode="edge", preserve_range=True).astype(np.float32)
+
+    image = np.stack([moved(previous.image[..., c]) for c in range(previous.image.shape[2])],
+                     axis=2)
+    inside = ((coords[0] >= -0.5) & (coords[0] <= height - 0.5)
+              & (coords[1] >= -0.5) & (coords[1] <= width - 0.5))
+    # low-passed contents: noise (independent in each plane of a microscope stack) is no change
+    mismatch = np.abs(gaussian_filter(moved(previous.luma), MISMATCH_SIGMA)
+                      - gaussian_filter(luma, MISMATCH_SIGMA))
+    trust = np.clip(1.0 - mismatch / MISMATCH, 0.0, 1.0) * inside
+    return image, trust.astype(np.float32)
+
+
+def _flow(luma: np.ndarray, previous_luma: np.ndarray) -> np.ndarray:
+    """TV-L1 flow (2, H, W) from ``luma`` to ``previous_luma``, estimated on both resized to
+    ``FLOW_SIDE`` px at most (its cost grows with the pixels) and scaled back up."""
+    from skimage.registration import optical_flow_tvl1
+    from skimage.transform import resize
+
+    shape = luma.shape
+    small = working_shape(*shape, min(FLOW_SIDE, max(shape)))
+    if small == shape:
+        return optical_flow_tvl1(luma, previous_luma)
+    flow = optical_flow_tvl1(resize(luma, small, anti_aliasing=True),
+                             resize(previous_luma, small, anti_aliasing=True))
+    return np.stack([resize(flow[0], shape, order=1) * (shape[0] / small[0]),
+                     resize(flow[1], shape, order=1) * (shape[1] / small[1])])
+
+
+def blend_with_previous(result: np.ndarray, moved: np.ndarray, trust: np.ndarray,
+                        weight: float) -> np.ndarray:
+    """Predict's temporal term in closed form: per pixel, the image y closest to
+    ``|y - result|² + weight·trust·|y - moved|²``, i.e. ``(result + w·t·moved) / (1 + w·t)``:
+    the same squared pull towards the previous plane's moved result that optimize adds to its
+    loss, against the prediction instead of the content and style terms."""
+    pull = (weight * trust)[..., None]
+    return ((result + pull * moved) / (1.0 + pull)).astype(np.float32)
 
 
 # --- the stack's window --------------------------------------------------------------------------
@@ -458,7 +643,9 @@ def _is_zarr(array) -> bool:
 
 
 def _as_dask(stack):
-    """``stack`` as a dask array with one plane per chunk at most (slicing reads one plane)."""
+    """``stack`` as a dask array with one plane per chunk at most (slicing reads one plane), an
+    array-like's planes split into tiles of ``CHUNK_SIDE`` (a huge plane is read a tile at a time
+    for the stack's window)."""
     import dask.array as da
 
     if isinstance(stack, da.Array):
@@ -470,7 +657,11 @@ def _as_dask(stack):
                          "first, e.g. zarr.open_array(path) or tifffile.memmap(path)")
     if not hasattr(stack, "shape"):
         stack = np.asarray(stack)
-    chunks = tuple(1 for _ in stack.shape[:-2]) + tuple(stack.shape[-2:])
+    channels = _channels(stack.shape)
+    leading = len(stack.shape) - (3 if channels else 2)
+    chunks = (*(1 for _ in stack.shape[:leading]),
+              *(min(n, CHUNK_SIDE) for n in stack.shape[leading:leading + 2]),
+              *stack.shape[leading + 2:])
     return da.from_array(stack, chunks=chunks, asarray=True)
 
 
@@ -532,8 +723,9 @@ def _output(out, shape: tuple, dtype: np.dtype):
 # --- the API -------------------------------------------------------------------------------------
 
 def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None = None,
-               warm_start: bool = True, motion: str = "flow", chain_axis: int | None = None,
-               window_percentiles=(0.0, 100.0), **overrides) -> StackRun:
+               warm_start: bool = True, motion: str = "flow", temporal_weight: float | None = None,
+               chain_axis: int | None = None, window_percentiles=(0.0, 100.0),
+               **overrides) -> StackRun:
     """Stylise every plane of ``stack``, as a ``StackRun`` to iterate for per-plane progress
     (``PlaneDone``); its ``output`` is filled in place. Validates eagerly.
 
@@ -541,9 +733,12 @@ def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None
     ``stylize``. ``out``: None (a new numpy array), a path (a new zarr store: results bigger than
     memory; see ``temporary_store``), or a numpy/zarr array of ``result_shape`` and
     ``result_dtype``. ``client``: a ``dask.distributed`` Client to run the planes on its cluster;
-    None: in this process. ``warm_start`` (optimize): each plane
-    starts from its predecessor's result along ``chain_axis`` (default: the last leading axis),
-    ``motion`` undone (see ``undo_motion``). ``window_percentiles``: the stack-wide window when
+    None: in this process. Planes follow their predecessor along ``chain_axis`` (default: the
+    last leading axis), with the ``motion`` between the two contents undone (``follow_motion``):
+    ``temporal_weight`` keeps each result close to the previous one where the motion is trusted
+    (None: ``TEMPORAL_WEIGHTS`` for the method; 0: planes independent, which also lets them run
+    in parallel); ``warm_start`` (optimize) starts each plane from the previous result.
+    ``window_percentiles``: the stack-wide window when
     ``content_window`` is not given. Settings as for ``stylize`` (``settings`` and overrides).
     """
     settings = make_settings(settings, **overrides)
@@ -552,6 +747,11 @@ def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None
                          "from its content (init) or, with warm_start, from the previous plane")
     if motion not in MOTIONS:
         raise ValueError(f"motion={motion!r} is not supported; choose one of {', '.join(MOTIONS)}")
+    if temporal_weight is None:
+        temporal_weight = TEMPORAL_WEIGHTS[settings.method]
+    if not (isinstance(temporal_weight, (int, float)) and 0.0 <= temporal_weight < math.inf):
+        raise ValueError(f"temporal_weight={temporal_weight!r}: give a number >= 0 (0: every "
+                         "plane on its own), or None for the method's default")
     lazy = _as_dask(stack)
     channels = _channels(lazy.shape)
     plane_ndim = 3 if channels else 2
@@ -578,7 +778,8 @@ def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None
     output = _output(out, result_shape(lazy.shape, settings),
                      result_dtype(lazy.dtype, settings))
     return StackRun(lazy, styles, settings, output, channels=channels, warm_start=warm_start,
-                    motion=motion, chain_axis=chain_axis, client=client,
+                    motion=motion, temporal_weight=float(temporal_weight), chain_axis=chain_axis,
+                    client=client,
                     percentiles=window_percentiles)
 
 
@@ -593,5 +794,6 @@ def stylize_stack(stack, style, *, out=None, client=None, settings: Settings | N
     return run.output
 
 
-__all__ = ["MOTIONS", "PlaneDone", "StackRun", "iter_stack", "result_dtype", "result_shape",
-           "stack_window", "stylize_stack", "temporary_store", "undo_motion"]
+__all__ = ["MOTIONS", "TEMPORAL_WEIGHTS", "Carry", "PlaneDone", "StackRun", "blend_with_previous",
+           "follow_motion", "iter_stack", "result_dtype", "result_shape", "stack_window",
+           "stylize_stack", "temporary_store"]
