@@ -65,6 +65,7 @@ def test_whole_stack_fills_one_layer_in_place(qtbot, viewer, random_vgg, tmp_pat
     assert [s[2] for s in seen] == [1, 2, 3, 4]
     record = layer.metadata["napari_nst"]
     assert record["scope"] == "stack" and record["planes"] == 4 and record["planes_done"] == 4
+    assert record["temporal_weight"] > 0  # planes of a z-stack follow each other by default
     assert record["method"] == "optimize" and record["device"] == "cpu"
     assert store.exists() and os.fspath(store) in record["store"]
     import zarr
@@ -122,9 +123,11 @@ def test_widget_runs_the_whole_stack(qtbot, viewer, random_vgg):
     widget.show_advanced.value = True
     assert not shown(widget.scheduler)
     widget.scope.value = "stack"
-    assert shown(widget.scheduler)  # the cluster address is a whole-stack, advanced setting
+    # the cluster address and how planes follow each other: whole-stack, advanced settings
+    assert shown(widget.scheduler) and shown(widget.planes)
+    widget.planes.value = "own"  # tiles or positions: no temporal term
     widget.show_advanced.value = False
-    assert not shown(widget.scheduler)
+    assert not shown(widget.scheduler) and not shown(widget.planes)
     statuses = []
     worker = widget.run()
     # connected after the widget's own handler: sees the status line each event left
@@ -134,5 +137,6 @@ def test_widget_runs_the_whole_stack(qtbot, viewer, random_vgg):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
     results = [layer for layer in viewer.layers if "napari_nst" in layer.metadata]
     assert len(results) == 1 and results[0].data.shape == (4, 24, 32)
+    assert results[0].metadata["napari_nst"]["temporal_weight"] == 0.0
     assert any("plane 4/4" in text for text in statuses), statuses
     assert widget.status.value.startswith("done")

@@ -275,7 +275,7 @@ def add_stack_layer(viewer, job: StackJob, run, settings: Settings):
     content = job.content
     plane_in = content.data.shape[-3:-1] if content.rgb else content.data.shape[-2:]
     metadata = _provenance(job, run.settings, scope="stack", planes=run.total, planes_done=0,
-                           store=store)
+                           store=store, temporal_weight=run.temporal_weight)
     layer = Image(name=f"{job.label} stack", metadata=metadata,
                   **_placement(content.scale, content.translate, plane_in, output.shape[-3:-1]),
                   **_display(data, not content.rgb, content.window, settings))

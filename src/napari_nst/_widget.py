@@ -83,6 +83,13 @@ class StyleTransferWidget(Container):
             label="dask scheduler", value="",
             tooltip="whole stack: the address of a dask.distributed scheduler (tcp://host:8786) "
                     "to run the planes on a cluster; empty: on this machine")
+        self.planes = ComboBox(
+            label="planes", value="follow",
+            choices=[("follow each other (z, t)", "follow"), ("each on its own", "own")],
+            tooltip="whole stack: follow each other -- each plane keeps to the previous plane's "
+                    "result, moved by the optical flow, so textures do not flicker through z or "
+                    "t; each on its own -- for tiles or plate positions (and in parallel on a "
+                    "cluster)")
         devices = self._device_choices()
         known_now = {"device": {"choices": devices}}
         self.controls = {f.name: _control(f, **known_now.get(f.name, {}))
@@ -111,7 +118,7 @@ class StyleTransferWidget(Container):
         basic, advanced = ([self.controls[f.name] for f in _PANEL_FIELDS[panel]]
                            for panel in PANELS)
         self.extend([self.content, self.style, self.scope, *basic, self.show_advanced, *advanced,
-                     self.scheduler,
+                     self.planes, self.scheduler,
                      self.restored, self.reset_button,
                      Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
                                labels=False),
@@ -184,7 +191,8 @@ class StyleTransferWidget(Container):
             for f in _PANEL_FIELDS[panel]:
                 self.controls[f.name].visible = (panel in shown_panels
                                                  and applies_to(f.name, method))
-        self.scheduler.visible = self.show_advanced.value and self.scope.value == "stack"
+        whole_stack_advanced = self.show_advanced.value and self.scope.value == "stack"
+        self.scheduler.visible = self.planes.visible = whole_stack_advanced
 
     def _values(self) -> dict:
         """The controls' values as plain data (a chosen folder as a string)."""
@@ -251,6 +259,7 @@ class StyleTransferWidget(Container):
             worker = run_in_viewer(self._viewer, list(self.content.value), list(self.style.value),
                                    settings, scope=self.scope.value, start=False,
                                    client=self.scheduler.value.strip() or None,
+                                   temporal_weight=0 if self.planes.value == "own" else None,
                                    on_iterate=self._on_iterate)
         except Exception as exc:  # bad input or setting: say so and stay idle
             show_error(f"Style transfer: {exc}")

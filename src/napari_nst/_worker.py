@@ -33,7 +33,8 @@ SCOPES = ("slice", "stack")
 
 
 def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, scope: str = "slice",
-                  out=None, client=None, start: bool = True, on_iterate=None, **overrides):
+                  out=None, client=None, temporal_weight: float | None = None, start: bool = True,
+                  on_iterate=None, **overrides):
     """Stylize ``content`` with ``style`` in a worker thread.
 
     ``content`` and ``style`` are Image layers or layer names, or lists of them: every content is
@@ -46,7 +47,9 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
       with the content's axes, created when the run starts and filled in as each plane finishes
       (scroll through it while it runs). Results go to a zarr store at ``out`` (default: a new
       temporary one), shown as a lazy view of it. ``client``: a ``dask.distributed`` Client or a
-      scheduler address, to run the planes on a cluster. The style is the slice on screen.
+      scheduler address, to run the planes on a cluster. ``temporal_weight``: how strongly each
+      plane keeps to the previous one (``iter_stack``; None: the method's default, 0: planes on
+      their own, e.g. tiles or positions). The style is the slice on screen.
 
     Returns the started ``GeneratorWorker`` (``worker.quit()`` stops at the next step or plane
     and keeps what was added); the jobs and their result layers are on ``worker.jobs``.
@@ -69,7 +72,7 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
 
         jobs = make_stack_jobs(viewer, content, style, out)
         total = sum(job.content.planes for job in jobs)
-        events = _run_stack_jobs(jobs, settings, client)
+        events = _run_stack_jobs(jobs, settings, client, temporal_weight)
 
         def show(job, event):
             if isinstance(event, StackRun):  # the output is allocated: the layer can show it
@@ -150,7 +153,7 @@ def _run_jobs(jobs: list[Job], settings: Settings):
                     yield job, iterate
 
 
-def _run_stack_jobs(jobs: list[StackJob], settings: Settings, client):
+def _run_stack_jobs(jobs: list[StackJob], settings: Settings, client, temporal_weight=None):
     """For each job (in the worker thread): its ``StackRun`` once the output is allocated, then a
     ``PlaneDone`` per finished plane. A scheduler address is connected to here, and closed."""
     from .engine.stack import iter_stack, temporary_store
@@ -161,7 +164,8 @@ def _run_stack_jobs(jobs: list[StackJob], settings: Settings, client):
         for job in jobs:
             run = iter_stack(job.content.data, job.style.data, client=connected,
                              out=job.out if job.out is not None else temporary_store(),
-                             settings=job_settings(settings, job))
+                             settings=job_settings(settings, job),
+                             temporal_weight=temporal_weight)
             yield job, run
             planes = iter(run)
             with contextlib.closing(planes):
