@@ -8,6 +8,11 @@ plane by plane should need the same memory for 16 and for 160 planes.
 
     python benchmarks/bench_stack_memory.py                  # 16 and 160 planes, 1 and 2 workers
     python benchmarks/bench_stack_memory.py --smoke          # 4 and 8 planes of 256 px, local
+    python benchmarks/bench_stack_memory.py --huge 8192      # 2 planes of 8192², at full size
+
+``--huge SIDE``: planes too big to hold their result in memory (a float32 RGB result plane of
+SIDE² x 12 bytes), stylised at their own size: they go tile by tile from the input store to the
+output store (``stack.STREAM_PIXELS``), so the peak should stay far below one result plane.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ def make_stack(path: str, planes: int, side: int) -> None:
     """A uint16 zarr stack of smooth, different planes (compressible, like microscopy)."""
     import zarr
 
+    chunk = min(side, 2048)
     stack = zarr.open_array(path, mode="w", shape=(planes, side, side), dtype=np.uint16,
-                            chunks=(1, side, side))
+                            chunks=(1, chunk, chunk))
     y, x = np.mgrid[0:side, 0:side].astype(np.float32) / side
     for i in range(planes):
         plane = 1000 + 800 * np.sin(6 * x + i * 0.1) * np.cos(5 * y - i * 0.05)
@@ -66,14 +72,43 @@ def child(stack_path: str, workers: int, size: int) -> dict:
             "worker_peak": worker_peak}
 
 
+def run_child(path: str, workers: int, size: int) -> dict:
+    """One case in a fresh process (its own peak RSS)."""
+    # the child finds quality.py beside itself; relative paths in the environment
+    # (NAPARI_NST_WEIGHTS_DIR=../shared/weights) stay relative to this directory
+    done = subprocess.run([sys.executable, __file__, "--child", path, str(workers), str(size)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"case {path}, {workers} workers failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def huge(side: int, planes: int = 2) -> list:
+    """Planes of side² stylised at their own size, streamed from store to store."""
+    path = os.path.join(tempfile.mkdtemp(prefix="bench-stack-"), "huge.zarr")
+    make_stack(path, planes, side)
+    row = run_child(path, 0, side)
+    plane_mb, result_mb = side * side * 2 / 2**20, side * side * 12 / 2**20
+    print(f"\n{planes} planes of {side}x{side} uint16 (zarr on disk, {plane_mb:.0f} MB each), "
+          "predict at their own size (tiles of 1024), results into a zarr store.\n")
+    print("| planes | seconds | s/plane | peak RSS | one input plane | one float32 result plane |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"| {planes} | {row['seconds']:.1f} | {row['seconds'] / planes:.1f} | "
+          f"{row['peak'] / 2**20:.0f} MB | {plane_mb:.0f} MB | {result_mb:.0f} MB |")
+    return [row]
+
+
 def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--huge", type=int, metavar="SIDE", default=None)
     parser.add_argument("--child", nargs=3, metavar=("STACK", "WORKERS", "SIZE"))
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), int(args.child[2]))))
         return []
+    if args.huge:
+        return huge(args.huge)
     counts, side, size, workers = ((4, 8), 256, 128, (0,)) if args.smoke else \
         ((16, 160), 2048, 512, (0, 1, 2))
     folder = tempfile.mkdtemp(prefix="bench-stack-")
@@ -82,13 +117,7 @@ def main(argv=None) -> list:
         path = os.path.join(folder, f"stack{planes}.zarr")
         make_stack(path, planes, side)
         for n in workers:
-            # the child finds quality.py beside itself; relative paths in the environment
-            # (NAPARI_NST_WEIGHTS_DIR=../shared/weights) stay relative to this directory
-            done = subprocess.run([sys.executable, __file__, "--child", path, str(n), str(size)],
-                                  capture_output=True, text=True)
-            if done.returncode:
-                raise SystemExit(f"case {planes} planes, {n} workers failed:\n{done.stderr[-3000:]}")
-            rows.append({**json.loads(done.stdout.strip().splitlines()[-1]), "workers": n})
+            rows.append({**run_child(path, n, size), "workers": n})
     print(f"\nStacks of {side}x{side} uint16 planes (zarr on disk), predict at size {size}, "
           "results into a zarr store.\n")
     print("| planes | workers | seconds | planes/s | peak RSS (this process) | peak RSS (largest worker) |")

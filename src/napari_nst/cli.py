@@ -107,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--temporal-weight", type=float, default=None, metavar="W",
                          help="with --stack: how strongly each plane keeps to the previous "
                               "plane's result, moved by the optical flow between the two, where "
-                              "that motion is trusted (less flicker through z or t); default: "
-                              "the method's (TEMPORAL_WEIGHTS); 0: every plane on its own (and "
-                              "in parallel on a cluster), e.g. for tiles or positions")
+                              "that motion is trusted (less flicker through z or t); default 1; "
+                              "0: every plane on its own (and in parallel on a cluster), e.g. "
+                              "for tiles or positions")
     stylize.add_argument("-q", "--quiet", action="store_true", help="no progress bar or loss lines")
     _add_settings_arguments(stylize)
     gui = commands.add_parser("gui", help="open napari with the Style transfer widget",

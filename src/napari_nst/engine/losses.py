@@ -125,7 +125,10 @@ class TVLoss(nn.Module):
 class TemporalLoss(nn.Module):
     """Ruder et al. 2016's short-term consistency: the mean squared difference to the previous
     plane's result moved onto this one, over the pixels where that motion is trusted (a trust map
-    in [0, 1] weighs each pixel). Pixels in [0, 1], so the term is dimensionless like the others."""
+    in [0, 1] weighs each pixel). Pixels are in [0, 1] already, so the term is dimensionless like
+    the others; it is not divided by the previous result's energy (as the content and style terms
+    are by their targets'), which would make a dark stack -- fluorescence -- pull several times
+    harder than a bright one."""
 
     def __init__(self, previous: torch.Tensor, trust: torch.Tensor):
         super().__init__()
