@@ -79,10 +79,10 @@ class PreparedImage:
             block = np.repeat(block[..., None], 3, axis=2)
         return block
 
-    def band(self, r0: int, r1: int) -> PreparedImage:
-        """Rows ``r0:r1`` of this image as a PreparedImage of their own (read now)."""
-        values = np.asarray(self.values[r0:r1])
-        alpha = None if self.alpha is None else self.alpha[r0:r1]
+    def crop(self, rows: slice, cols: slice) -> PreparedImage:
+        """The block ``[rows, cols]`` of this image as a PreparedImage of its own (read now)."""
+        values = np.asarray(self.values[rows, cols])
+        alpha = None if self.alpha is None else self.alpha[rows, cols]
         return PreparedImage(values, self.grayscale, alpha, self.window, self.dtype)
 
     def resized(self, shape) -> PreparedImage:

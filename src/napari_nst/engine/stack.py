@@ -25,7 +25,7 @@ Consistency from plane to plane:
 A plane too big to hold its result in memory (more than ``STREAM_PIXELS``), which predict
 stylises at its own size into a zarr store, is read a tile at a time from the input and rendered
 into a scratch zarr store by the tiled renderer (global statistics: no seams), then finished into
-the output a band of rows at a time; it has no temporal term.
+the output a chunk at a time; it has no temporal term.
 
 How this maps onto dask: the job is one dask graph. A task computes the style target once; each
 plane is a task that reads its plane (a dask slice of the input: only that plane's chunks),
@@ -382,7 +382,7 @@ def _predict_streamed(source: _PlaneSource, index: tuple, target: _Target, job: 
                       device) -> dict:
     """Predict a plane too big for memory: read from the input a tile at a time, rendered into
     a float32 scratch zarr store (the tiled renderer's global statistics: no seams), then
-    finished a band of rows at a time into the output. Returns the provenance."""
+    finished into the output a chunk at a time. Returns the provenance."""
     import shutil
 
     import torch
@@ -411,11 +411,13 @@ def _predict_streamed(source: _PlaneSource, index: tuple, target: _Target, job: 
                                   shape=(height, width, 3), chunks=(side, side, 3),
                                   dtype=np.float32)
         render_into(transformer, content, embedding, scratch, settings.tile_size)
-        for r0 in range(0, height, CHUNK_SIDE):
-            rows = content.band(r0, min(height, r0 + CHUNK_SIDE))
-            raw = np.asarray(scratch[r0:r0 + CHUNK_SIDE])
-            job.writer[(*index, slice(r0, r0 + CHUNK_SIDE))] = output_image(
-                finish_image(raw, rows, settings.keep_colors), rows, settings.output_range)
+        for r0 in range(0, height, CHUNK_SIDE):  # a chunk of the output at a time
+            for c0 in range(0, width, CHUNK_SIDE):
+                box = (slice(r0, r0 + CHUNK_SIDE), slice(c0, c0 + CHUNK_SIDE))
+                block = content.crop(*box)
+                job.writer[(*index, *box)] = output_image(
+                    finish_image(np.asarray(scratch[box]), block, settings.keep_colors), block,
+                    settings.output_range)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
