@@ -226,6 +226,20 @@ def test_cluster_gives_the_local_result_bit_for_bit(cluster, random_vgg, style):
     assert napari_nst.iter_stack(stack, style, client=cluster, **settings).chained  # one chain
 
 
+def test_a_large_numpy_stack_goes_to_the_cluster_outside_the_graph(cluster, vgg_file, style):
+    import warnings
+
+    texture = np.random.default_rng(3).integers(0, 4000, (1200, 1210))
+    stack = np.stack([texture[:, i:i + 1200] for i in range(4)]).astype(np.uint16)  # 11.5 MB
+    # the weights as a file: a VGG module in the settings would itself make the graph large
+    settings = dict(vgg_weights=str(vgg_file), temporal_weight=0, warm_start=False, **QUICK)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*large graph.*")  # dask's warning, as an error
+        remote = napari_nst.stylize_stack(stack, style, client=cluster, **settings)
+    local = _one_thread(lambda: napari_nst.stylize_stack(stack, style, **settings))
+    np.testing.assert_array_equal(remote, local)
+
+
 def test_a_worker_that_dies_is_replaced_and_the_result_complete(cluster, random_vgg, style,
                                                                  tmp_path):
     stack = _stack()

@@ -675,6 +675,26 @@ def _as_dask(stack):
     return da.from_array(stack, chunks=chunks, asarray=True)
 
 
+def _scattered(stack: np.ndarray, client):
+    """A numpy stack for a cluster: sent to the workers once (``client.scatter``) and read there
+    plane by plane, instead of travelling inside the task graph (dask warns of a large graph,
+    and the scheduler would hold a copy of the data)."""
+    import operator
+
+    import dask
+    import dask.array as da
+
+    leading = stack.ndim - (3 if _channels(stack.shape) else 2)
+    if leading == 0:
+        return da.from_array(stack, chunks=stack.shape)
+    future = client.scatter(stack, hash=False)  # its own key: no other run can release it
+    plane_shape = stack.shape[leading:]
+    planes = [da.from_delayed(dask.delayed(operator.getitem)(future, index), shape=plane_shape,
+                              dtype=stack.dtype)
+              for index in np.ndindex(*stack.shape[:leading])]
+    return da.stack(planes).reshape(stack.shape)
+
+
 def _channels(shape: tuple) -> bool:
     """Whether the last axis holds channels: 1, 3 or 4 values in an array of 3 or more axes (a
     plane is at least 16 pixels wide, so such an axis cannot be the plane's width)."""
@@ -763,6 +783,8 @@ def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None
         raise ValueError(f"temporal_weight={temporal_weight!r}: give a number >= 0 (0: every "
                          "plane on its own), or None for the method's default")
     lazy = _as_dask(stack)
+    if client is not None and isinstance(stack, np.ndarray):
+        lazy = _scattered(stack, client)
     channels = _channels(lazy.shape)
     plane_ndim = 3 if channels else 2
     if lazy.ndim < 2:
