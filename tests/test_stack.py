@@ -60,6 +60,16 @@ def test_dask_input_into_a_zarr_store_with_progress(random_vgg, style, tmp_path)
     np.testing.assert_array_equal(stored[...], in_memory)  # the same job, numpy in and out
 
 
+def test_closing_a_run_keeps_and_counts_the_plane_under_way(random_vgg, style):
+    run = napari_nst.iter_stack(_stack(planes=6), style, vgg_weights=random_vgg, **QUICK)
+    planes = iter(run)
+    first = next(planes)
+    planes.close()  # as napari's Stop does, while the second plane runs
+    written = np.asarray(run.output).reshape(6, -1).max(axis=1) > 0
+    assert first.done == 1 and run.done == written.sum() and 1 <= run.done < 6
+    assert written[:run.done].all()
+
+
 def test_rgb_predict_stack_shares_one_embedding(style, monkeypatch):
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
     photo = shared_image("tubingen.jpg", 64)

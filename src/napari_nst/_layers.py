@@ -224,6 +224,7 @@ class StackJob:
     style: LayerSnapshot
     out: Any = None
     result_ref: weakref.ref | None = field(default=None, repr=False)
+    run: Any = field(default=None, repr=False)  # its StackRun until the run has closed
 
     @property
     def results(self) -> list:
@@ -282,7 +283,18 @@ def add_stack_layer(viewer, job: StackJob, run, settings: Settings):
     viewer.layers.append(layer)
     viewer.layers.selection.active = layer
     job.result_ref = _weak(layer)
+    job.run = run
     return layer
+
+
+def show_stack_finished(job: StackJob) -> None:
+    """After the run has closed: the planes that finished after a Stop are in the output too, so
+    the layer shows them and its metadata counts them; the job lets go of its run."""
+    run, job.run = job.run, None
+    for layer in job.results:
+        if run is not None:
+            layer.metadata["napari_nst"]["planes_done"] = run.done
+        layer.refresh()
 
 
 def show_plane_done(job: StackJob, plane) -> None:

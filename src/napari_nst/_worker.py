@@ -20,7 +20,7 @@ import weakref
 
 from ._activity_dock import ActivityDockBar
 from ._layers import (Job, StackJob, add_result_layer, add_stack_layer, job_settings, make_jobs,
-                      make_stack_jobs, show_plane_done)
+                      make_stack_jobs, show_plane_done, show_stack_finished)
 from ._status_spinner import status_spinners
 from .settings import Settings, make_settings
 
@@ -80,14 +80,21 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
                 return None
             show_plane_done(job, event)
             return event
+
+        def when_closed():  # the planes under way at a Stop were finished and kept meanwhile
+            for job in jobs:
+                show_stack_finished(job)
     else:
         raise ValueError(f"scope={scope!r} is not supported; choose one of {', '.join(SCOPES)}")
-    return _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start)
+    return _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start,
+                         when_closed if scope == "stack" else None)
 
 
-def _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start):
+def _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start,
+                  when_closed=None):
     """A thread worker over ``events`` ((job, event) pairs made in its thread); ``show(job,
-    event)`` turns each into layers on the main thread and returns what ``on_iterate`` gets."""
+    event)`` turns each into layers on the main thread and returns what ``on_iterate`` gets.
+    ``when_closed()`` runs on the main thread once ``events`` is closed after the run."""
     from napari.qt.threading import thread_worker
     from qtpy.QtCore import Qt
 
@@ -119,7 +126,13 @@ def _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start
     worker.errored.connect(_show_failure)
     # in the worker's thread as it ends: a stopped generator keeps its frame (the engine's tensors)
     # until closed, and its context managers (torch's modes are per thread) exit where they entered
-    worker.finished.connect(functools.partial(_close, events), Qt.ConnectionType.DirectConnection)
+    closed = None
+    if when_closed is not None:
+        from superqt.utils import ensure_main_thread
+
+        closed = ensure_main_thread(when_closed)
+    worker.finished.connect(functools.partial(_close, events, closed),
+                            Qt.ConnectionType.DirectConnection)
     worker.finished.connect(release)
     worker.jobs = jobs
     worker.settings = settings
@@ -192,14 +205,16 @@ def _connected(client):
         connected.close()
 
 
-def _close(generator) -> None:
-    """Close a worker's generator; a failure while it cleans up is reported, not raised (this
-    runs in a Qt slot, where an exception would abort the process)."""
+def _close(generator, then=None) -> None:
+    """Close a worker's generator, then call ``then``; a failure while it cleans up is reported,
+    not raised (this runs in a Qt slot, where an exception would abort the process)."""
     try:
         generator.close()
     except Exception as exc:
         warnings.warn(f"napari-nst: closing a finished run failed: {exc!r}", RuntimeWarning,
                       stacklevel=1)
+    if then is not None:
+        then()
 
 
 def _show_failure(exc) -> None:

@@ -134,7 +134,9 @@ class StackRun:
     runs (a napari layer can show it from the start); iterating runs the job and yields a
     ``PlaneDone`` per finished plane, in the order they finish. Closing the iteration early
     (``break``, ``close()``, napari's Stop) stops the job after the planes under way; the planes
-    done stay in ``output``. A run can be iterated once.
+    done stay in ``output``. A run can be iterated once. ``done`` counts the planes written to
+    ``output``, including those that were under way when the iteration was closed and finished
+    after it (they are kept too).
     """
 
     def __init__(self, lazy, styles, settings: Settings, output, *, channels: bool,
@@ -149,6 +151,7 @@ class StackRun:
         self.temporal_weight = temporal_weight
         self._client, self._percentiles = client, percentiles
         self._started = False
+        self.done = 0
         plane = lazy.shape[len(self.leading_shape):]
         self.streamed = (settings.method == "predict" and _is_zarr(output)
                          and not (channels and plane[-1] == 4)
@@ -201,13 +204,19 @@ class StackRun:
                    self.temporal_weight if self.chained else 0.0, writer)
         records = self._graph(job)
         execute = _run_distributed if self._client is not None else _run_local
-        done = 0
-        for record in execute(records, self._client):
-            if record.image is not None:
-                self.output[record.index] = record.image
-            done += 1
-            yield PlaneDone(record.index, done, self.total, record.seconds,
+        for record in execute(records, self._client, self._finished_late):
+            self._keep(record)
+            yield PlaneDone(record.index, self.done, self.total, record.seconds,
                             time.perf_counter() - start, record.info, self.output)
+
+    def _keep(self, record: _PlaneRecord) -> None:
+        if record.image is not None:
+            self.output[record.index] = record.image
+        self.done += 1
+
+    def _finished_late(self, record: _PlaneRecord) -> None:
+        """A plane that finished after the iteration was closed: kept like the others."""
+        self._keep(record)
 
     def _graph(self, job: _Job) -> list:
         """One delayed record per plane: the style target once, then the planes (chained where
@@ -231,9 +240,10 @@ class StackRun:
         return records
 
 
-def _run_local(records: list, client=None) -> Iterator[_PlaneRecord]:
+def _run_local(records: list, client=None, late=None) -> Iterator[_PlaneRecord]:
     """The graph on dask's threaded scheduler (one worker thread) in a background thread; records
-    come back through a queue as each plane finishes. Closing stops before the next task."""
+    come back through a queue as each plane finishes. Closing stops before the next task; the
+    planes under way finish and go to ``late``."""
     import dask
 
     wanted = {record.key for record in records}
@@ -276,21 +286,30 @@ def _run_local(records: list, client=None) -> Iterator[_PlaneRecord]:
     finally:
         stop.set()
         thread.join()
+        while not results.empty():
+            item = results.get()
+            if isinstance(item, _PlaneRecord) and late is not None:
+                late(item)
 
 
-def _run_distributed(records: list, client) -> Iterator[_PlaneRecord]:
+def _run_distributed(records: list, client, late=None) -> Iterator[_PlaneRecord]:
     """The graph on a ``dask.distributed`` cluster; records as their planes finish. Closing
-    cancels the planes not done."""
+    cancels the planes not done; those finished but not yet handed out go to ``late``."""
     from distributed import as_completed
 
     futures = client.compute(records)
+    handed = set()
     try:
         for future in as_completed(futures):
             record = future.result()
+            handed.add(future.key)
             future.release()
             yield record
     finally:
+        finished = [f.result() for f in futures if f.key not in handed and f.status == "finished"]
         client.cancel(futures)
+        for record in finished if late is not None else ():
+            late(record)
 
 
 # --- the tasks -----------------------------------------------------------------------------------
