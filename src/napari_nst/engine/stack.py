@@ -461,11 +461,12 @@ def _predict_plane(content: PreparedImage, target: _Target, job: _Job, device,
     settings = job.settings
     predictor, transformer = load_networks(settings, device)
     embeddings = [e.to(device) for e in target.embeddings]
+    working = working_content(content, settings)  # resized once, for the prediction and the link
     with torch.inference_mode():  # raw: grayscale and keep_colors are applied once, at the end
-        result = stylize_one(content, embeddings, predictor, transformer, settings, finish=False)
+        result = stylize_one(working, embeddings, predictor, transformer, settings, finish=False)
     luma = None
     if job.temporal_weight > 0:
-        luma = luminance(working_content(content, settings).rgb)
+        luma = luminance(working.rgb)
         link = _link(previous, luma, job)
         if link is not None:
             result = blend_with_previous(result, *link, job.temporal_weight)
@@ -486,8 +487,8 @@ def _optimize_plane(content: PreparedImage, target: _Target, job: _Job, device,
 
     settings = job.settings
     # at the result's size (a content smaller than ``size`` is enlarged by the optimisation)
-    shape = working_shape(*content.shape[:2], settings.size)
-    luma = luminance(content.resized(shape).rgb)
+    working = content.resized(working_shape(*content.shape[:2], settings.size)).rgb
+    luma = luminance(working)
     link = _link(previous, luma, job)
     initial = None
     if settings.init == "predict":
@@ -501,7 +502,7 @@ def _optimize_plane(content: PreparedImage, target: _Target, job: _Job, device,
         fresh = initial
         if fresh is None:
             fresh = (np.random.default_rng(settings.seed).random(moved.shape, np.float32)
-                     if settings.init == "noise" else content.resized(shape).rgb)
+                     if settings.init == "noise" else working)
         initial = trust[..., None] * moved + (1.0 - trust[..., None]) * fresh
     temporal = link if link is not None and job.temporal_weight > 0 else None
     plain = dataclasses.replace(content, values=content.rgb, grayscale=False, alpha=None)
