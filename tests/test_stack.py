@@ -290,7 +290,7 @@ def test_huge_planes_stream_tile_by_tile_without_seams(style, monkeypatch, tmp_p
     if not colour:
         planes = planes[..., 1]
     options = dict(method="predict", size=300, tile_size=128, device="cpu",
-                   output_range="content")
+                   output_range="content", style_strength=0.5 if colour else 1.0)
     whole = napari_nst.stylize_stack(planes, style, out=str(tmp_path / "whole.zarr"),
                                      temporal_weight=0, **options)
     monkeypatch.setattr(stack_module, "STREAM_PIXELS", 100 * 100)

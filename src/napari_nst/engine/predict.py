@@ -42,14 +42,21 @@ def style_embeddings_of(predictor, styles: Sequence[PreparedImage], settings: Se
     return [embed(predictor, s.rgb, settings.style_crops) for s in styles]
 
 
+def blended_embedding(style_embeddings: list, predictor, settings: Settings,
+                      content: PreparedImage):
+    """The embedding a content is rendered with: the styles' blend, moved towards the content's
+    own embedding (of ``content``, any size: the predictor sees it at 256 px) when
+    ``style_strength`` < 1."""
+    own = embed(predictor, content.rgb) if settings.style_strength < 1.0 else None
+    return blend_embeddings(style_embeddings, settings.style_blend, own, settings.style_strength)
+
+
 def stylize_one(content: PreparedImage, style_embeddings: list, predictor, transformer,
                 settings: Settings, finish: bool = True) -> np.ndarray:
     """One content with style embeddings already computed (a batch or a stack shares them);
     ``finish=False``: the transformer's RGB output as it is, before ``finish_image``."""
     working = working_content(content, settings)
-    own = embed(predictor, working.rgb) if settings.style_strength < 1.0 else None
-    embedding = blend_embeddings(style_embeddings, settings.style_blend, own,
-                                 settings.style_strength)
+    embedding = blended_embedding(style_embeddings, predictor, settings, working)
     result = render(transformer, working, embedding, settings.tile_size)
     return finish_image(result, content, settings.keep_colors) if finish else result
 

@@ -408,21 +408,20 @@ def _predict_streamed(source: _PlaneSource, index: tuple, target: _Target, job: 
     import zarr
 
     from .images import prepare_lazy
-    from .predict import load_networks
+    from .predict import blended_embedding, load_networks
     from .renderer import render_into
-    from .style_embedding import blend_embeddings, embed
 
     settings = job.settings
     label = "content plane " + str(list(index))
     content = prepare_lazy(source.plane(), settings.content_window, name=label)
     height, width = content.shape[:2]
     predictor, transformer = load_networks(settings, device)
+    # the content's own embedding (style_strength < 1) sees 256 px: a 1024 px copy will do
+    small = content.resized(working_shape(height, width, min(1024, max(height, width)))) \
+        if settings.style_strength < 1.0 else content
     with torch.inference_mode():
-        own = None
-        if settings.style_strength < 1.0:  # the embedding sees 256 px: a 1024 px copy will do
-            own = embed(predictor, content.resized(working_shape(height, width, 1024)).rgb)
-        embedding = blend_embeddings([e.to(device) for e in target.embeddings],
-                                     settings.style_blend, own, settings.style_strength)
+        embedding = blended_embedding([e.to(device) for e in target.embeddings], predictor,
+                                      settings, small)
     folder = tempfile.mkdtemp(prefix="napari-nst-plane-")
     try:
         side = min(CHUNK_SIDE, height, width)
