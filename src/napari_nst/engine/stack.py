@@ -143,7 +143,7 @@ class StackRun:
                  warm_start: bool, motion: str, temporal_weight: float, chain_axis: int,
                  client, percentiles):
         self.output = output
-        self.leading_shape = tuple(lazy.shape[:lazy.ndim - (3 if channels else 2)])
+        self.leading_shape = tuple(lazy.shape[:_leading(lazy.shape)])
         self.total = math.prod(self.leading_shape)
         self.settings = settings
         self._lazy, self._styles, self._channels = lazy, styles, channels
@@ -194,29 +194,26 @@ class StackRun:
             window = stack_window(self._lazy, self._channels, self._percentiles, self._client)
             if window is not None:
                 settings = settings.replace(content_window=window)
+            elif self.streamed:  # no pass over a huge plane: uint8 or float RGB in 0..1
+                settings = settings.replace(
+                    content_window=(0.0, 255.0) if self._lazy.dtype == np.uint8 else (0.0, 1.0))
         self.settings = settings
         writer = self.output if _is_zarr(self.output) or self._client is None else None
-        if self.streamed and settings.content_window is None:  # uint8 or float RGB in 0..1
-            settings = settings.replace(
-                content_window=(0.0, 255.0) if self._lazy.dtype == np.uint8 else (0.0, 1.0))
-        self.settings = settings
         job = _Job(settings, self.warm_start, self._motion,
                    self.temporal_weight if self.chained else 0.0, writer)
         records = self._graph(job)
         execute = _run_distributed if self._client is not None else _run_local
-        for record in execute(records, self._client, self._finished_late):
+        for record in execute(records, self._client, self._keep):
             self._keep(record)
             yield PlaneDone(record.index, self.done, self.total, record.seconds,
                             time.perf_counter() - start, record.info, self.output)
 
     def _keep(self, record: _PlaneRecord) -> None:
+        """A finished plane into the output (also one that finished after the iteration was
+        closed: the planes under way at a Stop are kept too)."""
         if record.image is not None:
             self.output[record.index] = record.image
         self.done += 1
-
-    def _finished_late(self, record: _PlaneRecord) -> None:
-        """A plane that finished after the iteration was closed: kept like the others."""
-        self._keep(record)
 
     def _graph(self, job: _Job) -> list:
         """One delayed record per plane: the style target once, then the planes (chained where
@@ -539,8 +536,7 @@ def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow"
     changed in place, such as a nucleus coming into focus in a z-stack): the trust falls from 1
     to 0 as the difference of the two contents, low-passed, grows to ``MISMATCH``.
     """
-    if motion not in MOTIONS:
-        raise ValueError(f"motion={motion!r} is not supported; choose one of {', '.join(MOTIONS)}")
+    _check_motion(motion)
     from scipy.ndimage import gaussian_filter
     from skimage.transform import warp
 
@@ -576,6 +572,11 @@ def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow"
                       - gaussian_filter(luma, MISMATCH_SIGMA))
     trust = np.clip(1.0 - mismatch / MISMATCH, 0.0, 1.0) * inside
     return image, trust.astype(np.float32)
+
+
+def _check_motion(motion: str) -> None:
+    if motion not in MOTIONS:
+        raise ValueError(f"motion={motion!r} is not supported; choose one of {', '.join(MOTIONS)}")
 
 
 def _flow(luma: np.ndarray, previous_luma: np.ndarray) -> np.ndarray:
@@ -686,8 +687,7 @@ def _as_dask(stack):
                          "first, e.g. zarr.open_array(path) or tifffile.memmap(path)")
     if not hasattr(stack, "shape"):
         stack = np.asarray(stack)
-    channels = _channels(stack.shape)
-    leading = len(stack.shape) - (3 if channels else 2)
+    leading = _leading(stack.shape)
     chunks = (*(1 for _ in stack.shape[:leading]),
               *(min(n, CHUNK_SIDE) for n in stack.shape[leading:leading + 2]),
               *stack.shape[leading + 2:])
@@ -703,7 +703,7 @@ def _scattered(stack: np.ndarray, client):
     import dask
     import dask.array as da
 
-    leading = stack.ndim - (3 if _channels(stack.shape) else 2)
+    leading = _leading(stack.shape)
     if leading == 0:
         return da.from_array(stack, chunks=stack.shape)
     future = client.scatter(stack, hash=False)  # its own key: no other run can release it
@@ -712,6 +712,11 @@ def _scattered(stack: np.ndarray, client):
                               dtype=stack.dtype)
               for index in np.ndindex(*stack.shape[:leading])]
     return da.stack(planes).reshape(stack.shape)
+
+
+def _leading(shape: tuple) -> int:
+    """How many axes (z, t, positions) come before the planes of an array of ``shape``."""
+    return len(shape) - (3 if _channels(shape) else 2)
 
 
 def _channels(shape: tuple) -> bool:
@@ -723,11 +728,10 @@ def _channels(shape: tuple) -> bool:
 def result_shape(stack_shape: tuple, settings: Settings) -> tuple:
     """The shape of a stack's result: its leading axes, then each plane at its working size with
     3 channels (4 for RGBA content)."""
-    channels = _channels(stack_shape)
-    plane = stack_shape[len(stack_shape) - (3 if channels else 2):]
-    colour = 4 if channels and plane[-1] == 4 else 3
-    return (*stack_shape[:len(stack_shape) - len(plane)],
-            *working_shape(plane[0], plane[1], settings.size), colour)
+    leading = _leading(stack_shape)
+    plane = stack_shape[leading:]
+    colour = 4 if _channels(stack_shape) and plane[-1] == 4 else 3
+    return (*stack_shape[:leading], *working_shape(plane[0], plane[1], settings.size), colour)
 
 
 def result_dtype(stack_dtype, settings: Settings) -> np.dtype:
@@ -794,8 +798,7 @@ def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None
     if settings.init_image is not None:
         raise ValueError("init_image is a start image for one plane; a stack starts each plane "
                          "from its content (init) or, with warm_start, from the previous plane")
-    if motion not in MOTIONS:
-        raise ValueError(f"motion={motion!r} is not supported; choose one of {', '.join(MOTIONS)}")
+    _check_motion(motion)
     if temporal_weight is None:
         temporal_weight = TEMPORAL_WEIGHTS[settings.method]
     if not (isinstance(temporal_weight, (int, float)) and 0.0 <= temporal_weight < math.inf):
