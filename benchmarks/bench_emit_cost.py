@@ -71,7 +71,8 @@ def main() -> None:
     for label, network in networks:
         for size in args.sizes:
             settings = Settings(size=size, steps=args.steps, device=args.device,
-                                coarse_to_fine=False, emit_every=args.every, **network)
+                                coarse_to_fine=False, min_working_size=size,
+                                emit_every=args.every, **network)
             step, with_emit = step_durations(content, style, settings)
             cost = max(0.0, with_emit - step)
             slow = " | ".join(f"{100 * cost / (n * step):.0f}%" for n in (1, 5, 10))

@@ -139,6 +139,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-warm-start", action="store_true",
                         help="optimize's stack mode starts each plane from its content")
     parser.add_argument("--motion", default="flow")
+    parser.add_argument("--min-working-size", type=int, default=None,
+                        help="optimize's working floor (default: --side, so the planes are "
+                             "optimised at the side itself; the engine's default, 512, renders "
+                             "128 px planes at 512 px and shrinks them)")
     parser.add_argument("--montage", help="write the results' first frames to this PNG prefix")
     args = parser.parse_args(argv)
     side, steps = (64, 6) if args.smoke else (args.side, None)
@@ -146,7 +150,9 @@ def main(argv=None) -> dict:
     style = load_rgb("starry_night.jpg")
     common = dict(device="cpu", size=side)
     methods = {
-        "optimize": (dict(common, network="vgg19-distilled", **({"steps": steps} if steps else {})),
+        "optimize": (dict(common, network="vgg19-distilled",
+                          min_working_size=args.min_working_size or side,
+                          **({"steps": steps} if steps else {})),
                      dict(temporal_weight=args.optimize_weight, warm_start=not args.no_warm_start,
                           motion=args.motion)),
         "predict": (dict(common, method="predict"),

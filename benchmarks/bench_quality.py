@@ -59,11 +59,14 @@ class Outcome:
     curves: list = field(default_factory=list)   # per pair: [(step, elapsed, ssim, style), ...]
 
 
-def make_rows(size: int, sizes: tuple, steps: int | None) -> list[Row]:
+def make_rows(size: int, sizes: tuple, steps: int | None, floor: int | None = None) -> list[Row]:
+    """The rows; ``steps`` and ``floor`` (``min_working_size``) replace the defaults' when given
+    (the smoke run's tiny sizes stand for 256 ... 1024 px)."""
     from napari_nst import Settings
 
     defaults = Settings()
     base = (("steps", steps),) if steps else ()
+    base += (("min_working_size", floor),) if floor else ()
     rows = [Row("content itself", "reference", "content", size=size),
             Row("predict", "reference", "predict", size=size)]
     rows += [Row(f"defaults, {s} px", "size", overrides=base, size=s, curve=s == size) for s in sizes]
@@ -232,10 +235,10 @@ def main(argv=None) -> dict:
         raise SystemExit(f"needs ../shared beside the repository ({DISTILLED_FILE})")
 
     if args.smoke:
-        pairs, size, sizes, steps, emit_every = PAIRS[:1], 96, (64, 96, 128), 6, 2
+        pairs, size, sizes, steps, floor, emit_every = PAIRS[:1], 96, (64, 96, 128), 6, 96, 2
     else:
-        pairs, size, sizes, steps, emit_every = PAIRS, 512, (256, 512, 1024), None, 25
-    rows = make_rows(size, sizes, steps)
+        pairs, size, sizes, steps, floor, emit_every = PAIRS, 512, (256, 512, 1024), None, None, 25
+    rows = make_rows(size, sizes, steps, floor)
     args.out.mkdir(parents=True, exist_ok=True)
 
     runs: dict = {}       # rows that share settings (strength 1 = the defaults) run once

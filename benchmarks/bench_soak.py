@@ -76,7 +76,7 @@ def main() -> None:
     settings = dict(method=args.method, size=args.size, device="cpu")
     if args.method == "optimize":
         settings.update(steps=args.steps, emit_every=args.steps, coarse_to_fine=False,
-                        vgg_weights=random_vgg19(0))
+                        min_working_size=args.size, vgg_weights=random_vgg19(0))
 
     viewer = napari.Viewer()
     viewer.add_image(load("tubingen.jpg", (width, height)), name="content", rgb=True)

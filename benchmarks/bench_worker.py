@@ -65,7 +65,7 @@ def main() -> None:
 
     content, style = load("tubingen.jpg"), load("starry_night.jpg")
     settings = dict(size=args.size, steps=args.steps, emit_every=1, device="cpu",
-                    coarse_to_fine=False, vgg_weights=random_vgg19(0))
+                    coarse_to_fine=False, min_working_size=args.size, vgg_weights=random_vgg19(0))
 
     def direct_rate(emit_every: int) -> float:
         stamps = [time.perf_counter() for _ in run_steps(content, style, **dict(settings, emit_every=emit_every))]

@@ -116,7 +116,8 @@ def _fixed_size_run(content, style, vgg, size: int, steps: int, precision: str =
 
     stamps = [time.perf_counter()]
     for last in run_steps(content, style, size=size, steps=steps, emit_every=100000, device="cpu",
-                          coarse_to_fine=False, vgg_weights=vgg, precision=precision):
+                          coarse_to_fine=False, min_working_size=size, vgg_weights=vgg,
+                          precision=precision):
         stamps.append(time.perf_counter())
     return stamps, last
 
@@ -336,7 +337,7 @@ def main() -> None:
     quality_overrides: dict = {}
     if args.smoke:
         args.sizes, args.steps, args.quality_size, args.quality_steps = [48, 64], 2, 64, 2
-        quality_overrides = {"steps": 2, "min_size": 32}
+        quality_overrides = {"steps": 2, "min_size": 32, "min_working_size": 64}
 
     info = machine()
     info["command"] = " ".join([Path(sys.executable).name, *sys.argv])

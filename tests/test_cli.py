@@ -25,7 +25,8 @@ from napari_nst.cli import save_intervals, display_problem, main
 from napari_nst.io import read_image
 from tests.helpers import shared_image, shared_path, skip_or_fail
 
-QUICK = ["--size", "32", "--steps", "3", "--device", "cpu", "-q", "--no-coarse-to-fine"]
+QUICK = ["--size", "32", "--steps", "3", "--device", "cpu", "-q", "--no-coarse-to-fine",
+         "--min-working-size", "32"]
 
 
 def run_cli(argv) -> int:
@@ -50,7 +51,7 @@ def test_png_round_trip_with_intermediates(images, vgg_file, tmp_path, capsys):
     out = tmp_path / "out.png"
     code = main(["stylize", str(content), str(style), "-o", str(out), "--vgg-weights", str(vgg_file),
                  "--size", "32", "--steps", "4", "--save-every", "2", "--device", "cpu",
-                 "--no-coarse-to-fine"])
+                 "--no-coarse-to-fine", "--min-working-size", "32"])
     assert code == 0
     result = np.asarray(Image.open(out))
     assert result.shape == (24, 32, 3) and result.dtype == np.uint8
@@ -138,7 +139,7 @@ def test_console_script_runs_on_shared_images(vgg_file, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "napari_nst.cli", "stylize", str(shared_path("images", "tubingen.jpg")),
          str(shared_path("images", "starry_night.jpg")), "-o", str(out), "--size", "64", "--steps", "20",
-         "--vgg-weights", str(vgg_file), "--device", "cpu"], capture_output=True, text=True, timeout=300)
+         "--min-working-size", "64", "--vgg-weights", str(vgg_file), "--device", "cpu"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size == (64, 48)
     losses = [float(line.split("total=")[1].split()[0]) for line in proc.stderr.splitlines()
@@ -155,7 +156,7 @@ def test_network_option(images, tmp_path, capsys):
     out = tmp_path / "out.png"
     assert main(["stylize", str(content), str(style), "-o", str(out), "--network",
                  "vgg19-distilled", "--size", "64", "--steps", "2", "--device", "cpu",
-                 "--no-coarse-to-fine"]) == 0
+                 "--no-coarse-to-fine", "--min-working-size", "64"]) == 0
     assert np.asarray(Image.open(out)).shape == (48, 64, 3)
     assert run_cli(["stylize", str(content), str(style), "-o", str(out), "--network", "vgg16"]) == 2
     assert "invalid choice: 'vgg16'" in capsys.readouterr().err
@@ -351,7 +352,8 @@ def test_ctrl_c_writes_the_latest_image(images, vgg_file, tmp_path, cli_process)
     content, style = images
     out = tmp_path / "out.png"
     cli = cli_process("stylize", content, style, "-o", out, "--vgg-weights", vgg_file,
-                      "--size", "32", "--steps", "2000", "--device", "cpu", "--no-coarse-to-fine")
+                      "--size", "32", "--steps", "2000", "--device", "cpu", "--no-coarse-to-fine",
+                      "--min-working-size", "32")
 
     def at_step(line):
         match = re.search(r"(\d+)/2000 \[", line)
@@ -394,7 +396,7 @@ def test_output_that_fails_at_the_end_is_kept_elsewhere(images, vgg_file, tmp_pa
     temp.mkdir()
     cli = cli_process("stylize", content, style, "-o", folder / "out.png", "--vgg-weights",
                       vgg_file, "--size", "32", "--steps", "100", "--device", "cpu",
-                      "--no-coarse-to-fine", env={**os.environ, "TMPDIR": str(temp)})
+                      "--no-coarse-to-fine", "--min-working-size", "32", env={**os.environ, "TMPDIR": str(temp)})
     cli.wait_for(lambda line: line.startswith("step 10/100"))
     shutil.rmtree(folder)
     folder.write_text("a file where the output folder was")

@@ -10,13 +10,15 @@ import pytest
 import torch
 
 import napari_nst
+from napari_nst import Settings
 from napari_nst.engine.images import prepare_image
 from napari_nst.engine.losses import (StyleTransferLoss, gram_matrix, normalized_blend_weights,
                                       relative_squared_error, total_variation)
 from napari_nst.engine.optimize import scale_sizes, steps_per_scale
 from napari_nst.engine.vgg import LAYER_NAMES, VGGFeatures
+from tests.helpers import shared_image
 
-FAST = dict(size=48, steps=4, emit_every=2, device="cpu", coarse_to_fine=False)
+FAST = dict(size=48, steps=4, emit_every=2, device="cpu", coarse_to_fine=False, min_working_size=16)
 
 
 def test_import_does_not_load_torch():
@@ -203,9 +205,9 @@ def test_coarse_to_fine_schedule(random_vgg, content_small, style_small):
     assert scale_sizes(100, 128, True) == [100]
     assert steps_per_scale(10, 3) == [3, 3, 4]
     assert steps_per_scale(2, 5) == [1, 1]
-    steps = list(napari_nst.engine.run.run_steps(
+    steps = list(napari_nst.run_steps(
         content_small, style_small, vgg_weights=random_vgg, size=48, min_size=24, steps=6,
-        emit_every=100, device="cpu"))
+        min_working_size=48, emit_every=100, device="cpu"))
     scales = [it.scale for it in steps]
     assert scales[0] == (18, 24)  # 24 px long side and scales[-1] == (36, 48)
     assert len(steps) == 6 and steps[-1].emitted and not any(it.emitted for it in steps[:-1])
@@ -215,6 +217,27 @@ def test_size_and_style_scale(random_vgg, content_small, style_small):
     image = napari_nst.stylize(content_small, style_small, vgg_weights=random_vgg,
                                **{**FAST, "size": 40, "style_scale": 0.5})
     assert image.shape == (30, 40, 3)
+
+
+def test_a_result_below_the_working_floor_is_the_floors_result_shrunk(random_vgg, style_small):
+    """size 32 with min_working_size 48 optimises exactly as a 48 px run (the same content,
+    enlarged; the style at 48 px) and hands out that image shrunk to 32 px, every iterate."""
+    import torch.nn.functional as F
+
+    content = shared_image("tubingen.jpg", 32)  # 24 x 32: both runs enlarge the same pixels
+    run = dict(FAST, vgg_weights=random_vgg, steps=3, emit_every=1)
+    small = list(napari_nst.iterate(content, style_small, **dict(run, size=32, min_working_size=48)))
+    large = list(napari_nst.iterate(content, style_small, **dict(run, size=48)))
+    assert [it.scale for it in small] == [(36, 48)] * 3  # worked at the floor
+    assert [it.losses for it in small] == [it.losses for it in large]
+    for a, b in zip(small, large):
+        assert a.image.shape == (24, 32, 3) and b.image.shape == (36, 48, 3)
+        shrunk = F.interpolate(torch.from_numpy(b.image).permute(2, 0, 1)[None], size=(24, 32),
+                               mode="bicubic", antialias=True, align_corners=False)
+        np.testing.assert_allclose(a.image, shrunk[0].permute(1, 2, 0).clamp(0, 1).numpy(),
+                                   atol=1e-6)
+    assert Settings(size=256).working_size() == 512 and Settings(size=1024).working_size() == 1024
+    assert Settings(method="predict", size=256).working_size() == 256  # predict has no floor
 
 
 def test_keep_colors_keeps_content_chroma(random_vgg, content_small, style_small):

@@ -140,12 +140,16 @@ def test_prepare_inputs_resizes_where_the_size_is_known():
     content = RNG.integers(0, 256, (300, 400, 3), dtype=np.uint8)
     style = RNG.integers(0, 256, (500, 200, 3), dtype=np.uint8)
     init = RNG.random((150, 200, 3)).astype(np.float32)
-    settings = napari_nst.Settings(size=64, style_scale=0.5, init=init)
+    settings = napari_nst.Settings(size=64, style_scale=0.5, init=init, min_working_size=64)
     prepared, styles, initial = prepare_inputs(content, style, settings)
     assert prepared.shape == (48, 64, 3)
-    # optimize uses the styles at size * style_scale (16 px at least)
+    # optimize uses the styles at its working size * style_scale (16 px at least)
     assert styles[0].shape == (*working_shape(500, 200, 32), 3) == (40, 16, 3)
     assert initial.shape == (48, 64, 3)
+    # below the working floor (512 px) the content stays at size, the styles go to the floor's
+    prepared, styles, initial = prepare_inputs(content, style, settings.replace(min_working_size=512))
+    assert prepared.shape == initial.shape == (48, 64, 3)
+    assert styles[0].shape == (*working_shape(500, 200, 256), 3)
     # prediction embeds crops of the whole style image: the style keeps its size
     _, styles, _ = prepare_inputs(content, style, napari_nst.Settings(size=64, method="predict"))
     assert styles[0].shape == (500, 200, 3)

@@ -13,7 +13,8 @@ import pytest
 from tests.helpers import gui_session, shared_image, shared_path
 
 pytestmark = pytest.mark.gui
-QUICK = dict(size=32, steps=3, emit_every=1, device="cpu", coarse_to_fine=False)
+QUICK = dict(size=32, steps=3, emit_every=1, device="cpu", coarse_to_fine=False,
+             min_working_size=32)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,8 @@ from tests.helpers import gui_session
 
 pytestmark = pytest.mark.gui
 
-QUICK = dict(size=32, steps=2, emit_every=1, device="cpu", coarse_to_fine=False)
+QUICK = dict(size=32, steps=2, emit_every=1, device="cpu", coarse_to_fine=False,
+             min_working_size=32)
 
 
 @pytest.fixture(autouse=True)

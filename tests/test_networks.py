@@ -92,7 +92,7 @@ def test_distilled_lookup_and_checks(distilled_file, vgg_file, tmp_path, monkeyp
 def test_network_setting_runs_and_is_recorded(distilled_file):
     content, style = shared_image("tubingen.jpg", 64), shared_image("starry_night.jpg", 64)
     final = list(napari_nst.iterate(content, style, network="vgg19-distilled", size=64, steps=4,
-                                    device="cpu", coarse_to_fine=False))[-1]
+                                    device="cpu", coarse_to_fine=False, min_working_size=64))[-1]
     assert final.info["weights"] == f"file:{VGG19_DISTILLED.filename}"
     assert final.image.shape == (48, 64, 3) and np.isfinite(final.image).all()
 
@@ -105,7 +105,8 @@ def test_balance_controls_act_on_real_features():
     """On learned features: strength 0 gives back the content, and a larger content weight or a
     smaller strength keeps the result closer to the content (real features, a few steps)."""
     content, style = shared_image("tubingen.jpg", 64), shared_image("the_scream.jpg", 64)
-    run = dict(network="vgg19-distilled", size=64, steps=20, device="cpu", coarse_to_fine=False)
+    run = dict(network="vgg19-distilled", size=64, steps=20, device="cpu", coarse_to_fine=False,
+               min_working_size=64)
     distance = {}
     for name, overrides in {"strength 0": {"style_strength": 0.0},
                             "strength 0.5": {"style_strength": 0.5}, "defaults": {},

@@ -18,8 +18,9 @@ from napari_nst.engine.images import output_image, prepare_image
 from napari_nst.io import write_image
 from tests.helpers import shared_image, shared_path, skip_or_fail
 
-FAST = dict(size=32, steps=2, emit_every=1, device="cpu", coarse_to_fine=False)
-QUICK = ["--size", "32", "--steps", "2", "--device", "cpu", "-q", "--no-coarse-to-fine"]
+FAST = dict(size=32, steps=2, emit_every=1, device="cpu", coarse_to_fine=False, min_working_size=32)
+QUICK = ["--size", "32", "--steps", "2", "--device", "cpu", "-q", "--no-coarse-to-fine",
+         "--min-working-size", "32"]
 LOW, HIGH = 300, 3352
 
 

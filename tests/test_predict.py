@@ -375,7 +375,8 @@ def test_predict_batch_equals_single_runs(env, content, style):
 @pytest.mark.shared
 def test_predict_as_initial_image_for_optimize(env, content, style, vgg_file):
     result = napari_nst.stylize(content, style, method="optimize", init="predict", steps=1,
-                                size=32, device="cpu", coarse_to_fine=False, vgg_weights=vgg_file)
+                                size=32, device="cpu", coarse_to_fine=False, min_working_size=32,
+                                vgg_weights=vgg_file)
     assert result.shape == (24, 32, 3)
 
 

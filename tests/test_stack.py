@@ -13,7 +13,7 @@ import pytest
 import napari_nst
 from tests.helpers import shared_image, shared_path
 
-QUICK = dict(size=32, steps=3, device="cpu", coarse_to_fine=False)
+QUICK = dict(size=32, steps=3, device="cpu", coarse_to_fine=False, min_working_size=32)
 
 
 def _stack(planes: int = 4, height: int = 40, width: int = 48) -> np.ndarray:
@@ -41,6 +41,20 @@ def test_each_plane_is_stylize_with_the_stacks_window(random_vgg, style):
     # one window: the planes' brightness steps survive (per-plane windows would flatten them)
     means = frames.mean(axis=(1, 2, 3))
     assert np.all(np.diff(means) > 0)
+
+
+def test_planes_below_the_working_floor_are_worked_there_and_shrunk(random_vgg, style):
+    """With a floor above size, each plane is worked at the floor and shrunk to size, as
+    ``stylize`` does it; the next plane follows it all the same."""
+    stack = _stack(planes=2)
+    run = dict(QUICK, min_working_size=48, vgg_weights=random_vgg)
+    frames = napari_nst.stylize_stack(stack, style, **run)
+    assert frames.shape == (2, 27, 32, 3)
+    window = (float(stack.min()), float(stack.max()))
+    np.testing.assert_array_equal(frames[0], napari_nst.stylize(stack[0], style,
+                                                                content_window=window, **run))
+    loose = napari_nst.stylize_stack(stack, style, temporal_weight=0, warm_start=False, **run)
+    assert np.abs(frames[1] - frames[0]).mean() < np.abs(loose[1] - loose[0]).mean()
 
 
 def test_dask_input_into_a_zarr_store_with_progress(random_vgg, style, tmp_path):

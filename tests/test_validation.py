@@ -374,7 +374,8 @@ def test_the_engine_normalises_weights_by_the_settings_rule(random_vgg):
 def test_init_image_is_the_start_image(random_vgg, content_small, style_small):
     """A start image given as init_image is where the optimisation starts; init=<array> still
     works, with a DeprecationWarning that names the caller's line and init_image."""
-    run = dict(vgg_weights=random_vgg, size=32, steps=1, device="cpu", coarse_to_fine=False)
+    run = dict(vgg_weights=random_vgg, size=32, steps=1, device="cpu", coarse_to_fine=False,
+               min_working_size=32)
     start = np.zeros((24, 32, 3), np.float32)
     from_image = napari_nst.stylize(content_small, style_small, init_image=start, **run)
     from_content = napari_nst.stylize(content_small, style_small, **run)
@@ -433,4 +434,4 @@ def test_help_says_which_method_reads_a_field():
                    if word != "|")
     assert "style_crops (1): average the style over this many crops; predict only;" in doc
     assert "steps (300): optimisation steps (one forward+backward pass each); optimize only;" in doc
-    assert "size (512): working resolution: the content's longer side in pixels; from" in doc
+    assert "size (512): result resolution: the content's longer side in pixels; from" in doc

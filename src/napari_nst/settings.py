@@ -98,7 +98,7 @@ class Settings:
                        widget={"widget_type": "ComboBox"})  # the widget offers what is present
     steps: int = _opt(300, "optimisation steps (one forward+backward pass each)", methods=OPTIMIZE,
                       panel="basic", min=1, max=100000)
-    size: int = _opt(512, "working resolution: the content's longer side in pixels", panel="basic",
+    size: int = _opt(512, "result resolution: the content's longer side in pixels", panel="basic",
                      min=16, max=16384)
     style_strength: float = _opt(1.0, "0 keeps the content as it is, 1 applies the style fully "
                                  "(optimize: moves the style targets from the content's own "
@@ -129,6 +129,12 @@ class Settings:
                               widget={"step": 0.1})
     coarse_to_fine: bool = _opt(True, "optimise from small to the working size (much faster)",
                                 methods=OPTIMIZE, panel="advanced")
+    min_working_size: int = _opt(512, "optimize works at this longer side at least and resizes "
+                                 "its result down to size, so that a small result looks like a "
+                                 "large one (VGG sees the content every 8 px: at 256 px its "
+                                 "content layer holds the image on a 32-sample grid and the "
+                                 "style overruns it); lower it to size for speed",
+                                 methods=OPTIMIZE, panel="advanced", min=16, max=16384)
     precision: Precision = _opt("auto", "arithmetic of the VGG passes: bfloat16 is nearly 2x "
                                 "faster on CPUs with native bf16 (AVX512-BF16, AMX); auto uses it "
                                 "there and float32 elsewhere", methods=OPTIMIZE, panel="advanced")
@@ -206,6 +212,13 @@ class Settings:
         """The steps one run (one content with one style) counts: ``steps`` where the method
         reads it (optimize), else 1 (predict's one result)."""
         return self.steps if applies_to("steps", self.method) else 1
+
+    def working_size(self) -> int:
+        """The longer side a run works at: ``size``, or for optimize ``min_working_size`` when
+        that is larger (the result is then resized down to ``size``)."""
+        if applies_to("min_working_size", self.method):
+            return max(self.size, self.min_working_size)
+        return self.size
 
     def replace(self, **changes) -> Settings:
         """A copy with some fields changed; unknown names are a clear error."""

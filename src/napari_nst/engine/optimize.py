@@ -4,6 +4,15 @@ Coarse-to-fine (on by default): the optimisation starts at ``min_size`` and grow
 up to the working size, each scale starting from the previous result upsampled; the step budget
 is shared between the scales. Small scales cost a fraction of a full-size step, and the large
 structures they settle do not have to be found again at full size.
+
+The working size is ``size``, but never below ``min_working_size`` (512): a smaller result is
+optimised at 512 px and resized down. The content layer, conv4_2, sees the image every 8 px
+(three poolings), in ImageNet VGG-19 and the distilled network alike, so its grid is fixed in
+pixels: at 256 px it holds the content on 32 samples across, and the style, whose strokes and
+receptive fields are fixed in pixels too, overruns it. Measured on the distilled network, the
+content kept (SSIM at 128 px) was 0.54 at 256 px, 0.64 at 512 and 0.68 at 1024, with the same
+style score: the look changed with the size. From 512 px on it changes little, so results below
+it are rendered there and shrunk, and a small preview looks like the large result.
 """
 
 from __future__ import annotations
@@ -82,7 +91,7 @@ def feature_extractor(settings: Settings, device: torch.device) -> tuple[VGGFeat
 
 def run_scales(settings: Settings) -> list[tuple[int, int]]:
     """(longer-side size, steps) of each scale of a run, smallest first."""
-    sizes = scale_sizes(settings.size, settings.min_size, settings.coarse_to_fine)
+    sizes = scale_sizes(settings.working_size(), settings.min_size, settings.coarse_to_fine)
     budgets = steps_per_scale(settings.steps, len(sizes))
     return list(zip(sizes[len(sizes) - len(budgets):], budgets))
 
@@ -129,6 +138,7 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
     info = {"weights": identity,
             "precision": str(compute_dtype).removeprefix("torch.")}
     height, width = content.rgb.shape[:2]
+    out_shape = working_shape(height, width, settings.size)
     scales = run_scales(settings)
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
@@ -176,25 +186,33 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
                     image.clamp_(0.0, 1.0)
             step += 1
             if step % settings.emit_every == 0 or (last_scale and local == budget):
-                yield _emitted_iterate(step, settings, image, loss_fn, content, shape, start, info)
+                yield _emitted_iterate(step, settings, image, loss_fn, content, shape, out_shape,
+                                       start, info)
             else:
                 yield StepResult(step, settings.steps, None, None, time.perf_counter() - start, shape,
-                              info, snapshot=lambda: _result(image, content, settings))
+                              info, snapshot=lambda: _result(image, content, settings, out_shape))
 
 
-def _emitted_iterate(step, settings, image, loss_fn, content, shape, start, info) -> StepResult:
+def _emitted_iterate(step, settings, image, loss_fn, content, shape, out_shape, start,
+                     info) -> StepResult:
     """An iterate with the image and the losses *of that image* (one extra forward pass, no
     backward: the optimiser's last evaluation belongs to the image before its step)."""
     with torch.no_grad():
         total, terms = loss_fn(image)
     losses = {name: float(value) for name, value in terms.items()}
     losses["total"] = float(total)
-    return StepResult(step, settings.steps, _result(image, content, settings),
+    return StepResult(step, settings.steps, _result(image, content, settings, out_shape),
                    losses, time.perf_counter() - start, shape, info)
 
 
-def _result(image: torch.Tensor, content: PreparedImage, settings: Settings) -> np.ndarray:
-    """The optimised tensor as the run hands out its images."""
+def _result(image: torch.Tensor, content: PreparedImage, settings: Settings,
+            out_shape: tuple[int, int]) -> np.ndarray:
+    """The optimised tensor as the run hands out its images: shrunk to the result's shape when
+    the working size is larger (a coarse scale's smaller iterate keeps its own shape)."""
+    image = image.detach()
+    if image.shape[-2] > out_shape[0] or image.shape[-1] > out_shape[1]:
+        image = F.interpolate(image.clamp(0.0, 1.0), size=tuple(out_shape), mode="bicubic",
+                              antialias=True, align_corners=False)
     result = finish_image(to_image(image), content, settings.keep_colors)
     return output_image(result, content, settings.output_range)
 

@@ -28,15 +28,16 @@ def prepare_inputs(content, style, settings: Settings):
     Returns the prepared content, the prepared styles and the initial image (``init_image``,
     else None). Inputs larger than they will be used are resized here, while they are
     mapped (``prepare_image``'s ``size``), so that no float copy at their own size is made: the
-    content and ``init_image`` to the working size, the styles of an optimisation to its
-    style size (prediction embeds crops of the whole style image, so those keep their size).
+    content and ``init_image`` to the result's size (``size``), the styles of an optimisation to
+    its style size at the working size (prediction embeds crops of the whole style image, so
+    those keep their size).
     """
     prepared_content = prepare_image(content, settings.content_window, name="content",
                                      size=settings.size)
     styles = _as_list(style)
     names = ["style"] if len(styles) == 1 else [f"style {i + 1}" for i in range(len(styles))]
     predicts = settings.method == "predict" or settings.init == "predict"
-    style_size = None if predicts else round(settings.size * settings.style_scale)
+    style_size = None if predicts else round(settings.working_size() * settings.style_scale)
     prepared_styles = [prepare_image(s, settings.style_window, name=n, size=style_size)
                        for s, n in zip(styles, names)]
     normalized_blend_weights(settings.style_blend, len(prepared_styles))  # rejects bad weights now
