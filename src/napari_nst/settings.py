@@ -129,11 +129,10 @@ class Settings:
                               widget={"step": 0.1})
     coarse_to_fine: bool = _opt(True, "optimise from small to the working size (much faster)",
                                 methods=OPTIMIZE, panel="advanced")
-    min_working_size: int = _opt(512, "optimize works at this longer side at least and resizes "
-                                 "its result down to size, so that a small result looks like a "
-                                 "large one (VGG sees the content every 8 px: at 256 px its "
-                                 "content layer holds the image on a 32-sample grid and the "
-                                 "style overruns it); lower it to size for speed",
+    min_working_size: int = _opt(512, "optimize works at this longer side at least and shrinks "
+                                 "smaller results to size: below 512 px VGG's content layer "
+                                 "holds too little of the image and the style overruns it; "
+                                 "lower it to size for speed",
                                  methods=OPTIMIZE, panel="advanced", min=16, max=16384)
     precision: Precision = _opt("auto", "arithmetic of the VGG passes: bfloat16 is nearly 2x "
                                 "faster on CPUs with native bf16 (AVX512-BF16, AMX); auto uses it "
