@@ -15,8 +15,8 @@ import torch
 from napari_nst.engine import weights as weights_module
 from napari_nst.engine.magenta import StyleTransformer
 from napari_nst.engine.magenta_weights import load_model
-from napari_nst.engine.renderer import (render, render_into, space_to_depth_kernel,
-                                        subpixel_kernel, tile_grid)
+from napari_nst.engine.renderer import (bottleneck_shape, render, render_into,
+                                        space_to_depth_kernel, subpixel_kernel, tile_grid)
 from napari_nst.engine.style_embedding import embed
 
 from tests.helpers import shared_image, shared_path
@@ -123,6 +123,37 @@ def test_tiled_and_untiled_results_agree(networks, embedding, golden_gate, shape
     for _, boundary in cols[:-1]:
         np.testing.assert_allclose(tiled[:, boundary] - tiled[:, boundary - 1],
                                    whole[:, boundary] - whole[:, boundary - 1], atol=2e-4)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("tile", [None, 64])
+def test_bottleneck_sees_the_residual_features_and_what_it_returns_is_upsampled(
+        networks, embedding, golden_gate, tile):
+    """``bottleneck`` is given the module's features after the residual blocks (whole or tiled)
+    and the render upsamples what it returns, as the module's ``expand`` would."""
+    transformer = networks[1]
+    t = transformer.transformer
+    rgb = np.ascontiguousarray(golden_gate[:130, :197])  # not a multiple of 4
+    x = torch.nn.functional.pad(torch.from_numpy(rgb).permute(2, 0, 1)[None], (0, 3, 0, 2),
+                                mode="reflect")
+    with torch.inference_mode():
+        features = t.residual(t.contract(x), embedding)
+        changed = features.roll(5, dims=3) * 0.5 + 0.1
+        expected = t.expand(changed, embedding)[0, :, :130, :197].permute(1, 2, 0).numpy()
+    seen = []
+
+    def replace(given):
+        seen.append(given.clone())
+        return changed.clone()
+
+    result = render(transformer, rgb, embedding, tile_size=tile, bottleneck=replace)
+    assert len(seen) == 1 and seen[0].shape == (1, 32, *bottleneck_shape(130, 197))
+    np.testing.assert_allclose(seen[0].numpy(), features.numpy(), atol=1e-4)
+    np.testing.assert_allclose(result, expected, atol=1e-4)
+    unchanged = render(transformer, rgb, embedding, tile_size=tile, bottleneck=lambda f: f)
+    np.testing.assert_array_equal(unchanged, render(transformer, rgb, embedding, tile_size=tile))
+    with pytest.raises(ValueError, match="bottleneck returned"):
+        render(transformer, rgb, embedding, tile_size=tile, bottleneck=lambda f: f[:, :, 1:])
 
 
 @pytest.mark.shared

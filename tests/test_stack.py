@@ -124,12 +124,43 @@ def test_follow_motion_moves_the_previous_result_and_trusts_what_it_saw(motion):
 
     before, after = _pan_lumas(shift=3)
     result = np.stack([before, 1 - before, before ** 2], axis=2)  # any image aligned with before
-    moved, trust = follow_motion(Carry(result, before), after, motion)
+    link = follow_motion(Carry(result, before), after, motion)
     inner = (slice(4, -4), slice(4, -8))
     expected = np.stack([after, 1 - after, after ** 2], axis=2)
-    assert np.abs(moved[inner] - expected[inner]).mean() < 0.02
-    assert trust[inner].mean() > 0.95
-    assert trust[:, -2:].max() == 0.0  # the columns that came into view: nothing to follow
+    assert np.abs(link.image[inner] - expected[inner]).mean() < 0.02
+    assert link.trust[inner].mean() > 0.95
+    assert link.trust[:, -2:].max() == 0.0  # the columns that came into view: nothing to follow
+
+
+def _quarter(image: np.ndarray):
+    """(H, W, C) -> (1, C, H/4, W/4) tensor of 4 x 4 means, as features on the transformer's
+    quarter-resolution grid."""
+    import torch
+
+    height, width, channels = image.shape
+    means = image.reshape(height // 4, 4, width // 4, 4, channels).mean(axis=(1, 3))
+    return torch.from_numpy(np.ascontiguousarray(means.transpose(2, 0, 1)))[None]
+
+
+@pytest.mark.parametrize("shift", [8, 6])
+def test_link_moves_quarter_resolution_features_with_the_pixels(shift):
+    """Predict's pull on the transformer's features: features of the previous plane, moved by
+    the link, are the features of this plane where it saw the same thing (also for motion that
+    is not a whole number of feature cells), and their trust is the pixels' averaged."""
+    from napari_nst.engine.stack import Carry, follow_motion
+
+    before, after = _pan_lumas(shift=shift)
+    channels = lambda luma: np.stack([luma, 1 - luma, luma ** 2], axis=2)  # noqa: E731
+    link = follow_motion(Carry(channels(before), before), after, "shift")
+    moved, trust = link.move_features(_quarter(channels(before)))
+    expected = _quarter(channels(after))
+    assert moved.shape == expected.shape and trust.shape == expected.shape[-2:]
+    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1 - (shift + 3) // 4))
+    error = (moved - expected)[inner].abs().mean()
+    unmoved = (_quarter(channels(before)) - expected)[inner].abs().mean()
+    # whole cells move exactly; a move between cells interpolates 4 x 4 means of a texture
+    assert error < (0.01 if shift % 4 == 0 else 0.3 * unmoved) and unmoved > 0.1
+    assert trust[:, -1].max() < 0.5 < trust[1:-1, 1:-3].min()
 
 
 def test_follow_motion_does_not_trust_what_changed_in_place():
@@ -140,7 +171,7 @@ def test_follow_motion_does_not_trust_what_changed_in_place():
     after[10:26, 10:26] = 1.0 - after[10:26, 10:26]  # a nucleus comes into focus, say
     after[10:26, 10:26] += 0.5
     result = np.repeat(before[..., None], 3, axis=2)
-    _, trust = follow_motion(Carry(result, before), np.clip(after, 0, 1), "none")
+    trust = follow_motion(Carry(result, before), np.clip(after, 0, 1), "none").trust
     assert trust[14:22, 14:22].max() < 0.2 and trust[36:, 36:].min() > 0.9
 
 
@@ -171,6 +202,41 @@ def test_temporal_term_steadies_a_predicted_pan(style, monkeypatch):
     assert not napari_nst.iter_stack(pan, style, temporal_weight=0, **options).chained
     np.testing.assert_array_equal(steady[0], alone[0])  # the first plane has nothing to follow
     assert _consecutive_flicker(steady, 3) < 0.7 * _consecutive_flicker(alone, 3)
+
+
+def test_predict_pulls_a_plane_at_the_features_and_at_the_pixels(style, monkeypatch):
+    """Plane 2 of a predicted stack, rebuilt with the readable transformer module: its
+    features after the residual blocks pulled towards plane 1's, ``(f + w·t·f₁) / (1 + w·t)``,
+    upsampled, and the output pulled the same way towards plane 1's output."""
+    import torch
+
+    from napari_nst.engine.images import luminance
+    from napari_nst.engine.magenta_weights import load_model
+    from napari_nst.engine.stack import Carry, blend_with_previous, follow_motion
+    from napari_nst.engine.style_embedding import embed
+
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    photo = shared_image("tubingen.jpg", 96)[:64, :64]
+    noise = np.random.default_rng(0).normal(0, 12, photo.shape)
+    planes = np.stack([photo, np.clip(photo + noise, 0, 255).astype(np.uint8)])  # a noisy twin
+    weight = 1.5
+    result = napari_nst.stylize_stack(planes, style, method="predict", size=64, device="cpu",
+                                      motion="none", temporal_weight=weight)
+    t = load_model("transformer").transformer
+    embedding = embed(load_model("predictor"), style)  # the fixture is float RGB in [0, 1]
+    with torch.inference_mode():
+        x = torch.from_numpy(planes.astype(np.float32) / 255).permute(0, 3, 1, 2)
+        first, second = t.residual(t.contract(x), embedding).split(1)
+        lumas = [luminance(p.astype(np.float32) / 255) for p in planes]
+        link = follow_motion(Carry(result[0], lumas[0]), lumas[1], "none")
+        trust = torch.from_numpy(link.move_features(first)[1])
+        pulled = (second + weight * trust * first) / (1 + weight * trust)
+        out = t.expand(pulled, embedding)[0].permute(1, 2, 0).numpy()
+        alone = t.expand(second, embedding)[0].permute(1, 2, 0).numpy()
+    expected = blend_with_previous(out, result[0], link.trust, weight)
+    np.testing.assert_allclose(result[1], expected, atol=2e-4)
+    assert 0.02 < trust.mean() < 0.98  # partly trusted: the test sees both ends of the pull
+    assert np.abs(out - alone).mean() > 0.005  # the pull on the features changed the output
 
 
 @pytest.mark.parametrize("size", [48, 96])  # planes at their own size, and enlarged twice

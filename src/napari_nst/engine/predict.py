@@ -52,12 +52,13 @@ def blended_embedding(style_embeddings: list, predictor, settings: Settings,
 
 
 def stylize_one(content: PreparedImage, style_embeddings: list, predictor, transformer,
-                settings: Settings, finish: bool = True) -> np.ndarray:
+                settings: Settings, finish: bool = True, bottleneck=None) -> np.ndarray:
     """One content with style embeddings already computed (a batch or a stack shares them);
-    ``finish=False``: the transformer's RGB output as it is, before ``finish_image``."""
+    ``finish=False``: the transformer's RGB output as it is, before ``finish_image``;
+    ``bottleneck``: see ``renderer.render_into``."""
     working = working_content(content, settings)
     embedding = blended_embedding(style_embeddings, predictor, settings, working)
-    result = render(transformer, working, embedding, settings.tile_size)
+    result = render(transformer, working, embedding, settings.tile_size, bottleneck=bottleneck)
     return finish_image(result, content, settings.keep_colors) if finish else result
 
 

@@ -609,17 +609,18 @@ def _in_destination(destination, rows: slice, cols: slice, change, *, read: bool
 # --- rendering ------------------------------------------------------------------------------------
 
 def render(transformer: StyleTransformer, content, embedding: torch.Tensor,
-           tile_size: int | None = None) -> np.ndarray:
+           tile_size: int | None = None, *, bottleneck=None) -> np.ndarray:
     """Stylise the (H, W, 3) content in [0, 1] of any size (an array or a ``PreparedImage``) with
     ``embedding`` (1, 100, 1, 1): a new float32 (H, W, 3) array in [0, 1] (``render_into``)."""
     output = np.empty((*content.shape[:2], 3), dtype=np.float32)
-    render_into(transformer, content, embedding, output, tile_size)
+    render_into(transformer, content, embedding, output, tile_size, bottleneck=bottleneck)
     return output
 
 
 @torch.inference_mode()
 def render_into(transformer: StyleTransformer, content, embedding: torch.Tensor, destination,
-                tile_size: int | None = None, *, keep_bytes: int = KEEP_BYTES) -> None:
+                tile_size: int | None = None, *, keep_bytes: int = KEEP_BYTES,
+                bottleneck=None) -> None:
     """Stylise ``content`` into ``destination``, an (H, W, 3) float32 array-like (see the module
     docstring for both).
 
@@ -627,6 +628,10 @@ def render_into(transformer: StyleTransformer, content, embedding: torch.Tensor,
     normalisation statistics (``tile_grid``; the result is the same up to float rounding).
     ``keep_bytes``: how much memory tiled rendering may spend on keeping convolution outputs
     between passes instead of recomputing them (0: least memory; the result is the same).
+    ``bottleneck``: a function given the features after the residual blocks, (1, 32, rows/4,
+    cols/4) of the content padded to a multiple of 4 (``bottleneck_shape``), that returns the
+    features to upsample (a stack's plane is pulled towards the previous plane's there); with
+    it, a tiled render holds the whole feature map twice for that moment.
     """
     height, width = content.shape[:2]
     expected = (height, width, 3)
@@ -639,13 +644,38 @@ def render_into(transformer: StyleTransformer, content, embedding: torch.Tensor,
     kernels = _kernels(transformer)
     row_spans, col_spans = tile_grid(height, width, tile_size)
     if len(row_spans) == len(col_spans) == 1:
-        _render_whole(kernels, content, embedding, destination, device)
+        _render_whole(kernels, content, embedding, destination, device, bottleneck)
     else:
         _render_tiled(kernels, content, embedding, destination, device, row_spans, col_spans,
-                      keep_bytes)
+                      keep_bytes, bottleneck)
 
 
-def _render_whole(kernels, content, embedding, destination, device) -> None:
+def bottleneck_shape(height: int, width: int) -> tuple[int, int]:
+    """Rows and columns of the features that ``render_into``'s ``bottleneck`` is given for an
+    image of ``height`` x ``width``."""
+    return _padded_size(height) // 4, _padded_size(width) // 4
+
+
+def _replace_bottleneck(bottleneck, pieces: list, offset: torch.Tensor) -> None:
+    """Hand the features held in ``pieces`` (row bands of one map, each still owing the
+    per-channel ``offset``) to ``bottleneck`` and write what it returns back into them (unless
+    it is the very tensor it was given: then the render is the one without ``bottleneck``)."""
+    owed = offset.view(1, -1, 1, 1)
+    features = torch.cat([piece for piece in pieces], dim=2) + owed
+    replaced = bottleneck(features)
+    if replaced is features:
+        return
+    if tuple(replaced.shape) != tuple(features.shape):
+        raise ValueError(f"bottleneck returned {tuple(replaced.shape)}, expected "
+                         f"{tuple(features.shape)}")
+    del features
+    row = 0
+    for piece in pieces:
+        piece.copy_(replaced[:, :, row:row + piece.shape[2]] - owed)
+        row += piece.shape[2]
+
+
+def _render_whole(kernels, content, embedding, destination, device, bottleneck=None) -> None:
     height, width = content.shape[:2]
     rows, cols = _padded_size(height), _padded_size(width)
     image = _content_piece(content, (0, rows), (0, cols), device)
@@ -657,6 +687,8 @@ def _render_whole(kernels, content, embedding, destination, device) -> None:
     _fill_border(stream, "reflect")
     style = kernels.style_params(embedding)
     offset = _residual_whole(kernels, stream, style)
+    if bottleneck is not None:
+        _replace_bottleneck(bottleneck, [stream[:, :, 1:-1, 1:-1]], offset)
     _fill_border(stream, "replicate")
     out = _expand(kernels, stream, offset, style, [])
     del stream
@@ -670,7 +702,7 @@ def _render_whole(kernels, content, embedding, destination, device) -> None:
 
 
 def _render_tiled(kernels, content, embedding, destination, device, row_spans: list,
-                  col_spans: list, keep_bytes: int) -> None:
+                  col_spans: list, keep_bytes: int, bottleneck=None) -> None:
     height, width = content.shape[:2]
     rows, cols = row_spans[-1][1], col_spans[-1][1]
     q_rows, q_cols = rows // 4, cols // 4
@@ -691,6 +723,8 @@ def _render_tiled(kernels, content, embedding, destination, device, row_spans: l
     style = kernels.style_params(embedding)
     quarter_cols = [(c0 // 4, c1 // 4) for c0, c1 in col_spans]
     offset = _residual_streamed(kernels, stream, style, quarter_cols, keep_bytes)
+    if bottleneck is not None:
+        _replace_bottleneck(bottleneck, stream.bands, offset)
 
     # Full resolution: three passes for the three statistics, the last one writing its output.
     def low_rows(r0, r1):  # the stream rows under full-resolution rows r0..r1 and their halo
@@ -738,5 +772,5 @@ def _render_tiled(kernels, content, embedding, destination, device, row_spans: l
                         read=True)
 
 
-__all__ = ["HALO", "KEEP_BYTES", "Moments", "render", "render_into", "space_to_depth_kernel",
+__all__ = ["HALO", "KEEP_BYTES", "Moments", "bottleneck_shape", "render", "render_into", "space_to_depth_kernel",
            "subpixel_kernel", "tile_grid"]

@@ -19,8 +19,10 @@ Consistency from plane to plane:
   motion between the two contents (``motion``: scikit-image's optical flow, one global shift by
   cross-correlation, or none), where that motion can be trusted: a temporal term (Ruder et al. 2016's
   short-term consistency) pulls the result towards it -- optimize adds it to its loss and starts
-  from it (``warm_start``), predict solves the same pull against its prediction in closed form
-  -- so textures stay where they were instead of flickering.
+  from it (``warm_start``); predict solves the same pull in closed form twice, on the
+  transformer's features after its residual blocks (which the upsampling layers then render
+  crisp) and on its output pixels (motion finer than the features' 4-px grid) -- so textures
+  stay where they were instead of flickering.
 
 A plane too big to hold its result in memory (more than ``STREAM_PIXELS``), which predict
 stylises at its own size into a zarr store, is read a tile at a time from the input and rendered
@@ -72,11 +74,12 @@ MISMATCH = 0.1
 #: Scale (px) of the Gaussian low-pass applied to both contents before they are compared.
 MISMATCH_SIGMA = 2.0
 #: Default weight of the temporal term for each method (``iter_stack``'s ``temporal_weight``).
-#: Predict: against the prediction itself (1: halfway to the previous plane where it is trusted).
-#: Optimize: the mean squared pixel difference (``losses.TemporalLoss``) weighs as much as the
-#: content term. Checked with ``benchmarks/bench_flicker.py`` (a pan and a nuclei z-stack): 1
-#: keeps the style score within 0.01 of planes run on their own in both; 10 costs the nuclei
-#: stack 0.016 of style, for flicker 0.39x instead of 0.45x (optimize), and 2 costs predict 0.012.
+#: Predict: against the prediction itself, at the features and at the pixels (1: halfway to the
+#: previous plane where it is trusted). Optimize: the mean squared pixel difference
+#: (``losses.TemporalLoss``) weighs as much as the content term. Checked with
+#: ``benchmarks/bench_flicker.py`` (a pan and a nuclei z-stack): 1 keeps the style score within
+#: 0.01 of planes run on their own in both; 10 costs the nuclei stack 0.016 of style, for
+#: flicker 0.39x instead of 0.45x (optimize).
 TEMPORAL_WEIGHTS = {"predict": 1.0, "optimize": 1.0}
 #: Planes larger than this (pixels), stylised at their own size with predict into a zarr store,
 #: are rendered tile by tile from the input into the store (a float32 RGB result of 200 MB and
@@ -439,7 +442,7 @@ def _predict_streamed(source: _PlaneSource, index: tuple, target: _Target, job: 
             "precision": "float32", "tiled": "streamed from and to zarr"}
 
 
-def _link(previous: Carry | None, luma: np.ndarray, job: _Job):
+def _link(previous: Carry | None, luma: np.ndarray, job: _Job) -> Link | None:
     """The previous plane's result moved onto this plane and its trust, or None."""
     if previous is None:
         return None
@@ -458,17 +461,36 @@ def _predict_plane(content: PreparedImage, target: _Target, job: _Job, device,
     predictor, transformer = load_networks(settings, device)
     embeddings = [e.to(device) for e in target.embeddings]
     working = working_content(content, settings)  # resized once, for the prediction and the link
+    weight = job.temporal_weight
+    luma = luminance(working.rgb) if weight > 0 else None
+    link = _link(previous, luma, job) if weight > 0 else None
+    carried = {}
+
+    def pull_features(features):
+        """The temporal pull on the features after the residual blocks (kept for the next
+        plane): the upsampling layers render the pulled features as crisply as any, where a
+        pull on the pixels alone averages two textures into a paler one."""
+        if link is not None and previous.features is not None:
+            moved, trust = link.move_features(previous.features)
+            pulled = blend_with_previous(_channels_last(features), _channels_last(moved),
+                                         trust, weight)
+            features = torch.from_numpy(pulled).permute(2, 0, 1)[None].to(features.device)
+        carried["features"] = features.cpu().clone()
+        return features
+
     with torch.inference_mode():  # raw: grayscale and keep_colors are applied once, at the end
-        result = stylize_one(working, embeddings, predictor, transformer, settings, finish=False)
-    luma = None
-    if job.temporal_weight > 0:
-        luma = luminance(working.rgb)
-        link = _link(previous, luma, job)
-        if link is not None:
-            result = blend_with_previous(result, *link, job.temporal_weight)
+        result = stylize_one(working, embeddings, predictor, transformer, settings, finish=False,
+                             bottleneck=pull_features if weight > 0 else None)
+    if link is not None:  # and on the pixels: motion finer than the features' 4-px grid
+        result = blend_with_previous(result, link.image, link.trust, weight)
     info = {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
             "precision": "float32"}
-    return Carry(result, luma), info
+    return Carry(result, luma, carried.get("features")), info
+
+
+def _channels_last(features) -> np.ndarray:
+    """(1, C, h, w) tensor -> (h, w, C) float32 array."""
+    return features[0].permute(1, 2, 0).cpu().numpy()
 
 
 def _optimize_plane(content: PreparedImage, target: _Target, job: _Job, device,
@@ -494,13 +516,13 @@ def _optimize_plane(content: PreparedImage, target: _Target, job: _Job, device,
     if link is not None and job.warm_start:
         # the moved result where it is trusted; elsewhere (what came into view, what changed)
         # the start a plane on its own would have, not the moved result's stretched edges
-        moved, trust = link
+        moved, trust = link.image, link.trust
         fresh = initial
         if fresh is None:
             fresh = (np.random.default_rng(settings.seed).random(moved.shape, np.float32)
                      if settings.init == "noise" else working)
         initial = trust[..., None] * moved + (1.0 - trust[..., None]) * fresh
-    temporal = link if link is not None and job.temporal_weight > 0 else None
+    temporal = (link.image, link.trust) if link is not None and job.temporal_weight > 0 else None
     plain = dataclasses.replace(content, values=content.rgb, grayscale=False, alpha=None)
     plain_settings = settings.replace(emit_every=settings.steps, keep_colors=False,
                                       output_range="unit")
@@ -516,17 +538,55 @@ def _optimize_plane(content: PreparedImage, target: _Target, job: _Job, device,
 
 @dataclass
 class Carry:
-    """What a plane hands to the next plane of its chain: its raw result (H, W, 3) in [0, 1] and
-    its content's luma at the same size."""
+    """What a plane hands to the next plane of its chain: its raw result (H, W, 3) in [0, 1], its
+    content's luma at the same size and, for predict, the transformer's features after its
+    residual blocks (1, C, h, w; ``renderer.bottleneck_shape``)."""
 
     image: np.ndarray
     luma: np.ndarray
+    features: Any = None
 
 
-def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow"
-                  ) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class Link:
+    """The previous plane's result moved onto this plane (``image``), how far each pixel of it
+    can be trusted (``trust``, (H, W) in [0, 1]), and where each pixel of this plane lies in the
+    previous one (``coords``, (2, H, W) rows and columns)."""
+
+    image: np.ndarray
+    trust: np.ndarray
+    coords: np.ndarray
+
+    def move_features(self, features) -> tuple[Any, np.ndarray]:
+        """Features (1, C, h, w) on the transformer's quarter-resolution grid of the previous
+        plane (its image padded to multiples of 4) moved the same way, and their trust (h, w).
+
+        The motion and the trust are averaged over each feature's 4 x 4 pixels (the padding
+        repeats the image's edge); features are sampled bilinearly, the edge repeated beyond."""
+        import torch
+        import torch.nn.functional as F
+
+        rows, cols = features.shape[-2:]
+        height, width = self.trust.shape
+        grid = np.stack(np.meshgrid(np.arange(height, dtype=np.float32),
+                                    np.arange(width, dtype=np.float32), indexing="ij"))
+        pad = ((0, 0), (0, 4 * rows - height), (0, 4 * cols - width))
+        shift = np.pad(self.coords - grid, pad, mode="edge")
+        shift = shift.reshape(2, rows, 4, cols, 4).mean(axis=(2, 4)) / 4
+        trust = np.pad(self.trust, pad[1:], mode="edge").reshape(rows, 4, cols, 4).mean(axis=(1, 3))
+        # where each feature comes from, in grid_sample's [-1, 1] (corners aligned)
+        source_rows = (np.arange(rows, dtype=np.float32)[:, None] + shift[0]) / max(rows - 1, 1)
+        source_cols = (np.arange(cols, dtype=np.float32)[None, :] + shift[1]) / max(cols - 1, 1)
+        sample = torch.from_numpy(
+            (np.stack([source_cols, source_rows], axis=-1) * 2 - 1).astype(np.float32))
+        moved = F.grid_sample(features.float(), sample[None].to(features.device), mode="bilinear",
+                              padding_mode="border", align_corners=True)
+        return moved, trust.astype(np.float32)
+
+
+def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow") -> Link:
     """The previous plane's result moved onto the content whose luma is ``luma``, and how far
-    each pixel of it can be trusted (H, W) in [0, 1].
+    each pixel of it can be trusted (H, W) in [0, 1] (a ``Link``).
 
     ``motion``: "flow" follows scikit-image's TV-L1 optical flow between the two contents
     (estimated at ``FLOW_SIDE`` px at most and scaled up), "shift" one global shift
@@ -571,7 +631,7 @@ def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow"
     mismatch = np.abs(gaussian_filter(moved(previous.luma), MISMATCH_SIGMA)
                       - gaussian_filter(luma, MISMATCH_SIGMA))
     trust = np.clip(1.0 - mismatch / MISMATCH, 0.0, 1.0) * inside
-    return image, trust.astype(np.float32)
+    return Link(image, trust.astype(np.float32), coords)
 
 
 def _check_motion(motion: str) -> None:
@@ -600,7 +660,8 @@ def blend_with_previous(result: np.ndarray, moved: np.ndarray, trust: np.ndarray
     """Predict's temporal term in closed form: per pixel, the image y closest to
     ``|y - result|² + weight·trust·|y - moved|²``, i.e. ``(result + w·t·moved) / (1 + w·t)``:
     the same squared pull towards the previous plane's moved result that optimize adds to its
-    loss, against the prediction instead of the content and style terms."""
+    loss, against the prediction instead of the content and style terms. Channels last (an
+    image, or the transformer's features)."""
     pull = (weight * trust)[..., None]
     return ((result + pull * moved) / (1.0 + pull)).astype(np.float32)
 
@@ -848,6 +909,6 @@ def stylize_stack(stack, style, *, out=None, client=None, settings: Settings | N
     return run.output
 
 
-__all__ = ["MOTIONS", "TEMPORAL_WEIGHTS", "Carry", "PlaneDone", "StackRun", "blend_with_previous",
-           "follow_motion", "iter_stack", "result_dtype", "result_shape", "stack_window",
+__all__ = ["MOTIONS", "TEMPORAL_WEIGHTS", "Carry", "Link", "PlaneDone", "StackRun",
+           "blend_with_previous", "follow_motion", "iter_stack", "result_dtype", "result_shape", "stack_window",
            "stylize_stack", "temporary_store"]
