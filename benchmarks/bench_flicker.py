@@ -102,14 +102,14 @@ def report(title: str, rows: dict, reference: str = "") -> None:
     print("|---|---|---:|---:|---:|---:|")
     for (name, mode), (value, style_score, seconds, _) in rows.items():
         ratio = value / rows[(name, "independent")][0]
-        print(f"| {name} | {mode} | {value:.4f} | {ratio:.2f}x | {style_score:.3f} | {seconds:.1f} |")
+        print(f"| {name} | {mode} | {value:.4f} | {ratio:.2f}x | {style_score:.4f} | {seconds:.1f} |")
     print("\n| target (issue 14) | met | figures |\n|---|---|---|")
     for name in dict.fromkeys(name for name, _ in rows):
         stack, alone = rows[(name, "stack")], rows[(name, "independent")]
         print(f"| {name}: flicker <= 0.5x independent | {'yes' if stack[0] <= 0.5 * alone[0] else 'NO'} "
-              f"| {stack[0] / alone[0]:.2f}x |")
+              f"| {stack[0] / alone[0]:.3f}x |")
         print(f"| {name}: style within 0.01 of independent | "
-              f"{'yes' if abs(stack[1] - alone[1]) <= 0.01 else 'NO'} | {stack[1]:.3f} vs {alone[1]:.3f} |")
+              f"{'yes' if abs(stack[1] - alone[1]) <= 0.01 else 'NO'} | {stack[1]:.4f} vs {alone[1]:.4f} |")
 
 
 def montage(path: str, rows: dict, frames: int = 4) -> None:
@@ -140,18 +140,18 @@ def main(argv=None) -> dict:
                         help="optimize's stack mode starts each plane from its content")
     parser.add_argument("--motion", default="flow")
     parser.add_argument("--min-working-size", type=int, default=None,
-                        help="optimize's working floor (default: --side, so the planes are "
-                             "optimised at the side itself; the engine's default, 512, renders "
-                             "128 px planes at 512 px and shrinks them)")
+                        help="optimize's working floor (default: the engine's, 512: 128 px "
+                             "planes are optimised at 512 px and shrunk)")
     parser.add_argument("--montage", help="write the results' first frames to this PNG prefix")
     args = parser.parse_args(argv)
     side, steps = (64, 6) if args.smoke else (args.side, None)
     frames = 3 if args.smoke else args.frames
+    floor = args.min_working_size or (side if args.smoke else None)  # smoke: no 512 px floor
     style = load_rgb("starry_night.jpg")
     common = dict(device="cpu", size=side)
     methods = {
         "optimize": (dict(common, network="vgg19-distilled",
-                          min_working_size=args.min_working_size or side,
+                          **({"min_working_size": floor} if floor else {}),
                           **({"steps": steps} if steps else {})),
                      dict(temporal_weight=args.optimize_weight, warm_start=not args.no_warm_start,
                           motion=args.motion)),

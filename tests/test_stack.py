@@ -43,13 +43,26 @@ def test_each_plane_is_stylize_with_the_stacks_window(random_vgg, style):
     assert np.all(np.diff(means) > 0)
 
 
-def test_planes_below_the_working_floor_are_worked_there_and_shrunk(random_vgg, style):
+def test_planes_below_the_working_floor_are_worked_there_and_shrunk(random_vgg, style,
+                                                                      monkeypatch):
     """With a floor above size, each plane is worked at the floor and shrunk to size, as
-    ``stylize`` does it; the next plane follows it all the same."""
+    ``stylize`` does it; the next plane follows the previous one's result at the floor (a link
+    at ``size`` would pull it towards an enlarged, blurred result)."""
+    from napari_nst.engine import stack as stack_module
+
+    linked = []
+    follow = stack_module.follow_motion
+
+    def seen_follow_motion(previous, luma, motion, **options):
+        linked.append((previous.image.shape, luma.shape))
+        return follow(previous, luma, motion, **options)
+
+    monkeypatch.setattr(stack_module, "follow_motion", seen_follow_motion)
     stack = _stack(planes=2)
     run = dict(QUICK, min_working_size=48, vgg_weights=random_vgg)
     frames = napari_nst.stylize_stack(stack, style, **run)
     assert frames.shape == (2, 27, 32, 3)
+    assert linked == [((40, 48, 3), (40, 48))]
     window = (float(stack.min()), float(stack.max()))
     np.testing.assert_array_equal(frames[0], napari_nst.stylize(stack[0], style,
                                                                 content_window=window, **run))
@@ -173,6 +186,24 @@ def test_follow_motion_does_not_trust_what_changed_in_place():
     result = np.repeat(before[..., None], 3, axis=2)
     trust = follow_motion(Carry(result, before), np.clip(after, 0, 1), "none").trust
     assert trust[14:22, 14:22].max() < 0.2 and trust[36:, 36:].min() > 0.9
+
+
+def test_follow_motion_compares_enlarged_planes_over_their_own_pixels():
+    """A microscope's noise is new in every plane, one value per content pixel; a plane enlarged
+    4x to its working size has 4x wider noise, which the low-pass must span to trust the
+    unchanged structure under it."""
+    from skimage.transform import resize
+
+    from napari_nst.engine.stack import Carry, follow_motion
+
+    rng = np.random.default_rng(3)
+    structure = resize(rng.random((6, 6)), (24, 24), order=3) * 0.6 + 0.2
+    planes = [resize(np.clip(structure + rng.normal(0, 0.08, (24, 24)), 0, 1), (96, 96),
+                     order=1).astype(np.float32) for _ in range(2)]
+    result = np.repeat(planes[0][..., None], 3, axis=2)
+    as_drawn = follow_motion(Carry(result, planes[0]), planes[1], "none").trust
+    enlarged = follow_motion(Carry(result, planes[0]), planes[1], "none", enlargement=4).trust
+    assert enlarged.mean() > 0.8 and enlarged.mean() > as_drawn.mean() + 0.15
 
 
 def test_blend_with_previous_solves_the_temporal_term():
@@ -389,3 +420,27 @@ def test_huge_planes_stream_tile_by_tile_without_seams(style, monkeypatch, tmp_p
     plane_reads = [shape for shape in source.reads if len(shape) >= 2 and np.prod(shape[:2]) > 1]
     largest = max(int(np.prod(shape[-3 if colour else -2:][:2])) for shape in plane_reads)
     assert largest < 300 * 225
+
+
+def test_a_warm_start_starts_every_scale_where_it_is_trusted(random_vgg):
+    """Coarse-to-fine would blur the previous plane's texture away on its way up from the
+    smallest scale: every scale starts from the warm image where it is trusted. Adam with the
+    smallest step barely moves the pixels, so the result shows where the last scale started."""
+    import torch
+
+    from napari_nst.engine.images import prepare_image
+    from napari_nst.engine.optimize import optimize
+    from napari_nst.settings import Settings
+
+    rng = np.random.default_rng(5)
+    content = prepare_image(rng.random((64, 64, 3)).astype(np.float32))
+    texture = rng.random((64, 64, 3)).astype(np.float32)
+    trust = np.zeros((64, 64), np.float32)
+    trust[:, :32] = 1.0
+    settings = Settings(size=64, min_size=32, min_working_size=64, steps=3, optimizer="adam",
+                        learning_rate=1e-5, device="cpu", vgg_weights=random_vgg)
+    *_, last = optimize(content, [content], settings, torch.device("cpu"), initial=texture,
+                        warm=(texture, trust))
+    np.testing.assert_allclose(last.image[:, :28], texture[:, :28], atol=1e-3)
+    # untrusted: the coarse scales' result, upsampled (the texture blurred)
+    assert np.abs(last.image[:, 36:] - texture[:, 36:]).mean() > 0.1

@@ -120,7 +120,8 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
              extractor: VGGFeatures | None = None,
              targets: dict[int, list] | None = None,
              temporal: tuple[np.ndarray, np.ndarray] | None = None,
-             temporal_weight: float = 0.0) -> Iterator[StepResult]:
+             temporal_weight: float = 0.0,
+             warm: tuple[np.ndarray, np.ndarray] | None = None) -> Iterator[StepResult]:
     """Yield a ``StepResult`` after every step; ``image`` is set every ``emit_every`` steps and at
     the last step, ``None`` otherwise (so a consumer can stop between any two steps).
 
@@ -128,7 +129,10 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
     or the prediction of ``init="predict"``). ``targets``: the styles' Gram matrices from
     ``style_targets`` for these settings, computed once for several contents (then ``styles``
     is not read). ``temporal``: a stack plane's link to the previous plane, (its moved result
-    (H, W, 3), trust (H, W)), kept close to with ``temporal_weight`` at every scale.
+    (H, W, 3), trust (H, W)), kept close to with ``temporal_weight`` at every scale. ``warm``:
+    the same pair as a start: every scale starts from it where it is trusted (and from the
+    previous scale's result elsewhere), so that coarse-to-fine does not blur away the texture
+    that the previous plane settled at the working size.
     """
     start = time.perf_counter()
     identity = "given extractor"
@@ -163,6 +167,9 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
 
         if image is not None:  # the previous scale's result, upsampled
             start_t = F.interpolate(image.detach(), size=shape, mode="bicubic", align_corners=False)
+            if warm is not None:
+                trust_t = to_tensor(warm[1][..., None], shape, device)
+                start_t = trust_t * to_tensor(warm[0], shape, device) + (1 - trust_t) * start_t
         elif initial is not None:
             start_t = to_tensor(initial, shape, device)
         elif settings.init == "noise":

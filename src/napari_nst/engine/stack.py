@@ -71,7 +71,8 @@ FLOW_SIDE = 256
 #: Difference of two contents (in the window's units, 0..1) at which a pixel of the previous
 #: plane's result is no longer trusted for this one (``follow_motion``).
 MISMATCH = 0.1
-#: Scale (px) of the Gaussian low-pass applied to both contents before they are compared.
+#: Scale of the Gaussian low-pass applied to both contents before they are compared, in the
+#: content's own pixels (a plane enlarged to its working size has its noise enlarged too).
 MISMATCH_SIGMA = 2.0
 #: Default weight of the temporal term for each method (``iter_stack``'s ``temporal_weight``).
 #: Predict: against the prediction itself, at the features and at the pixels (1: halfway to the
@@ -375,7 +376,10 @@ def _plane_task(plane, index: tuple, target: _Target, job: _Job, previous: Carry
     with torch.inference_mode(False):
         raw, info = plane_task(content, target, job, device, previous)
     info = {"method": settings.method, "device": str(device), **info}
-    image = output_image(finish_image(raw.image, content, settings.keep_colors), content,
+    # optimize works at its working size (at least ``min_working_size``); the plane's result is
+    # at ``size``, as a single run's; the next plane links to the working-size raw result
+    result = _resized(raw.image, working_shape(*content.shape[:2], settings.size))
+    image = output_image(finish_image(result, content, settings.keep_colors), content,
                          settings.output_range)
     record = _PlaneRecord(index, time.perf_counter() - start, info)
     if job.writer is not None:
@@ -442,11 +446,14 @@ def _predict_streamed(source: _PlaneSource, index: tuple, target: _Target, job: 
             "precision": "float32", "tiled": "streamed from and to zarr"}
 
 
-def _link(previous: Carry | None, luma: np.ndarray, job: _Job) -> Link | None:
-    """The previous plane's result moved onto this plane and its trust, or None."""
+def _link(previous: Carry | None, luma: np.ndarray, content: PreparedImage,
+          job: _Job) -> Link | None:
+    """The previous plane's result moved onto this plane (whose ``content`` has the luma
+    ``luma`` at the working size) and its trust, or None."""
     if previous is None:
         return None
-    return follow_motion(previous, luma, job.motion)
+    return follow_motion(previous, luma, job.motion,
+                         enlargement=luma.shape[0] / content.shape[0])
 
 
 def _predict_plane(content: PreparedImage, target: _Target, job: _Job, device,
@@ -463,7 +470,7 @@ def _predict_plane(content: PreparedImage, target: _Target, job: _Job, device,
     working = working_content(content, settings)  # resized once, for the prediction and the link
     weight = job.temporal_weight
     luma = luminance(working.rgb) if weight > 0 else None
-    link = _link(previous, luma, job) if weight > 0 else None
+    link = _link(previous, luma, content, job) if weight > 0 else None
     carried = {}
 
     def pull_features(features):
@@ -488,6 +495,17 @@ def _predict_plane(content: PreparedImage, target: _Target, job: _Job, device,
     return Carry(result, luma, carried.get("features")), info
 
 
+def _resized(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """An (H, W, 3) image in [0, 1] at ``shape``, resized as a run resizes its result."""
+    if tuple(image.shape[:2]) == tuple(shape):
+        return image
+    import torch
+
+    from .optimize import to_image, to_tensor
+
+    return to_image(to_tensor(image, shape, torch.device("cpu")))
+
+
 def _channels_last(features) -> np.ndarray:
     """(1, C, h, w) tensor -> (h, w, C) float32 array."""
     return features[0].permute(1, 2, 0).cpu().numpy()
@@ -495,7 +513,8 @@ def _channels_last(features) -> np.ndarray:
 
 def _optimize_plane(content: PreparedImage, target: _Target, job: _Job, device,
                     previous: Carry | None) -> tuple[Carry, dict]:
-    """The plane's raw optimised result and its provenance.
+    """The plane's raw optimised result at the working size (``Settings.working_size``) and its
+    provenance.
 
     The optimisation runs on the content as plain RGB, so that its raw result (before grayscale,
     ``keep_colors`` and ``output_range`` are applied, as a single run applies them to its final
@@ -504,15 +523,18 @@ def _optimize_plane(content: PreparedImage, target: _Target, job: _Job, device,
     from .optimize import optimize
 
     settings = job.settings
-    # at the result's size (a content smaller than ``size`` is enlarged by the optimisation)
-    working = content.resized(working_shape(*content.shape[:2], settings.size)).rgb
+    # at the working size: the link to the previous plane is made where the optimisation works
+    # (a link made at a smaller ``size`` pulls towards an enlarged, blurred result)
+    working_size = settings.working_size()
+    working = content.resized(working_shape(*content.shape[:2], working_size)).rgb
     luma = luminance(working)
-    link = _link(previous, luma, job)
+    link = _link(previous, luma, content, job)
     initial = None
     if settings.init == "predict":
         from .predict import predict_image
 
-        initial = predict_image(content, target.styles, settings, device)
+        initial = _resized(predict_image(content, target.styles, settings, device),
+                           working.shape[:2])
     if link is not None and job.warm_start:
         # the moved result where it is trusted; elsewhere (what came into view, what changed)
         # the start a plane on its own would have, not the moved result's stretched edges
@@ -523,13 +545,14 @@ def _optimize_plane(content: PreparedImage, target: _Target, job: _Job, device,
                      if settings.init == "noise" else working)
         initial = trust[..., None] * moved + (1.0 - trust[..., None]) * fresh
     temporal = (link.image, link.trust) if link is not None and job.temporal_weight > 0 else None
+    warm = (link.image, link.trust) if link is not None and job.warm_start else None
     plain = dataclasses.replace(content, values=content.rgb, grayscale=False, alpha=None)
-    plain_settings = settings.replace(emit_every=settings.steps, keep_colors=False,
-                                      output_range="unit")
+    plain_settings = settings.replace(size=working_size, emit_every=settings.steps,
+                                      keep_colors=False, output_range="unit")
     final = None
     for final in optimize(plain, target.styles, plain_settings, device, initial=initial,
                           targets=target.grams, temporal=temporal,
-                          temporal_weight=job.temporal_weight):
+                          temporal_weight=job.temporal_weight, warm=warm):
         pass
     return Carry(final.image, luma), final.info
 
@@ -538,9 +561,9 @@ def _optimize_plane(content: PreparedImage, target: _Target, job: _Job, device,
 
 @dataclass
 class Carry:
-    """What a plane hands to the next plane of its chain: its raw result (H, W, 3) in [0, 1], its
-    content's luma at the same size and, for predict, the transformer's features after its
-    residual blocks (1, C, h, w; ``renderer.bottleneck_shape``)."""
+    """What a plane hands to the next plane of its chain: its raw result (H, W, 3) in [0, 1] at
+    the size its method works at, its content's luma at the same size and, for predict, the
+    transformer's features after its residual blocks (1, C, h, w; ``renderer.bottleneck_shape``)."""
 
     image: np.ndarray
     luma: np.ndarray
@@ -584,7 +607,8 @@ class Link:
         return moved, trust.astype(np.float32)
 
 
-def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow") -> Link:
+def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow",
+                  enlargement: float = 1.0) -> Link:
     """The previous plane's result moved onto the content whose luma is ``luma``, and how far
     each pixel of it can be trusted (H, W) in [0, 1] (a ``Link``).
 
@@ -595,6 +619,8 @@ def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow") -> Li
     this one (Ruder et al. 2016 drop disoccluded pixels; a photometric check also drops what
     changed in place, such as a nucleus coming into focus in a z-stack): the trust falls from 1
     to 0 as the difference of the two contents, low-passed, grows to ``MISMATCH``.
+    ``enlargement``: the working size over the content's own (above 1 where a small plane was
+    enlarged); the low-pass spans ``MISMATCH_SIGMA`` of the content's own pixels.
     """
     _check_motion(motion)
     from scipy.ndimage import gaussian_filter
@@ -628,8 +654,8 @@ def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow") -> Li
     inside = ((coords[0] >= -0.5) & (coords[0] <= height - 0.5)
               & (coords[1] >= -0.5) & (coords[1] <= width - 0.5))
     # low-passed contents: noise (independent in each plane of a microscope stack) is no change
-    mismatch = np.abs(gaussian_filter(moved(previous.luma), MISMATCH_SIGMA)
-                      - gaussian_filter(luma, MISMATCH_SIGMA))
+    sigma = MISMATCH_SIGMA * max(1.0, enlargement)
+    mismatch = np.abs(gaussian_filter(moved(previous.luma), sigma) - gaussian_filter(luma, sigma))
     trust = np.clip(1.0 - mismatch / MISMATCH, 0.0, 1.0) * inside
     return Link(image, trust.astype(np.float32), coords)
 
