@@ -18,8 +18,8 @@ Consistency from plane to plane:
 * each plane follows the previous plane's result along ``chain_axis``, moved onto it by the
   motion between the two contents (``motion``: scikit-image's optical flow, one global shift by
   cross-correlation, or none), where that motion can be trusted: a temporal term (Ruder et al. 2016's
-  short-term consistency) pulls the result towards it -- optimize adds it to its loss and starts
-  from it (``warm_start``); predict solves the same pull in closed form twice, on the
+  short-term consistency) pulls the result towards it -- optimize, at its working size, adds it
+  to its loss and starts every coarse-to-fine scale from it (``warm_start``); predict solves the same pull in closed form twice, on the
   transformer's features after its residual blocks (which the upsampling layers then render
   crisp) and on its output pixels (motion finer than the features' 4-px grid) -- so textures
   stay where they were instead of flickering.
@@ -79,8 +79,8 @@ MISMATCH_SIGMA = 2.0
 #: previous plane where it is trusted). Optimize: the mean squared pixel difference
 #: (``losses.TemporalLoss``) weighs as much as the content term. Checked with
 #: ``benchmarks/bench_flicker.py`` (a pan and a nuclei z-stack): 1 keeps the style score within
-#: 0.01 of planes run on their own in both; 10 costs the nuclei stack 0.016 of style, for
-#: flicker 0.39x instead of 0.45x (optimize).
+#: 0.01 of planes run on their own in both (on the nuclei by a hair: -0.010 for both methods,
+#: at flicker 0.50x and 0.42x); stronger pulls cost the nuclei more style (BENCHMARKS.md).
 TEMPORAL_WEIGHTS = {"predict": 1.0, "optimize": 1.0}
 #: Planes larger than this (pixels), stylised at their own size with predict into a zarr store,
 #: are rendered tile by tile from the input into the store (a float32 RGB result of 200 MB and
