@@ -118,15 +118,20 @@ def test_no_float_copy_of_the_whole_input(monkeypatch):
 def test_a_full_size_image_stays_compact_and_reads_as_before():
     rgb8 = RNG.integers(0, 256, (40, 50, 3), dtype=np.uint8)
     prepared = prepare_image(rgb8)
-    assert prepared.values.dtype == np.uint8 and not np.shares_memory(prepared.values, rgb8)
+    # no copy: a read-only view of the caller's array, which stays writable and unchanged
+    assert prepared.values.dtype == np.uint8 and np.shares_memory(prepared.values, rgb8)
+    assert not prepared.values.flags.writeable and rgb8.flags.writeable
     expected = rgb8.astype(np.float32) / np.float32(255)
     np.testing.assert_allclose(prepared.rgb, expected, rtol=1e-7, atol=0)
     np.testing.assert_array_equal(prepared.read(slice(3, 9), slice(10, 30)),
                                   prepared.rgb[3:9, 10:30])
     rows, cols = np.array([2, 1, 0, 1]), np.array([5, 4, 49])
     np.testing.assert_array_equal(prepared.read(rows, cols), prepared.rgb[rows][:, cols])
-    rgb8[:] = 0  # the caller may change its array afterwards
-    np.testing.assert_allclose(prepared.rgb, expected, rtol=1e-7, atol=0)
+    np.testing.assert_array_equal(rgb8, (expected * 255).round().astype(np.uint8))
+    # a channel of an RGBA image is not contiguous: copied, read-only too
+    rgba8 = RNG.integers(0, 256, (20, 30, 4), dtype=np.uint8)
+    with_alpha = prepare_image(rgba8)
+    assert not np.shares_memory(with_alpha.values, rgba8) and not with_alpha.values.flags.writeable
     # grayscale: one plane, three channels when read
     gray16 = RNG.integers(300, 3353, (30, 40), dtype=np.uint16)
     gray = prepare_image(gray16)

@@ -239,6 +239,42 @@ def test_tile_size_setting_reaches_the_renderer(env, content, style):
     np.testing.assert_allclose(tiled, whole, atol=1e-4)
 
 
+@pytest.mark.shared
+@pytest.mark.parametrize("case", ["rgb", "rgba, keep_colors, strength", "gray16, content range"])
+def test_a_result_too_big_for_memory_goes_through_files(env, content, style, monkeypatch,
+                                                        tmp_path, case):
+    """Above ``STREAM_PIXELS`` a working image is rendered through files (the features and the
+    raw output on disk, finished a block at a time): the result is the in-memory one, for every
+    kind of input and output, and the temporary files are gone afterwards."""
+    import tempfile
+
+    from napari_nst.engine import predict as predict_module
+
+    image = content
+    options = dict(FAST, size=96, tile_size=64)
+    if case.startswith("rgba"):
+        image = np.concatenate([content, np.arange(content[..., :1].size, dtype=np.uint8)
+                                .reshape(content.shape[:2] + (1,))], axis=2)
+        options.update(keep_colors=True, style_strength=0.5)
+    elif case.startswith("gray16"):
+        image = content[..., 1].astype(np.uint16) * 200
+        options.update(output_range="content")
+    expected = napari_nst.stylize(image, style, **options)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(predict_module, "STREAM_PIXELS", 50 * 50)
+    monkeypatch.setattr(predict_module, "STREAM_BLOCK", 40)  # blocks across the tiles
+    final, = napari_nst.iterate(image, style, **options)
+    assert final.info["tiled"] == "through files"
+    assert final.image.shape == expected.shape and final.image.dtype == expected.dtype
+    if case.startswith("gray16"):
+        assert np.abs(final.image.astype(np.int32) - expected).max() <= 200  # rounding only
+    else:
+        np.testing.assert_allclose(final.image, expected, atol=1e-6)
+    assert not list(tmp_path.iterdir())
+    batched, = predict_batch([image], style, **options)
+    np.testing.assert_array_equal(batched, final.image)
+
+
 # --- the engine's input contract -----------------------------------------------------------------
 
 @pytest.mark.shared

@@ -208,6 +208,27 @@ def test_render_into_zarr_arrays_equals_render(networks, embedding, golden_gate,
 
 
 @pytest.mark.shared
+@pytest.mark.parametrize("keep_bytes", [0, 100_000])
+def test_features_on_disk_give_the_same_bits(networks, embedding, golden_gate, tmp_path,
+                                             keep_bytes):
+    """A tiled render whose quarter-resolution features live in files (``features_folder``)
+    gives exactly the in-memory result, and the last pass removes the files behind it."""
+    transformer = networks[1]
+    expected = render(transformer, golden_gate, embedding, tile_size=64)
+    result = np.empty_like(expected)
+    folder = tmp_path / "features"
+    folder.mkdir()
+    render_into(transformer, golden_gate, embedding, result, tile_size=64,
+                keep_bytes=keep_bytes, features_folder=str(folder))
+    np.testing.assert_array_equal(result, expected)
+    assert not [p for p in folder.iterdir() if p.name.endswith(".next")]
+    assert not list(folder.iterdir())
+    with pytest.raises(ValueError, match="bottleneck needs the features in memory"):
+        render_into(transformer, golden_gate, embedding, result, tile_size=64,
+                    features_folder=str(folder), bottleneck=lambda f: f)
+
+
+@pytest.mark.shared
 def test_render_into_rejects_a_destination_it_cannot_fill(networks, embedding, golden_gate):
     transformer = networks[1]
     for wrong in (np.empty(golden_gate.shape, np.float64), np.empty((166, 222, 4), np.float32)):

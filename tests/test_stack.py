@@ -393,6 +393,7 @@ class ReadRecorder:
 def test_huge_planes_stream_tile_by_tile_without_seams(style, monkeypatch, tmp_path, colour):
     import zarr
 
+    from napari_nst.engine import predict as predict_module
     from napari_nst.engine import stack as stack_module
 
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
@@ -404,8 +405,9 @@ def test_huge_planes_stream_tile_by_tile_without_seams(style, monkeypatch, tmp_p
                    output_range="content", style_strength=0.5 if colour else 1.0)
     whole = napari_nst.stylize_stack(planes, style, out=str(tmp_path / "whole.zarr"),
                                      temporal_weight=0, **options)
-    monkeypatch.setattr(stack_module, "STREAM_PIXELS", 100 * 100)
-    monkeypatch.setattr(stack_module, "CHUNK_SIDE", 64)  # input tiles, scratch and output chunks
+    monkeypatch.setattr(predict_module, "STREAM_PIXELS", 100 * 100)
+    monkeypatch.setattr(predict_module, "STREAM_BLOCK", 64)  # scratch and output blocks
+    monkeypatch.setattr(stack_module, "CHUNK_SIDE", 64)  # input tiles and output chunks
     source = ReadRecorder(planes)
     run = napari_nst.iter_stack(source, style, out=str(tmp_path / "streamed.zarr"), **options)
     assert run.streamed and not run.chained

@@ -42,8 +42,8 @@ class PreparedImage:
 
     ``values`` holds the pixels compactly, grayscale as one (H, W) plane: float32 already in
     [0, 1], or -- for an input narrower than float32 (uint8, uint16, int8, int16, float16) kept at
-    full size -- a copy of the input's own values, mapped on every read. A uint8 image thus costs
-    its own size here, not the 4x of float32 RGB. ``rgb`` gives the whole image as float32
+    full size -- the input's own values (a read-only view where they are contiguous), mapped on
+    every read. A uint8 image thus costs nothing more here, not the 4x of float32 RGB. ``rgb`` gives the whole image as float32
     (H, W, 3), ``read`` a block of it.
     """
 
@@ -124,12 +124,23 @@ def prepare_image(data, window=None, *, name: str = "image", size=None) -> Prepa
         alpha = None if alpha_plane is None else (lambda r0, r1: _alpha(alpha_plane[r0:r1]))
         return _resampled(lambda r0, r1: _to_unit(colour[r0:r1], low, high), alpha,
                           (height, width), target, grayscale, (low, high), array.dtype)
-    if colour.dtype.itemsize < 4:  # compact: a copy in the input's own dtype, mapped when read
-        values = np.array(colour, order="C")
+    if colour.dtype.itemsize < 4:  # compact: the input's own values, mapped when read
+        values = _read_only_values(colour)
     else:
         values = _mapped(colour, low, high)
     alpha = None if alpha_plane is None else _mapped(alpha_plane, 0.0, _alpha_scale(array.dtype))
     return PreparedImage(values, grayscale, alpha, (low, high), array.dtype)
+
+
+def _read_only_values(colour: np.ndarray) -> np.ndarray:
+    """``colour`` as C-contiguous values the engine cannot write to: a read-only view of a
+    contiguous input (no copy: the input's own size is all a full-size compact image costs),
+    else a contiguous copy."""
+    values = np.ascontiguousarray(colour)
+    if np.shares_memory(values, colour):
+        values = values.view()
+    values.flags.writeable = False
+    return values
 
 
 class LazyValues:
@@ -406,11 +417,19 @@ def output_image(image: np.ndarray, content: PreparedImage, output_range: str = 
         image = np.concatenate([image, alpha[..., None]], axis=2)
     if output_range == "unit":
         return image.astype(np.float32, copy=False)
-    integer = np.issubdtype(content.dtype, np.integer)
-    out = np.empty(image.shape, content.dtype if integer else np.float32)
+    out = np.empty(image.shape, output_dtype(content.dtype, output_range))
     for r0, r1 in _bands(image):  # a band at a time: no float64 copy of a large result
         out[r0:r1] = _from_unit(image[r0:r1], content)
     return out
+
+
+def output_dtype(content_dtype, output_range: str) -> np.dtype:
+    """The dtype of ``output_image``'s result for content of ``content_dtype``: float32, or with
+    ``output_range="content"`` the content's dtype where it is an integer."""
+    dtype = np.dtype(content_dtype)
+    if output_range == "content" and np.issubdtype(dtype, np.integer):
+        return dtype
+    return np.dtype(np.float32)
 
 
 def _from_unit(block: np.ndarray, content: PreparedImage) -> np.ndarray:

@@ -7,6 +7,9 @@ with the result (``renderer``). The networks and their weights: ``magenta``, ``m
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 
@@ -14,11 +17,18 @@ import numpy as np
 import torch
 
 from ..settings import Settings
-from .images import PreparedImage, finish_image, output_image, working_shape
+from .images import PreparedImage, finish_image, output_dtype, output_image, working_shape
 from .magenta_weights import load_model
-from .renderer import render
+from .renderer import render, render_into
 from .result import StepResult
 from .style_embedding import blend_embeddings, embed
+
+#: Working images of more pixels than this are rendered through files (``predict_streamed``):
+#: their float32 result and the renderer's features would otherwise be 4x and 2.7x a uint8 RGB
+#: input in memory.
+STREAM_PIXELS = 4096 * 4096
+#: Side of the blocks in which a streamed result is finished and handed over.
+STREAM_BLOCK = 1024
 
 
 def load_networks(settings: Settings, device):
@@ -62,6 +72,66 @@ def stylize_one(content: PreparedImage, style_embeddings: list, predictor, trans
     return finish_image(result, content, settings.keep_colors) if finish else result
 
 
+def streams(content: PreparedImage) -> bool:
+    """Whether a working image is rendered through files (``predict_streamed``)."""
+    return content.shape[0] * content.shape[1] > STREAM_PIXELS
+
+
+def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, transformer,
+                     settings: Settings, destination, index: tuple = ()) -> None:
+    """``stylize_one`` for a working image too big for memory, with ``output_image`` applied:
+    the result goes into ``destination[(*index, rows, cols)]`` (numpy or zarr, of the result's
+    shape and ``output_dtype``), a block at a time.
+
+    The tiled renderer reads ``content`` a tile at a time and writes its float32 output into a
+    scratch zarr store, keeping its features in files beside it (``render_into``'s
+    ``features_folder``); the output is then finished block by block. In memory: the content
+    (the caller's), one tile's working set and one block; the rest is on disk (a temporary
+    folder of about 7x a uint8 RGB input's size, removed at the end) and in the page cache.
+    """
+    import zarr
+
+    height, width = content.shape[:2]
+    # the content's own embedding sees 256 px: a 1024 px copy will do, not a float32 one at size
+    small = content.resized(working_shape(height, width, min(1024, max(height, width)))) \
+        if settings.style_strength < 1.0 else content
+    folder = tempfile.mkdtemp(prefix="napari-nst-render-")
+    try:
+        embedding = blended_embedding(style_embeddings, predictor, settings, small)
+        features = os.path.join(folder, "features")
+        os.mkdir(features)
+        scratch = zarr.open_array(os.path.join(folder, "raw.zarr"), mode="w",
+                                  shape=(height, width, 3), dtype=np.float32,
+                                  chunks=(min(256, height), min(STREAM_BLOCK, width), 3))
+        render_into(transformer, content, embedding, scratch, settings.tile_size,
+                    features_folder=features)
+        for r0 in range(0, height, STREAM_BLOCK):
+            for c0 in range(0, width, STREAM_BLOCK):
+                box = (slice(r0, r0 + STREAM_BLOCK), slice(c0, c0 + STREAM_BLOCK))
+                block = content.crop(*box)
+                destination[(*index, *box)] = output_image(
+                    finish_image(np.asarray(scratch[box]), block, settings.keep_colors), block,
+                    settings.output_range)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _predicted(content: PreparedImage, style_embeddings: list, predictor, transformer,
+               settings: Settings) -> np.ndarray:
+    """A content's result as runs hand it out (``output_image``), through files when its
+    working image is too big for memory."""
+    working = working_content(content, settings)
+    if not streams(working):
+        return output_image(stylize_one(content, style_embeddings, predictor, transformer,
+                                        settings), content, settings.output_range)
+    colours = 3 if working.alpha is None else 4
+    result = np.empty((*working.shape[:2], colours),
+                      output_dtype(working.dtype, settings.output_range))
+    with torch.inference_mode():
+        predict_streamed(working, style_embeddings, predictor, transformer, settings, result)
+    return result
+
+
 def predict_image(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
                   device: torch.device) -> np.ndarray:
     """The stylised content (H, W, 3) float32 in [0, 1] at the working size (also the start image
@@ -77,10 +147,11 @@ def predict_iterates(content: PreparedImage, styles: list[PreparedImage], settin
     start = time.perf_counter()
     predictor, transformer = load_networks(settings, device)
     embeddings = style_embeddings_of(predictor, styles, settings)
-    image = output_image(stylize_one(content, embeddings, predictor, transformer, settings),
-                         content, settings.output_range)
+    image = _predicted(content, embeddings, predictor, transformer, settings)
     info = {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
             "precision": "float32"}
+    if streams(working_content(content, settings)):
+        info["tiled"] = "through files"
     yield StepResult(step=1, total_steps=1, image=image, losses={},
                   elapsed=time.perf_counter() - start, scale=tuple(image.shape[:2]), info=info)
 
@@ -92,8 +163,8 @@ def predict_many(contents: Sequence[PreparedImage], styles: list[PreparedImage],
     with torch.inference_mode():
         predictor, transformer = load_networks(settings, device)
         embeddings = style_embeddings_of(predictor, styles, settings)
-        return [output_image(stylize_one(c, embeddings, predictor, transformer, settings), c,
-                             settings.output_range) for c in contents]
+        return [_predicted(c, embeddings, predictor, transformer, settings) for c in contents]
 
 
-__all__ = ["predict_image", "predict_iterates", "predict_many", "working_content"]
+__all__ = ["STREAM_PIXELS", "predict_image", "predict_iterates", "predict_many",
+           "predict_streamed", "streams", "working_content"]

@@ -47,6 +47,7 @@ with ``[r0:r1, c0:c1]`` (numpy, np.memmap, zarr) or a ``PreparedImage`` (convert
 from __future__ import annotations
 
 import math
+import os
 import weakref
 
 import numpy as np
@@ -409,20 +410,78 @@ def tile_grid(height: int, width: int, tile_size: int | None) -> tuple[list, lis
 
 
 class _QuarterStream:
-    """The quarter-resolution features (1, C, rows, cols) of a tiled render, one tensor per row of
-    tiles (``spans``), so that a pass can replace them a row at a time and the last pass can free
-    them behind it. Reads may reach one row or column beyond the features on each side: the
-    border that the next convolution pads with, by reflection or replication."""
+    """The quarter-resolution features (1, C, rows, cols) of a tiled render, one band per row of
+    tiles (``spans``), so that a pass can replace them a band at a time and the last pass can
+    free them behind it. Reads may reach one row or column beyond the features on each side: the
+    border that the next convolution pads with, by reflection or replication.
 
-    def __init__(self, spans: list, cols: int, channels: int, device):
+    The bands are tensors in memory, or with ``folder`` raw float32 files there (rows, cols, C),
+    read and written a tile's window at a time through short-lived memory maps: the stream is
+    the renderer's largest buffer (2/3 of a float32 RGB image of the same size), and on disk it
+    costs the process only the windows in use (the page cache holds the rest while memory is
+    free, and gives it back when it is not).
+    """
+
+    def __init__(self, spans: list, cols: int, channels: int, device, folder: str | None = None):
         self.spans, self.rows, self.cols = list(spans), spans[-1][1], cols
-        self.channels, self.device = channels, device
-        self.bands: list = [None] * len(spans)
+        self.channels, self.device, self.folder = channels, device, folder
+        self.bands: list = [None] * len(spans)  # in memory: a tensor; on disk: its file
+        self._pending: dict = {}  # band index -> the new version being written
 
-    def empty_band(self, index: int) -> torch.Tensor:
+    # --- in memory or on disk ---
+
+    def _path(self, index: int, pending: bool) -> str:
+        return os.path.join(self.folder, f"band-{index}{'.next' if pending else ''}.f32")
+
+    def _window(self, path: str, index: int, rows: tuple, cols: tuple, mode: str) -> np.memmap:
         q0, q1 = self.spans[index]
-        return torch.empty((1, self.channels, q1 - q0, self.cols), device=self.device,
-                           memory_format=_CL)
+        whole = np.memmap(path, np.float32, mode, shape=(q1 - q0, self.cols, self.channels))
+        return whole[rows[0] - q0:rows[1] - q0, cols[0]:cols[1]]
+
+    def begin_band(self, index: int) -> None:
+        """Start a new version of band ``index``; the old one stays readable until ``commit``."""
+        q0, q1 = self.spans[index]
+        if self.folder is None:
+            self._pending[index] = torch.empty((1, self.channels, q1 - q0, self.cols),
+                                               device=self.device, memory_format=_CL)
+        else:
+            with open(self._path(index, True), "wb") as file:  # sparse until written
+                file.truncate((q1 - q0) * self.cols * self.channels * 4)
+            self._pending[index] = self._path(index, True)
+
+    def write(self, index: int, cols: tuple, values: torch.Tensor) -> None:
+        """Columns ``cols`` of the new version of band ``index``: ``values`` (1, C, rows, w)."""
+        if self.folder is None:
+            self._pending[index][:, :, :, cols[0]:cols[1]] = values
+            return
+        window = self._window(self._pending[index], index, self.spans[index], cols, "r+")
+        window[...] = values[0].permute(1, 2, 0).cpu().numpy()
+        window.flush()
+        del window  # unmapped: its pages leave this process
+
+    def commit(self, index: int) -> None:
+        """The new version of band ``index`` replaces the old one."""
+        pending = self._pending.pop(index)
+        if self.folder is None:
+            self.bands[index] = pending
+        else:
+            os.replace(pending, self._path(index, False))
+            self.bands[index] = self._path(index, False)
+
+    def band_columns(self, index: int, cols: tuple) -> torch.Tensor:
+        """Columns ``cols`` of band ``index`` (its current version), (1, C, rows, w)."""
+        if self.folder is None:
+            return self.bands[index][:, :, :, cols[0]:cols[1]]
+        window = self._window(self.bands[index], index, self.spans[index], cols, "r")
+        return torch.from_numpy(np.array(window)).permute(2, 0, 1)[None].to(self.device)
+
+    def in_memory(self) -> list:
+        """The bands, as tensors (not for a stream on disk)."""
+        if self.folder is not None:
+            raise ValueError("the features of a render on disk are not held in memory")
+        return self.bands
+
+    # --- reads and release ---
 
     def read(self, rows: tuple, cols: tuple, border: str) -> torch.Tensor:
         """Rows and columns [start, stop), from -1 to one past the end, as a new channels-last
@@ -435,18 +494,31 @@ class _QuarterStream:
         piece = torch.empty((1, self.channels, r1 - r0, c1 - c0), device=self.device,
                             memory_format=_CL)
         b0, b1 = max(0, c0), min(self.cols, c1)
-        for (q0, q1), band in zip(self.spans, self.bands):
+        for index, ((q0, q1), band) in enumerate(zip(self.spans, self.bands)):
             a0, a1 = max(r0, q0), min(r1, q1)
-            if a0 < a1:
-                piece[:, :, a0 - r0:a1 - r0, b0 - c0:b1 - c0] = band[:, :, a0 - q0:a1 - q0, b0:b1]
+            if a0 >= a1:
+                continue
+            target = piece[:, :, a0 - r0:a1 - r0, b0 - c0:b1 - c0]
+            if self.folder is None:
+                target.copy_(band[:, :, a0 - q0:a1 - q0, b0:b1])
+            else:
+                window = self._window(band, index, (a0, a1), (b0, b1), "r")
+                target.copy_(torch.from_numpy(np.array(window)).permute(2, 0, 1)[None])
+                del window
         _fill_border(piece, border, (c0 < 0, c1 > self.cols, r0 < 0, r1 > self.rows))
         return piece
 
     def release_rows_before(self, row: int) -> None:
         """Free the rows above ``row`` (no later read reaches them): the bands wholly above it,
-        and the top of the band it falls in (its other rows are copied into a smaller tensor)."""
+        and in memory the top of the band it falls in (its other rows are copied into a smaller
+        tensor)."""
         for index, ((q0, q1), band) in enumerate(zip(self.spans, self.bands)):
             if band is None or q0 >= row:
+                continue
+            if self.folder is not None:
+                if q1 <= row:
+                    os.remove(band)
+                    self.bands[index] = None
                 continue
             self.bands[index] = None if q1 <= row else band[:, :, row - q0:].clone()
             self.spans[index] = (min(row, q1), q1)
@@ -525,19 +597,20 @@ def _residual_streamed(kernels: _Kernels, stream: _QuarterStream, params: dict,
             kept.put(("second", rows, cols), out)
         scale, shift = _norm_params(conv2, params, second)
         scale = scale.view(1, -1, 1, 1)
-        staged = {}  # new bands whose old values later tiles still read
+        staged = []  # bands whose new version waits: later tiles still read the old one
         for index, rows in enumerate(stream.spans):
-            new = stream.empty_band(index)
+            stream.begin_band(index)
             for cols in col_spans:
                 out = kept.pop(("second", rows, cols))
                 out = second_conv(rows, cols) if out is None else out
-                old = stream.bands[index][:, :, :, cols[0]:cols[1]]
-                torch.addcmul(old, out, scale, out=new[:, :, :, cols[0]:cols[1]])
-            staged[index] = new
+                stream.write(index, cols,
+                             torch.addcmul(stream.band_columns(index, cols), out, scale))
+            staged.append(index)
             next_read = (stream.spans[index + 1][0] - _BRANCH_REACH
                          if index + 1 < len(stream.spans) else math.inf)
             for done in [i for i in staged if stream.spans[i][1] <= next_read]:
-                stream.bands[done] = staged.pop(done)
+                stream.commit(done)
+                staged.remove(done)
         offset = shift if offset is None else offset + shift
     return offset
 
@@ -620,7 +693,7 @@ def render(transformer: StyleTransformer, content, embedding: torch.Tensor,
 @torch.inference_mode()
 def render_into(transformer: StyleTransformer, content, embedding: torch.Tensor, destination,
                 tile_size: int | None = None, *, keep_bytes: int = KEEP_BYTES,
-                bottleneck=None) -> None:
+                bottleneck=None, features_folder: str | None = None) -> None:
     """Stylise ``content`` into ``destination``, an (H, W, 3) float32 array-like (see the module
     docstring for both).
 
@@ -632,7 +705,13 @@ def render_into(transformer: StyleTransformer, content, embedding: torch.Tensor,
     cols/4) of the content padded to a multiple of 4 (``bottleneck_shape``), that returns the
     features to upsample (a stack's plane is pulled towards the previous plane's there); with
     it, a tiled render holds the whole feature map twice for that moment.
+    ``features_folder``: an existing folder where a tiled render keeps its quarter-resolution
+    features (``_QuarterStream``) instead of in memory, for results bigger than memory (the
+    result is the same; ``bottleneck`` needs them in memory). The caller removes it.
     """
+    if features_folder is not None and bottleneck is not None:
+        raise ValueError("render_into: bottleneck needs the features in memory; pass "
+                         "features_folder=None with it")
     height, width = content.shape[:2]
     expected = (height, width, 3)
     if tuple(destination.shape) != expected or np.dtype(destination.dtype) != np.float32:
@@ -647,7 +726,7 @@ def render_into(transformer: StyleTransformer, content, embedding: torch.Tensor,
         _render_whole(kernels, content, embedding, destination, device, bottleneck)
     else:
         _render_tiled(kernels, content, embedding, destination, device, row_spans, col_spans,
-                      keep_bytes, bottleneck)
+                      keep_bytes, bottleneck, features_folder)
 
 
 def bottleneck_shape(height: int, width: int) -> tuple[int, int]:
@@ -702,29 +781,30 @@ def _render_whole(kernels, content, embedding, destination, device, bottleneck=N
 
 
 def _render_tiled(kernels, content, embedding, destination, device, row_spans: list,
-                  col_spans: list, keep_bytes: int, bottleneck=None) -> None:
+                  col_spans: list, keep_bytes: int, bottleneck=None,
+                  features_folder: str | None = None) -> None:
     height, width = content.shape[:2]
     rows, cols = row_spans[-1][1], col_spans[-1][1]
     q_rows, q_cols = rows // 4, cols // 4
     stream = _QuarterStream([(r0 // 4, r1 // 4) for r0, r1 in row_spans], q_cols,
-                            kernels.contract[-1][0].shape[0], device)
+                            kernels.contract[-1][0].shape[0], device, features_folder)
 
     # Quarter resolution: the contraction tile by tile (local, with a halo), the residual blocks
     # in passes over the stream's tiles.
     for index, (r0, r1) in enumerate(row_spans):
-        band = stream.empty_band(index)
+        stream.begin_band(index)
         for c0, c1 in col_spans:
             a0, a1 = max(0, r0 - HALO), min(rows, r1 + HALO)
             b0, b1 = max(0, c0 - HALO), min(cols, c1 + HALO)
             piece = _contract(kernels, _content_piece(content, (a0, a1), (b0, b1), device))
-            band[:, :, :, c0 // 4:c1 // 4] = piece[
-                :, :, (r0 - a0) // 4:(r1 - a0) // 4, (c0 - b0) // 4:(c1 - b0) // 4]
-        stream.bands[index] = band
+            stream.write(index, (c0 // 4, c1 // 4), piece[
+                :, :, (r0 - a0) // 4:(r1 - a0) // 4, (c0 - b0) // 4:(c1 - b0) // 4])
+        stream.commit(index)
     style = kernels.style_params(embedding)
     quarter_cols = [(c0 // 4, c1 // 4) for c0, c1 in col_spans]
     offset = _residual_streamed(kernels, stream, style, quarter_cols, keep_bytes)
     if bottleneck is not None:
-        _replace_bottleneck(bottleneck, stream.bands, offset)
+        _replace_bottleneck(bottleneck, stream.in_memory(), offset)
 
     # Full resolution: three passes for the three statistics, the last one writing its output.
     def low_rows(r0, r1):  # the stream rows under full-resolution rows r0..r1 and their halo

@@ -24,10 +24,10 @@ Consistency from plane to plane:
   crisp) and on its output pixels (motion finer than the features' 4-px grid) -- so textures
   stay where they were instead of flickering.
 
-A plane too big to hold its result in memory (more than ``STREAM_PIXELS``), which predict
-stylises at its own size into a zarr store, is read a tile at a time from the input and rendered
-into a scratch zarr store by the tiled renderer (global statistics: no seams), then finished into
-the output a chunk at a time; it has no temporal term.
+A plane too big to hold its result in memory (more than ``predict.STREAM_PIXELS``), which
+predict stylises at its own size into a zarr store, is read a tile at a time from the input and
+rendered through files by the tiled renderer (``predict.predict_streamed``: global statistics,
+no seams), then finished into the output a block at a time; it has no temporal term.
 
 How this maps onto dask: the job is one dask graph. A task computes the style target once; each
 plane is a task that reads its plane (a dask slice of the input: only that plane's chunks),
@@ -59,8 +59,8 @@ from typing import Any
 import numpy as np
 
 from ..settings import Settings, make_settings
-from .images import MIN_SIDE, PreparedImage, finish_image, luminance, output_image, \
-    prepare_image, working_shape
+from .images import MIN_SIDE, PreparedImage, finish_image, luminance, output_dtype, \
+    output_image, prepare_image, working_shape
 
 #: How the motion between two planes is undone before a plane starts from its predecessor's
 #: result: dense optical flow (TV-L1), one global shift (cross-correlation), or not at all.
@@ -82,10 +82,6 @@ MISMATCH_SIGMA = 2.0
 #: 0.01 of planes run on their own in both (on the nuclei by a hair: -0.010 for both methods,
 #: at flicker 0.50x and 0.42x); stronger pulls cost the nuclei more style (BENCHMARKS.md).
 TEMPORAL_WEIGHTS = {"predict": 1.0, "optimize": 1.0}
-#: Planes larger than this (pixels), stylised at their own size with predict into a zarr store,
-#: are rendered tile by tile from the input into the store (a float32 RGB result of 200 MB and
-#: more is never held in memory); such planes stand on their own (no temporal term).
-STREAM_PIXELS = 4096 * 4096
 #: Side of the zarr chunks of a result (a plane is split into tiles of at most this size).
 CHUNK_SIDE = 1024
 #: Bins of the histogram that stack-wide percentiles are read from (exact for integer data whose
@@ -156,11 +152,15 @@ class StackRun:
         self._client, self._percentiles = client, percentiles
         self._started = False
         self.done = 0
+        from . import predict
+
         plane = lazy.shape[len(self.leading_shape):]
+        # planes predict renders through files at their own size (``predict.streams``) are read
+        # from the input a tile at a time too, and stand on their own (no temporal term)
         self.streamed = (settings.method == "predict" and _is_zarr(output)
                          and not (channels and plane[-1] == 4)
                          and working_shape(plane[0], plane[1], settings.size) == tuple(plane[:2])
-                         and plane[0] * plane[1] > STREAM_PIXELS)
+                         and plane[0] * plane[1] > predict.STREAM_PIXELS)
         if self.streamed:
             self.temporal_weight = 0.0
 
@@ -403,45 +403,20 @@ class _PlaneSource:
 
 def _predict_streamed(source: _PlaneSource, index: tuple, target: _Target, job: _Job,
                       device) -> dict:
-    """Predict a plane too big for memory: read from the input a tile at a time, rendered into
-    a float32 scratch zarr store (the tiled renderer's global statistics: no seams), then
-    finished into the output a chunk at a time. Returns the provenance."""
-    import shutil
-
+    """Predict a plane too big for memory (``predict.predict_streamed``): read from the input a
+    tile at a time, written to the output a block at a time. Returns the provenance."""
     import torch
-    import zarr
 
     from .images import prepare_lazy
-    from .predict import blended_embedding, load_networks
-    from .renderer import render_into
+    from .predict import load_networks, predict_streamed
 
     settings = job.settings
-    label = "content plane " + str(list(index))
-    content = prepare_lazy(source.plane(), settings.content_window, name=label)
-    height, width = content.shape[:2]
+    content = prepare_lazy(source.plane(), settings.content_window,
+                           name="content plane " + str(list(index)))
     predictor, transformer = load_networks(settings, device)
-    # the content's own embedding (style_strength < 1) sees 256 px: a 1024 px copy will do
-    small = content.resized(working_shape(height, width, min(1024, max(height, width)))) \
-        if settings.style_strength < 1.0 else content
     with torch.inference_mode():
-        embedding = blended_embedding([e.to(device) for e in target.embeddings], predictor,
-                                      settings, small)
-    folder = tempfile.mkdtemp(prefix="napari-nst-plane-")
-    try:
-        side = min(CHUNK_SIDE, height, width)
-        scratch = zarr.open_array(os.path.join(folder, "raw.zarr"), mode="w",
-                                  shape=(height, width, 3), chunks=(side, side, 3),
-                                  dtype=np.float32)
-        render_into(transformer, content, embedding, scratch, settings.tile_size)
-        for r0 in range(0, height, CHUNK_SIDE):  # a chunk of the output at a time
-            for c0 in range(0, width, CHUNK_SIDE):
-                box = (slice(r0, r0 + CHUNK_SIDE), slice(c0, c0 + CHUNK_SIDE))
-                block = content.crop(*box)
-                job.writer[(*index, *box)] = output_image(
-                    finish_image(np.asarray(scratch[box]), block, settings.keep_colors), block,
-                    settings.output_range)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        predict_streamed(content, [e.to(device) for e in target.embeddings], predictor,
+                         transformer, settings, job.writer, index)
     return {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
             "precision": "float32", "tiled": "streamed from and to zarr"}
 
@@ -823,10 +798,7 @@ def result_shape(stack_shape: tuple, settings: Settings) -> tuple:
 
 def result_dtype(stack_dtype, settings: Settings) -> np.dtype:
     """float32, or with ``output_range="content"`` the content's dtype where it is an integer."""
-    dtype = np.dtype(stack_dtype)
-    if settings.output_range == "content" and np.issubdtype(dtype, np.integer):
-        return dtype
-    return np.dtype(np.float32)
+    return output_dtype(stack_dtype, settings.output_range)
 
 
 def temporary_store(prefix: str = "napari-nst-") -> str:
