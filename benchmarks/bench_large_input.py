@@ -16,9 +16,12 @@ nothing but the input. Linux only.
 
 Cases: ``prepare`` (``prepare_image`` at full size), ``prepare-small`` (``prepare_image`` with
 ``size``, as ``stylize`` calls it), ``predict-small`` (``stylize(method="predict")`` at
-``--work-size``) and ``predict-full`` (at size N, tiled with the default ``tile_size``); on request
+``--work-size``), ``predict-full`` (at size N, tiled with the default ``tile_size``: above
+``predict.STREAM_PIXELS`` rendered through files, the float32 result in memory),
+``predict-full-content`` (the same with ``output_range="content"``: a uint8 result) and
+``stack-zarr`` (``stylize_stack`` of the image at size N into a zarr store on disk); on request
 (``--cases``), ``render-zarr``: the renderer alone at full size, tiled, from the prepared image
-into a zarr array on disk (the result is not held in memory).
+into a zarr array on disk with its features in memory.
 """
 
 from __future__ import annotations
@@ -38,13 +41,17 @@ from memory import proc_status
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-CASES = ("prepare", "prepare-small", "predict-small", "predict-full", "render-zarr")
-DEFAULT_CASES = CASES[:4]
+CASES = ("prepare", "prepare-small", "predict-small", "predict-full", "predict-full-content",
+         "stack-zarr", "render-zarr")
+DEFAULT_CASES = CASES[:6]
 TITLES = {"prepare": "prepare_image, full size",
           "prepare-small": "prepare_image, size {work}",
           "predict-small": "predict, size {work}",
-          "predict-full": "predict, full size (tiled {tile})",
-          "render-zarr": "render_into a zarr array, full size (tiled {tile})"}
+          "predict-full": "predict, full size (tiled {tile}): float32 result",
+          "predict-full-content": "predict, full size (tiled {tile}): uint8 result "
+                                  "(output_range=\"content\")",
+          "stack-zarr": "stylize_stack, full size (tiled {tile}) into a zarr store",
+          "render-zarr": "render_into a zarr array, full size (tiled {tile}), features in memory"}
 
 
 def _image(side: int) -> np.ndarray:
@@ -107,9 +114,17 @@ def child(case: str, side: int, work: int, tile: int) -> dict:
         result = zarr.open_array(f"{folder.name}/result.zarr", mode="w", shape=(side, side, 3),
                                  chunks=(tile, tile, 3), dtype="float32")
         render_into(transformer, prepare_image(data), embedding, result, tile_size=tile)
+    elif case == "stack-zarr":
+        import tempfile
+
+        folder = tempfile.TemporaryDirectory()
+        result = napari_nst.stylize_stack(data, style, out=f"{folder.name}/result.zarr",
+                                          size=side, **settings)
     else:
         size = work if case == "predict-small" else side
-        result = napari_nst.stylize(data, style, size=size, **settings)
+        output_range = "content" if case == "predict-full-content" else "unit"
+        result = napari_nst.stylize(data, style, size=size, output_range=output_range,
+                                    **settings)
     seconds = time.perf_counter() - start
     peak = proc_status("VmHWM")
     return {"case": case, "side": side, "input_bytes": int(data.nbytes), "baseline": baseline,

@@ -87,6 +87,26 @@ def test_dask_input_into_a_zarr_store_with_progress(random_vgg, style, tmp_path)
     np.testing.assert_array_equal(stored[...], in_memory)  # the same job, numpy in and out
 
 
+def test_a_numpy_stack_is_read_in_place_not_copied(style):
+    """dask's ``from_array`` copies a numpy array first (a second stack in memory); the run reads
+    the caller's stack chunk by chunk instead, and the planes it reads are the stack's."""
+    import tracemalloc
+
+    from napari_nst.engine.stack import _as_dask
+
+    stack = np.random.default_rng(2).integers(0, 256, (3, 600, 700, 3), dtype=np.uint8)
+    _as_dask(stack[:1, :64, :64])  # dask imported and warm
+    tracemalloc.start()
+    try:
+        lazy = _as_dask(stack)
+        assert tracemalloc.get_traced_memory()[1] < stack.nbytes / 10
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(np.asarray(lazy[1, 100:300, 650:]), stack[1, 100:300, 650:])
+    assert lazy.name == _as_dask(stack).name  # the data's own token: the same array, the same name
+    assert lazy.name != _as_dask(stack[::-1]).name
+
+
 def test_closing_a_run_keeps_and_counts_the_plane_under_way(random_vgg, style):
     run = napari_nst.iter_stack(_stack(planes=6), style, vgg_weights=random_vgg, **QUICK)
     planes = iter(run)
@@ -377,15 +397,16 @@ def test_a_worker_that_dies_is_replaced_and_the_result_complete(cluster, random_
 # --- planes too big for memory -------------------------------------------------------------------
 
 class ReadRecorder:
-    """An array that records the shape of every block read from it."""
+    """An array that records the shape of every block read from it (with ``phase``, also
+    ``phase["now"]`` at the time: (shape, now))."""
 
-    def __init__(self, array: np.ndarray):
-        self.array, self.reads = array, []
+    def __init__(self, array: np.ndarray, phase: dict | None = None):
+        self.array, self.reads, self.phase = array, [], phase
         self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
 
     def __getitem__(self, index):
         block = self.array[index]
-        self.reads.append(block.shape)
+        self.reads.append(block.shape if self.phase is None else (block.shape, self.phase["now"]))
         return block
 
 
@@ -418,10 +439,57 @@ def test_huge_planes_stream_tile_by_tile_without_seams(style, monkeypatch, tmp_p
     # the same picture: tiles with the global statistics, no seams (rounding to uint16 only)
     difference = np.abs(streamed[...].astype(np.int32) - whole[...].astype(np.int32))
     assert difference.max() <= 1 * 200 and difference.mean() < 2
-    # never a whole plane read at once: tiles (with their halo) and the band of the stack window
-    plane_reads = [shape for shape in source.reads if len(shape) >= 2 and np.prod(shape[:2]) > 1]
-    largest = max(int(np.prod(shape[-3 if colour else -2:][:2])) for shape in plane_reads)
-    assert largest < 300 * 225
+    # never a whole plane read at once: tiles (with their halo) and the band of the stack window;
+    # with style_strength < 1 also the content's own embedding's copy at 1024 px at most, here
+    # the whole (small) plane, once per plane
+    sides = [int(np.prod(shape[-3 if colour else -2:][:2])) for shape in source.reads
+             if len(shape) >= 2]
+    assert max(side for side in sides if side < 300 * 225) < 300 * 225 / 3
+    assert sides.count(300 * 225) == (2 if colour else 0)
+
+
+@pytest.mark.parametrize("given", ["array", "dask"])
+def test_a_streamed_plane_is_read_by_tiles(style, monkeypatch, tmp_path, given):
+    """A plane that streams is read as the renderer goes, never whole up front (dask computes
+    a dask array found among a task's arguments, also inside a dataclass, before the task
+    starts): from an array at hand exactly the tiles (with their halos, about 1.3 times the
+    plane) and once more as the result is finished block by block; from a dask array chunk by
+    chunk."""
+    import dask.array as da
+
+    from napari_nst.engine import predict as predict_module
+    from napari_nst.engine import stack as stack_module
+
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    plane = np.tile(shared_image("tubingen.jpg", 400), (2, 2, 1))[:600, :800]  # uint8 RGB
+    monkeypatch.setattr(predict_module, "STREAM_PIXELS", 100 * 100)
+    monkeypatch.setattr(predict_module, "STREAM_BLOCK", 128)
+    monkeypatch.setattr(stack_module, "CHUNK_SIDE", 128)
+    phase = {"now": "before"}
+    render_into = predict_module.render_into
+
+    def rendering(*args, **kwargs):  # the real renderer, noting when it runs
+        phase["now"] = "rendering"
+        try:
+            return render_into(*args, **kwargs)
+        finally:
+            phase["now"] = "after"
+
+    monkeypatch.setattr(predict_module, "render_into", rendering)
+    source = ReadRecorder(plane[None], phase)
+    stack = source if given == "array" else da.from_array(source, chunks=(1, 128, 128, 3),
+                                                          name=False)  # no cached chunks
+    run = napari_nst.iter_stack(stack, style, out=str(tmp_path / "r.zarr"), method="predict",
+                                size=800, tile_size=128, device="cpu")
+    assert run.streamed
+    list(run)
+    read = {now: sum(int(np.prod(shape)) for shape, when in source.reads if when == now)
+            / plane.size for now in ("before", "rendering", "after")}
+    assert read["before"] < 0.05 and read["rendering"] >= 1.0, read
+    if given == "array":
+        assert 1.2 < read["rendering"] < 1.4 and read["after"] == 1.0, read
+        assert max(int(np.prod(shape)) for shape, _ in source.reads) < plane.size / 4
+    assert np.asarray(run.output[0, 300:400, 400:500]).std() > 0.02  # it was stylised
 
 
 def test_a_warm_start_starts_every_scale_where_it_is_trusted(random_vgg):

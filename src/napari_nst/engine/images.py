@@ -157,7 +157,10 @@ class LazyValues:
         self.ndim = len(self.shape)
 
     def __getitem__(self, key) -> np.ndarray:
-        block = np.asarray(self.source[key])
+        block = self.source[key]
+        if hasattr(block, "dask"):  # read here, in the task's thread: not on whatever dask
+            block = block.compute(scheduler="sync")  # scheduler is the default (a Client)
+        block = np.asarray(block)
         return block if self.compact else _to_unit(block, *self.window)
 
 

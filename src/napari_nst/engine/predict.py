@@ -83,11 +83,13 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
     the result goes into ``destination[(*index, rows, cols)]`` (numpy or zarr, of the result's
     shape and ``output_dtype``), a block at a time.
 
-    The tiled renderer reads ``content`` a tile at a time and writes its float32 output into a
-    scratch zarr store, keeping its features in files beside it (``render_into``'s
-    ``features_folder``); the output is then finished block by block. In memory: the content
-    (the caller's), one tile's working set and one block; the rest is on disk (a temporary
-    folder of about 7x a uint8 RGB input's size, removed at the end) and in the page cache.
+    The tiled renderer reads ``content`` a tile at a time and keeps its features in files
+    (``render_into``'s ``features_folder``). Its float32 output goes straight into a float32
+    RGB numpy ``destination``; any other result (another dtype, alpha, grayscale, kept colours,
+    a zarr store) is rendered into a scratch zarr store first and finished block by block. In
+    memory: the content (the caller's), the destination when it is in memory, one tile's working
+    set and one block; the rest is on disk (a temporary folder of up to about 7x a uint8 RGB
+    input's size, removed at the end) and in the page cache.
     """
     import zarr
 
@@ -95,11 +97,19 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
     # the content's own embedding sees 256 px: a 1024 px copy will do, not a float32 one at size
     small = content.resized(working_shape(height, width, min(1024, max(height, width)))) \
         if settings.style_strength < 1.0 else content
+    # a float32 RGB result in memory is the renderer's own output: rendered straight into it
+    raw = (isinstance(destination, np.ndarray) and not index and settings.output_range == "unit"
+           and destination.shape == (height, width, 3) and destination.dtype == np.float32
+           and not content.grayscale and not settings.keep_colors)
     folder = tempfile.mkdtemp(prefix="napari-nst-render-")
     try:
         embedding = blended_embedding(style_embeddings, predictor, settings, small)
         features = os.path.join(folder, "features")
         os.mkdir(features)
+        if raw:
+            render_into(transformer, content, embedding, destination, settings.tile_size,
+                        features_folder=features)
+            return
         scratch = zarr.open_array(os.path.join(folder, "raw.zarr"), mode="w",
                                   shape=(height, width, 3), dtype=np.float32,
                                   chunks=(min(256, height), min(STREAM_BLOCK, width), 3))

@@ -456,8 +456,8 @@ class _QuarterStream:
             return
         window = self._window(self._pending[index], index, self.spans[index], cols, "r+")
         window[...] = values[0].permute(1, 2, 0).cpu().numpy()
-        window.flush()
-        del window  # unmapped: its pages leave this process
+        del window  # unmapped: its pages leave this process for the page cache (no msync: a
+        # later mapping of the file reads the same pages)
 
     def commit(self, index: int) -> None:
         """The new version of band ``index`` replaces the old one."""

@@ -141,7 +141,7 @@ class StackRun:
 
     def __init__(self, lazy, styles, settings: Settings, output, *, channels: bool,
                  warm_start: bool, motion: str, temporal_weight: float, chain_axis: int,
-                 client, percentiles):
+                 client, percentiles, source=None):
         self.output = output
         self.leading_shape = tuple(lazy.shape[:_leading(lazy.shape)])
         self.total = math.prod(self.leading_shape)
@@ -150,6 +150,10 @@ class StackRun:
         self._warm_start, self._motion, self._chain_axis = warm_start, motion, chain_axis
         self.temporal_weight = temporal_weight
         self._client, self._percentiles = client, percentiles
+        # what a streamed plane's tiles are read from: the caller's array where it is at hand
+        # (a numpy, zarr or other sliceable array read in this process: exactly the tile, where
+        # dask would read every chunk the tile touches), else the dask array
+        self._source = source if source is not None else lazy
         self._started = False
         self.done = 0
         from . import predict
@@ -232,7 +236,7 @@ class StackRun:
             previous = None
             for index in chain:
                 name = "-".join(map(str, index)) or "0"
-                plane = _PlaneSource(self._lazy, index) if self.streamed else self._lazy[index]
+                plane = _PlaneSource(self._source, index) if self.streamed else self._lazy[index]
                 task = dask.delayed(_plane_task, nout=2)(
                     plane, index, target, job, previous,
                     dask_key_name=f"napari-nst-plane-{token}-{name}")
@@ -389,16 +393,43 @@ def _plane_task(plane, index: tuple, target: _Target, job: _Job, previous: Carry
     return record, raw if job.temporal_weight > 0 or job.warm_start else None
 
 
-@dataclass(frozen=True)
 class _PlaneSource:
-    """A plane handed to its task unread (dask computes array arguments of a task before the
-    call; this holder keeps the plane lazy, so that the task reads it tile by tile)."""
+    """A plane handed to its task unread: dask computes the collections among a task's
+    arguments before the call, also inside lists, dicts and dataclasses, which would read the
+    whole plane into memory; a plain object keeps it lazy, so that the task reads it tile by
+    tile."""
 
-    stack: Any
-    index: tuple
+    __slots__ = ("stack", "index")
+
+    def __init__(self, stack, index: tuple):
+        self.stack, self.index = stack, index
 
     def plane(self):
-        return self.stack[self.index]
+        """The plane as an array-like that reads only what is indexed (``_PlaneView``), or the
+        dask array's plane (lazy itself)."""
+        if hasattr(self.stack, "dask"):
+            return self.stack[self.index]
+        return _PlaneView(self.stack, self.index)
+
+
+class _PlaneView:
+    """Plane ``index`` of a stack, read only where it is indexed (``stack[index]`` would read
+    the whole plane from a zarr array): what ``images.prepare_lazy`` needs of a plane -- its
+    shape and dtype, ``[rows, cols]`` blocks, and ``[..., 0]`` for a single channel."""
+
+    def __init__(self, stack, index: tuple, channel: int | None = None):
+        self._stack, self._index, self._channel = stack, tuple(index), channel
+        shape = tuple(stack.shape[len(self._index):])
+        self.shape = shape[:-1] if channel is not None else shape
+        self.ndim, self.dtype = len(self.shape), np.dtype(stack.dtype)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if len(key) == 2 and key[0] is Ellipsis and self._channel is None:
+            return _PlaneView(self._stack, self._index, key[1])
+        channel = () if self._channel is None else (slice(None),) * (self.ndim - len(key)) \
+            + (self._channel,)
+        return np.asarray(self._stack[(*self._index, *key, *channel)])
 
 
 def _predict_streamed(source: _PlaneSource, index: tuple, target: _Target, job: _Job,
@@ -753,7 +784,25 @@ def _as_dask(stack):
     chunks = (*(1 for _ in stack.shape[:leading]),
               *(min(n, CHUNK_SIDE) for n in stack.shape[leading:leading + 2]),
               *stack.shape[leading + 2:])
-    return da.from_array(stack, chunks=chunks, asarray=True)
+    return da.from_array(_Uncopied(stack), chunks=chunks, asarray=True)
+
+
+class _Uncopied:
+    """An array-like read by slicing and nothing else: dask's ``from_array`` copies whatever has
+    a ``copy`` method first (numpy arrays included: a whole second stack in memory), and reads
+    this one chunk by chunk instead."""
+
+    def __init__(self, array):
+        self._array = array
+        self.shape, self.dtype, self.ndim = tuple(array.shape), np.dtype(array.dtype), array.ndim
+
+    def __getitem__(self, key):
+        return np.asarray(self._array[key])
+
+    def __dask_tokenize__(self):  # the data's own token (else dask would pickle this object)
+        from dask.base import tokenize
+
+        return "uncopied", tokenize(self._array)
 
 
 def _scattered(stack: np.ndarray, client):
@@ -890,10 +939,11 @@ def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None
     _, styles, _ = prepare_inputs(corner, style, settings)  # checks the dtype and the styles
     output = _output(out, result_shape(lazy.shape, settings),
                      result_dtype(lazy.dtype, settings))
+    at_hand = client is None and hasattr(stack, "shape") and not hasattr(stack, "dask")
     return StackRun(lazy, styles, settings, output, channels=channels, warm_start=warm_start,
                     motion=motion, temporal_weight=float(temporal_weight), chain_axis=chain_axis,
-                    client=client,
-                    percentiles=window_percentiles)
+                    client=client, percentiles=window_percentiles,
+                    source=stack if at_hand else None)
 
 
 def stylize_stack(stack, style, *, out=None, client=None, settings: Settings | None = None,
