@@ -29,6 +29,10 @@ from .style_embedding import blend_embeddings, embed
 STREAM_PIXELS = 4096 * 4096
 #: Side of the blocks in which a streamed result is finished and handed over.
 STREAM_BLOCK = 1024
+#: Convolution outputs a streamed render keeps between its passes (``render_into``'s
+#: ``keep_bytes``): less than in memory, as memory is what streaming is for (the rest is
+#: recomputed: the same result).
+STREAM_KEEP_BYTES = 64 << 20
 
 
 def load_networks(settings: Settings, device):
@@ -108,13 +112,13 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
         os.mkdir(features)
         if raw:
             render_into(transformer, content, embedding, destination, settings.tile_size,
-                        features_folder=features)
+                        keep_bytes=STREAM_KEEP_BYTES, features_folder=features)
             return
         scratch = zarr.open_array(os.path.join(folder, "raw.zarr"), mode="w",
                                   shape=(height, width, 3), dtype=np.float32,
                                   chunks=(min(256, height), min(STREAM_BLOCK, width), 3))
         render_into(transformer, content, embedding, scratch, settings.tile_size,
-                    features_folder=features)
+                    keep_bytes=STREAM_KEEP_BYTES, features_folder=features)
         for r0 in range(0, height, STREAM_BLOCK):
             for c0 in range(0, width, STREAM_BLOCK):
                 box = (slice(r0, r0 + STREAM_BLOCK), slice(c0, c0 + STREAM_BLOCK))

@@ -32,7 +32,8 @@ not in what it computes:
 
   Beyond the source and the destination, memory is the stream (2/3 of a float32 RGB image of the
   same size), which shrinks while the destination fills, one tile's working set and the kept
-  outputs. The price is recomputation: the upsampling layers run 3, 2 and 1 times, and where the
+  outputs. With ``features_folder`` the stream lives in files instead, read and written a
+  tile's window at a time (results bigger than memory: ``predict.predict_streamed``). The price is recomputation: the upsampling layers run 3, 2 and 1 times, and where the
   kept outputs do not suffice (by default, above about 30 megapixels), a residual block's first
   convolution runs up to three times and its second twice (about +25 % time in all). There are
   no seams to blend away: tiled and whole-image results differ only by float rounding (the

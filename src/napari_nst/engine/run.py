@@ -101,7 +101,12 @@ def iterate(content, style, settings: Settings | None = None, **overrides) -> It
 def stylize(content, style, settings: Settings | None = None, **overrides) -> np.ndarray:
     """Run style transfer to the end and return the final image: float32 (H, W, 3) in [0, 1]
     ((H, W, 4) for RGBA content, its alpha kept; see ``output_range`` for the content's own
-    intensity range and dtype)."""
+    intensity range and dtype).
+
+    The content is read while the run goes on (an integer image is not copied): change it only
+    once the run is over. Predict at more than 4096² pixels renders through a temporary folder
+    (``predict.predict_streamed``); there ``output_range="content"`` keeps a uint8 image's
+    result at its own size instead of 4x as float32."""
     final = None
     for final in iterate(content, style, settings, **overrides):
         pass
