@@ -142,16 +142,18 @@ def test_large_input_benchmark_smoke(tmp_path):
     rows = json.loads((tmp_path / "large.json").read_text())["rows"]
     assert [(row["side"], row["case"]) for row in rows] == [
         (side, case) for side in (256, 320)
-        for case in ("prepare", "prepare-small", "predict-small", "predict-full")]
+        for case in ("prepare", "prepare-small", "predict-small", "predict-full",
+                     "predict-full-content", "stack-zarr")]
     for row in rows:
         assert row["peak"] >= row["baseline"] > 100 * 2**20 and row["seconds"] > 0
         side = row["side"]
         assert row["input_bytes"] == side * side * 3
-        expected = {"prepare": [side, side, 3], "prepare-small": [64, 64, 3],
-                    "predict-small": [64, 64, 3], "predict-full": [side, side, 3]}[row["case"]]
-        assert row["result_shape"] == expected
-    assert rows[0]["result_dtype"] == "uint8"  # kept compact at full size
-    assert "| 320² RGB uint8 (0.29 MB) | predict, full size (tiled 128) |" in stdout
+        small = row["case"] in ("prepare-small", "predict-small")
+        assert row["result_shape"] == ([64, 64, 3] if small else [side, side, 3])
+        if row["case"] in ("prepare", "predict-full-content"):
+            assert row["result_dtype"] == "uint8"  # kept compact; the content's own dtype
+    assert "| 320² RGB uint8 (0.29 MB) | predict, full size (tiled 128): float32 result |" \
+        in stdout
 
 
 def test_flicker_benchmark_smoke():
