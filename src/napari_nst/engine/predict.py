@@ -76,9 +76,10 @@ def stylize_one(content: PreparedImage, style_embeddings: list, predictor, trans
     return finish_image(result, content, settings.keep_colors) if finish else result
 
 
-def streams(content: PreparedImage) -> bool:
-    """Whether a working image is rendered through files (``predict_streamed``)."""
-    return content.shape[0] * content.shape[1] > STREAM_PIXELS
+def streams(content: PreparedImage, settings: Settings) -> bool:
+    """Whether the content's working image is rendered through files (``predict_streamed``)."""
+    height, width = working_shape(*content.shape[:2], settings.size)
+    return height * width > STREAM_PIXELS
 
 
 def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, transformer,
@@ -134,10 +135,10 @@ def _predicted(content: PreparedImage, style_embeddings: list, predictor, transf
                settings: Settings) -> np.ndarray:
     """A content's result as runs hand it out (``output_image``), through files when its
     working image is too big for memory."""
-    working = working_content(content, settings)
-    if not streams(working):
+    if not streams(content, settings):
         return output_image(stylize_one(content, style_embeddings, predictor, transformer,
                                         settings), content, settings.output_range)
+    working = working_content(content, settings)
     colours = 3 if working.alpha is None else 4
     result = np.empty((*working.shape[:2], colours),
                       output_dtype(working.dtype, settings.output_range))
@@ -164,7 +165,7 @@ def predict_iterates(content: PreparedImage, styles: list[PreparedImage], settin
     image = _predicted(content, embeddings, predictor, transformer, settings)
     info = {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
             "precision": "float32"}
-    if streams(working_content(content, settings)):
+    if streams(content, settings):
         info["tiled"] = "through files"
     yield StepResult(step=1, total_steps=1, image=image, losses={},
                   elapsed=time.perf_counter() - start, scale=tuple(image.shape[:2]), info=info)
