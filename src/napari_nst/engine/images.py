@@ -43,8 +43,8 @@ class PreparedImage:
     ``values`` holds the pixels compactly, grayscale as one (H, W) plane: float32 already in
     [0, 1], or -- for an input narrower than float32 (uint8, uint16, int8, int16, float16) kept at
     full size -- the input's own values (a read-only view where they are contiguous), mapped on
-    every read. A uint8 image thus costs nothing more here, not the 4x of float32 RGB. ``rgb`` gives the whole image as float32
-    (H, W, 3), ``read`` a block of it.
+    every read. A uint8 image thus costs nothing more here, not the 4x of float32 RGB. ``rgb``
+    gives the whole image as float32 (H, W, 3), ``read`` a block of it.
     """
 
     values: np.ndarray

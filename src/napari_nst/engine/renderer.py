@@ -33,7 +33,8 @@ not in what it computes:
   Beyond the source and the destination, memory is the stream (2/3 of a float32 RGB image of the
   same size), which shrinks while the destination fills, one tile's working set and the kept
   outputs. With ``features_folder`` the stream lives in files instead, read and written a
-  tile's window at a time (results bigger than memory: ``predict.predict_streamed``). The price is recomputation: the upsampling layers run 3, 2 and 1 times, and where the
+  tile's window at a time (results bigger than memory: ``predict.predict_streamed``). The
+  price is recomputation: the upsampling layers run 3, 2 and 1 times, and where the
   kept outputs do not suffice (by default, above about 30 megapixels), a residual block's first
   convolution runs up to three times and its second twice (about +25 % time in all). There are
   no seams to blend away: tiled and whole-image results differ only by float rounding (the
@@ -473,7 +474,12 @@ class _QuarterStream:
         """Columns ``cols`` of band ``index`` (its current version), (1, C, rows, w)."""
         if self.folder is None:
             return self.bands[index][:, :, :, cols[0]:cols[1]]
-        window = self._window(self.bands[index], index, self.spans[index], cols, "r")
+        return self._load(self.bands[index], index, self.spans[index], cols)
+
+    def _load(self, path: str, index: int, rows: tuple, cols: tuple) -> torch.Tensor:
+        """Rows and columns of band ``index``'s file ``path`` as a (1, C, h, w) tensor on the
+        stream's device (the file's map is gone when this returns)."""
+        window = self._window(path, index, rows, cols, "r")
         return torch.from_numpy(np.array(window)).permute(2, 0, 1)[None].to(self.device)
 
     def in_memory(self) -> list:
@@ -503,9 +509,7 @@ class _QuarterStream:
             if self.folder is None:
                 target.copy_(band[:, :, a0 - q0:a1 - q0, b0:b1])
             else:
-                window = self._window(band, index, (a0, a1), (b0, b1), "r")
-                target.copy_(torch.from_numpy(np.array(window)).permute(2, 0, 1)[None])
-                del window
+                target.copy_(self._load(band, index, (a0, a1), (b0, b1)))
         _fill_border(piece, border, (c0 < 0, c1 > self.cols, r0 < 0, r1 > self.rows))
         return piece
 
