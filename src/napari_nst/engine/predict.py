@@ -76,10 +76,11 @@ def stylize_one(content: PreparedImage, style_embeddings: list, predictor, trans
     return finish_image(result, content, settings.keep_colors) if finish else result
 
 
-def streams(content: PreparedImage, settings: Settings) -> bool:
-    """Whether the content's working image is rendered through files (``predict_streamed``)."""
-    height, width = working_shape(*content.shape[:2], settings.size)
-    return height * width > STREAM_PIXELS
+def streams(height: int, width: int, settings: Settings) -> bool:
+    """Whether content of ``height`` x ``width`` is rendered through files at its working size
+    (``predict_streamed``)."""
+    rows, cols = working_shape(height, width, settings.size)
+    return rows * cols > STREAM_PIXELS
 
 
 def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, transformer,
@@ -135,7 +136,7 @@ def _predicted(content: PreparedImage, style_embeddings: list, predictor, transf
                settings: Settings) -> np.ndarray:
     """A content's result as runs hand it out (``output_image``), through files when its
     working image is too big for memory."""
-    if not streams(content, settings):
+    if not streams(*content.shape[:2], settings):
         return output_image(stylize_one(content, style_embeddings, predictor, transformer,
                                         settings), content, settings.output_range)
     working = working_content(content, settings)
@@ -165,7 +166,7 @@ def predict_iterates(content: PreparedImage, styles: list[PreparedImage], settin
     image = _predicted(content, embeddings, predictor, transformer, settings)
     info = {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
             "precision": "float32"}
-    if streams(content, settings):
+    if streams(*content.shape[:2], settings):
         info["tiled"] = "through files"
     yield StepResult(step=1, total_steps=1, image=image, losses={},
                   elapsed=time.perf_counter() - start, scale=tuple(image.shape[:2]), info=info)

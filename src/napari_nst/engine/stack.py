@@ -164,7 +164,7 @@ class StackRun:
         self.streamed = (settings.method == "predict" and _is_zarr(output)
                          and not (channels and plane[-1] == 4)
                          and working_shape(plane[0], plane[1], settings.size) == tuple(plane[:2])
-                         and plane[0] * plane[1] > predict.STREAM_PIXELS)
+                         and predict.streams(plane[0], plane[1], settings))
         if self.streamed:
             self.temporal_weight = 0.0
 
