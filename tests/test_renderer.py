@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_nst.engine import renderer
 from napari_nst.engine import weights as weights_module
 from napari_nst.engine.magenta import StyleTransformer
 from napari_nst.engine.magenta_weights import load_model
@@ -103,14 +104,19 @@ def test_tile_grid_covers_the_padded_image():
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("shape, tile", [((166, 222), 64), ((130, 197), 64)])
-def test_tiled_and_untiled_results_agree(networks, embedding, golden_gate, shape, tile):
+@pytest.mark.parametrize("shape, tile, piece_rows", [((166, 222), 64, 256), ((130, 197), 64, 256),
+                                                     ((166, 222), 64, 20)])
+def test_tiled_and_untiled_results_agree(networks, embedding, golden_gate, shape, tile,
+                                         piece_rows, monkeypatch):
     """Instance-norm statistics are global, so tiles cannot differ in tone: the tiled result is
     the untiled one (and the reference module's) up to float rounding, seams included, also
-    where the image is not a multiple of 4 or of the tile."""
+    where the image is not a multiple of 4 or of the tile, and where the contraction and the
+    upsampling run a band of a tile at a time (``PIECE_ROWS`` below the tile)."""
     transformer = networks[1]
     rgb = np.ascontiguousarray(golden_gate[:shape[0], :shape[1]])
     whole = render(transformer, rgb, embedding, tile_size=1024)
+    monkeypatch.setattr(renderer, "PIECE_ROWS", piece_rows)
+    assert len(renderer._pieces_of((0, tile))) == -(-tile // piece_rows)
     tiled = render(transformer, rgb, embedding, tile_size=tile)
     rows, cols = tile_grid(*shape, tile)
     assert len(rows) >= 3 and len(cols) >= 3

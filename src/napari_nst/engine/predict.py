@@ -19,6 +19,7 @@ import torch
 from ..settings import Settings
 from .images import PreparedImage, finish_image, output_dtype, output_image, working_shape
 from .magenta_weights import load_model
+from .memory import FileArray
 from .renderer import render, render_into
 from .result import StepResult
 from .style_embedding import blend_embeddings, embed
@@ -28,7 +29,7 @@ from .style_embedding import blend_embeddings, embed
 #: input in memory.
 STREAM_PIXELS = 4096 * 4096
 #: Side of the blocks in which a streamed result is finished and handed over.
-STREAM_BLOCK = 1024
+STREAM_BLOCK = 512
 #: Convolution outputs a streamed render keeps between its passes (``render_into``'s
 #: ``keep_bytes``): less than in memory, as memory is what streaming is for (the rest is
 #: recomputed: the same result).
@@ -92,13 +93,12 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
     The tiled renderer reads ``content`` a tile at a time and keeps its features in files
     (``render_into``'s ``features_folder``). Its float32 output goes straight into a float32
     RGB numpy ``destination``; any other result (another dtype, alpha, grayscale, kept colours,
-    a zarr store) is rendered into a scratch zarr store first and finished block by block. In
-    memory: the content (the caller's), the destination when it is in memory, one tile's working
-    set and one block; the rest is on disk (a temporary folder of up to about 7x a uint8 RGB
-    input's size, removed at the end) and in the page cache.
+    a zarr store) is rendered into a scratch file first (a ``FileArray``) and finished block by
+    block. In memory: the content (the caller's), the destination when it is in memory, a band
+    of a tile's working set and one block; the rest is on disk (a temporary folder of up to
+    about 7x a uint8 RGB input's size, removed at the end: ``TMPDIR`` says where) and in the
+    page cache.
     """
-    import zarr
-
     height, width = content.shape[:2]
     # the content's own embedding sees 256 px: a 1024 px copy will do, not a float32 one at size
     small = content.resized(working_shape(height, width, min(1024, max(height, width)))) \
@@ -116,9 +116,7 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
             render_into(transformer, content, embedding, destination, settings.tile_size,
                         keep_bytes=STREAM_KEEP_BYTES, features_folder=features)
             return
-        scratch = zarr.open_array(os.path.join(folder, "raw.zarr"), mode="w",
-                                  shape=(height, width, 3), dtype=np.float32,
-                                  chunks=(min(256, height), min(STREAM_BLOCK, width), 3))
+        scratch = FileArray(os.path.join(folder, "raw.f32"), (height, width, 3))
         render_into(transformer, content, embedding, scratch, settings.tile_size,
                     keep_bytes=STREAM_KEEP_BYTES, features_folder=features)
         for r0 in range(0, height, STREAM_BLOCK):
@@ -126,7 +124,7 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
                 box = (slice(r0, r0 + STREAM_BLOCK), slice(c0, c0 + STREAM_BLOCK))
                 block = content.crop(*box)
                 destination[(*index, *box)] = output_image(
-                    finish_image(np.asarray(scratch[box]), block, settings.keep_colors), block,
+                    finish_image(scratch[box], block, settings.keep_colors), block,
                     settings.output_range)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -31,9 +31,11 @@ not in what it computes:
     sweep normalises the destination in place, a band of rows at a time.
 
   Beyond the source and the destination, memory is the stream (2/3 of a float32 RGB image of the
-  same size), which shrinks while the destination fills, one tile's working set and the kept
-  outputs. With ``features_folder`` the stream lives in files instead, read and written a
-  tile's window at a time (results bigger than memory: ``predict.predict_streamed``). The
+  same size), which shrinks while the destination fills, the kept outputs and the working set
+  of a band of a tile (``PIECE_ROWS``: the full-resolution passes run a band of rows at a time;
+  freed buffers go back to the system between passes, ``memory.release_freed_memory``). With
+  ``features_folder`` the stream lives in files instead, read and written a tile's window at a
+  time (results bigger than memory: ``predict.predict_streamed``). The
   price is recomputation: the upsampling layers run 3, 2 and 1 times, and where the
   kept outputs do not suffice (by default, above about 30 megapixels), a residual block's first
   convolution runs up to three times and its second twice (about +25 % time in all). There are
@@ -58,12 +60,17 @@ import torch.nn.functional as F
 
 from .images import PreparedImage
 from .magenta import SIZE_MULTIPLE, StyleTransformer, norm_affine
+from .memory import FileArray, release_freed_memory
 
 _CL = torch.channels_last
 _BAND_VALUES = 1 << 20  # values per float32 partial sum in the moments
 HALO = 8  # full-resolution pixels of context around a tile (receptive-field slack: 7)
 _BRANCH_REACH = 2  # stream rows/columns around a tile that a residual branch reads (two 3x3 convs)
 KEEP_BYTES = 256 << 20  # render_into's default keep_bytes
+#: Full-resolution rows per piece of a tile in the contraction and upsampling passes (see
+#: ``_pieces_of``): a whole 1024 px tile held ~150 MB of convolution buffers at once, bands of
+#: 256 rows a quarter of that, and were no slower (4096², tiles of 1024: 3.7 s, was 4.4 s).
+PIECE_ROWS = 256
 _FINISH_ROWS = 256  # rows per band of the final in-place normalisation
 
 
@@ -396,6 +403,14 @@ def _spans(length: int, tile: int, multiple: int = 1) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
+def _pieces_of(rows: tuple) -> list[tuple[int, int]]:
+    """A tile's full-resolution rows [start, stop) in bands of at most ``PIECE_ROWS`` (multiples
+    of 4): the contraction and the upsampling run a band of a tile at a time, each with its own
+    halo, so that their working set is a band's, not a tile's."""
+    return [(rows[0] + a, rows[0] + b)
+            for a, b in _spans(rows[1] - rows[0], PIECE_ROWS, SIZE_MULTIPLE)]
+
+
 def _padded_size(n: int) -> int:
     return -(-n // SIZE_MULTIPLE) * SIZE_MULTIPLE
 
@@ -417,28 +432,20 @@ class _QuarterStream:
     free them behind it. Reads may reach one row or column beyond the features on each side: the
     border that the next convolution pads with, by reflection or replication.
 
-    The bands are tensors in memory, or with ``folder`` raw float32 files there (rows, cols, C),
-    read and written a tile's window at a time through short-lived memory maps: the stream is
-    the renderer's largest buffer (2/3 of a float32 RGB image of the same size), and on disk it
-    costs the process only the windows in use (the page cache holds the rest while memory is
-    free, and gives it back when it is not).
+    The bands are tensors in memory, or with ``folder`` float32 ``FileArray``s there (rows, cols,
+    C), read and written a tile's window at a time: the stream is the renderer's largest buffer
+    (2/3 of a float32 RGB image of the same size), and on disk it costs the process only the
+    windows in use.
     """
 
     def __init__(self, spans: list, cols: int, channels: int, device, folder: str | None = None):
         self.spans, self.rows, self.cols = list(spans), spans[-1][1], cols
         self.channels, self.device, self.folder = channels, device, folder
-        self.bands: list = [None] * len(spans)  # in memory: a tensor; on disk: its file
+        self.bands: list = [None] * len(spans)  # in memory: a tensor; on disk: a FileArray
         self._pending: dict = {}  # band index -> the new version being written
+        self._versions = 0  # band files written (each version has a name of its own)
 
     # --- in memory or on disk ---
-
-    def _path(self, index: int, pending: bool) -> str:
-        return os.path.join(self.folder, f"band-{index}{'.next' if pending else ''}.f32")
-
-    def _window(self, path: str, index: int, rows: tuple, cols: tuple, mode: str) -> np.memmap:
-        q0, q1 = self.spans[index]
-        whole = np.memmap(path, np.float32, mode, shape=(q1 - q0, self.cols, self.channels))
-        return whole[rows[0] - q0:rows[1] - q0, cols[0]:cols[1]]
 
     def begin_band(self, index: int) -> None:
         """Start a new version of band ``index``; the old one stays readable until ``commit``."""
@@ -447,40 +454,39 @@ class _QuarterStream:
             self._pending[index] = torch.empty((1, self.channels, q1 - q0, self.cols),
                                                device=self.device, memory_format=_CL)
         else:
-            with open(self._path(index, True), "wb") as file:  # sparse until written
-                file.truncate((q1 - q0) * self.cols * self.channels * 4)
-            self._pending[index] = self._path(index, True)
+            self._versions += 1
+            path = os.path.join(self.folder, f"band-{index}-{self._versions}.f32")
+            self._pending[index] = FileArray(path, (q1 - q0, self.cols, self.channels))
 
-    def write(self, index: int, cols: tuple, values: torch.Tensor) -> None:
-        """Columns ``cols`` of the new version of band ``index``: ``values`` (1, C, rows, w)."""
+    def write(self, index: int, cols: tuple, values: torch.Tensor, rows: tuple | None = None) -> None:
+        """Columns ``cols`` of the new version of band ``index`` (of its rows ``rows``, all by
+        default): ``values`` (1, C, h, w)."""
+        q0 = self.spans[index][0]
+        (r0, r1) = self.spans[index] if rows is None else rows
         if self.folder is None:
-            self._pending[index][:, :, :, cols[0]:cols[1]] = values
-            return
-        window = self._window(self._pending[index], index, self.spans[index], cols, "r+")
-        window[...] = values[0].permute(1, 2, 0).cpu().numpy()
-        del window  # unmapped: its pages leave this process for the page cache (no msync: a
-        # later mapping of the file reads the same pages)
+            self._pending[index][:, :, r0 - q0:r1 - q0, cols[0]:cols[1]] = values
+        else:
+            self._pending[index][r0 - q0:r1 - q0, cols[0]:cols[1]] = \
+                values[0].permute(1, 2, 0).cpu().numpy()
 
     def commit(self, index: int) -> None:
         """The new version of band ``index`` replaces the old one."""
-        pending = self._pending.pop(index)
-        if self.folder is None:
-            self.bands[index] = pending
-        else:
-            os.replace(pending, self._path(index, False))
-            self.bands[index] = self._path(index, False)
+        old, self.bands[index] = self.bands[index], self._pending.pop(index)
+        if isinstance(old, FileArray):
+            old.remove()
 
     def band_columns(self, index: int, cols: tuple) -> torch.Tensor:
         """Columns ``cols`` of band ``index`` (its current version), (1, C, rows, w)."""
-        if self.folder is None:
-            return self.bands[index][:, :, :, cols[0]:cols[1]]
-        return self._load(self.bands[index], index, self.spans[index], cols)
+        return self._band_window(index, self.spans[index], cols)
 
-    def _load(self, path: str, index: int, rows: tuple, cols: tuple) -> torch.Tensor:
-        """Rows and columns of band ``index``'s file ``path`` as a (1, C, h, w) tensor on the
-        stream's device (the file's map is gone when this returns)."""
-        window = self._window(path, index, rows, cols, "r")
-        return torch.from_numpy(np.array(window)).permute(2, 0, 1)[None].to(self.device)
+    def _band_window(self, index: int, rows: tuple, cols: tuple) -> torch.Tensor:
+        """Rows and columns of band ``index`` as a (1, C, h, w) tensor on the stream's device: a
+        view in memory, a new tensor read from its file."""
+        band, q0 = self.bands[index], self.spans[index][0]
+        if self.folder is None:
+            return band[:, :, rows[0] - q0:rows[1] - q0, cols[0]:cols[1]]
+        window = band[rows[0] - q0:rows[1] - q0, cols[0]:cols[1]]
+        return torch.from_numpy(window).permute(2, 0, 1)[None].to(self.device)
 
     def in_memory(self) -> list:
         """The bands, as tensors (not for a stream on disk)."""
@@ -505,11 +511,8 @@ class _QuarterStream:
             a0, a1 = max(r0, q0), min(r1, q1)
             if a0 >= a1:
                 continue
-            target = piece[:, :, a0 - r0:a1 - r0, b0 - c0:b1 - c0]
-            if self.folder is None:
-                target.copy_(band[:, :, a0 - q0:a1 - q0, b0:b1])
-            else:
-                target.copy_(self._load(band, index, (a0, a1), (b0, b1)))
+            piece[:, :, a0 - r0:a1 - r0, b0 - c0:b1 - c0].copy_(
+                self._band_window(index, (a0, a1), (b0, b1)))
         _fill_border(piece, border, (c0 < 0, c1 > self.cols, r0 < 0, r1 > self.rows))
         return piece
 
@@ -522,7 +525,7 @@ class _QuarterStream:
                 continue
             if self.folder is not None:
                 if q1 <= row:
-                    os.remove(band)
+                    band.remove()
                     self.bands[index] = None
                 continue
             self.bands[index] = None if q1 <= row else band[:, :, row - q0:].clone()
@@ -796,18 +799,22 @@ def _render_tiled(kernels, content, embedding, destination, device, row_spans: l
 
     # Quarter resolution: the contraction tile by tile (local, with a halo), the residual blocks
     # in passes over the stream's tiles.
-    for index, (r0, r1) in enumerate(row_spans):
+    for index, band_rows in enumerate(row_spans):
         stream.begin_band(index)
-        for c0, c1 in col_spans:
-            a0, a1 = max(0, r0 - HALO), min(rows, r1 + HALO)
-            b0, b1 = max(0, c0 - HALO), min(cols, c1 + HALO)
-            piece = _contract(kernels, _content_piece(content, (a0, a1), (b0, b1), device))
-            stream.write(index, (c0 // 4, c1 // 4), piece[
-                :, :, (r0 - a0) // 4:(r1 - a0) // 4, (c0 - b0) // 4:(c1 - b0) // 4])
+        for r0, r1 in _pieces_of(band_rows):
+            for c0, c1 in col_spans:
+                a0, a1 = max(0, r0 - HALO), min(rows, r1 + HALO)
+                b0, b1 = max(0, c0 - HALO), min(cols, c1 + HALO)
+                piece = _contract(kernels, _content_piece(content, (a0, a1), (b0, b1), device))
+                stream.write(index, (c0 // 4, c1 // 4), piece[
+                    :, :, (r0 - a0) // 4:(r1 - a0) // 4, (c0 - b0) // 4:(c1 - b0) // 4],
+                    rows=(r0 // 4, r1 // 4))
         stream.commit(index)
+    release_freed_memory()  # each pass's tile buffers, freed but kept by the allocator
     style = kernels.style_params(embedding)
     quarter_cols = [(c0 // 4, c1 // 4) for c0, c1 in col_spans]
     offset = _residual_streamed(kernels, stream, style, quarter_cols, keep_bytes)
+    release_freed_memory()
     if bottleneck is not None:
         _replace_bottleneck(bottleneck, stream.in_memory(), offset)
 
@@ -816,9 +823,10 @@ def _render_tiled(kernels, content, embedding, destination, device, row_spans: l
         return max(0, r0 // 4 - HALO // 4), min(q_rows, r1 // 4 + HALO // 4)
 
     def pieces(band_rows):
-        """The low-resolution pieces (with a replicated border) of the tiles in ``band_rows``, and
-        where each tile lies in its piece and in the image."""
-        for r0, r1 in band_rows:
+        """The low-resolution pieces (with a replicated border) of the tiles in ``band_rows``, a
+        band of a tile at a time (``_pieces_of``), and where each lies in its piece and in the
+        image."""
+        for r0, r1 in (piece for span in band_rows for piece in _pieces_of(span)):
             for c0, c1 in col_spans:
                 a0, a1 = low_rows(r0, r1)
                 b0, b1 = max(0, c0 // 4 - HALO // 4), min(q_cols, c1 // 4 + HALO // 4)
@@ -847,6 +855,7 @@ def _render_tiled(kernels, content, embedding, destination, device, row_spans: l
         if index + 1 < len(row_spans):
             stream.release_rows_before(low_rows(*row_spans[index + 1])[0] - 1)
     stream.release_rows_before(q_rows)
+    release_freed_memory()
     mean, var = moments.result()
     gamma, beta = style[kernels.out]
     scale, shift = norm_affine(gamma, beta, mean, var)
