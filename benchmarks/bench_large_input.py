@@ -18,7 +18,9 @@ Cases: ``prepare`` (``prepare_image`` at full size), ``prepare-small`` (``prepar
 ``size``, as ``stylize`` calls it), ``predict-small`` (``stylize(method="predict")`` at
 ``--work-size``), ``predict-full`` (at size N, tiled with the default ``tile_size``: above
 ``predict.STREAM_PIXELS`` rendered through files, the float32 result in memory),
-``predict-full-content`` (the same with ``output_range="content"``: a uint8 result) and
+``predict-full-content`` (the same with ``output_range="content"``: a uint8 result),
+``predict-resized-content`` (at 3/4 of N: the working image is resized, and above
+``predict.STREAM_PIXELS`` kept in files, with a uint8 result) and
 ``stack-zarr`` (``stylize_stack`` of the image at size N into a zarr store on disk); on request
 (``--cases``), ``render-zarr``: the renderer alone at full size, tiled, from the prepared image
 into a zarr array on disk with its features in memory.
@@ -42,14 +44,15 @@ from memory import proc_status
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CASES = ("prepare", "prepare-small", "predict-small", "predict-full", "predict-full-content",
-         "stack-zarr", "render-zarr")
-DEFAULT_CASES = CASES[:6]
+         "predict-resized-content", "stack-zarr", "render-zarr")
+DEFAULT_CASES = CASES[:7]
 TITLES = {"prepare": "prepare_image, full size",
           "prepare-small": "prepare_image, size {work}",
           "predict-small": "predict, size {work}",
           "predict-full": "predict, full size (tiled {tile}): float32 result",
           "predict-full-content": "predict, full size (tiled {tile}): uint8 result "
                                   "(output_range=\"content\")",
+          "predict-resized-content": "predict, size 3/4 of it (tiled {tile}): uint8 result",
           "stack-zarr": "stylize_stack, full size (tiled {tile}) into a zarr store",
           "render-zarr": "render_into a zarr array, full size (tiled {tile}), features in memory"}
 
@@ -121,8 +124,8 @@ def child(case: str, side: int, work: int, tile: int) -> dict:
         result = napari_nst.stylize_stack(data, style, out=f"{folder.name}/result.zarr",
                                           size=side, **settings)
     else:
-        size = work if case == "predict-small" else side
-        output_range = "content" if case == "predict-full-content" else "unit"
+        size = {"predict-small": work, "predict-resized-content": side * 3 // 4}.get(case, side)
+        output_range = "content" if case.endswith("-content") else "unit"
         result = napari_nst.stylize(data, style, size=size, output_range=output_range,
                                     **settings)
     seconds = time.perf_counter() - start

@@ -143,14 +143,15 @@ def test_large_input_benchmark_smoke(tmp_path):
     assert [(row["side"], row["case"]) for row in rows] == [
         (side, case) for side in (256, 320)
         for case in ("prepare", "prepare-small", "predict-small", "predict-full",
-                     "predict-full-content", "stack-zarr")]
+                     "predict-full-content", "predict-resized-content", "stack-zarr")]
     for row in rows:
         assert row["peak"] >= row["baseline"] > 100 * 2**20 and row["seconds"] > 0
         side = row["side"]
         assert row["input_bytes"] == side * side * 3
         small = row["case"] in ("prepare-small", "predict-small")
-        assert row["result_shape"] == ([64, 64, 3] if small else [side, side, 3])
-        if row["case"] in ("prepare", "predict-full-content"):
+        resized = side * 3 // 4 if row["case"] == "predict-resized-content" else side
+        assert row["result_shape"] == ([64, 64, 3] if small else [resized, resized, 3])
+        if row["case"] in ("prepare", "predict-full-content", "predict-resized-content"):
             assert row["result_dtype"] == "uint8"  # kept compact; the content's own dtype
     assert "| 320² RGB uint8 (0.29 MB) | predict, full size (tiled 128): float32 result |" \
         in stdout

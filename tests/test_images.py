@@ -17,6 +17,7 @@ import napari_nst
 from napari_nst.engine import images
 from napari_nst.engine import weights as weights_module
 from napari_nst.engine.images import output_image, prepare_image, resize_array, working_shape
+from napari_nst.engine.memory import FileArray
 from napari_nst.engine.run import prepare_inputs
 
 from tests.helpers import shared_image, shared_path
@@ -71,6 +72,20 @@ def test_size_resizes_while_mapping_as_the_engine_resized(kind):
                                    rtol=0, atol=1e-6)
     # the same thing from an already prepared image
     np.testing.assert_allclose(full.resized(shape).rgb, small.rgb, rtol=0, atol=1e-6)
+    # a big working image (predict through files) keeps its pixels in files, the same ones
+    in_file = prepare_image(data, size=64, in_file_above=64 * 20)
+    assert isinstance(in_file.values, FileArray) and in_file.shape == small.shape
+    np.testing.assert_array_equal(in_file.rgb, small.rgb)
+    np.testing.assert_array_equal(in_file.read(slice(5, 17), slice(3, 40)),
+                                  small.rgb[5:17, 3:40])
+    block = in_file.crop(slice(5, 17), slice(3, 40))
+    assert isinstance(block.values, np.ndarray)
+    np.testing.assert_array_equal(block.rgb, small.rgb[5:17, 3:40])
+    if full.alpha is not None:
+        assert isinstance(in_file.alpha, FileArray)
+        np.testing.assert_array_equal(in_file.alpha[:, :], small.alpha)
+        np.testing.assert_array_equal(block.alpha, small.alpha[5:17, 3:40])
+    assert isinstance(prepare_image(data, size=64, in_file_above=64 * 64).values, np.ndarray)
     # a size the image does not exceed leaves it as it is (the engine enlarges it later)
     assert prepare_image(data, size=1024).shape[:2] == data.shape[:2]
     assert prepare_image(data, size=(40, 50)).shape == (40, 50, 3)
@@ -158,6 +173,22 @@ def test_prepare_inputs_resizes_where_the_size_is_known():
     # prediction embeds crops of the whole style image: the style keeps its size
     _, styles, _ = prepare_inputs(content, style, napari_nst.Settings(size=64, method="predict"))
     assert styles[0].shape == (500, 200, 3)
+
+
+def test_a_working_image_predict_renders_through_files_is_prepared_in_files(monkeypatch):
+    from napari_nst.engine import predict
+
+    content = RNG.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    monkeypatch.setattr(predict, "STREAM_PIXELS", 130 * 130)
+    settings = napari_nst.Settings(size=160, method="predict")
+    prepared, _, _ = prepare_inputs(content, content, settings)
+    assert prepared.shape == (120, 160, 3) and isinstance(prepared.values, FileArray)
+    assert predict.streams(300, 400, settings)  # the same rule decides both
+    small, _, _ = prepare_inputs(content, content, settings.replace(size=128))
+    assert isinstance(small.values, np.ndarray) and not predict.streams(300, 400,
+                                                                        settings.replace(size=128))
+    optimized, _, _ = prepare_inputs(content, content, settings.replace(method="optimize"))
+    assert isinstance(optimized.values, np.ndarray)  # optimize holds its image in memory
 
 
 # --- predict reads a compact image tile by tile --------------------------------------------------

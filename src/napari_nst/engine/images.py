@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..settings import OUTPUT_RANGES
+from .memory import FileArray
 
 MIN_SIDE = 16
 #: Values per block when reading, mapping or resizing (4 MB as float32).
@@ -62,7 +63,8 @@ class PreparedImage:
     def rgb(self) -> np.ndarray:
         """The whole image, float32 (H, W, 3) in [0, 1]; the stored array when it is one, else a
         new array (a compact image is converted on every call)."""
-        if self.values.dtype == np.float32 and not self.grayscale:
+        if isinstance(self.values, np.ndarray) and self.values.dtype == np.float32 \
+                and not self.grayscale:
             return self.values
         return self.read()
 
@@ -102,12 +104,15 @@ class PreparedImage:
                           self.dtype)
 
 
-def prepare_image(data, window=None, *, name: str = "image", size=None) -> PreparedImage:
+def prepare_image(data, window=None, *, name: str = "image", size=None,
+                  in_file_above: int | None = None) -> PreparedImage:
     """Validate ``data`` and map it to RGB in [0, 1]; ValueError says what to do when it is unusable.
 
     ``size`` says where the image will be used: an int is the longer side (as ``Settings.size``,
     see ``working_shape``), a pair the shape (H, W). An image larger than that is resized now,
     while it is mapped, instead of at its own size first; a smaller one is left to the engine.
+    ``in_file_above``: a resized image of more pixels than this keeps them in temporary files
+    (``memory.FileArray``), not as float32 in memory (renders through files read it by tiles).
     """
     array = _image_array(data, name)
     height, width = array.shape[:2]
@@ -122,8 +127,9 @@ def prepare_image(data, window=None, *, name: str = "image", size=None) -> Prepa
     target = _target_shape(height, width, size)
     if target[0] <= height and target[1] <= width and target != (height, width):
         alpha = None if alpha_plane is None else (lambda r0, r1: _alpha(alpha_plane[r0:r1]))
+        in_file = in_file_above is not None and target[0] * target[1] > in_file_above
         return _resampled(lambda r0, r1: _to_unit(colour[r0:r1], low, high), alpha,
-                          (height, width), target, grayscale, (low, high), array.dtype)
+                          (height, width), target, grayscale, (low, high), array.dtype, in_file)
     if colour.dtype.itemsize < 4:  # compact: the input's own values, mapped when read
         values = _read_only_values(colour)
     else:
@@ -297,22 +303,31 @@ def _alpha(channel: np.ndarray) -> np.ndarray:
     return _to_unit(channel, 0.0, _alpha_scale(channel.dtype))
 
 
-def _resampled(colour, alpha, size, shape, grayscale: bool, window, dtype) -> PreparedImage:
+def _resampled(colour, alpha, size, shape, grayscale: bool, window, dtype,
+               in_file: bool = False) -> PreparedImage:
     """A PreparedImage of ``shape`` from row readers (see ``_resample``) of colour and alpha
-    (None without) in [0, 1], for an image of ``size``."""
-    channels = 1 if grayscale else 3
-    values = _resample(colour, size, shape, channels, "bicubic")
-    if alpha is not None:
-        alpha = _resample(alpha, size, shape, 1, "bilinear")[..., 0]
-    return PreparedImage(values[..., 0] if grayscale else values, grayscale, alpha, window, dtype)
+    (None without) in [0, 1], for an image of ``size``; ``in_file``: its pixels in temporary
+    files (``FileArray``), not in memory."""
+    def plane(read, channels: int, method: str):  # (H, W) for one channel, else (H, W, C)
+        if in_file:
+            target = FileArray(None, shape if channels == 1 else (*shape, channels))
+            return _resample(read, size, shape, channels, method, target)
+        values = _resample(read, size, shape, channels, method)
+        return values[..., 0] if channels == 1 else values
+
+    values = plane(colour, 1 if grayscale else 3, "bicubic")
+    alpha = None if alpha is None else plane(alpha, 1, "bilinear")
+    return PreparedImage(values, grayscale, alpha, window, dtype)
 
 
 _FILTERS = {"bicubic": 2.0, "bilinear": 1.0}  # PIL filter name: support in pixels at scale 1
 
 
-def _resample(read, size, shape, channels: int, method: str) -> np.ndarray:
+def _resample(read, size, shape, channels: int, method: str, out=None) -> np.ndarray:
     """Resize an image of ``size`` (H, W) with ``channels`` channels, whose rows ``read(r0, r1)``
-    gives as float, to ``shape``: float32 (h, w, channels), clipped to [0, 1].
+    gives as float, to ``shape``: float32 (h, w, channels), clipped to [0, 1], into ``out`` when
+    given (an array-like of that shape, or (h, w) for one channel; rows are written a band at
+    a time), else a new array.
 
     PIL's antialiased filters (torch's ``antialias=True`` computes the same), separable: each band
     of input rows is read once, in order, and resized horizontally; each band of output rows is
@@ -328,7 +343,7 @@ def _resample(read, size, shape, channels: int, method: str) -> np.ndarray:
     margin = math.ceil(_FILTERS[method] * max(scale, 1.0)) + 1
     in_step = max(1, BLOCK_VALUES // (width * channels))
     out_step = max(1, BLOCK_VALUES // (out_w * channels * math.ceil(max(scale, 1.0))))
-    out = np.empty((out_h, out_w, channels), np.float32)
+    out = np.empty((out_h, out_w, channels), np.float32) if out is None else out
     rows = np.empty((channels, 0, out_w), np.float32)  # horizontally resized rows start..done-1
     start = done = 0
     for o0 in range(0, out_h, out_step):
@@ -347,10 +362,12 @@ def _resample(read, size, shape, channels: int, method: str) -> np.ndarray:
                                     for c in range(channels)]))
             done = stop
         rows = np.concatenate(pieces, axis=1) if len(pieces) > 1 else rows
-        for c in range(channels):
-            out[o0:o1, :, c] = _pil_resize(rows[c], (o1 - o0, out_w), resample,
-                                           box=(0, top - start, out_w, bottom - start))
-    return np.clip(out, 0.0, 1.0, out=out)
+        band = np.stack([_pil_resize(rows[c], (o1 - o0, out_w), resample,
+                                     box=(0, top - start, out_w, bottom - start))
+                         for c in range(channels)], axis=-1)
+        np.clip(band, 0.0, 1.0, out=band)
+        out[o0:o1] = band if len(out.shape) == 3 else band[..., 0]
+    return out
 
 
 def _pil_resize(plane: np.ndarray, shape, resample, box=None) -> np.ndarray:

@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import tempfile
 
 import numpy as np
 
@@ -25,14 +26,22 @@ class FileArray:
     written. Beware a temporary folder in memory (tmpfs): point ``TMPDIR`` at a disk.
     """
 
-    def __init__(self, path: str, shape: tuple, dtype=np.float32):
+    def __init__(self, path: str | None, shape: tuple, dtype=np.float32):
+        """A new file at ``path``; None: an unnamed temporary file (in ``TMPDIR``), gone with
+        this array (or with the process, however it ends)."""
         self.path, self.shape, self.dtype = path, tuple(int(n) for n in shape), np.dtype(dtype)
         self.ndim = len(self.shape)
-        with open(path, "wb") as file:
-            file.truncate(int(np.prod(self.shape)) * self.dtype.itemsize)
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        self._file = tempfile.TemporaryFile() if path is None else None
+        if self._file is not None:
+            self._file.truncate(self.nbytes)
+        else:
+            with open(path, "wb") as file:
+                file.truncate(self.nbytes)
 
     def _map(self, mode: str) -> np.memmap:
-        return np.memmap(self.path, self.dtype, mode, shape=self.shape)
+        return np.memmap(self._file if self._file is not None else self.path, self.dtype, mode,
+                         shape=self.shape)
 
     def __getitem__(self, key) -> np.ndarray:
         return np.array(self._map("r")[key])  # a copy: the map is gone when this returns
@@ -44,7 +53,10 @@ class FileArray:
 
     def remove(self) -> None:
         """Delete the file (the array is unusable afterwards)."""
-        os.remove(self.path)
+        if self._file is not None:
+            self._file.close()
+        else:
+            os.remove(self.path)
 
 
 @functools.cache

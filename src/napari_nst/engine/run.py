@@ -22,6 +22,17 @@ def _as_list(style) -> list:
     return [style]
 
 
+def _in_file_above(settings: Settings) -> int | None:
+    """Working images of more pixels than this are prepared in files: predict renders them
+    through files (``predict.streams``), reading a tile at a time; optimize holds its image
+    in memory whatever its size."""
+    if settings.method != "predict":
+        return None
+    from .predict import STREAM_PIXELS
+
+    return STREAM_PIXELS
+
+
 def prepare_inputs(content, style, settings: Settings):
     """Validate and map the inputs (ValueError with what to do) before any work starts.
 
@@ -33,7 +44,7 @@ def prepare_inputs(content, style, settings: Settings):
     those keep their size).
     """
     prepared_content = prepare_image(content, settings.content_window, name="content",
-                                     size=settings.size)
+                                     size=settings.size, in_file_above=_in_file_above(settings))
     styles = _as_list(style)
     names = ["style"] if len(styles) == 1 else [f"style {i + 1}" for i in range(len(styles))]
     predicts = settings.method == "predict" or settings.init == "predict"
@@ -128,7 +139,8 @@ def predict_batch(contents: Sequence, style, settings: Settings | None = None,
         return []
     _, styles, _ = prepare_inputs(contents[0], style, settings)
     prepared = [prepare_image(c, settings.content_window, name=f"content {i + 1}",
-                              size=settings.size) for i, c in enumerate(contents)]
+                              size=settings.size, in_file_above=_in_file_above(settings))
+                for i, c in enumerate(contents)]
     device = resolve_device(settings.device)
     from .predict import predict_many
 
