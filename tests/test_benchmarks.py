@@ -151,6 +151,8 @@ def test_large_input_benchmark_smoke(tmp_path):
         small = row["case"] in ("prepare-small", "predict-small")
         resized = side * 3 // 4 if row["case"] == "predict-resized-content" else side
         assert row["result_shape"] == ([64, 64, 3] if small else [resized, resized, 3])
+        # smoke sizes are below predict.STREAM_PIXELS: results in memory, or a zarr store
+        assert row["result_kind"] == ("on disk" if row["case"] == "stack-zarr" else "in memory")
         if row["case"] in ("prepare", "predict-full-content", "predict-resized-content"):
             assert row["result_dtype"] == "uint8"  # kept compact; the content's own dtype
     assert "| 320² RGB uint8 (0.29 MB) | predict, full size (tiled 128): float32 result |" \

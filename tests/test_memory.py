@@ -52,3 +52,22 @@ def test_freed_memory_goes_back_to_the_system():
     released = held - _resident_bytes()
     assert pin.sum() == 12_500
     assert released > 100 << 20, f"{released / 2**20:.0f} MB released"
+
+
+def test_a_full_disk_is_told_before_any_work(tmp_path, monkeypatch):
+    """The file's space is taken when it is made: with no room (ENOSPC injected into
+    posix_fallocate, as a full disk answers it) the error names the folder and what to do,
+    where a memory map writing into a sparse file would have died of SIGBUS mid-render."""
+    import errno
+
+    if not hasattr(os, "posix_fallocate"):
+        pytest.skip("no posix_fallocate here: files are sparse")
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match=r"no room for a 2\.00 GB temporary file in .*TMPDIR"):
+        FileArray(None, (1024, 1024, 512), np.float32)
+    with pytest.raises(OSError, match=str(tmp_path)):
+        FileArray(str(tmp_path / "scratch.f32"), (1024, 1024), np.float32)

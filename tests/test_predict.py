@@ -244,8 +244,9 @@ def test_tile_size_setting_reaches_the_renderer(env, content, style):
 def test_a_result_too_big_for_memory_goes_through_files(env, content, style, monkeypatch,
                                                         tmp_path, case):
     """Above ``STREAM_PIXELS`` a working image is rendered through files (the features and the
-    raw output on disk, finished a block at a time): the result is the in-memory one, for every
-    kind of input and output, and the temporary files are gone afterwards."""
+    raw output on disk, finished a block at a time, into a file the result maps): the result is
+    the in-memory one, for every kind of input and output, and no temporary file is left
+    behind."""
     import tempfile
 
     from napari_nst.engine import predict as predict_module
@@ -266,6 +267,8 @@ def test_a_result_too_big_for_memory_goes_through_files(env, content, style, mon
     final, = napari_nst.iterate(image, style, **options)
     assert final.info["tiled"] == "through files"
     assert final.image.shape == expected.shape and final.image.dtype == expected.dtype
+    # the result is a map of an unnamed file: read where needed, writable like any array
+    assert isinstance(final.image, np.memmap) and final.image.flags.writeable
     if case.startswith("gray16"):
         assert np.abs(final.image.astype(np.int32) - expected).max() <= 200  # rounding only
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import functools
 import os
 import tempfile
@@ -22,8 +23,8 @@ class FileArray:
 
     A mapping kept open (``np.memmap``) would count every page it touched as this process's
     memory until it is closed; here only the block in use does, and the page cache holds the
-    rest while memory is free and gives it back when it is not. The file is sparse until
-    written. Beware a temporary folder in memory (tmpfs): point ``TMPDIR`` at a disk.
+    rest while memory is free and gives it back when it is not. Its disk space is taken at
+    once. Beware a temporary folder in memory (tmpfs): point ``TMPDIR`` at a disk.
     """
 
     def __init__(self, path: str | None, shape: tuple, dtype=np.float32):
@@ -34,10 +35,10 @@ class FileArray:
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
         self._file = tempfile.TemporaryFile() if path is None else None
         if self._file is not None:
-            self._file.truncate(self.nbytes)
+            _allocate(self._file, self.nbytes, tempfile.gettempdir())
         else:
             with open(path, "wb") as file:
-                file.truncate(self.nbytes)
+                _allocate(file, self.nbytes, os.path.dirname(os.path.abspath(path)))
 
     def _map(self, mode: str) -> np.memmap:
         return np.memmap(self._file if self._file is not None else self.path, self.dtype, mode,
@@ -51,12 +52,36 @@ class FileArray:
         mapped[key] = value
         del mapped  # no msync: the pages go to the page cache, where later maps find them
 
+    def memmap(self) -> np.memmap:
+        """The whole array as a writable ``np.memmap`` of the file, which keeps an unnamed file
+        alive until the map is gone: what to hand out as a result too big for memory (its
+        pages count as memory only once read, and the system can evict them)."""
+        return self._map("r+")
+
     def remove(self) -> None:
         """Delete the file (the array is unusable afterwards)."""
         if self._file is not None:
             self._file.close()
         else:
             os.remove(self.path)
+
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _allocate(file, nbytes: int, folder: str) -> None:
+    """Give ``file`` ``nbytes`` of disk now: a full disk is an error here, with what to do,
+    rather than a SIGBUS when a memory map writes into a hole the disk has no room for."""
+    try:
+        if not hasattr(os, "posix_fallocate"):  # macOS, Windows
+            raise OSError(errno.EOPNOTSUPP, "no posix_fallocate")
+        os.posix_fallocate(file.fileno(), 0, nbytes)
+    except OSError as error:
+        if error.errno in _DISK_FULL:
+            raise OSError(error.errno, f"no room for a {nbytes / 2**30:.2f} GB temporary file "
+                          f"in {folder} ({os.strerror(error.errno)}); free space there, or "
+                          "point TMPDIR at a folder on a disk with room") from error
+        file.truncate(nbytes)  # not supported here: a sparse file
 
 
 @functools.cache

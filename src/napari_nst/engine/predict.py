@@ -87,14 +87,14 @@ def streams(height: int, width: int, settings: Settings) -> bool:
 def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, transformer,
                      settings: Settings, destination, index: tuple = ()) -> None:
     """``stylize_one`` for a working image too big for memory, with ``output_image`` applied:
-    the result goes into ``destination[(*index, rows, cols)]`` (numpy or zarr, of the result's
-    shape and ``output_dtype``), a block at a time.
+    the result goes into ``destination[(*index, rows, cols)]`` (numpy, a ``FileArray`` or zarr,
+    of the result's shape and ``output_dtype``), a block at a time.
 
     The tiled renderer reads ``content`` a tile at a time and keeps its features in files
     (``render_into``'s ``features_folder``). Its float32 output goes straight into a float32
-    RGB numpy ``destination``; any other result (another dtype, alpha, grayscale, kept colours,
-    a zarr store) is rendered into a scratch file first (a ``FileArray``) and finished block by
-    block. In memory: the content (the caller's), the destination when it is in memory, a band
+    RGB ``destination``; any other result (another dtype, alpha, grayscale, kept colours, a
+    plane of a stack) is rendered into a scratch file first (a ``FileArray``) and finished block
+    by block. In memory: the content (the caller's), the destination when it is in memory, a band
     of a tile's working set and one block; the rest is on disk (a temporary folder of up to
     about 7x a uint8 RGB input's size, removed at the end: ``TMPDIR`` says where) and in the
     page cache.
@@ -103,10 +103,10 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
     # the content's own embedding sees 256 px: a 1024 px copy will do, not a float32 one at size
     small = content.resized(working_shape(height, width, min(1024, max(height, width)))) \
         if settings.style_strength < 1.0 else content
-    # a float32 RGB result in memory is the renderer's own output: rendered straight into it
-    raw = (isinstance(destination, np.ndarray) and not index and settings.output_range == "unit"
-           and destination.shape == (height, width, 3) and destination.dtype == np.float32
-           and not content.grayscale and not settings.keep_colors)
+    # a float32 RGB result is the renderer's own output: rendered straight into it
+    raw = (not index and settings.output_range == "unit" and not content.grayscale
+           and not settings.keep_colors and tuple(destination.shape) == (height, width, 3)
+           and np.dtype(destination.dtype) == np.float32)
     folder = tempfile.mkdtemp(prefix="napari-nst-render-")
     try:
         embedding = blended_embedding(style_embeddings, predictor, settings, small)
@@ -132,18 +132,19 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
 
 def _predicted(content: PreparedImage, style_embeddings: list, predictor, transformer,
                settings: Settings) -> np.ndarray:
-    """A content's result as runs hand it out (``output_image``), through files when its
-    working image is too big for memory."""
+    """A content's result as runs hand it out (``output_image``). A working image too big for
+    memory is rendered through files, and its result is a ``np.memmap`` of an unnamed
+    temporary file: memory only where it is read (a float32 result is 4x a uint8 input)."""
     if not streams(*content.shape[:2], settings):
         return output_image(stylize_one(content, style_embeddings, predictor, transformer,
                                         settings), content, settings.output_range)
     working = working_content(content, settings)
     colours = 3 if working.alpha is None else 4
-    result = np.empty((*working.shape[:2], colours),
-                      output_dtype(working.dtype, settings.output_range))
+    result = FileArray(None, (*working.shape[:2], colours),
+                       output_dtype(working.dtype, settings.output_range))
     with torch.inference_mode():
         predict_streamed(working, style_embeddings, predictor, transformer, settings, result)
-    return result
+    return result.memmap()
 
 
 def predict_image(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
