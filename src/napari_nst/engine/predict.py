@@ -28,7 +28,8 @@ from .style_embedding import blend_embeddings, embed
 #: their float32 result and the renderer's features would otherwise be 4x and 2.7x a uint8 RGB
 #: input in memory.
 STREAM_PIXELS = 4096 * 4096
-#: Side of the blocks in which a streamed result is finished and handed over.
+#: Side of the blocks in which a streamed result is finished and handed over (a zarr store's
+#: chunks where they are small enough, ``_finish_block``).
 STREAM_BLOCK = 512
 #: Convolution outputs a streamed render keeps between its passes (``render_into``'s
 #: ``keep_bytes``): less than in memory, as memory is what streaming is for (the rest is
@@ -95,16 +96,18 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
     RGB ``destination``; any other result (another dtype, alpha, grayscale, kept colours, a
     plane of a stack) is rendered into a scratch file first (a ``FileArray``) and finished block
     by block. In memory: the content (the caller's), the destination when it is in memory, a band
-    of a tile's working set and one block; the rest is on disk (a temporary folder of up to
-    about 7x a uint8 RGB input's size, removed at the end: ``TMPDIR`` says where) and in the
-    page cache.
+    of a tile's working set and one block; the rest is on disk (a temporary folder of the
+    features, 2.7x a uint8 RGB input's size, and the scratch file, 4x; removed at the end;
+    ``TMPDIR`` says where) and in the page cache.
     """
     height, width = content.shape[:2]
     # the content's own embedding sees 256 px: a 1024 px copy will do, not a float32 one at size
     small = content.resized(working_shape(height, width, min(1024, max(height, width)))) \
         if settings.style_strength < 1.0 else content
-    # a float32 RGB result is the renderer's own output: rendered straight into it
-    raw = (not index and settings.output_range == "unit" and not content.grayscale
+    # a float32 RGB result in memory or in a file is the renderer's own output: rendered
+    # straight into it (not into a zarr store: the renderer's last sweep rewrites every block)
+    raw = (isinstance(destination, (np.ndarray, FileArray)) and not index
+           and settings.output_range == "unit" and not content.grayscale
            and not settings.keep_colors and tuple(destination.shape) == (height, width, 3)
            and np.dtype(destination.dtype) == np.float32)
     folder = tempfile.mkdtemp(prefix="napari-nst-render-")
@@ -119,15 +122,25 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
         scratch = FileArray(os.path.join(folder, "raw.f32"), (height, width, 3))
         render_into(transformer, content, embedding, scratch, settings.tile_size,
                     keep_bytes=STREAM_KEEP_BYTES, features_folder=features)
-        for r0 in range(0, height, STREAM_BLOCK):
-            for c0 in range(0, width, STREAM_BLOCK):
-                box = (slice(r0, r0 + STREAM_BLOCK), slice(c0, c0 + STREAM_BLOCK))
+        rows, cols = _finish_block(destination)
+        for r0 in range(0, height, rows):
+            for c0 in range(0, width, cols):
+                box = (slice(r0, r0 + rows), slice(c0, c0 + cols))
                 block = content.crop(*box)
                 destination[(*index, *box)] = output_image(
                     finish_image(scratch[box], block, settings.keep_colors), block,
                     settings.output_range)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _finish_block(destination) -> tuple[int, int]:
+    """Rows and columns of the blocks a streamed result is finished in: a zarr store's chunks
+    (each then written once, whole) up to 2048 px, else ``STREAM_BLOCK``."""
+    chunks = getattr(destination, "chunks", None)
+    if chunks is None or max(chunks[-3], chunks[-2]) > 4 * STREAM_BLOCK:
+        return STREAM_BLOCK, STREAM_BLOCK
+    return chunks[-3], chunks[-2]
 
 
 def _predicted(content: PreparedImage, style_embeddings: list, predictor, transformer,

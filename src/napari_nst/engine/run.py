@@ -115,9 +115,10 @@ def stylize(content, style, settings: Settings | None = None, **overrides) -> np
     intensity range and dtype).
 
     The content is read while the run goes on (an integer image is not copied): change it only
-    once the run is over. Predict at more than 4096² pixels renders through a temporary folder
-    (``predict.predict_streamed``); there ``output_range="content"`` keeps a uint8 image's
-    result at its own size instead of 4x as float32."""
+    once the run is over. Predict at more than 4096² pixels renders through temporary files
+    (``predict.predict_streamed``, in ``TMPDIR``) and returns the result as a ``np.memmap`` of
+    an unnamed temporary file: it costs memory where it is read, and the system can page it
+    out (a float32 result is 4x a uint8 image; ``output_range="content"`` keeps its size)."""
     final = None
     for final in iterate(content, style, settings, **overrides):
         pass
