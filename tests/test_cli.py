@@ -285,9 +285,17 @@ class CLIProcess:
     carriage-return updates count as lines: text mode reads ``\\r`` as a line end)."""
 
     def __init__(self, argv, *, python_flags=(), env=None):
-        self.proc = subprocess.Popen([sys.executable, *python_flags, "-m", "napari_nst.cli", *argv],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, env=env)
+        # A test run started in the background (``cmd &``) ignores SIGINT, and a child inherits
+        # an ignored signal: the CLI would not see these tests' Ctrl-C. A handler is reset to
+        # the default in the child, so one is set while it starts.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, *python_flags, "-m", "napari_nst.cli", *argv],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                text=True, env=env)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self.lines: list[str] = []
         self._queue: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
