@@ -117,6 +117,39 @@ def test_closing_a_run_keeps_and_counts_the_plane_under_way(random_vgg, style):
     assert written[:run.done].all()
 
 
+def test_a_plane_that_ends_after_the_stop_is_counted(random_vgg, style, monkeypatch):
+    """The plane under way when the run is closed ends after the Stop: it is written, so it is
+    counted (its record is not a task of its own that the Stop could cancel)."""
+    import threading
+    import time
+
+    from napari_nst.engine import stack as stack_module
+
+    second, closing = threading.Event(), threading.Event()
+    plane_task = stack_module._plane_task
+    started = []
+
+    def slow_second_plane(plane, index, *args):
+        started.append(index[0])
+        if len(started) == 2:  # (dask picks the order) ends well after the run is closed
+            second.set()
+            assert closing.wait(60)
+            time.sleep(0.5)
+        return plane_task(plane, index, *args)
+
+    monkeypatch.setattr(stack_module, "_plane_task", slow_second_plane)
+    run = napari_nst.iter_stack(_stack(planes=4), style, vgg_weights=random_vgg,
+                                temporal_weight=0, warm_start=False, **QUICK)
+    planes = iter(run)
+    assert next(planes).done == 1
+    assert second.wait(60)
+    closing.set()
+    planes.close()  # as napari's Stop does, while the second plane runs
+    written = np.asarray(run.output).reshape(4, -1).max(axis=1) > 0
+    assert len(started) == 2 and written[started].all() and written.sum() == 2
+    assert run.done == 2
+
+
 def test_rgb_predict_stack_shares_one_embedding(style, monkeypatch):
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
     photo = shared_image("tubingen.jpg", 64)

@@ -239,10 +239,14 @@ class StackRun:
                 plane = _PlaneSource(self._source, index) if self.streamed else self._lazy[index]
                 task = dask.delayed(_plane_task, nout=2)(
                     plane, index, target, job, previous,
-                    dask_key_name=f"napari-nst-plane-{token}-{name}")
+                    dask_key_name=f"{_PLANE_TASK}{token}-{name}")
                 records.append(task[0])
                 previous = task[1]
         return records
+
+
+#: The start of the dask key of every plane's task (which returns (record, carry)).
+_PLANE_TASK = "napari-nst-plane-"
 
 
 def _run_local(records: list, client=None, late=None) -> Iterator[_PlaneRecord]:
@@ -251,7 +255,6 @@ def _run_local(records: list, client=None, late=None) -> Iterator[_PlaneRecord]:
     planes under way finish and go to ``late``."""
     import dask
 
-    wanted = {record.key for record in records}
     results: queue.Queue = queue.Queue()
     stop = threading.Event()
     finished = object()
@@ -264,8 +267,10 @@ def _run_local(records: list, client=None, late=None) -> Iterator[_PlaneRecord]:
             raise _Stopped
 
     def posttask(key, result, dsk, state, worker_id):
-        if key in wanted:
-            results.put(result)
+        # a record as soon as its plane's task ends, which wrote the plane: the task that
+        # takes the record out of its result is one of its own, which a Stop could prevent
+        if isinstance(key, str) and key.startswith(_PLANE_TASK):
+            results.put(result[0])
 
     def compute():
         try:
