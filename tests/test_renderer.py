@@ -8,6 +8,8 @@ tiling may change only that rounding: no seams.
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ import torch
 from napari_nst.engine import renderer
 from napari_nst.engine import weights as weights_module
 from napari_nst.engine.magenta import StyleTransformer
+from napari_nst.engine.memory import FileArray
 from napari_nst.engine.magenta_weights import load_model
 from napari_nst.engine.renderer import (bottleneck_shape, render, render_into,
                                         space_to_depth_kernel, subpixel_kernel, tile_grid)
@@ -216,25 +219,34 @@ def test_render_into_zarr_arrays_equals_render(networks, embedding, golden_gate,
 @pytest.mark.shared
 @pytest.mark.parametrize("keep_bytes", [0, 100_000])
 def test_features_on_disk_give_the_same_bits(networks, embedding, golden_gate, tmp_path,
-                                             keep_bytes):
-    """A tiled render whose quarter-resolution features live in files (``features_folder``)
-    gives exactly the in-memory result, and the last pass removes the files behind it."""
+                                             monkeypatch, keep_bytes):
+    """A tiled render whose quarter-resolution features live in files (``features_on_disk``)
+    gives exactly the in-memory result; the files are unnamed (nothing in the temporary
+    folder, even while they exist) and each is closed, its space freed, by the end."""
     transformer = networks[1]
     expected = render(transformer, golden_gate, embedding, tile_size=64)
+    made = []
+
+    class RecordedFileArray(FileArray):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+            assert not list(tmp_path.iterdir())
+
+    monkeypatch.setattr(renderer, "FileArray", RecordedFileArray)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = np.empty_like(expected)
-    folder = tmp_path / "features"
-    folder.mkdir()
     render_into(transformer, golden_gate, embedding, result, tile_size=64,
-                keep_bytes=keep_bytes, features_folder=str(folder))
+                keep_bytes=keep_bytes, features_on_disk=True)
     np.testing.assert_array_equal(result, expected)
-    assert not [p for p in folder.iterdir() if p.name.endswith(".next")]
-    assert not list(folder.iterdir())
+    rows = len(tile_grid(*golden_gate.shape[:2], 64)[0])
+    assert len(made) == rows * 6  # each band from the contraction, then once per residual block
+    assert all(band._file.closed for band in made)
     with pytest.raises(ValueError, match="bottleneck needs the features in memory"):
         render_into(transformer, golden_gate, embedding, result, tile_size=64,
-                    features_folder=str(folder), bottleneck=lambda f: f)
+                    features_on_disk=True, bottleneck=lambda f: f)
 
 
-@pytest.mark.shared
 def test_render_into_rejects_a_destination_it_cannot_fill(networks, embedding, golden_gate):
     transformer = networks[1]
     for wrong in (np.empty(golden_gate.shape, np.float64), np.empty((166, 222, 4), np.float32)):

@@ -7,9 +7,6 @@ with the result (``renderer``). The networks and their weights: ``magenta``, ``m
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 
@@ -92,13 +89,13 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
     of the result's shape and ``output_dtype``), a block at a time.
 
     The tiled renderer reads ``content`` a tile at a time and keeps its features in files
-    (``render_into``'s ``features_folder``). Its float32 output goes straight into a float32
-    RGB ``destination``; any other result (another dtype, alpha, grayscale, kept colours, a
-    plane of a stack) is rendered into a scratch file first (a ``FileArray``) and finished block
-    by block. In memory: the content (the caller's), the destination when it is in memory, a band
-    of a tile's working set and one block; the rest is on disk (a temporary folder of the
-    features, 2.7x a uint8 RGB input's size, and the scratch file, 4x; removed at the end;
-    ``TMPDIR`` says where) and in the page cache.
+    (``render_into``'s ``features_on_disk``). Its float32 output goes straight into a float32
+    RGB ``destination`` in memory or in a file; any other result (another dtype, alpha,
+    grayscale, kept colours, a zarr store) is rendered into a scratch file first and finished
+    block by block. In memory: the content (the caller's), the destination when it is in
+    memory, a band of a tile's working set and one block; the rest is on disk and in the page
+    cache: unnamed temporary files in ``TMPDIR`` (the features, 2.7x a uint8 RGB input's size,
+    and the scratch file, 4x), which nothing outlives, not even a killed process.
     """
     height, width = content.shape[:2]
     # the content's own embedding sees 256 px: a 1024 px copy will do, not a float32 one at size
@@ -110,18 +107,15 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
            and settings.output_range == "unit" and not content.grayscale
            and not settings.keep_colors and tuple(destination.shape) == (height, width, 3)
            and np.dtype(destination.dtype) == np.float32)
-    folder = tempfile.mkdtemp(prefix="napari-nst-render-")
+    embedding = blended_embedding(style_embeddings, predictor, settings, small)
+    if raw:
+        render_into(transformer, content, embedding, destination, settings.tile_size,
+                    keep_bytes=STREAM_KEEP_BYTES, features_on_disk=True)
+        return
+    scratch = FileArray(None, (height, width, 3))
     try:
-        embedding = blended_embedding(style_embeddings, predictor, settings, small)
-        features = os.path.join(folder, "features")
-        os.mkdir(features)
-        if raw:
-            render_into(transformer, content, embedding, destination, settings.tile_size,
-                        keep_bytes=STREAM_KEEP_BYTES, features_folder=features)
-            return
-        scratch = FileArray(os.path.join(folder, "raw.f32"), (height, width, 3))
         render_into(transformer, content, embedding, scratch, settings.tile_size,
-                    keep_bytes=STREAM_KEEP_BYTES, features_folder=features)
+                    keep_bytes=STREAM_KEEP_BYTES, features_on_disk=True)
         rows, cols = _finish_block(destination)
         for r0 in range(0, height, rows):
             for c0 in range(0, width, cols):
@@ -131,7 +125,7 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
                     finish_image(scratch[box], block, settings.keep_colors), block,
                     settings.output_range)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        scratch.remove()  # its disk space now, not when the garbage collector gets to it
 
 
 def _finish_block(destination) -> tuple[int, int]:

@@ -34,7 +34,7 @@ not in what it computes:
   same size), which shrinks while the destination fills, the kept outputs and the working set
   of a band of a tile (``PIECE_ROWS``: the full-resolution passes run a band of rows at a time;
   freed buffers go back to the system between passes, ``memory.release_freed_memory``). With
-  ``features_folder`` the stream lives in files instead, read and written a tile's window at a
+  ``features_on_disk`` the stream lives in files instead, read and written a tile's window at a
   time (results bigger than memory: ``predict.predict_streamed``). The
   price is recomputation: the upsampling layers run 3, 2 and 1 times, and where the
   kept outputs do not suffice (by default, above about 30 megapixels), a residual block's first
@@ -51,7 +51,6 @@ with ``[r0:r1, c0:c1]`` (numpy, np.memmap, zarr) or a ``PreparedImage`` (convert
 from __future__ import annotations
 
 import math
-import os
 import weakref
 
 import numpy as np
@@ -432,38 +431,35 @@ class _QuarterStream:
     free them behind it. Reads may reach one row or column beyond the features on each side: the
     border that the next convolution pads with, by reflection or replication.
 
-    The bands are tensors in memory, or with ``folder`` float32 ``FileArray``s there (rows, cols,
-    C), read and written a tile's window at a time: the stream is the renderer's largest buffer
+    The bands are tensors in memory, or ``on_disk`` unnamed float32 ``FileArray``s (rows, cols,
+    C; in ``TMPDIR``), read and written a tile's window at a time: the stream is the renderer's largest buffer
     (2/3 of a float32 RGB image of the same size), and on disk it costs the process only the
     windows in use.
     """
 
-    def __init__(self, spans: list, cols: int, channels: int, device, folder: str | None = None):
+    def __init__(self, spans: list, cols: int, channels: int, device, on_disk: bool = False):
         self.spans, self.rows, self.cols = list(spans), spans[-1][1], cols
-        self.channels, self.device, self.folder = channels, device, folder
+        self.channels, self.device, self.on_disk = channels, device, on_disk
         self.bands: list = [None] * len(spans)  # in memory: a tensor; on disk: a FileArray
         self._pending: dict = {}  # band index -> the new version being written
-        self._versions = 0  # band files written (each version has a name of its own)
 
     # --- in memory or on disk ---
 
     def begin_band(self, index: int) -> None:
         """Start a new version of band ``index``; the old one stays readable until ``commit``."""
         q0, q1 = self.spans[index]
-        if self.folder is None:
+        if self.on_disk:
+            self._pending[index] = FileArray(None, (q1 - q0, self.cols, self.channels))
+        else:
             self._pending[index] = torch.empty((1, self.channels, q1 - q0, self.cols),
                                                device=self.device, memory_format=_CL)
-        else:
-            self._versions += 1
-            path = os.path.join(self.folder, f"band-{index}-{self._versions}.f32")
-            self._pending[index] = FileArray(path, (q1 - q0, self.cols, self.channels))
 
     def write(self, index: int, cols: tuple, values: torch.Tensor, rows: tuple | None = None) -> None:
         """Columns ``cols`` of the new version of band ``index`` (of its rows ``rows``, all by
         default): ``values`` (1, C, h, w)."""
         q0 = self.spans[index][0]
         (r0, r1) = self.spans[index] if rows is None else rows
-        if self.folder is None:
+        if not self.on_disk:
             self._pending[index][:, :, r0 - q0:r1 - q0, cols[0]:cols[1]] = values
         else:
             self._pending[index][r0 - q0:r1 - q0, cols[0]:cols[1]] = \
@@ -483,14 +479,14 @@ class _QuarterStream:
         """Rows and columns of band ``index`` as a (1, C, h, w) tensor on the stream's device: a
         view in memory, a new tensor read from its file."""
         band, q0 = self.bands[index], self.spans[index][0]
-        if self.folder is None:
+        if not self.on_disk:
             return band[:, :, rows[0] - q0:rows[1] - q0, cols[0]:cols[1]]
         window = band[rows[0] - q0:rows[1] - q0, cols[0]:cols[1]]
         return torch.from_numpy(window).permute(2, 0, 1)[None].to(self.device)
 
     def in_memory(self) -> list:
         """The bands, as tensors (not for a stream on disk)."""
-        if self.folder is not None:
+        if self.on_disk:
             raise ValueError("the features of a render on disk are not held in memory")
         return self.bands
 
@@ -523,7 +519,7 @@ class _QuarterStream:
         for index, ((q0, q1), band) in enumerate(zip(self.spans, self.bands)):
             if band is None or q0 >= row:
                 continue
-            if self.folder is not None:
+            if self.on_disk:
                 if q1 <= row:
                     band.remove()
                     self.bands[index] = None
@@ -701,7 +697,7 @@ def render(transformer: StyleTransformer, content, embedding: torch.Tensor,
 @torch.inference_mode()
 def render_into(transformer: StyleTransformer, content, embedding: torch.Tensor, destination,
                 tile_size: int | None = None, *, keep_bytes: int = KEEP_BYTES,
-                bottleneck=None, features_folder: str | None = None) -> None:
+                bottleneck=None, features_on_disk: bool = False) -> None:
     """Stylise ``content`` into ``destination``, an (H, W, 3) float32 array-like (see the module
     docstring for both).
 
@@ -713,13 +709,13 @@ def render_into(transformer: StyleTransformer, content, embedding: torch.Tensor,
     cols/4) of the content padded to a multiple of 4 (``bottleneck_shape``), that returns the
     features to upsample (a stack's plane is pulled towards the previous plane's there); with
     it, a tiled render holds the whole feature map twice for that moment.
-    ``features_folder``: an existing folder where a tiled render keeps its quarter-resolution
-    features (``_QuarterStream``) instead of in memory, for results bigger than memory (the
-    result is the same; ``bottleneck`` needs them in memory). The caller removes it.
+    ``features_on_disk``: a tiled render keeps its quarter-resolution features
+    (``_QuarterStream``) in unnamed temporary files instead of in memory, for results bigger
+    than memory (the result is the same; ``bottleneck`` needs them in memory).
     """
-    if features_folder is not None and bottleneck is not None:
+    if features_on_disk and bottleneck is not None:
         raise ValueError("render_into: bottleneck needs the features in memory; pass "
-                         "features_folder=None with it")
+                         "features_on_disk=False with it")
     height, width = content.shape[:2]
     expected = (height, width, 3)
     if tuple(destination.shape) != expected or np.dtype(destination.dtype) != np.float32:
@@ -734,7 +730,7 @@ def render_into(transformer: StyleTransformer, content, embedding: torch.Tensor,
         _render_whole(kernels, content, embedding, destination, device, bottleneck)
     else:
         _render_tiled(kernels, content, embedding, destination, device, row_spans, col_spans,
-                      keep_bytes, bottleneck, features_folder)
+                      keep_bytes, bottleneck, features_on_disk)
 
 
 def bottleneck_shape(height: int, width: int) -> tuple[int, int]:
@@ -790,12 +786,12 @@ def _render_whole(kernels, content, embedding, destination, device, bottleneck=N
 
 def _render_tiled(kernels, content, embedding, destination, device, row_spans: list,
                   col_spans: list, keep_bytes: int, bottleneck=None,
-                  features_folder: str | None = None) -> None:
+                  features_on_disk: bool = False) -> None:
     height, width = content.shape[:2]
     rows, cols = row_spans[-1][1], col_spans[-1][1]
     q_rows, q_cols = rows // 4, cols // 4
     stream = _QuarterStream([(r0 // 4, r1 // 4) for r0, r1 in row_spans], q_cols,
-                            kernels.contract[-1][0].shape[0], device, features_folder)
+                            kernels.contract[-1][0].shape[0], device, features_on_disk)
 
     # Quarter resolution: the contraction tile by tile (local, with a halo), the residual blocks
     # in passes over the stream's tiles.
