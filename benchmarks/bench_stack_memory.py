@@ -9,10 +9,13 @@ plane by plane should need the same memory for 16 and for 160 planes.
     python benchmarks/bench_stack_memory.py                  # 16 and 160 planes, 1 and 2 workers
     python benchmarks/bench_stack_memory.py --smoke          # 4 and 8 planes of 256 px, local
     python benchmarks/bench_stack_memory.py --huge 8192      # 2 planes of 8192², at full size
+    python benchmarks/bench_stack_memory.py --huge 8192 --huge-size 6144
 
 ``--huge SIDE``: planes too big to hold their result in memory (a float32 RGB result plane of
 SIDE² x 12 bytes), stylised at their own size: they go tile by tile from the input store to the
-output store (``stack.STREAM_PIXELS``), so the peak should stay far below one result plane.
+output store (``predict.STREAM_PIXELS``), so the peak should stay far below one result plane.
+``--huge-size SIZE`` stylises them at SIZE instead (resized a band of rows at a time into a
+temporary file, then streamed likewise when SIZE² is above ``predict.STREAM_PIXELS``).
 """
 
 from __future__ import annotations
@@ -83,14 +86,17 @@ def run_child(path: str, workers: int, size: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def huge(side: int, planes: int = 2) -> list:
-    """Planes of side² stylised at their own size, streamed from store to store."""
+def huge(side: int, size: int | None = None, planes: int = 2) -> list:
+    """Planes of side² stylised at ``size`` (their own by default), streamed from store to
+    store."""
+    size = size or side
     path = os.path.join(tempfile.mkdtemp(prefix="bench-stack-"), "huge.zarr")
     make_stack(path, planes, side)
-    row = run_child(path, 0, side)
-    plane_mb, result_mb = side * side * 2 / 2**20, side * side * 12 / 2**20
+    row = run_child(path, 0, size)
+    plane_mb, result_mb = side * side * 2 / 2**20, size * size * 12 / 2**20
+    at = "their own size" if size == side else f"size {size}"
     print(f"\n{planes} planes of {side}x{side} uint16 (zarr on disk, {plane_mb:.0f} MB each), "
-          "predict at their own size (tiles of 1024), results into a zarr store.\n")
+          f"predict at {at} (tiles of 1024), results into a zarr store.\n")
     print("| planes | seconds | s/plane | peak RSS | one input plane | one float32 result plane |")
     print("|---:|---:|---:|---:|---:|---:|")
     print(f"| {planes} | {row['seconds']:.1f} | {row['seconds'] / planes:.1f} | "
@@ -102,13 +108,15 @@ def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--huge", type=int, metavar="SIDE", default=None)
+    parser.add_argument("--huge-size", type=int, metavar="SIZE", default=None,
+                        help="the huge planes' working size (default: SIDE)")
     parser.add_argument("--child", nargs=3, metavar=("STACK", "WORKERS", "SIZE"))
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), int(args.child[2]))))
         return []
     if args.huge:
-        return huge(args.huge)
+        return huge(args.huge, args.huge_size)
     counts, side, size, workers = ((4, 8), 256, 128, (0,)) if args.smoke else \
         ((16, 160), 2048, 512, (0, 1, 2))
     folder = tempfile.mkdtemp(prefix="bench-stack-")

@@ -481,6 +481,39 @@ def test_huge_planes_stream_tile_by_tile_without_seams(style, monkeypatch, tmp_p
     assert sides.count(300 * 225) == (2 if colour else 0)
 
 
+def test_huge_planes_resized_stream_through_files_too(style, monkeypatch, tmp_path):
+    """A plane whose working size is smaller than the plane but still too big for memory is
+    resized a band of rows at a time into a temporary file, then rendered through files: the
+    picture of the in-memory run (rounding only), and the plane never read whole."""
+    import zarr
+
+    from napari_nst.engine import images as images_module
+    from napari_nst.engine import predict as predict_module
+    from napari_nst.engine import stack as stack_module
+
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    photo = shared_image("tubingen.jpg", 300)  # 300 x 225
+    planes = np.stack([photo, photo[::-1]]).astype(np.uint16) * 200
+    options = dict(method="predict", size=200, tile_size=128, device="cpu",
+                   output_range="content")
+    whole = napari_nst.stylize_stack(planes, style, out=str(tmp_path / "whole.zarr"),
+                                     temporal_weight=0, **options)
+    assert whole.shape == (2, 150, 200, 3)
+    monkeypatch.setattr(predict_module, "STREAM_PIXELS", 100 * 100)
+    monkeypatch.setattr(stack_module, "CHUNK_SIDE", 64)
+    monkeypatch.setattr(images_module, "BLOCK_VALUES", 300 * 3 * 20)  # bands of 20 rows
+    source = ReadRecorder(planes)
+    run = napari_nst.iter_stack(source, style, out=str(tmp_path / "streamed.zarr"), **options)
+    assert run.streamed
+    assert {record.info["tiled"] for record in run} == {"streamed from and to zarr"}
+    streamed = zarr.open_array(str(tmp_path / "streamed.zarr"), mode="r")
+    assert streamed.shape == whole.shape and streamed.dtype == np.uint16
+    difference = np.abs(streamed[...].astype(np.int32) - whole[...].astype(np.int32))
+    assert difference.max() <= 200 and difference.mean() < 2
+    plane_reads = [int(np.prod(shape[-3:-1])) for shape in source.reads if len(shape) >= 3]
+    assert plane_reads and max(plane_reads) <= 300 * 40  # bands, not the 300 x 225 plane
+
+
 @pytest.mark.parametrize("given", ["array", "dask"])
 def test_a_streamed_plane_is_read_by_tiles(style, monkeypatch, tmp_path, given):
     """A plane that streams is read as the renderer goes, never whole up front (dask computes

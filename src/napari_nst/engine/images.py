@@ -170,18 +170,30 @@ class LazyValues:
         return block if self.compact else _to_unit(block, *self.window)
 
 
-def prepare_lazy(plane, window: tuple[float, float], *, name: str = "image") -> PreparedImage:
+def prepare_lazy(plane, window: tuple[float, float], *, name: str = "image",
+                 size=None) -> PreparedImage:
     """A grayscale (H, W) / (H, W, 1) or RGB (H, W, 3) plane in ``window`` as a PreparedImage
     that reads its pixels only when asked (``LazyValues``): the tiled renderer then reads it a
-    tile at a time. The window must be known (a whole-plane pass is what this avoids)."""
+    tile at a time. The window must be known (a whole-plane pass is what this avoids).
+
+    ``size`` (as ``prepare_image``'s): a plane larger than that is resized now, read a band of
+    rows at a time, into temporary files (``memory.FileArray``), for a render through files."""
     if plane.ndim == 3 and plane.shape[2] == 1:
         plane = plane[..., 0]
     if not (plane.ndim == 2 or (plane.ndim == 3 and plane.shape[2] == 3)):
         raise ValueError(f"{name}: shape {tuple(plane.shape)}; a plane read lazily is (H, W) or "
                          "(H, W, 3)")
     low, high = (float(v) for v in window)
-    return PreparedImage(LazyValues(plane, (low, high)), plane.ndim == 2, None, (low, high),
-                         np.dtype(plane.dtype))
+    values, grayscale = LazyValues(plane, (low, high)), plane.ndim == 2
+    height, width = plane.shape[:2]
+    target = _target_shape(height, width, size)
+    if target[0] <= height and target[1] <= width and target != (height, width):
+        def read(r0, r1):
+            return _to_unit(values[r0:r1], low, high) if values.compact else values[r0:r1]
+
+        return _resampled(read, None, (height, width), target, grayscale, (low, high),
+                          np.dtype(plane.dtype), in_file=True)
+    return PreparedImage(values, grayscale, None, (low, high), np.dtype(plane.dtype))
 
 
 def _image_array(data, name: str) -> np.ndarray:

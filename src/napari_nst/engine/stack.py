@@ -24,10 +24,12 @@ Consistency from plane to plane:
   crisp) and on its output pixels (motion finer than the features' 4-px grid) -- so textures
   stay where they were instead of flickering.
 
-A plane too big to hold its result in memory (more than ``predict.STREAM_PIXELS``), which
-predict stylises at its own size into a zarr store, is read a tile at a time from the input and
-rendered through files by the tiled renderer (``predict.predict_streamed``: global statistics,
-no seams), then finished into the output a block at a time; it has no temporal term.
+A plane too big to hold its result in memory (a working size of more than
+``predict.STREAM_PIXELS``), which predict stylises at its own size or smaller into a zarr store,
+is read from the input a tile at a time (or, to be resized, a band of rows at a time into a
+temporary file) and rendered through files by the tiled renderer (``predict.predict_streamed``:
+global statistics, no seams), then finished into the output a block at a time; it has no
+temporal term.
 
 How this maps onto dask: the job is one dask graph. A task computes the style target once; each
 plane is a task that reads its plane (a dask slice of the input: only that plane's chunks),
@@ -161,9 +163,10 @@ class StackRun:
         plane = lazy.shape[len(self.leading_shape):]
         # planes predict renders through files at their own size (``predict.streams``) are read
         # from the input a tile at a time too, and stand on their own (no temporal term)
+        working = working_shape(plane[0], plane[1], settings.size)
         self.streamed = (settings.method == "predict" and _is_zarr(output)
                          and not (channels and plane[-1] == 4)
-                         and working_shape(plane[0], plane[1], settings.size) == tuple(plane[:2])
+                         and working[0] <= plane[0] and working[1] <= plane[1]
                          and predict.streams(plane[0], plane[1], settings))
         if self.streamed:
             self.temporal_weight = 0.0
@@ -448,7 +451,7 @@ def _predict_streamed(source: _PlaneSource, index: tuple, target: _Target, job: 
 
     settings = job.settings
     content = prepare_lazy(source.plane(), settings.content_window,
-                           name="content plane " + str(list(index)))
+                           name="content plane " + str(list(index)), size=settings.size)
     predictor, transformer = load_networks(settings, device)
     with torch.inference_mode():
         predict_streamed(content, [e.to(device) for e in target.embeddings], predictor,
