@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 
 import numpy as np
 import pytest
@@ -19,11 +21,12 @@ def _resident_bytes() -> int:
     raise KeyError("VmRSS")
 
 
-def test_a_file_array_keeps_what_is_written_block_by_block(tmp_path):
-    path = tmp_path / "scratch.f32"
-    array = FileArray(str(path), (300, 200, 3))
+def test_a_file_array_keeps_what_is_written_block_by_block(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    array = FileArray((300, 200, 3))
     assert array.shape == (300, 200, 3) and array.dtype == np.float32 and array.ndim == 3
-    assert path.stat().st_size == 300 * 200 * 3 * 4
+    assert os.fstat(array._file.fileno()).st_size == array.nbytes == 300 * 200 * 3 * 4
+    assert not list(tmp_path.iterdir())  # unnamed: nothing to leave behind
     np.testing.assert_array_equal(array[:, :], 0)  # a new file reads as zeros
 
     expected = np.random.default_rng(0).random((300, 200, 3), dtype=np.float32)
@@ -35,8 +38,9 @@ def test_a_file_array_keeps_what_is_written_block_by_block(tmp_path):
     block[...] = -1  # a copy: the file is not changed through it
     np.testing.assert_array_equal(array[10:20, 30:40], expected[10:20, 30:40])
 
-    array.remove()
-    assert not path.exists()
+    mapped = array.memmap()  # outlives the array's own file object
+    array.close()
+    np.testing.assert_array_equal(mapped, expected)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status") or memory._malloc_trim() is None,
@@ -67,7 +71,7 @@ def test_a_full_disk_is_told_before_any_work(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "posix_fallocate", full)
-    with pytest.raises(OSError, match=r"no room for a 2\.00 GB temporary file in .*TMPDIR"):
-        FileArray(None, (1024, 1024, 512), np.float32)
-    with pytest.raises(OSError, match=str(tmp_path)):
-        FileArray(str(tmp_path / "scratch.f32"), (1024, 1024), np.float32)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(OSError, match=rf"no room for a 2\.00 GB temporary file in "
+                                      rf"{re.escape(str(tmp_path))} .*TMPDIR"):
+        FileArray((1024, 1024, 512), np.float32)

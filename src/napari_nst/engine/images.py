@@ -125,7 +125,7 @@ def prepare_image(data, window=None, *, name: str = "image", size=None,
     low, high = _window(colour, window, grayscale, name)
 
     target = _target_shape(height, width, size)
-    if target[0] <= height and target[1] <= width and target != (height, width):
+    if _shrinks((height, width), target):
         alpha = None if alpha_plane is None else (lambda r0, r1: _alpha(alpha_plane[r0:r1]))
         in_file = in_file_above is not None and target[0] * target[1] > in_file_above
         return _resampled(lambda r0, r1: _to_unit(colour[r0:r1], low, high), alpha,
@@ -187,7 +187,7 @@ def prepare_lazy(plane, window: tuple[float, float], *, name: str = "image",
     values, grayscale = LazyValues(plane, (low, high)), plane.ndim == 2
     height, width = plane.shape[:2]
     target = _target_shape(height, width, size)
-    if target[0] <= height and target[1] <= width and target != (height, width):
+    if _shrinks((height, width), target):
         def read(r0, r1):
             return _to_unit(values[r0:r1], low, high) if values.compact else values[r0:r1]
 
@@ -272,6 +272,12 @@ def _target_shape(height: int, width: int, size) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def _shrinks(shape: tuple, target: tuple) -> bool:
+    """Whether resizing ``shape`` (H, W) to ``target`` makes it smaller (and not larger on either
+    side): the resizes done while an image is read."""
+    return target[0] <= shape[0] and target[1] <= shape[1] and tuple(target) != tuple(shape)
+
+
 def _bands(values: np.ndarray):
     """(start, stop) row ranges of about ``BLOCK_VALUES`` values each."""
     height = values.shape[0]
@@ -322,7 +328,7 @@ def _resampled(colour, alpha, size, shape, grayscale: bool, window, dtype,
     files (``FileArray``), not in memory."""
     def plane(read, channels: int, method: str):  # (H, W) for one channel, else (H, W, C)
         if in_file:
-            target = FileArray(None, shape if channels == 1 else (*shape, channels))
+            target = FileArray(shape if channels == 1 else (*shape, channels))
             return _resample(read, size, shape, channels, method, target)
         values = _resample(read, size, shape, channels, method)
         return values[..., 0] if channels == 1 else values

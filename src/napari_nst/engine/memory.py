@@ -18,31 +18,26 @@ import numpy as np
 
 
 class FileArray:
-    """An array in a raw file (C order, no header), read and written a block at a time through
-    short-lived memory maps: ``a[key]`` is a new in-memory array, ``a[key] = value`` writes.
+    """An array in an unnamed temporary file (in ``TMPDIR``; C order, no header), read and
+    written a block at a time through short-lived memory maps: ``a[key]`` is a new in-memory
+    array, ``a[key] = value`` writes.
 
     A mapping kept open (``np.memmap``) would count every page it touched as this process's
     memory until it is closed; here only the block in use does, and the page cache holds the
     rest while memory is free and gives it back when it is not. Its disk space is taken at
-    once. Beware a temporary folder in memory (tmpfs): point ``TMPDIR`` at a disk.
+    once, and given back when the array is closed or collected, or the process ends, however
+    it ends. Beware a temporary folder in memory (tmpfs): point ``TMPDIR`` at a disk.
     """
 
-    def __init__(self, path: str | None, shape: tuple, dtype=np.float32):
-        """A new file at ``path``; None: an unnamed temporary file (in ``TMPDIR``), gone with
-        this array (or with the process, however it ends)."""
-        self.path, self.shape, self.dtype = path, tuple(int(n) for n in shape), np.dtype(dtype)
+    def __init__(self, shape: tuple, dtype=np.float32):
+        self.shape, self.dtype = tuple(int(n) for n in shape), np.dtype(dtype)
         self.ndim = len(self.shape)
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        self._file = tempfile.TemporaryFile() if path is None else None
-        if self._file is not None:
-            _allocate(self._file, self.nbytes, tempfile.gettempdir())
-        else:
-            with open(path, "wb") as file:
-                _allocate(file, self.nbytes, os.path.dirname(os.path.abspath(path)))
+        self._file = tempfile.TemporaryFile()
+        _allocate(self._file, self.nbytes, tempfile.gettempdir())
 
     def _map(self, mode: str) -> np.memmap:
-        return np.memmap(self._file if self._file is not None else self.path, self.dtype, mode,
-                         shape=self.shape)
+        return np.memmap(self._file, self.dtype, mode, shape=self.shape)
 
     def __getitem__(self, key) -> np.ndarray:
         return np.array(self._map("r")[key])  # a copy: the map is gone when this returns
@@ -53,17 +48,15 @@ class FileArray:
         del mapped  # no msync: the pages go to the page cache, where later maps find them
 
     def memmap(self) -> np.memmap:
-        """The whole array as a writable ``np.memmap`` of the file, which keeps an unnamed file
-        alive until the map is gone: what to hand out as a result too big for memory (its
-        pages count as memory only once read, and the system can evict them)."""
+        """The whole array as a writable ``np.memmap``, which keeps the file alive until the
+        map is gone: what to hand out as a result too big for memory (its pages count as
+        memory only once read, and the system can evict them)."""
         return self._map("r+")
 
-    def remove(self) -> None:
-        """Delete the file (the array is unusable afterwards)."""
-        if self._file is not None:
-            self._file.close()
-        else:
-            os.remove(self.path)
+    def close(self) -> None:
+        """Give the file's disk space back now (maps from ``memmap`` keep theirs); the array
+        is unusable afterwards."""
+        self._file.close()
 
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}

@@ -112,7 +112,7 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
         render_into(transformer, content, embedding, destination, settings.tile_size,
                     keep_bytes=STREAM_KEEP_BYTES, features_on_disk=True)
         return
-    scratch = FileArray(None, (height, width, 3))
+    scratch = FileArray((height, width, 3))
     try:
         render_into(transformer, content, embedding, scratch, settings.tile_size,
                     keep_bytes=STREAM_KEEP_BYTES, features_on_disk=True)
@@ -125,7 +125,7 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
                     finish_image(scratch[box], block, settings.keep_colors), block,
                     settings.output_range)
     finally:
-        scratch.remove()  # its disk space now, not when the garbage collector gets to it
+        scratch.close()  # its disk space now, not when the garbage collector gets to it
 
 
 def _finish_block(destination) -> tuple[int, int]:
@@ -147,7 +147,7 @@ def _predicted(content: PreparedImage, style_embeddings: list, predictor, transf
                                         settings), content, settings.output_range)
     working = working_content(content, settings)
     colours = 3 if working.alpha is None else 4
-    result = FileArray(None, (*working.shape[:2], colours),
+    result = FileArray((*working.shape[:2], colours),
                        output_dtype(working.dtype, settings.output_range))
     with torch.inference_mode():
         predict_streamed(working, style_embeddings, predictor, transformer, settings, result)

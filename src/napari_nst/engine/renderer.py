@@ -432,9 +432,9 @@ class _QuarterStream:
     border that the next convolution pads with, by reflection or replication.
 
     The bands are tensors in memory, or ``on_disk`` unnamed float32 ``FileArray``s (rows, cols,
-    C; in ``TMPDIR``), read and written a tile's window at a time: the stream is the renderer's largest buffer
-    (2/3 of a float32 RGB image of the same size), and on disk it costs the process only the
-    windows in use.
+    C; in ``TMPDIR``), read and written a tile's window at a time: the stream is the renderer's
+    largest buffer (2/3 of a float32 RGB image of the same size), and on disk it costs the
+    process only the windows in use.
     """
 
     def __init__(self, spans: list, cols: int, channels: int, device, on_disk: bool = False):
@@ -449,12 +449,13 @@ class _QuarterStream:
         """Start a new version of band ``index``; the old one stays readable until ``commit``."""
         q0, q1 = self.spans[index]
         if self.on_disk:
-            self._pending[index] = FileArray(None, (q1 - q0, self.cols, self.channels))
+            self._pending[index] = FileArray((q1 - q0, self.cols, self.channels))
         else:
             self._pending[index] = torch.empty((1, self.channels, q1 - q0, self.cols),
                                                device=self.device, memory_format=_CL)
 
-    def write(self, index: int, cols: tuple, values: torch.Tensor, rows: tuple | None = None) -> None:
+    def write(self, index: int, cols: tuple, values: torch.Tensor,
+              rows: tuple | None = None) -> None:
         """Columns ``cols`` of the new version of band ``index`` (of its rows ``rows``, all by
         default): ``values`` (1, C, h, w)."""
         q0 = self.spans[index][0]
@@ -469,7 +470,7 @@ class _QuarterStream:
         """The new version of band ``index`` replaces the old one."""
         old, self.bands[index] = self.bands[index], self._pending.pop(index)
         if isinstance(old, FileArray):
-            old.remove()
+            old.close()
 
     def band_columns(self, index: int, cols: tuple) -> torch.Tensor:
         """Columns ``cols`` of band ``index`` (its current version), (1, C, rows, w)."""
@@ -521,7 +522,7 @@ class _QuarterStream:
                 continue
             if self.on_disk:
                 if q1 <= row:
-                    band.remove()
+                    band.close()
                     self.bands[index] = None
                 continue
             self.bands[index] = None if q1 <= row else band[:, :, row - q0:].clone()
@@ -675,7 +676,7 @@ def _in_destination(destination, rows: slice, cols: slice, change, *, read: bool
         change(destination[rows, cols])
         return
     if read:
-        block = np.array(destination[rows, cols], dtype=np.float32)
+        block = np.asarray(destination[rows, cols], dtype=np.float32)  # a new array already
     else:
         height, width = destination.shape[:2]
         block = np.empty((len(range(height)[rows]), len(range(width)[cols]), 3), np.float32)
