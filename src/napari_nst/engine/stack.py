@@ -161,8 +161,9 @@ class StackRun:
         from . import predict
 
         plane = lazy.shape[len(self.leading_shape):]
-        # planes predict renders through files at their own size (``predict.streams``) are read
-        # from the input a tile at a time too, and stand on their own (no temporal term)
+        # planes predict renders through files (``predict.streams``) at their own size or
+        # smaller are read from the input a tile (or a band) at a time too, and stand on their
+        # own (no temporal term)
         working = working_shape(plane[0], plane[1], settings.size)
         self.streamed = (settings.method == "predict" and _is_zarr(output)
                          and not (channels and plane[-1] == 4)
