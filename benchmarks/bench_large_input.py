@@ -97,9 +97,9 @@ def child(case: str, side: int, work: int, tile: int) -> dict:
 
         import zarr
 
-        from napari_nst.engine.magenta_weights import load_model
-        from napari_nst.engine.renderer import render_into
-        from napari_nst.engine.style_embedding import embed
+        from napari_nst.engine.methods.predict.magenta_weights import load_model
+        from napari_nst.engine.methods.predict.renderer import render_into
+        from napari_nst.engine.methods.predict.style_embedding import embed
 
         transformer = load_model("transformer")
         embedding = embed(load_model("predictor"), prepare_image(style).rgb)

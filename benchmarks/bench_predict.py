@@ -63,9 +63,9 @@ def peak_in_fresh_process(size: int, tile: int, threads: int) -> tuple[float, fl
 def _peak_child(size: int, tile: int) -> None:
     import torch
 
-    from napari_nst.engine.magenta_weights import load_model
-    from napari_nst.engine.renderer import render
-    from napari_nst.engine.style_embedding import embed
+    from napari_nst.engine.methods.predict.magenta_weights import load_model
+    from napari_nst.engine.methods.predict.renderer import render
+    from napari_nst.engine.methods.predict.style_embedding import embed
 
     embedding = embed(load_model("predictor"), load_rgb("starry_night.jpg", 256))
     transformer = load_model("transformer")
@@ -83,7 +83,7 @@ def parity(predictor, transformer, predictor_file, transformer_file, threads: in
     import torch
     from ai_edge_litert.interpreter import Interpreter
 
-    from napari_nst.engine.renderer import render
+    from napari_nst.engine.methods.predict.renderer import render
 
     def interpreter(path):
         runtime = Interpreter(model_path=str(path), num_threads=threads)
@@ -155,9 +155,9 @@ def main(argv=None) -> None:
         return
     from ai_edge_litert.interpreter import Interpreter
 
-    from napari_nst.engine.magenta_weights import load_model
-    from napari_nst.engine.renderer import render
-    from napari_nst.engine.style_embedding import embed
+    from napari_nst.engine.methods.predict.magenta_weights import load_model
+    from napari_nst.engine.methods.predict.renderer import render
+    from napari_nst.engine.methods.predict.style_embedding import embed
     from napari_nst.engine.weights import MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, locate
     from napari_nst.settings import Settings
 

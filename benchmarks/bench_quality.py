@@ -113,7 +113,7 @@ def _run_plain(settings, content: np.ndarray, style: np.ndarray):
     import torch
 
     from napari_nst.engine.images import prepare_image, working_shape
-    from napari_nst.engine.optimize import to_image, to_tensor
+    from napari_nst.engine.methods.optimize.gatys import to_image, to_tensor
     from napari_nst.engine.vgg import load_features
 
     features, _ = load_features("vgg19-distilled", DISTILLED_FILE)

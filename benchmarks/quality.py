@@ -51,7 +51,7 @@ class Judge:
     def __init__(self, content: np.ndarray, style: np.ndarray):
         import torch
 
-        from napari_nst.engine.magenta_weights import load_model
+        from napari_nst.engine.methods.predict.magenta_weights import load_model
 
         self._torch = torch
         self.predictor = load_model("predictor", None, torch.device("cpu"))
@@ -62,7 +62,7 @@ class Judge:
         self.style_embedding = self._embedding(style)
 
     def _embedding(self, rgb: np.ndarray):
-        from napari_nst.engine.style_embedding import embed
+        from napari_nst.engine.methods.predict.style_embedding import embed
 
         return embed(self.predictor, resized(rgb, (256, 256))).flatten().double()
 

@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from napari_nst.engine.optimize import LBFGS_HISTORY  # napari-nst's L-BFGS history_size
+from napari_nst.engine.methods.optimize.gatys import LBFGS_HISTORY  # napari-nst's L-BFGS history_size
 
 HERE = Path(__file__).resolve().parent
 SHARED_IMAGES = HERE.parents[1] / "shared" / "images"
@@ -62,8 +62,8 @@ class Evaluator:
         import torch
 
         from napari_nst.engine.images import prepare_image, working_shape
-        from napari_nst.engine.losses import StyleTransferLoss
-        from napari_nst.engine.optimize import to_tensor
+        from napari_nst.engine.methods.optimize.losses import StyleTransferLoss
+        from napari_nst.engine.methods.optimize.gatys import to_tensor
         from napari_nst.engine.vgg import VGGFeatures
         from napari_nst.settings import Settings
 

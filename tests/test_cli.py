@@ -193,7 +193,7 @@ def test_options_come_from_the_settings_metadata():
         assert tuple(action.choices or ()) == (field_choices(f) or ())
         note = methods_note(f)
         assert (f"({note}; default: " in action.help) == bool(note), f.name
-    assert options["init"].choices == ("content", "noise", "predict")
+    assert options["init"].choices == ("content", "noise", "predict", "universal")
     assert "(predict only; default: 1)" in options["style_crops"].help
     assert "(optimize only; default: 300)" in options["steps"].help
     assert "only" not in options["size"].help

@@ -12,9 +12,9 @@ import torch
 import napari_nst
 from napari_nst import Settings
 from napari_nst.engine.images import prepare_image
-from napari_nst.engine.losses import (StyleTransferLoss, gram_matrix, normalized_blend_weights,
+from napari_nst.engine.methods.optimize.losses import (StyleTransferLoss, gram_matrix, normalized_blend_weights,
                                       relative_squared_error, total_variation)
-from napari_nst.engine.optimize import scale_sizes, steps_per_scale
+from napari_nst.engine.methods.optimize.gatys import scale_sizes, steps_per_scale
 from napari_nst.engine.vgg import LAYER_NAMES, VGGFeatures
 from tests.helpers import shared_image
 

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 import napari_nst
 from napari_nst.engine import images
 from napari_nst.engine import weights as weights_module
-from napari_nst.engine.images import output_image, prepare_image, resize_array, working_shape
+from napari_nst.engine.images import prepare_image, resize_array, working_shape
+from napari_nst.engine.output import output_image
 from napari_nst.engine.memory import FileArray
 from napari_nst.engine.run import prepare_inputs
 
@@ -176,7 +177,7 @@ def test_prepare_inputs_resizes_where_the_size_is_known():
 
 
 def test_a_working_image_predict_renders_through_files_is_prepared_in_files(monkeypatch):
-    from napari_nst.engine import predict
+    from napari_nst.engine.methods.predict import ghiasi as predict
 
     content = RNG.integers(0, 256, (300, 400, 3), dtype=np.uint8)
     monkeypatch.setattr(predict, "STREAM_PIXELS", 130 * 130)
@@ -195,9 +196,9 @@ def test_a_working_image_predict_renders_through_files_is_prepared_in_files(monk
 
 @pytest.mark.shared
 def test_tiled_render_reads_the_compact_image(env):
-    from napari_nst.engine.magenta_weights import load_model
-    from napari_nst.engine.renderer import render
-    from napari_nst.engine.style_embedding import embed
+    from napari_nst.engine.methods.predict.magenta_weights import load_model
+    from napari_nst.engine.methods.predict.renderer import render
+    from napari_nst.engine.methods.predict.style_embedding import embed
 
     content = shared_image("tubingen.jpg", 200)
     prepared = prepare_image(content)

@@ -14,7 +14,8 @@ from PIL import Image
 import napari_nst
 from napari_nst.cli import main
 from napari_nst.engine import weights as weights_module
-from napari_nst.engine.images import output_image, prepare_image
+from napari_nst.engine.images import prepare_image
+from napari_nst.engine.output import output_image
 from napari_nst.io import write_image
 from tests.helpers import shared_image, shared_path, skip_or_fail
 

@@ -25,13 +25,13 @@ import torch
 
 import napari_nst
 from napari_nst.engine import weights as weights_module
-from napari_nst.engine.images import luminance
-from napari_nst.engine.magenta_weights import (converted_cache_path, layer_name, load_model,
+from napari_nst.engine.output import luminance
+from napari_nst.engine.methods.predict.magenta_weights import (converted_cache_path, layer_name, load_model,
                                                load_state_dict)
-from napari_nst.engine.renderer import render
+from napari_nst.engine.methods.predict.renderer import render
 from napari_nst.engine.run import predict_batch
-from napari_nst.engine.style_embedding import blend_embeddings, embed, style_crops
-from napari_nst.engine.tflite import read_tflite
+from napari_nst.engine.methods.predict.style_embedding import blend_embeddings, embed, style_crops
+from napari_nst.engine.methods.predict.tflite import read_tflite
 from napari_nst.engine.weights import (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, WeightsError,
                                        sha256_of)
 
@@ -93,7 +93,7 @@ def models():
 def working(image: np.ndarray, **settings) -> np.ndarray:
     """The content as the engine sees it: prepared and resized to the working size."""
     from napari_nst.engine.images import prepare_image
-    from napari_nst.engine.predict import working_content
+    from napari_nst.engine.methods.predict.ghiasi import working_content
 
     return working_content(prepare_image(image), napari_nst.Settings(**{**FAST, **settings})).rgb
 
@@ -131,7 +131,7 @@ def test_reader_dequantises_like_the_reference_runtime(env, litert):
 
 
 def test_reader_rejects_a_file_that_is_not_tflite(tmp_path):
-    from napari_nst.engine.tflite import TFLiteError
+    from napari_nst.engine.methods.predict.tflite import TFLiteError
 
     bad = tmp_path / "model.tflite"
     bad.write_bytes(b"\x00" * 64)
@@ -249,7 +249,7 @@ def test_a_result_too_big_for_memory_goes_through_files(env, content, style, mon
     behind."""
     import tempfile
 
-    from napari_nst.engine import predict as predict_module
+    from napari_nst.engine.methods.predict import ghiasi as predict_module
 
     image = content
     options = dict(FAST, size=96, tile_size=64)
@@ -324,7 +324,7 @@ def test_grayscale_rgba_and_16_bit_inputs(env, content, style):
 
 @pytest.mark.shared
 def test_keep_colors_keeps_the_content_chroma(env, content, style):
-    from napari_nst.engine.images import _RGB_TO_YIQ
+    from napari_nst.engine.output import _RGB_TO_YIQ
 
     kept = napari_nst.stylize(content, style, **FAST, keep_colors=True)
     plain = napari_nst.stylize(content, style, **FAST)
@@ -531,7 +531,7 @@ def test_converted_state_dict_is_cached_by_hash(env, monkeypatch, tmp_path):
     cached = converted_cache_path(MAGENTA_TRANSFORMER, sha256_of(path))
     assert cached.is_file() and cached.parent.parent == tmp_path
 
-    import napari_nst.engine.magenta_weights as magenta_weights
+    import napari_nst.engine.methods.predict.magenta_weights as magenta_weights
 
     def no_parsing(path):
         raise AssertionError("the cached conversion should have been used")

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from napari_nst.engine import renderer
+from napari_nst.engine.methods.predict import renderer
 from napari_nst.engine import weights as weights_module
-from napari_nst.engine.magenta import StyleTransformer
+from napari_nst.engine.methods.predict.magenta import StyleTransformer
 from napari_nst.engine.memory import FileArray
-from napari_nst.engine.magenta_weights import load_model
-from napari_nst.engine.renderer import (bottleneck_shape, render, render_into,
+from napari_nst.engine.methods.predict.magenta_weights import load_model
+from napari_nst.engine.methods.predict.renderer import (bottleneck_shape, render, render_into,
                                         space_to_depth_kernel, subpixel_kernel, tile_grid)
-from napari_nst.engine.style_embedding import embed
+from napari_nst.engine.methods.predict.style_embedding import embed
 
 from tests.helpers import shared_image, shared_path
 

@@ -49,15 +49,18 @@ def test_planes_below_the_working_floor_are_worked_there_and_shrunk(random_vgg, 
     ``stylize`` does it; the next plane follows the previous one's result at the floor (a link
     at ``size`` would pull it towards an enlarged, blurred result)."""
     from napari_nst.engine import stack as stack_module
+    from napari_nst.engine import stack_io
 
     linked = []
-    follow = stack_module.follow_motion
+    from napari_nst.engine import motion as motion_module
+
+    follow = motion_module.follow_motion
 
     def seen_follow_motion(previous, luma, motion, **options):
         linked.append((previous.image.shape, luma.shape))
         return follow(previous, luma, motion, **options)
 
-    monkeypatch.setattr(stack_module, "follow_motion", seen_follow_motion)
+    monkeypatch.setattr(motion_module, "follow_motion", seen_follow_motion)
     stack = _stack(planes=2)
     run = dict(QUICK, min_working_size=48, vgg_weights=random_vgg)
     frames = napari_nst.stylize_stack(stack, style, **run)
@@ -92,7 +95,7 @@ def test_a_numpy_stack_is_read_in_place_not_copied(style):
     the caller's stack chunk by chunk instead, and the planes it reads are the stack's."""
     import tracemalloc
 
-    from napari_nst.engine.stack import _as_dask
+    from napari_nst.engine.stack_io import as_dask as _as_dask
 
     stack = np.random.default_rng(2).integers(0, 256, (3, 600, 700, 3), dtype=np.uint8)
     _as_dask(stack[:1, :64, :64])  # dask imported and warm
@@ -124,6 +127,7 @@ def test_a_plane_that_ends_after_the_stop_is_counted(random_vgg, style, monkeypa
     import time
 
     from napari_nst.engine import stack as stack_module
+    from napari_nst.engine import stack_io
 
     second, closing = threading.Event(), threading.Event()
     plane_task = stack_module._plane_task
@@ -186,7 +190,7 @@ def _pan_lumas(shift: int = 3):
 
 @pytest.mark.parametrize("motion", ["flow", "shift"])
 def test_follow_motion_moves_the_previous_result_and_trusts_what_it_saw(motion):
-    from napari_nst.engine.stack import Carry, follow_motion
+    from napari_nst.engine.motion import Carry, follow_motion
 
     before, after = _pan_lumas(shift=3)
     result = np.stack([before, 1 - before, before ** 2], axis=2)  # any image aligned with before
@@ -213,7 +217,7 @@ def test_link_moves_quarter_resolution_features_with_the_pixels(shift):
     """Predict's pull on the transformer's features: features of the previous plane, moved by
     the link, are the features of this plane where it saw the same thing (also for motion that
     is not a whole number of feature cells), and their trust is the pixels' averaged."""
-    from napari_nst.engine.stack import Carry, follow_motion
+    from napari_nst.engine.motion import Carry, follow_motion
 
     before, after = _pan_lumas(shift=shift)
     channels = lambda luma: np.stack([luma, 1 - luma, luma ** 2], axis=2)  # noqa: E731
@@ -230,7 +234,7 @@ def test_link_moves_quarter_resolution_features_with_the_pixels(shift):
 
 
 def test_follow_motion_does_not_trust_what_changed_in_place():
-    from napari_nst.engine.stack import Carry, follow_motion
+    from napari_nst.engine.motion import Carry, follow_motion
 
     before, _ = _pan_lumas()
     after = before.copy()
@@ -247,7 +251,7 @@ def test_follow_motion_compares_enlarged_planes_over_their_own_pixels():
     unchanged structure under it."""
     from skimage.transform import resize
 
-    from napari_nst.engine.stack import Carry, follow_motion
+    from napari_nst.engine.motion import Carry, follow_motion
 
     rng = np.random.default_rng(3)
     structure = resize(rng.random((6, 6)), (24, 24), order=3) * 0.6 + 0.2
@@ -260,7 +264,7 @@ def test_follow_motion_compares_enlarged_planes_over_their_own_pixels():
 
 
 def test_blend_with_previous_solves_the_temporal_term():
-    from napari_nst.engine.stack import blend_with_previous
+    from napari_nst.engine.motion import blend_with_previous
 
     result, moved = np.zeros((4, 4, 3), np.float32), np.ones((4, 4, 3), np.float32)
     trust = np.array([[0.0], [0.5], [1.0], [1.0]], np.float32).repeat(4, axis=1)
@@ -294,10 +298,10 @@ def test_predict_pulls_a_plane_at_the_features_and_at_the_pixels(style, monkeypa
     upsampled, and the output pulled the same way towards plane 1's output."""
     import torch
 
-    from napari_nst.engine.images import luminance
-    from napari_nst.engine.magenta_weights import load_model
-    from napari_nst.engine.stack import Carry, blend_with_previous, follow_motion
-    from napari_nst.engine.style_embedding import embed
+    from napari_nst.engine.output import luminance
+    from napari_nst.engine.methods.predict.magenta_weights import load_model
+    from napari_nst.engine.motion import Carry, blend_with_previous, follow_motion
+    from napari_nst.engine.methods.predict.style_embedding import embed
 
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
     photo = shared_image("tubingen.jpg", 96)[:64, :64]
@@ -339,7 +343,7 @@ def test_optimize_keeps_close_to_the_previous_plane(random_vgg, style, size):
 def test_temporal_loss_is_zero_on_the_previous_result_and_counts_trusted_pixels():
     import torch
 
-    from napari_nst.engine.losses import TemporalLoss
+    from napari_nst.engine.methods.optimize.losses import TemporalLoss
 
     previous = torch.rand(1, 3, 8, 8)
     trust = torch.zeros(1, 1, 8, 8)
@@ -447,8 +451,9 @@ class ReadRecorder:
 def test_huge_planes_stream_tile_by_tile_without_seams(style, monkeypatch, tmp_path, colour):
     import zarr
 
-    from napari_nst.engine import predict as predict_module
+    from napari_nst.engine.methods.predict import ghiasi as predict_module
     from napari_nst.engine import stack as stack_module
+    from napari_nst.engine import stack_io
 
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
     photo = shared_image("tubingen.jpg", 300)  # 300 x 225
@@ -461,7 +466,7 @@ def test_huge_planes_stream_tile_by_tile_without_seams(style, monkeypatch, tmp_p
                                      temporal_weight=0, **options)
     monkeypatch.setattr(predict_module, "STREAM_PIXELS", 100 * 100)
     monkeypatch.setattr(predict_module, "STREAM_BLOCK", 64)  # scratch and output blocks
-    monkeypatch.setattr(stack_module, "CHUNK_SIDE", 64)  # input tiles and output chunks
+    monkeypatch.setattr(stack_io, "CHUNK_SIDE", 64)  # input tiles and output chunks
     source = ReadRecorder(planes)
     run = napari_nst.iter_stack(source, style, out=str(tmp_path / "streamed.zarr"), **options)
     assert run.streamed and not run.chained
@@ -488,8 +493,9 @@ def test_huge_planes_resized_stream_through_files_too(style, monkeypatch, tmp_pa
     import zarr
 
     from napari_nst.engine import images as images_module
-    from napari_nst.engine import predict as predict_module
+    from napari_nst.engine.methods.predict import ghiasi as predict_module
     from napari_nst.engine import stack as stack_module
+    from napari_nst.engine import stack_io
 
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
     photo = shared_image("tubingen.jpg", 300)  # 300 x 225
@@ -500,7 +506,7 @@ def test_huge_planes_resized_stream_through_files_too(style, monkeypatch, tmp_pa
                                      temporal_weight=0, **options)
     assert whole.shape == (2, 150, 200, 3)
     monkeypatch.setattr(predict_module, "STREAM_PIXELS", 100 * 100)
-    monkeypatch.setattr(stack_module, "CHUNK_SIDE", 64)
+    monkeypatch.setattr(stack_io, "CHUNK_SIDE", 64)
     monkeypatch.setattr(images_module, "BLOCK_VALUES", 300 * 3 * 20)  # bands of 20 rows
     source = ReadRecorder(planes)
     run = napari_nst.iter_stack(source, style, out=str(tmp_path / "streamed.zarr"), **options)
@@ -523,14 +529,15 @@ def test_a_streamed_plane_is_read_by_tiles(style, monkeypatch, tmp_path, given):
     chunk."""
     import dask.array as da
 
-    from napari_nst.engine import predict as predict_module
+    from napari_nst.engine.methods.predict import ghiasi as predict_module
     from napari_nst.engine import stack as stack_module
+    from napari_nst.engine import stack_io
 
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
     plane = np.tile(shared_image("tubingen.jpg", 400), (2, 2, 1))[:600, :800]  # uint8 RGB
     monkeypatch.setattr(predict_module, "STREAM_PIXELS", 100 * 100)
     monkeypatch.setattr(predict_module, "STREAM_BLOCK", 128)
-    monkeypatch.setattr(stack_module, "CHUNK_SIDE", 128)
+    monkeypatch.setattr(stack_io, "CHUNK_SIDE", 128)
     phase = {"now": "before"}
     render_into = predict_module.render_into
 
@@ -565,7 +572,7 @@ def test_a_warm_start_starts_every_scale_where_it_is_trusted(random_vgg):
     import torch
 
     from napari_nst.engine.images import prepare_image
-    from napari_nst.engine.optimize import optimize
+    from napari_nst.engine.methods.optimize.gatys import optimize
     from napari_nst.settings import Settings
 
     rng = np.random.default_rng(5)

@@ -86,9 +86,9 @@ def test_cli_rejects_nan(image_files, tmp_path, capsys):
     ({"style_weight": False}, "style_weight must be a number, got False (bool)"),
     ({"keep_colors": "no"}, "keep_colors must be True or False, got 'no' (str)"),
     ({"coarse_to_fine": 1}, "coarse_to_fine must be True or False, got 1 (int)"),
-    ({"method": 5}, "method must be one of optimize, predict, got 5 (int)"),
+    ({"method": 5}, "method must be one of optimize, predict, universal, got 5 (int)"),
     ({"device": 0}, "device must be a string"),
-    ({"init": 5}, "init must be one of content, noise, predict, got 5 (int)"),
+    ({"init": 5}, "init must be one of content, noise, predict, universal, got 5 (int)"),
     ({"init_image": "start.png"}, "init_image must be an image array such as the content's, or "
                                   "None, got 'start.png' (str)"),
     ({"style_layers": "conv1_1"}, "style_layers must be a tuple of layer names"),
@@ -241,7 +241,9 @@ def _make_undeletable(path: Path):
 
 @pytest.mark.shared
 def test_damaged_read_only_cache_falls_back_to_converting_in_memory(tmp_path, monkeypatch):
-    from napari_nst.engine import magenta, magenta_weights, weights
+    from napari_nst.engine import weights
+    from napari_nst.engine.methods.predict import magenta
+    from napari_nst.engine.methods.predict import magenta_weights
 
     monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(shared_path("weights")))
     monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
@@ -341,7 +343,7 @@ def test_the_engine_normalises_weights_by_the_settings_rule(random_vgg):
     settings.py: the same messages, the weights divided by their sum (None: equal)."""
     import torch
 
-    from napari_nst.engine import losses
+    from napari_nst.engine.methods.optimize import losses
     from napari_nst.settings import normalized_blend_weights, normalized_weights
 
     assert losses.normalized_blend_weights is normalized_blend_weights
@@ -420,8 +422,11 @@ def test_choices_have_one_source():
                                      field_choices)
 
     fields = {f.name: f for f in dataclasses.fields(Settings)}
-    assert field_choices(fields["method"]) == METHODS == ("optimize", "predict")
-    assert field_choices(fields["init"]) == INITS == ("content", "noise", "predict")
+    from napari_nst.engine.methods import REGISTRY
+
+    assert field_choices(fields["method"]) == METHODS == tuple(REGISTRY)  # the one registry
+    assert METHODS == ("optimize", "predict", "universal")
+    assert field_choices(fields["init"]) == INITS == ("content", "noise", "predict", "universal")
     assert field_choices(fields["output_range"]) == OUTPUT_RANGES
     assert field_choices(fields["steps"]) is None and field_annotation(fields["steps"]) is int
     with pytest.raises(ValueError, match="^optimizer='sgd' is not supported; choose one of "

@@ -26,7 +26,7 @@ from magicgui.widgets import (CheckBox, ComboBox, Container, Label, LineEdit, Pu
                               create_widget)
 
 from ._worker import run_in_viewer
-from .settings import PANELS, Settings, applies_to, field_annotation
+from .settings import PANELS, Settings, applies_to, field_annotation, field_default
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -47,7 +47,10 @@ def _control(field: dataclasses.Field, **options):
     ``options`` known only now (the devices present)."""
     meta = field.metadata
     limits = {"min": meta["min"], "max": meta["max"]} if meta["min"] is not None else {}
-    return create_widget(value=field.default, annotation=field_annotation(field), name=field.name,
+    value, annotation = field_default(field), field_annotation(field)
+    if isinstance(value, tuple):  # a sequence edited as text, "5,4,3,2,1" (Settings reads it)
+        value, annotation = ",".join(map(str, value)), str
+    return create_widget(value=value, annotation=annotation, name=field.name,
                          options={"tooltip": meta["help"], **limits, **meta["widget"], **options})
 
 

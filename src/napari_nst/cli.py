@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .settings import Settings, field_choices, methods_note
+from .settings import Settings, field_choices, field_default, methods_note
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: The CLI keeps the latest image in memory every this many steps (an emitted iterate), for a run
@@ -39,7 +39,9 @@ def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         if meta["cli"] is None:  # not a CLI option (emit_every: --save-every below)
             continue
         flag = "--" + f.name.replace("_", "-")
-        default = f.default
+        default = field_default(f)
+        if isinstance(default, tuple):  # a sequence given as text: "5,4,3,2,1"
+            default = ",".join(map(str, default))
         only = f"{methods_note(f)}; " if methods_note(f) else ""
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS,
                   "help": f"{meta['help']} ({only}default: {_CLI_DEFAULTS.get(f.name, default)})"}
@@ -72,7 +74,8 @@ def _plane(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-nst", description=(
-        "Neural style transfer: Gatys et al. optimisation or Ghiasi et al. prediction."))
+        "Neural style transfer: Gatys et al. optimisation, Ghiasi et al. prediction or Li et "
+        "al. universal style transfer."))
     commands = parser.add_subparsers(dest="command", required=True)
     stylize = commands.add_parser("stylize", help="stylize CONTENT with STYLE and write OUT",
                                   description="Stylize an image file. PNG, JPEG and TIFF "

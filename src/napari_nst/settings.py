@@ -24,9 +24,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-Method = Literal["optimize", "predict"]
+from .engine.methods import NAMES as _METHOD_NAMES  # the registry's names (no torch import)
+
+Method = Literal[_METHOD_NAMES]
 Optimizer = Literal["lbfgs", "adam"]
-Init = Literal["content", "noise", "predict"]
+Init = Literal["content", "noise", "predict", "universal"]
 Pooling = Literal["avg", "max"]
 Network = Literal["vgg19", "vgg19-distilled"]
 Precision = Literal["auto", "float32", "bfloat16"]
@@ -55,7 +57,9 @@ VGG19_LAYERS = tuple(
 DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 DEFAULT_CONTENT_LAYERS = ("conv4_2",)
 
-OPTIMIZE, PREDICT = ("optimize",), ("predict",)
+OPTIMIZE, PREDICT, UNIVERSAL = ("optimize",), ("predict",), ("universal",)
+#: The levels of universal style transfer: relu5_1 (coarse) ... relu1_1 (fine).
+UNIVERSAL_LEVELS = (5, 4, 3, 2, 1)
 
 
 def _opt(default, help: str, *, methods: tuple = METHODS, panel: str | None = None,
@@ -89,8 +93,10 @@ class Settings:
     """
 
     # the widget's basic panel, in its order
-    method: Method = _opt("optimize", "optimize (Gatys et al. 2015) or predict (Ghiasi et al. "
-                          "2017)", panel="basic")
+    method: Method = _opt("optimize", "optimize (Gatys et al. 2015: the most control, seconds "
+                          "to minutes), predict (Ghiasi et al. 2017: one pass, faithful to the "
+                          "content) or universal (Li et al. 2017: one pass per level, the "
+                          "strongest style)", panel="basic")
     network: Network = _opt("vgg19", "feature network: vgg19 (ImageNet, 548 MB download) or "
                             "vgg19-distilled (3.9 MB, about 1/16 of the compute: for CPUs and "
                             "quick looks)", methods=OPTIMIZE, panel="basic")
@@ -103,7 +109,8 @@ class Settings:
     style_strength: float = _opt(1.0, "0 keeps the content as it is, 1 applies the style fully "
                                  "(optimize: moves the style targets from the content's own "
                                  "statistics to the style's; predict: the same with style "
-                                 "embeddings)", panel="basic", min=0.0, max=1.0,
+                                 "embeddings; universal: the transform's alpha blend of the "
+                                 "features)", panel="basic", min=0.0, max=1.0,
                                  widget={"widget_type": "FloatSlider", "step": 0.05})
     keep_colors: bool = _opt(False, "keep the content's colours, transfer only the style's "
                              "texture", panel="basic")
@@ -119,13 +126,13 @@ class Settings:
     tv_weight: float = _opt(0.0, "weight of the total-variation (smoothness) loss, relative to the "
                             "content's own (1: as smooth as the content)", methods=OPTIMIZE,
                             panel="advanced", min=0.0, max=1e6, widget={"step": 0.001})
-    init: Init = _opt("content", "starting image: content, noise or predict (the prediction); an "
-                      "array: init_image (API only)", methods=OPTIMIZE, panel="advanced")
+    init: Init = _opt("content", "starting image: content, noise, predict or universal (that "
+                      "method's result); an array: init_image (API only)", methods=OPTIMIZE, panel="advanced")
     optimizer: Optimizer = _opt("lbfgs", "lbfgs or adam", methods=OPTIMIZE, panel="advanced")
     learning_rate: float = _opt(0.02, "Adam step size (pixels are in 0..1)", methods=OPTIMIZE,
                                 panel="advanced", min=1e-5, max=1.0, widget={"step": 0.001})
     style_scale: float = _opt(1.0, "style image size relative to the working size",
-                              methods=OPTIMIZE, panel="advanced", min=0.05, max=8.0,
+                              methods=OPTIMIZE + UNIVERSAL, panel="advanced", min=0.05, max=8.0,
                               widget={"step": 0.1})
     coarse_to_fine: bool = _opt(True, "optimise from small to the working size (much faster)",
                                 methods=OPTIMIZE, panel="advanced")
@@ -157,6 +164,10 @@ class Settings:
     min_size: int = _opt(128, "smallest scale of coarse-to-fine optimisation", methods=OPTIMIZE,
                          min=16, max=16384)
     tile_size: int = _opt(1024, "tile side for large images", methods=PREDICT, min=64, max=16384)
+    levels: tuple = _opt(UNIVERSAL_LEVELS, "the encoder levels the transform runs at, coarse to "
+                         "fine (5: relu5_1 ... 1: relu1_1), e.g. 5,4,3,2,1 or 3,2,1 (finer "
+                         "textures, more of the content)", methods=UNIVERSAL, panel="advanced",
+                         widget={"widget_type": "LineEdit"}, cli={"metavar": "5,4,3,2,1"})
     content_layers: tuple = _opt(DEFAULT_CONTENT_LAYERS, "VGG-19 layers for the content loss",
                                  methods=OPTIMIZE, cli=False)
     style_layers: tuple = _opt(DEFAULT_STYLE_LAYERS, "VGG-19 layers for the style loss",
@@ -252,6 +263,11 @@ def _annotations() -> dict:
 def field_annotation(f: dataclasses.Field):
     """The field's type as an object (``Literal[...]``, ``int``, ``str | None``), not a string."""
     return _annotations()[f.name]
+
+
+def field_default(f: dataclasses.Field):
+    """The field's default value (a factory's made anew)."""
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
 def field_choices(f: dataclasses.Field) -> tuple | None:
@@ -464,7 +480,25 @@ def _weights_file(kind: str, module: bool = False):
 
 
 #: Checks of the fields that are not a plain int, float, bool or string with choices.
+def _levels(name: str, value) -> tuple:
+    """Universal style transfer's levels: integers 1..5 (a sequence, or text such as "5,4,3"
+    from the CLI and the widget), each once; kept coarse to fine."""
+    items = value.replace(" ", "").split(",") if isinstance(value, str) else value
+    try:
+        levels = [_integer(name, item) for item in items]
+    except (TypeError, ValueError):
+        levels = None
+    if not levels or any(level not in UNIVERSAL_LEVELS for level in levels) \
+            or len(set(levels)) != len(levels):
+        raise ValueError(f"{name} must be distinct levels from 1 to 5, such as (5, 4, 3, 2, 1) "
+                         f"or \"3,2,1\", {_got(value)}")
+    return tuple(sorted(levels, reverse=True))
+
+
+
+
 _FIELD_CHECKS = {
+    "levels": _levels,
     "init_image": _image,
     "device": _device,
     "content_layers": _layers,

@@ -10,8 +10,10 @@ def clear_caches() -> None:
     imported yet hold nothing, so this imports nothing (no torch)."""
     import sys
 
-    for module_name, cache in (("weights", "_verified"), ("optimize", "_features_cache"),
-                               ("magenta_weights", "_loaded_models")):
+    for module_name, cache in (("weights", "_verified"),
+                               ("methods.optimize.gatys", "_features_cache"),
+                               ("methods.predict.magenta_weights", "_loaded_models"),
+                               ("methods.universal.networks", "_loaded")):
         module = sys.modules.get(f"{__name__}.{module_name}")
         if module is not None:
             getattr(module, cache).clear()

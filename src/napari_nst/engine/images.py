@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..settings import OUTPUT_RANGES
 from .memory import FileArray
 
 MIN_SIDE = 16
@@ -134,7 +133,7 @@ def prepare_image(data, window=None, *, name: str = "image", size=None,
         values = _read_only_values(colour)
     else:
         values = _mapped(colour, low, high)
-    alpha = None if alpha_plane is None else _mapped(alpha_plane, 0.0, _alpha_scale(array.dtype))
+    alpha = None if alpha_plane is None else _mapped(alpha_plane, 0.0, alpha_scale(array.dtype))
     return PreparedImage(values, grayscale, alpha, (low, high), array.dtype)
 
 
@@ -256,7 +255,7 @@ def _window(colour: np.ndarray, window, grayscale: bool, name: str) -> tuple[flo
 def _finite_range(values: np.ndarray) -> tuple[float, float] | None:
     """(min, max) of the finite values of float data, None without any."""
     low, high = math.inf, -math.inf
-    for r0, r1 in _bands(values):
+    for r0, r1 in bands(values):
         block = values[r0:r1]
         finite = np.isfinite(block)
         low = min(low, float(block.min(where=finite, initial=np.inf)))
@@ -278,7 +277,7 @@ def _shrinks(shape: tuple, target: tuple) -> bool:
     return target[0] <= shape[0] and target[1] <= shape[1] and tuple(target) != tuple(shape)
 
 
-def _bands(values: np.ndarray):
+def bands(values: np.ndarray):
     """(start, stop) row ranges of about ``BLOCK_VALUES`` values each."""
     height = values.shape[0]
     step = max(1, BLOCK_VALUES // max(1, values[:1].size))
@@ -288,7 +287,7 @@ def _bands(values: np.ndarray):
 def _mapped(values: np.ndarray, low: float, high: float) -> np.ndarray:
     """``_to_unit`` of the whole of ``values``, a band at a time into one float32 array."""
     out = np.empty(values.shape, np.float32)
-    for r0, r1 in _bands(values):
+    for r0, r1 in bands(values):
         out[r0:r1] = _to_unit(values[r0:r1], low, high)
     return out
 
@@ -311,14 +310,14 @@ def _to_unit(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return work.astype(np.float32, copy=False)
 
 
-def _alpha_scale(dtype: np.dtype) -> float:
+def alpha_scale(dtype: np.dtype) -> float:
     """The value of a fully opaque pixel: an integer dtype's maximum, 1 for floats (as napari's
     display and the image file formats read alpha)."""
     return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
 
 
 def _alpha(channel: np.ndarray) -> np.ndarray:
-    return _to_unit(channel, 0.0, _alpha_scale(channel.dtype))
+    return _to_unit(channel, 0.0, alpha_scale(channel.dtype))
 
 
 def _resampled(colour, alpha, size, shape, grayscale: bool, window, dtype,
@@ -397,95 +396,6 @@ def _pil_resize(plane: np.ndarray, shape, resample, box=None) -> np.ndarray:
         return plane
     image = Image.fromarray(plane)
     return np.asarray(image.resize((int(shape[1]), int(shape[0])), resample, box=box))
-
-
-# ITU-R BT.601 luma and the YIQ chroma axes: the classic choice for luminance-only transfer.
-_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
-                        [0.596, -0.274, -0.322],
-                        [0.211, -0.523, 0.312]], dtype=np.float32)
-_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
-
-
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma of an (H, W, 3) image."""
-    return rgb @ _RGB_TO_YIQ[0]
-
-
-def transfer_luminance(result: np.ndarray, colors_from: np.ndarray) -> np.ndarray:
-    """The luma of ``result`` with the chroma (YIQ I and Q) of ``colors_from``.
-
-    This is the luminance-only transfer of Gatys et al. 2016 ("Preserving color in neural artistic
-    style transfer"), applied to the output: the texture comes from the stylised image, the
-    colours from the content.
-    """
-    yiq = colors_from @ _RGB_TO_YIQ.T
-    yiq[..., 0] = luminance(result)
-    return np.clip(yiq @ _YIQ_TO_RGB.T, 0.0, 1.0).astype(np.float32)
-
-
-def finish_image(result: np.ndarray, content: PreparedImage, keep_colors: bool) -> np.ndarray:
-    """Final (H, W, 3) float32 image: grayscale content gives a grey result (luma in all three
-    channels, so no invented colour noise); ``keep_colors`` restores the content's chroma."""
-    if content.grayscale:
-        return np.repeat(luminance(result)[..., None], 3, axis=2).astype(np.float32)
-    if keep_colors:
-        colors = content.rgb
-        if colors.shape[:2] != result.shape[:2]:
-            colors = resize_array(colors, result.shape[:2])
-        return transfer_luminance(result, colors)
-    return result
-
-
-def output_image(image: np.ndarray, content: PreparedImage, output_range: str = "unit") -> np.ndarray:
-    """A result as runs hand it out: ``image`` (from ``finish_image``) plus the content's alpha
-    resized to it, (H, W, 4), when the content had one.
-
-    ``output_range`` "unit" keeps float32 in [0, 1]; "content" undoes ``prepare_image``'s mapping:
-    colour through the content's window, alpha over its dtype's range, then integers are rounded and
-    clipped into the content's dtype (floats stay float32), so a uint16 image comes back as uint16
-    in its own intensity range. This is the one place that maps results back to the input.
-    """
-    if output_range not in OUTPUT_RANGES:
-        raise ValueError(f"output_range={output_range!r} is not supported; choose one of "
-                         f"{', '.join(OUTPUT_RANGES)}")
-    if content.alpha is not None:
-        alpha = content.alpha
-        if alpha.shape != image.shape[:2]:
-            alpha = resize_array(alpha[..., None], image.shape[:2])[..., 0]
-        image = np.concatenate([image, alpha[..., None]], axis=2)
-    if output_range == "unit":
-        return image.astype(np.float32, copy=False)
-    out = np.empty(image.shape, output_dtype(content.dtype, output_range))
-    for r0, r1 in _bands(image):  # a band at a time: no float64 copy of a large result
-        out[r0:r1] = _from_unit(image[r0:r1], content)
-    return out
-
-
-def output_dtype(content_dtype, output_range: str) -> np.dtype:
-    """The dtype of ``output_image``'s result for content of ``content_dtype``: float32, or with
-    ``output_range="content"`` the content's dtype where it is an integer."""
-    dtype = np.dtype(content_dtype)
-    if output_range == "content" and np.issubdtype(dtype, np.integer):
-        return dtype
-    return np.dtype(np.float32)
-
-
-def _from_unit(block: np.ndarray, content: PreparedImage) -> np.ndarray:
-    """``output_image``'s "content" mapping of one block of rows."""
-    low, high = content.window
-    values = block.astype(np.float64)  # a copy; float64 keeps integer levels exact before rounding
-    colour = values[..., :3]
-    if math.isfinite(high - low):
-        colour *= high - low
-        colour += low
-    else:  # float64 data near +-1e308: the same line without the overflowing high - low
-        colour[:] = (1.0 - colour) * low + colour * high
-    if content.alpha is not None:
-        values[..., 3] *= _alpha_scale(content.dtype)
-    if not np.issubdtype(content.dtype, np.integer):
-        return values
-    info = np.iinfo(content.dtype)
-    return np.clip(np.rint(values, out=values), info.min, info.max, out=values)
 
 
 def resize_array(rgb: np.ndarray, shape) -> np.ndarray:

@@ -7,10 +7,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from ..settings import Settings, make_settings
+from ..settings import Settings, make_settings, normalized_blend_weights
 from .devices import resolve_device
 from .images import prepare_image, working_shape
-from .losses import normalized_blend_weights
+from . import methods
 from .result import StepResult
 
 
@@ -22,33 +22,21 @@ def _as_list(style) -> list:
     return [style]
 
 
-def _in_file_above(settings: Settings) -> int | None:
-    """Working images of more pixels than this are prepared in files: predict renders them
-    through files (``predict.streams``), reading a tile at a time; optimize holds its image
-    in memory whatever its size."""
-    if settings.method != "predict":
-        return None
-    from .predict import STREAM_PIXELS
-
-    return STREAM_PIXELS
-
-
 def prepare_inputs(content, style, settings: Settings):
     """Validate and map the inputs (ValueError with what to do) before any work starts.
 
     Returns the prepared content, the prepared styles and the initial image (``init_image``,
     else None). Inputs larger than they will be used are resized here, while they are
     mapped (``prepare_image``'s ``size``), so that no float copy at their own size is made: the
-    content and ``init_image`` to the result's size (``size``), the styles of an optimisation to
-    its style size at the working size (prediction embeds crops of the whole style image, so
-    those keep their size).
+    content and ``init_image`` to the result's size (``size``), the styles to the size the method
+    compares them at (``Method.style_size``; None: their own size). Working images the method
+    reads tile by tile are prepared in temporary files above ``Method.in_file_above`` pixels.
     """
-    prepared_content = prepare_image(content, settings.content_window, name="content",
-                                     size=settings.size, in_file_above=_in_file_above(settings))
+    method = methods.get(settings.method)
+    prepared_content = _prepare_content(content, settings, "content")
     styles = _as_list(style)
     names = ["style"] if len(styles) == 1 else [f"style {i + 1}" for i in range(len(styles))]
-    predicts = settings.method == "predict" or settings.init == "predict"
-    style_size = None if predicts else round(settings.working_size() * settings.style_scale)
+    style_size = method.style_size(settings)
     prepared_styles = [prepare_image(s, settings.style_window, name=n, size=style_size)
                        for s, n in zip(styles, names)]
     normalized_blend_weights(settings.style_blend, len(prepared_styles))  # rejects bad weights now
@@ -59,44 +47,39 @@ def prepare_inputs(content, style, settings: Settings):
     return prepared_content, prepared_styles, initial
 
 
+def _prepare_content(content, settings: Settings, name: str):
+    return prepare_image(content, settings.content_window, name=name, size=settings.size,
+                         in_file_above=methods.get(settings.method).in_file_above(settings))
+
+
 def run_steps(content, style, settings: Settings | None = None, **overrides) -> Iterator[StepResult]:
     """Like ``iterate`` but yields after every step (``image`` None between emissions), so that a
     consumer -- napari's worker -- can stop between any two steps. Validates eagerly."""
     settings = make_settings(settings, **overrides)
     prepared_content, prepared_styles, initial = prepare_inputs(content, style, settings)
     device = resolve_device(settings.device)
-    return _dispatch(prepared_content, prepared_styles, initial, settings, device)
+    return _run([prepared_content], prepared_styles, initial, settings, device)
 
 
-def _dispatch(content, styles, initial, settings, device) -> Iterator[StepResult]:
-    """Run the method and stamp what every method shares into each iterate's provenance (the
-    method and the device); each method adds its own (weights identity, precision)."""
+def _run(contents: list, styles: list, initial, settings: Settings,
+         device) -> Iterator[StepResult]:
+    """The method's iterates for each content in turn, against one style target computed
+    first, with what every method shares stamped into each iterate's provenance (the method and
+    the device); each method adds its own (weights identity, precision)."""
     import dataclasses
 
-    shared = {"method": settings.method, "device": str(device)}
-    for iterate in _run_method(content, styles, initial, settings, device):
-        yield dataclasses.replace(iterate, info={**shared, **iterate.info})
-
-
-def _run_method(content, styles, initial, settings, device) -> Iterator[StepResult]:
     from ._triton_guard import guard_triton_import
 
     guard_triton_import()
     import torch
 
+    method = methods.get(settings.method)
+    shared = {"method": settings.method, "device": str(device)}
     with torch.inference_mode(False):
-        if settings.method == "predict":
-            from .predict import predict_iterates
-
-            yield from predict_iterates(content, styles, settings, device)
-            return
-        if settings.init == "predict":
-            from .predict import predict_image
-
-            initial = predict_image(content, styles, settings, device)
-        from .optimize import optimize
-
-        yield from optimize(content, styles, settings, device, initial=initial)
+        target = method.target(styles, settings, device)
+        for content in contents:
+            for step in method.run(content, target, settings, device, initial=initial):
+                yield dataclasses.replace(step, info={**shared, **step.info})
 
 
 def iterate(content, style, settings: Settings | None = None, **overrides) -> Iterator[StepResult]:
@@ -127,9 +110,11 @@ def stylize(content, style, settings: Settings | None = None, **overrides) -> np
 
 def predict_batch(contents: Sequence, style, settings: Settings | None = None,
                   **overrides) -> list[np.ndarray]:
-    """Stylise several content images with the same style(s) by prediction: the networks are
-    loaded and the style embedded once. ``contents`` is a list of arrays as for ``stylize``;
-    returns one image per content, each at its working size and as ``stylize`` returns it."""
+    """Stylise several content images with the same style(s): the networks are loaded and the
+    style target (predict's embeddings, universal's statistics, optimize's Gram matrices)
+    computed once. Any method; the name is predict's, the first to batch. ``contents`` is a list
+    of arrays as for ``stylize``; returns one image per content, each at its working size and as
+    ``stylize`` returns it."""
     if hasattr(contents, "shape") or hasattr(contents, "__array__"):  # would iterate over rows
         raise ValueError(f"predict_batch: contents is one array of shape "
                          f"{tuple(getattr(contents, 'shape', ()))}; pass a list of arrays, e.g. "
@@ -139,13 +124,9 @@ def predict_batch(contents: Sequence, style, settings: Settings | None = None,
     if not contents:
         return []
     _, styles, _ = prepare_inputs(contents[0], style, settings)
-    prepared = [prepare_image(c, settings.content_window, name=f"content {i + 1}",
-                              size=settings.size, in_file_above=_in_file_above(settings))
-                for i, c in enumerate(contents)]
+    prepared = [_prepare_content(c, settings, f"content {i + 1}") for i, c in enumerate(contents)]
     device = resolve_device(settings.device)
-    from .predict import predict_many
-
-    return predict_many(prepared, styles, settings, device)
+    return [step.image for step in _run(prepared, styles, None, settings, device) if step.done]
 
 
 __all__ = ["iterate", "predict_batch", "run_steps", "stylize"]

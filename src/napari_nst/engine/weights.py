@@ -90,6 +90,44 @@ MAGENTA_TRANSFORMER = WeightsFile(
 )
 
 
+_CD_URL = ("https://github.com/MingSun-Tse/Collaborative-Distillation/raw/"
+           "4a269dc90020721ef9b279b2926c62f5bcd6d209/trained_models/")
+
+
+def _universal(kind: str, level: int, upstream: str, sha256: str, size: str) -> WeightsFile:
+    return WeightsFile(f"cd_wct_16x_{kind}{level}.pth", _CD_URL + upstream, sha256,
+                       f"universal style transfer {kind} {level} (Collaborative Distillation "
+                       f"16x, Wang et al. 2020; {size})")
+
+
+#: Encoder k (up to relu k_1) of universal style transfer, k = 1..5; encoder 5 is the distilled
+#: VGG-19 itself.
+UNIVERSAL_ENCODERS = {
+    1: _universal("encoder", 1, "wct_se_16x_new/20191110-133713_E20.pth",
+                  "f74755a65164a88e0db8cbb7d99d7078b9fa505df0953fac5123bfc7c84e0ea4", "10 kB"),
+    2: _universal("encoder", 2, "wct_se_16x_new/20191110-132713_E20.pth",
+                  "cb654af6bae77176f8c7721c965483e865b987f2f1612dda1ba0d0b5c3819a61", "53 kB"),
+    3: _universal("encoder", 3, "wct_se_16x_new/20191110-132705_E20.pth",
+                  "269cdd0e2634e3e1e5d3005b9e7eca0f4cc8077653fee1ac8c0cf1cbe9ab8758", "0.2 MB"),
+    4: _universal("encoder", 4, "wct_se_16x_new/20191110-132643_E20.pth",
+                  "d2f059cbcd6669556a43aadef58d20c8b280462c18b60a9e7424a14dd271cd6b", "1.2 MB"),
+    5: VGG19_DISTILLED,
+}
+#: Decoder k, trained to invert encoder k.
+UNIVERSAL_DECODERS = {
+    1: _universal("decoder", 1, "wct_se_16x_new_sd/20191111-091942_E20.pth",
+                  "05f26ad40044c019da0cf731372d5bd2ee4b477825c7f45508da70b1cd5a95fd", "3 kB"),
+    2: _universal("decoder", 2, "wct_se_16x_new_sd/20191111-091932_E20.pth",
+                  "94dd26f0e69857f79bf284a43a3708aa05c09c2593427c7f6e400ad12ce314e6", "31 kB"),
+    3: _universal("decoder", 3, "wct_se_16x_new_sd/20191111-091929_E20.pth",
+                  "005faba27859435762a8a9386116c00629cd8835a01617d0a71defa577c42174", "0.1 MB"),
+    4: _universal("decoder", 4, "wct_se_16x_new_sd/20191111-092553_E20.pth",
+                  "902f65e2c6033d803d02df552eb898e5985190a7ae67d155e384826eec6f04cb", "0.9 MB"),
+    5: _universal("decoder", 5, "wct_se_16x_new_sd/20191110-204615_E20.pth",
+                  "17fd0f81622f01366eb21cb4d40140ee38cf988ed6eaf266629709c397a8b485", "3.2 MB"),
+}
+
+
 def weights_dir() -> Path | None:
     """The directory named by $NAPARI_NST_WEIGHTS_DIR, if set."""
     configured = os.environ.get(WEIGHTS_DIR_ENV)
@@ -106,7 +144,8 @@ def sha256_of(path: Path) -> str:
 
 def _where_to_put(entry: WeightsFile) -> str:
     target = weights_dir() or f"the directory named by ${WEIGHTS_DIR_ENV}"
-    return (f"download {entry.url} and put it, named {entry.filename}, into {target} "
+    checksum = f" (sha256 {entry.sha256})" if len(entry.sha256) == 64 else ""
+    return (f"download {entry.url} and put it, named {entry.filename}{checksum}, into {target} "
             f"(or into {entry.cache_dir()})")
 
 
@@ -131,7 +170,7 @@ def verify(path: Path, entry: WeightsFile) -> Path:
     else:
         raise WeightsError(
             f"{path} is not the expected {entry.description}: its sha256 is {actual[:16]}..., "
-            f"expected {entry.sha256[:16]}...; the file is corrupt or a different file. "
+            f"expected {entry.sha256}; the file is corrupt or a different file. "
             f"Delete it and {_where_to_put(entry)}.")
     return path
 

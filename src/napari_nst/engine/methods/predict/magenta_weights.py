@@ -26,7 +26,7 @@ from torch import nn
 
 from .magenta import NORM_EPSILON, StylePredictor, StyleTransformer
 from .tflite import TFLiteError, TFLiteGraph, read_tflite
-from .weights import (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, WeightsError, WeightsFile,
+from ...weights import (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, WeightsError, WeightsFile,
                       load_torch_state_dict, locate, sha256_of)
 
 

@@ -57,9 +57,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .images import PreparedImage
+from ...images import PreparedImage
 from .magenta import SIZE_MULTIPLE, StyleTransformer, norm_affine
-from .memory import FileArray, release_freed_memory
+from ...memory import FileArray, release_freed_memory
 
 _CL = torch.channels_last
 _BAND_VALUES = 1 << 20  # values per float32 partial sum in the moments

@@ -13,12 +13,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from ..settings import Settings
-from .images import PreparedImage, finish_image, output_dtype, output_image, working_shape
+from ....settings import Settings
+from ...images import PreparedImage, working_shape
+from ...output import finish_image, finish_into, output_dtype, output_image
 from .magenta_weights import load_model
-from .memory import FileArray
+from ...memory import FileArray
 from .renderer import render, render_into
-from .result import StepResult
+from ...result import StepResult
 from .style_embedding import blend_embeddings, embed
 
 #: Working images of more pixels than this are rendered through files (``predict_streamed``):
@@ -116,14 +117,8 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
     try:
         render_into(transformer, content, embedding, scratch, settings.tile_size,
                     keep_bytes=STREAM_KEEP_BYTES, features_on_disk=True)
-        rows, cols = _finish_block(destination)
-        for r0 in range(0, height, rows):
-            for c0 in range(0, width, cols):
-                box = (slice(r0, r0 + rows), slice(c0, c0 + cols))
-                block = content.crop(*box)
-                destination[(*index, *box)] = output_image(
-                    finish_image(scratch[box], block, settings.keep_colors), block,
-                    settings.output_range)
+        finish_into(scratch, content, destination, settings.keep_colors, settings.output_range,
+                    index, _finish_block(destination))
     finally:
         scratch.close()  # its disk space now, not when the garbage collector gets to it
 
@@ -154,39 +149,25 @@ def _predicted(content: PreparedImage, style_embeddings: list, predictor, transf
     return result.memmap()
 
 
-def predict_image(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
-                  device: torch.device) -> np.ndarray:
-    """The stylised content (H, W, 3) float32 in [0, 1] at the working size (also the start image
-    of ``init="predict"``; ``output_image`` makes it a result)."""
-    predictor, transformer = load_networks(settings, device)
-    embeddings = style_embeddings_of(predictor, styles, settings)
-    return stylize_one(content, embeddings, predictor, transformer, settings)
+def weights_info(predictor, transformer) -> dict:
+    """The provenance of a prediction: which weights, in which arithmetic."""
+    return {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
+            "precision": "float32"}
 
 
-def predict_iterates(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
+def predict_iterates(content: PreparedImage, style_embeddings: list, settings: Settings,
                      device: torch.device) -> Iterator[StepResult]:
-    """One ``StepResult`` (step 1 of 1) with the prediction; the engine's ``method="predict"``."""
+    """One ``StepResult`` (step 1 of 1) with the prediction of ``content`` rendered with the
+    styles' embeddings (``style_embeddings_of``, computed once for a batch or a stack)."""
     start = time.perf_counter()
     predictor, transformer = load_networks(settings, device)
-    embeddings = style_embeddings_of(predictor, styles, settings)
-    image = _predicted(content, embeddings, predictor, transformer, settings)
-    info = {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
-            "precision": "float32"}
+    image = _predicted(content, style_embeddings, predictor, transformer, settings)
+    info = weights_info(predictor, transformer)
     if streams(*content.shape[:2], settings):
         info["tiled"] = "through files"
     yield StepResult(step=1, total_steps=1, image=image, losses={},
-                  elapsed=time.perf_counter() - start, scale=tuple(image.shape[:2]), info=info)
+                     elapsed=time.perf_counter() - start, scale=tuple(image.shape[:2]), info=info)
 
 
-def predict_many(contents: Sequence[PreparedImage], styles: list[PreparedImage], settings: Settings,
-                 device: torch.device) -> list[np.ndarray]:
-    """Results for several contents with the networks loaded and the styles embedded once (the
-    engine side of ``run.predict_batch``)."""
-    with torch.inference_mode():
-        predictor, transformer = load_networks(settings, device)
-        embeddings = style_embeddings_of(predictor, styles, settings)
-        return [_predicted(c, embeddings, predictor, transformer, settings) for c in contents]
-
-
-__all__ = ["STREAM_PIXELS", "predict_image", "predict_iterates", "predict_many",
-           "predict_streamed", "streams", "working_content"]
+__all__ = ["STREAM_PIXELS", "predict_iterates", "predict_streamed", "streams", "weights_info",
+           "working_content"]

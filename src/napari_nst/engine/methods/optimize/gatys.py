@@ -26,12 +26,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..settings import Settings
-from .devices import resolve_dtype
-from .images import PreparedImage, finish_image, output_image, working_shape
+from ....settings import Settings
+from ...devices import resolve_dtype
+from ...images import PreparedImage, working_shape
+from ...output import finish_image, output_image
 from .losses import StyleTransferLoss, style_gram_targets
-from .result import StepResult
-from .vgg import VGGFeatures, load_features
+from ...result import StepResult
+from ...tensors import to_image, to_tensor
+from ...vgg import VGGFeatures, load_features
 
 _features_cache: dict = {}
 #: L-BFGS curvature pairs kept (torch's default is 100): two image-sized vectors each, the largest
@@ -55,20 +57,6 @@ def steps_per_scale(total: int, scales: int) -> list[int]:
     scales = min(scales, total)
     base, extra = divmod(total, scales)
     return [base + (1 if i >= scales - extra else 0) for i in range(scales)]
-
-
-def to_tensor(rgb: np.ndarray, shape, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) float image -> (1, 3, h, w) tensor on ``device`` resized with antialiasing."""
-    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device)
-    if tuple(tensor.shape[-2:]) != tuple(shape):
-        tensor = F.interpolate(tensor, size=tuple(shape), mode="bicubic", antialias=True,
-                               align_corners=False).clamp_(0.0, 1.0)
-    return tensor
-
-
-def to_image(tensor: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) tensor -> (H, W, 3) float32 array in [0, 1] on the host."""
-    return tensor.detach()[0].clamp(0.0, 1.0).permute(1, 2, 0).float().cpu().numpy()
 
 
 def feature_extractor(settings: Settings, device: torch.device) -> tuple[VGGFeatures, str]:
