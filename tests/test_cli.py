@@ -214,6 +214,21 @@ def test_predict_counts_one_step(images, tmp_path, capsys):
     assert out.is_file()
 
 
+@pytest.mark.shared
+def test_universal_with_its_levels(images, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    content, style = images
+    out = tmp_path / "out.png"
+    assert main(["stylize", str(content), str(style), "-o", str(out), "--method", "universal",
+                 "--levels", "3,2,1", "--style-strength", "0.6", "--size", "48",
+                 "--device", "cpu"]) == 0
+    assert "1/1" in capsys.readouterr().err
+    assert np.asarray(Image.open(out)).shape == (36, 48, 3)
+    assert run_cli(["stylize", str(content), str(style), "-o", str(out), "--method",
+                    "universal", "--levels", "6,2"]) == 2
+    assert "levels must be distinct levels from 1 to 5" in capsys.readouterr().err
+
+
 # --- the output location, checked before any work ------------------------------------------------
 
 @pytest.mark.parametrize("where, message", [

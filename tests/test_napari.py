@@ -465,6 +465,32 @@ def test_distilled_network_from_the_widget(qtbot, viewer, widget):
     assert meta["weights"] == "file:cd_vgg19_distilled_16x_conv5_1.pth"
 
 
+@pytest.mark.shared
+def test_universal_from_the_widget(qtbot, viewer, widget):
+    """The widget's method choice reaches universal style transfer: its own controls shown
+    (levels), the optimisation's hidden, one result layer whose metadata names every weights
+    file with its sha256 and the levels."""
+    from napari_nst.engine.weights import UNIVERSAL_DECODERS, UNIVERSAL_ENCODERS
+
+    shared_path("weights", "cd_wct_16x_decoder5.pth")
+    widget.show_advanced.value = True
+    widget.controls["method"].value = "universal"
+    shown = lambda name: not widget.controls[name].native.isHidden()  # noqa: E731
+    assert shown("levels") and shown("style_strength") and not shown("steps")
+    widget.controls["levels"].value = "4,3,2,1"
+    widget.controls["size"].value = 64
+    before = len(viewer.layers)
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert len(viewer.layers) == before + 1  # one shot: one layer
+    meta = _results(viewer)[-1].metadata["napari_nst"]
+    assert meta["method"] == "universal" and meta["levels"] == [4, 3, 2, 1]
+    assert list(meta["settings"]["levels"]) == [4, 3, 2, 1]
+    expected = {entry.filename: entry.sha256 for level in (1, 2, 3, 4)
+                for entry in (UNIVERSAL_ENCODERS[level], UNIVERSAL_DECODERS[level])}
+    assert meta["weights_sha256"] == expected
+
+
 def test_closing_a_viewer_mid_run_stops_its_worker(qtbot, viewer, make_napari_viewer, random_vgg):
     """A second viewer keeps the application running: closing the first one mid-run stops its
     worker, and the results it had already queued are not added to the closed viewer."""

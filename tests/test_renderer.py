@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_nst.engine.methods.predict import renderer
+from napari_nst.engine.methods.predict import renderer, tiles
 from napari_nst.engine import weights as weights_module
 from napari_nst.engine.methods.predict.magenta import StyleTransformer
 from napari_nst.engine.memory import FileArray
@@ -118,7 +118,7 @@ def test_tiled_and_untiled_results_agree(networks, embedding, golden_gate, shape
     transformer = networks[1]
     rgb = np.ascontiguousarray(golden_gate[:shape[0], :shape[1]])
     whole = render(transformer, rgb, embedding, tile_size=1024)
-    monkeypatch.setattr(renderer, "PIECE_ROWS", piece_rows)
+    monkeypatch.setattr(tiles, "PIECE_ROWS", piece_rows)
     assert len(renderer._pieces_of((0, tile))) == -(-tile // piece_rows)
     tiled = render(transformer, rgb, embedding, tile_size=tile)
     rows, cols = tile_grid(*shape, tile)
@@ -233,7 +233,7 @@ def test_features_on_disk_give_the_same_bits(networks, embedding, golden_gate, t
             made.append(self)
             assert not list(tmp_path.iterdir())
 
-    monkeypatch.setattr(renderer, "FileArray", RecordedFileArray)
+    monkeypatch.setattr(tiles, "FileArray", RecordedFileArray)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = np.empty_like(expected)
     render_into(transformer, golden_gate, embedding, result, tile_size=64,
