@@ -52,7 +52,7 @@ def test_the_transform_gives_the_features_the_style_statistics():
     content = (mixing @ torch.randn(8, 4000, generator=generator, dtype=torch.float64) + 3.0)
     style = torch.randn(8, 3000, generator=generator, dtype=torch.float64) * torch.arange(
         1, 9, dtype=torch.float64)[:, None] - 1.0
-    matrix, bias = affine(Moments(8).add(content), [StyleStatistics.of(style[None].float())],
+    matrix, bias = affine(Moments(8).add(content), [StyleStatistics.from_moments(Moments.of(style.float()))],
                           [1.0], strength=1.0)
     moved = apply_affine(content.float().reshape(1, 8, 40, 100), matrix, bias)[0].reshape(8, -1)
     mean, covariance = Moments(8).add(moved).mean_covariance()
@@ -60,7 +60,7 @@ def test_the_transform_gives_the_features_the_style_statistics():
     np.testing.assert_allclose(mean, style_mean, atol=1e-3)
     np.testing.assert_allclose(covariance, style_covariance, rtol=1e-2, atol=2e-2)  # float32 maps
     # strength 0 is the identity
-    matrix, bias = affine(Moments(8).add(content), [StyleStatistics.of(style[None].float())],
+    matrix, bias = affine(Moments(8).add(content), [StyleStatistics.from_moments(Moments.of(style.float()))],
                           [1.0], strength=0.0)
     np.testing.assert_allclose(matrix, np.eye(8)) and np.testing.assert_allclose(bias, 0)
 
@@ -72,7 +72,7 @@ def test_a_flat_region_stays_finite():
     from napari_nst.engine.methods.universal.wct import Moments, StyleStatistics, affine
 
     flat = torch.full((4, 100), 2.0, dtype=torch.float64)
-    matrix, bias = affine(Moments(4).add(flat), [StyleStatistics.of(flat[None].float())], [1.0],
+    matrix, bias = affine(Moments(4).add(flat), [StyleStatistics.from_moments(Moments.of(flat.float()))], [1.0],
                           strength=1.0)
     assert torch.isfinite(matrix).all() and torch.isfinite(bias).all()
 

@@ -51,7 +51,7 @@ class Universal(Method):
         files = {}
         for level in sorted(settings.levels, reverse=True):
             files.update(load_level(level, settings.weights_dir)[2])
-        return UniversalTarget([style_statistics(s.rgb, settings.levels, settings.weights_dir,
+        return UniversalTarget([style_statistics(s, settings.levels, settings.weights_dir,
                                                  device) for s in styles], files)
 
     def _raw(self, content, target, settings, device, out=None):

@@ -66,7 +66,9 @@ class _Stack(nn.Module):
             self.convs[name] = conv
 
     def _conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.convs[name](F.pad(x, (1, 1, 1, 1), mode="reflect")))
+        # the padded copy is freed as soon as the convolution has read it; the ReLU is in place:
+        # two feature maps alive at a time, which bounds a tile's memory
+        return F.relu_(self.convs[name](F.pad(x, (1, 1, 1, 1), mode="reflect")))
 
 
 class Encoder(_Stack):

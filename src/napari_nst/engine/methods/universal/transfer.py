@@ -14,14 +14,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...memory import FileArray
+from ...memory import FileArray, release_freed_memory
 from .networks import load_level, reach, scale
 from .wct import Moments, StyleStatistics, affine, apply_affine
 
 #: Images of more pixels than this go through each level in tiles.
 WHOLE_PIXELS = 1536 * 1536
-#: Inside of a tile (its halo comes on top), a multiple of every level's grid.
+#: Inside of a tile (its halo comes on top), a multiple of every level's grid, at most: a
+#: level's tiles are smaller where its halo and width would make a feature map of the tile
+#: hold more than ``TILE_VALUES`` values (``tile_side``).
 TILE = 512
+#: Values of the widest full-resolution feature map of a tile with its halo (32 MB as float32):
+#: the encoder and decoder hold two such maps at a time, which bounds a tile's memory.
+TILE_VALUES = 8 << 20
 #: Images of more pixels than this keep the image between levels in temporary files.
 IN_FILE_PIXELS = 4096 * 4096 // 2
 
@@ -44,15 +49,21 @@ def _padded(image: torch.Tensor, level: int) -> torch.Tensor:
     return F.pad(image, (0, cols, 0, rows), mode=mode)
 
 
-def style_statistics(style: np.ndarray, levels, directory, device) -> dict[int, StyleStatistics]:
-    """{level: the style's statistics} of an (H, W, 3) style image in [0, 1]."""
-    tensor = _tensor(style, device)
+def style_statistics(style, levels, directory, device) -> dict[int, StyleStatistics]:
+    """{level: the style's statistics} of a style (a ``PreparedImage``); a large one is encoded
+    in tiles, as a large content is."""
+    height, width = style.shape[:2]
+    whole = height * width <= WHOLE_PIXELS
+    tensor = _tensor(style.rgb, device) if whole else None
     stats = {}
     with torch.inference_mode():
         for level in levels_in_order(levels):
             encoder, _, _ = load_level(level, directory, device)
-            features = encoder(_padded(tensor, level))
-            stats[level] = StyleStatistics.of(features)
+            if whole:
+                moments = Moments.of(encoder(_padded(tensor, level))[0])
+            else:
+                moments = _tiled_moments(style.read, (height, width), encoder, level)
+            stats[level] = StyleStatistics.from_moments(moments)
     return stats
 
 
@@ -67,8 +78,7 @@ def _level_whole(image: torch.Tensor, level: int, styles, weights, strength, dir
     height, width = image.shape[-2:]
     features = encoder(_padded(image, level))
     grid = scale(level)
-    inside = features[..., :-(-height // grid), :-(-width // grid)]
-    moments = Moments(features.shape[1]).add(inside[0])
+    moments = Moments.of(features[0, :, :-(-height // grid), :-(-width // grid)])
     matrix, bias = affine(moments, [s[level] for s in styles], weights, strength)
     return decoder(apply_affine(features, matrix, bias))[..., :height, :width].clamp_(0.0, 1.0)
 
@@ -127,28 +137,64 @@ def _reader(array):
 def _read_tile(read, shape, level: int, r0: int, r1: int, c0: int, c1: int):
     """Tile [r0:r1, c0:c1] with the level's halo (inside the image), as a tensor, and where its
     inside starts in it."""
-    halo = -(-reach(level) // scale(level)) * scale(level)
-    top, left = max(r0 - halo, 0), max(c0 - halo, 0)
-    bottom, right = min(r1 + halo, shape[0]), min(c1 + halo, shape[1])
+    context = halo(level)
+    top, left = max(r0 - context, 0), max(c0 - context, 0)
+    bottom, right = min(r1 + context, shape[0]), min(c1 + context, shape[1])
     block = read(slice(top, bottom), slice(left, right))
     return block, r0 - top, c0 - left
 
 
-def _level_tiled(read, shape, target, level, styles, weights, strength, directory, device):
-    encoder, decoder, _ = load_level(level, directory, device)
-    grid = scale(level)
-    tiles = [(r, c) for r in _tiles(shape[0], TILE) for c in _tiles(shape[1], TILE)]
-    moments = None
-    for (r0, r1), (c0, c1) in tiles:  # pass 1: the whole image's moments
+def halo(level: int) -> int:
+    """Context around a tile: the level's reach, rounded up to its grid."""
+    return -(-reach(level) // scale(level)) * scale(level)
+
+
+def tile_side(level: int, channels: int) -> int:
+    """The inside of a level's tiles: ``TILE``, or less where a feature map of ``channels`` at
+    full resolution over the tile and its halo would pass ``TILE_VALUES``."""
+    side = int((TILE_VALUES / channels) ** 0.5) - 2 * halo(level)
+    grid = 16  # every level's grid divides it
+    return max(grid, min(TILE, side // grid * grid))
+
+
+def _tile_grid(shape, level: int, channels: int) -> list:
+    side = tile_side(level, channels)
+    return [(r, c) for r in _tiles(shape[0], side) for c in _tiles(shape[1], side)]
+
+
+def _tiled_moments(read, shape, encoder, level: int) -> Moments:
+    """The moments of the whole image's features at ``level``, encoded a tile at a time (each
+    tile's inside only: halos are counted once, by the tile they belong to)."""
+    grid, moments = scale(level), None
+    for (r0, r1), (c0, c1) in _tile_grid(shape, level, _widest(encoder)):
         block, top, left = _read_tile(read, shape, level, r0, r1, c0, c1)
-        features = encoder(_padded(_tensor(block, device), level))
+        features = encoder(_padded(_tensor(block, device=_device_of(encoder)), level))
         inside = features[..., top // grid:(top + r1 - r0 + grid - 1) // grid,
                           left // grid:(left + c1 - c0 + grid - 1) // grid]
-        moments = (moments or Moments(features.shape[1])).add(inside[0])
+        moments = Moments.of(inside[0]) if moments is None else moments.add(inside[0])
+        del features, inside
+        release_freed_memory()  # freed tile buffers back to the system: they fragment otherwise
+    return moments
+
+
+def _widest(encoder) -> int:
+    """Channels of the encoder's first convolution: its widest map at full resolution."""
+    return encoder.convs["conv11"].out_channels
+
+
+def _device_of(module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _level_tiled(read, shape, target, level, styles, weights, strength, directory, device):
+    encoder, decoder, _ = load_level(level, directory, device)
+    moments = _tiled_moments(read, shape, encoder, level)  # pass 1: the whole image's moments
     matrix, bias = affine(moments, [s[level] for s in styles], weights, strength)
-    for (r0, r1), (c0, c1) in tiles:  # pass 2: transform and decode each tile
+    for (r0, r1), (c0, c1) in _tile_grid(shape, level, _widest(encoder)):  # pass 2: transform and decode each tile
         block, top, left = _read_tile(read, shape, level, r0, r1, c0, c1)
         features = encoder(_padded(_tensor(block, device), level))
         decoded = decoder(apply_affine(features, matrix, bias))
         inside = decoded[0, :, top:top + r1 - r0, left:left + c1 - c0].clamp_(0.0, 1.0)
         target[r0:r1, c0:c1] = inside.permute(1, 2, 0).float().cpu().numpy()
+        del features, decoded, inside
+        release_freed_memory()

@@ -23,6 +23,7 @@ import torch
 #: The ridge added to every covariance, relative to its mean eigenvalue (plus an absolute floor).
 RIDGE = 1e-5
 _FLOOR = 1e-12
+_CHUNK = 1 << 16  # pixels per float64 block of the moments
 
 
 class Moments:
@@ -33,11 +34,18 @@ class Moments:
         self.total = torch.zeros(channels, dtype=torch.float64)
         self.outer = torch.zeros(channels, channels, dtype=torch.float64)
 
+    @classmethod
+    def of(cls, features: torch.Tensor) -> Moments:
+        """The moments of one (C, ...) block of features."""
+        return cls(features.shape[0]).add(features)
+
     def add(self, features: torch.Tensor) -> Moments:
-        block = features.reshape(features.shape[0], -1).to("cpu", torch.float64)
-        self.count += block.shape[1]
-        self.total += block.sum(dim=1)
-        self.outer += block @ block.T
+        flat = features.reshape(features.shape[0], -1)
+        for start in range(0, flat.shape[1], _CHUNK):  # a float64 copy of a chunk at a time
+            block = flat[:, start:start + _CHUNK].to("cpu", torch.float64)
+            self.count += block.shape[1]
+            self.total += block.sum(dim=1)
+            self.outer += block @ block.T
         return self
 
     def mean_covariance(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,8 +83,8 @@ class StyleStatistics:
     colour: torch.Tensor
 
     @classmethod
-    def of(cls, features: torch.Tensor) -> StyleStatistics:
-        return cls(*colouring(Moments(features.shape[1]).add(features[0])))
+    def from_moments(cls, moments: Moments) -> StyleStatistics:
+        return cls(*colouring(moments))
 
 
 def affine(content: Moments, styles: list[StyleStatistics], weights: list[float],

@@ -1,0 +1,202 @@
+"""Universal style transfer: speed against a plain implementation in the same process, peak
+memory of a large image at full size, and quality next to optimize and predict on the shared
+pairs (with the three methods' montage for the README).
+
+    python benchmarks/bench_universal.py --speed             # 256 / 512 / 1024 px, plain ratio
+    python benchmarks/bench_universal.py --large 4096        # fresh processes, peak RSS
+    python benchmarks/bench_universal.py --quality           # 4 pairs x 3 methods (~3 min)
+    python benchmarks/bench_universal.py --smoke             # tiny sizes: keeps it working
+
+Speed: the median of 3 warm runs of ``stylize`` (the style target included) on 2 threads, and the
+same for ``plain_wct.plain_universal``. Large: each case in a fresh process that has run once on
+a small image (libraries and weights loaded), then the peak resident set over the baseline
+divided by the input's bytes (1.0: nothing but the input). Quality: ``quality.Judge`` (SSIM of
+the luma at 128 px; cosine of Magenta style embeddings), the same scores as bench_quality.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from quality import HERE, Judge, load_rgb, resized
+
+PAIRS = (("tubingen.jpg", "starry_night.jpg"), ("tubingen.jpg", "woman-with-hat-matisse.jpg"),
+         ("golden_gate.jpg", "the_scream.jpg"), ("golden_gate.jpg", "starry_night.jpg"))
+DOCS = HERE.parent / "docs"
+
+
+def _median_seconds(run, repeats: int) -> float:
+    run()  # warm: weights loaded, kernels chosen
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def speed(sizes, repeats: int) -> list[dict]:
+    import napari_nst
+    from plain_wct import plain_universal
+
+    content, style = load_rgb("tubingen.jpg"), load_rgb("starry_night.jpg")
+    rows = []
+    for size in sizes:
+        ours = _median_seconds(lambda: napari_nst.stylize(content, style, method="universal",
+                                                          size=size, device="cpu"), repeats)
+        shape = napari_nst.engine.images.working_shape(*content.shape[:2], size)
+        c, s = resized(content, shape), resized(style, napari_nst.engine.images.working_shape(
+            *style.shape[:2], size))
+        plain = _median_seconds(lambda: plain_universal(c, s), repeats)
+        rows.append({"size": size, "shape": list(shape), "seconds": ours, "plain": plain,
+                     "ratio": ours / plain})
+    print("\n| size | working shape | universal (s) | plain (s) | ratio |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['size']} | {r['shape'][0]}x{r['shape'][1]} | {r['seconds']:.2f} | "
+              f"{r['plain']:.2f} | {r['ratio']:.2f}x |")
+    return rows
+
+
+def child(side: int, output_range: str) -> dict:
+    """One large case in this fresh process."""
+    import napari_nst
+    from memory import proc_status
+
+    style = load_rgb("starry_night.jpg")
+    content = np.tile(load_rgb("tubingen.jpg"), (1 + side // 768, 1 + side // 1024, 1))[:side, :side]
+    napari_nst.stylize(content[:64, :64], style, method="universal", size=64)  # warm
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    baseline = proc_status("VmRSS")
+    data = np.ascontiguousarray(content)
+    start = time.perf_counter()
+    result = napari_nst.stylize(data, style, method="universal", size=side,
+                                output_range=output_range)
+    seconds = time.perf_counter() - start
+    peak = proc_status("VmHWM")
+    return {"side": side, "output_range": output_range, "seconds": seconds,
+            "ratio": (peak - baseline) / data.nbytes, "input_mb": data.nbytes / 2**20,
+            "result": f"{result.dtype} {'memory map' if isinstance(result, np.memmap) else 'array'}"}
+
+
+def large(side: int) -> list[dict]:
+    rows = []
+    for output_range in ("content", "unit"):
+        out = subprocess.run([sys.executable, __file__, "--child", str(side), output_range],
+                             capture_output=True, text=True, check=True, cwd=HERE)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print("\n| image | result | seconds | peak over the input |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['side']}² RGB uint8 ({r['input_mb']:.0f} MB) | {r['result']} | "
+              f"{r['seconds']:.1f} | {r['ratio']:.2f}x |")
+    return rows
+
+
+def quality(size: int, steps: int | None, pairs=PAIRS, montage: Path | None = None) -> dict:
+    import napari_nst
+
+    methods = {"optimize": dict(method="optimize", network="vgg19-distilled"),
+               "predict": dict(method="predict"),
+               "universal": dict(method="universal"),
+               "universal α 0.6": dict(method="universal", style_strength=0.6),
+               "universal α 0.3": dict(method="universal", style_strength=0.3),
+               "universal levels 3,2,1": dict(method="universal", levels=(3, 2, 1))}
+    if steps is not None:
+        methods["optimize"]["steps"] = steps
+    scores = {name: {"ssim": [], "style": [], "seconds": []} for name in methods}
+    strips = []
+    for content_name, style_name in pairs:
+        content, style = load_rgb(content_name), load_rgb(style_name)
+        judge = Judge(content, style)
+        images = []
+        for name, settings in methods.items():
+            start = time.perf_counter()
+            result = napari_nst.stylize(content, style, size=size, device="cpu", **settings)
+            scores[name]["seconds"].append(time.perf_counter() - start)
+            ssim, style_score = judge.scores(result)
+            scores[name]["ssim"].append(ssim)
+            scores[name]["style"].append(style_score)
+            if name in ("optimize", "predict", "universal"):
+                images.append(result)
+        strips.append([content, style, *images])
+    print(f"\nquality at {size} px, {len(pairs)} pairs (mean; per pair in the JSON)\n")
+    print("| method | content kept (SSIM) | style score | seconds |\n|---|---|---|---|")
+    for name, s in scores.items():
+        print(f"| {name} | {np.mean(s['ssim']):.3f} | {np.mean(s['style']):.3f} | "
+              f"{np.mean(s['seconds']):.2f} |")
+    if montage is not None:
+        save_montage(strips, montage)
+    return scores
+
+
+def save_montage(strips, path: Path, height: int = 240) -> None:
+    """content | style | optimize | predict | universal, one pair a row, with a title row."""
+    from PIL import Image, ImageDraw
+
+    def tile(image):
+        image = np.asarray(image, np.float32)
+        image = image / 255 if image.max() > 1.5 else image
+        h, w = image.shape[:2]
+        return resized(image, (height, round(w * height / h)))
+
+    rows = []
+    for strip in strips:
+        parts = []
+        for image in strip:
+            parts += [tile(image), np.ones((height, 6, 3), np.float32)]
+        rows.append(np.concatenate(parts[:-1], axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=1) for r in rows]
+    sheet = Image.fromarray((np.concatenate(rows) * 255).round().astype(np.uint8))
+    titled = Image.new("RGB", (sheet.width, sheet.height + 28), "white")
+    titled.paste(sheet, (0, 28))
+    draw = ImageDraw.Draw(titled)
+    widths = [tile(image).shape[1] + 6 for image in strips[0]]
+    x = 0
+    for title, w in zip(("content", "style", "optimize", "predict", "universal"), widths):
+        draw.text((x + 6, 6), title, fill="black")
+        x += w
+    path.parent.mkdir(parents=True, exist_ok=True)
+    titled.save(path, quality=88)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--large", type=int, metavar="N")
+    parser.add_argument("--quality", action="store_true")
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--child", nargs=2, metavar=("N", "RANGE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(int(args.child[0]), args.child[1])))
+        return {}
+    import torch
+
+    torch.set_num_threads(2)
+    report = {}
+    if args.smoke:
+        report["speed"] = speed((64,), 1)
+        report["quality"] = quality(64, steps=2, pairs=PAIRS[:1])
+        return report
+    if args.speed:
+        report["speed"] = speed((256, 512, 1024), 3)
+    if args.large:
+        report["large"] = large(args.large)
+    if args.quality:
+        report["quality"] = quality(512, None, montage=DOCS / "methods_montage.jpg")
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "universal.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()
