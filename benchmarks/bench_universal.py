@@ -91,7 +91,7 @@ def large(side: int) -> list[dict]:
     rows = []
     for output_range in ("content", "unit"):
         out = subprocess.run([sys.executable, __file__, "--child", str(side), output_range],
-                             capture_output=True, text=True, check=True, cwd=HERE)
+                             capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print("\n| image | result | seconds | peak over the input |\n|---|---|---|---|")
     for r in rows:
@@ -137,35 +137,31 @@ def quality(size: int, steps: int | None, pairs=PAIRS, montage: Path | None = No
     return scores
 
 
-def save_montage(strips, path: Path, height: int = 240) -> None:
-    """content | style | optimize | predict | universal, one pair a row, with a title row."""
+def save_montage(strips, path: Path, cell: tuple[int, int] = (230, 300)) -> None:
+    """content | style | optimize | predict | universal, one pair a row, each image fitted into
+    a cell of the same size under its column's title."""
     from PIL import Image, ImageDraw
 
-    def tile(image):
-        image = np.asarray(image, np.float32)
-        image = image / 255 if image.max() > 1.5 else image
-        h, w = image.shape[:2]
-        return resized(image, (height, round(w * height / h)))
-
-    rows = []
-    for strip in strips:
-        parts = []
-        for image in strip:
-            parts += [tile(image), np.ones((height, 6, 3), np.float32)]
-        rows.append(np.concatenate(parts[:-1], axis=1))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=1) for r in rows]
-    sheet = Image.fromarray((np.concatenate(rows) * 255).round().astype(np.uint8))
-    titled = Image.new("RGB", (sheet.width, sheet.height + 28), "white")
-    titled.paste(sheet, (0, 28))
-    draw = ImageDraw.Draw(titled)
-    widths = [tile(image).shape[1] + 6 for image in strips[0]]
-    x = 0
-    for title, w in zip(("content", "style", "optimize", "predict", "universal"), widths):
-        draw.text((x + 6, 6), title, fill="black")
-        x += w
+    titles = ("content", "style", "optimize", "predict", "universal")
+    gap, head = 6, 24
+    height, width = cell
+    sheet = Image.new("RGB", (len(titles) * (width + gap) - gap,
+                              head + len(strips) * (height + gap) - gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    for column, title in enumerate(titles):
+        draw.text((column * (width + gap) + 4, 6), title, fill="black")
+    for row, strip in enumerate(strips):
+        for column, image in enumerate(strip):
+            image = np.asarray(image, np.float32)
+            image = image / 255 if image.max() > 1.5 else image
+            h, w = image.shape[:2]
+            scale = min(height / h, width / w)
+            shape = (round(h * scale), round(w * scale))
+            tile = Image.fromarray((resized(image, shape) * 255).round().astype(np.uint8))
+            sheet.paste(tile, (column * (width + gap) + (width - shape[1]) // 2,
+                               head + row * (height + gap) + (height - shape[0]) // 2))
     path.parent.mkdir(parents=True, exist_ok=True)
-    titled.save(path, quality=88)
+    sheet.save(path, quality=85)
 
 
 def main(argv=None) -> dict:
@@ -174,6 +170,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--large", type=int, metavar="N")
     parser.add_argument("--quality", action="store_true")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "universal.json")
     parser.add_argument("--child", nargs=2, metavar=("N", "RANGE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -185,16 +182,16 @@ def main(argv=None) -> dict:
     report = {}
     if args.smoke:
         report["speed"] = speed((64,), 1)
+        report["large"] = large(128)
         report["quality"] = quality(64, steps=2, pairs=PAIRS[:1])
-        return report
     if args.speed:
         report["speed"] = speed((256, 512, 1024), 3)
     if args.large:
         report["large"] = large(args.large)
     if args.quality:
         report["quality"] = quality(512, None, montage=DOCS / "methods_montage.jpg")
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "universal.json").write_text(json.dumps(report, indent=1))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1))
     return report
 
 

@@ -6,10 +6,13 @@ What is plain on purpose: per level, the content and the style are encoded again
 statistics are computed again for every content, the covariance decompositions use ``torch.svd``
 on float64 copies of the flattened features, eigenvalues below 1e-5 are dropped, and nothing is
 kept between calls. The networks are the project's (``networks.Encoder``/``Decoder`` built from
-the same files): both implementations compute the same transform.
+the same files, in torch's default NCHW layout): both implementations compute the same
+transform.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -34,15 +37,26 @@ def _wct(content: torch.Tensor, style: torch.Tensor, alpha: float) -> torch.Tens
     return out.float().reshape(channels, height, width)
 
 
-def plain_universal(content: np.ndarray, style: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """(H, W, 3) float images in [0, 1] -> the result, levels 5 .. 1."""
+_plain: dict = {}
+
+
+def _networks(level: int):
+    """The level's encoder and decoder as plain NCHW copies."""
     from napari_nst.engine.methods.universal.networks import load_level
 
+    if level not in _plain:
+        _plain[level] = tuple(copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+                              for net in load_level(level)[:2])
+    return _plain[level]
+
+
+def plain_universal(content: np.ndarray, style: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """(H, W, 3) float images in [0, 1] -> the result, levels 5 .. 1."""
     image = torch.from_numpy(np.ascontiguousarray(content, np.float32)).permute(2, 0, 1)[None]
     style_t = torch.from_numpy(np.ascontiguousarray(style, np.float32)).permute(2, 0, 1)[None]
     with torch.no_grad():
         for level in (5, 4, 3, 2, 1):
-            encoder, decoder, _ = load_level(level)
+            encoder, decoder = _networks(level)
             grid = 1 << (level - 1)
             height, width = image.shape[-2:]
             pad = (0, -width % grid, 0, -height % grid)

@@ -183,3 +183,18 @@ def test_stack_memory_benchmark_smoke():
     assert [row[1].strip() for row in rows] == ["4", "8"]
     assert all(float(row[4]) > 0 and row[5].strip().endswith("MB") for row in rows)
     assert "peak RSS, 8 planes <= 1.2x 4 planes" in stdout
+
+
+def test_universal_benchmark_smoke(tmp_path):
+    shared_path("weights", "cd_wct_16x_decoder5.pth")
+    out = tmp_path / "universal.json"
+    stdout = run_script(BENCHMARKS / "bench_universal.py", "--smoke", "--json", out)
+    report = json.loads(out.read_text())
+    assert [row["size"] for row in report["speed"]] == [64]
+    assert report["speed"][0]["seconds"] > 0 and report["speed"][0]["plain"] > 0
+    assert {row["output_range"] for row in report["large"]} == {"content", "unit"}
+    assert all(row["ratio"] > 0.5 for row in report["large"])  # at least the input itself
+    scores = report["quality"]
+    assert set(scores) >= {"optimize", "predict", "universal"}
+    assert all(0 < value <= 1 for method in scores.values() for value in method["style"])
+    assert "| universal |" in stdout

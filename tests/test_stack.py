@@ -404,6 +404,19 @@ def test_cluster_gives_the_local_result_bit_for_bit(cluster, random_vgg, style):
     assert napari_nst.iter_stack(stack, style, client=cluster, **settings).chained  # one chain
 
 
+@pytest.mark.parametrize("method", ["predict", "universal"])
+def test_one_shot_methods_on_the_cluster_give_the_local_result(cluster, style, method,
+                                                                  monkeypatch):
+    """The style target (embeddings, universal's statistics) travels to the workers; each
+    worker loads the networks itself from the weights folder."""
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    stack = _stack()
+    settings = dict(method=method, size=48, device="cpu", temporal_weight=0)
+    local = _one_thread(lambda: napari_nst.stylize_stack(stack, style, **settings))
+    remote = napari_nst.stylize_stack(stack, style, client=cluster, **settings)
+    np.testing.assert_allclose(remote, local, atol=1e-5)
+
+
 def test_a_large_numpy_stack_goes_to_the_cluster_outside_the_graph(cluster, vgg_file, style):
     import warnings
 

@@ -52,7 +52,7 @@ class Universal(Method):
         for level in sorted(settings.levels, reverse=True):
             files.update(load_level(level, settings.weights_dir)[2])
         return UniversalTarget([style_statistics(s, settings.levels, settings.weights_dir,
-                                                 device) for s in styles], files)
+                                                 device, settings.size) for s in styles], files)
 
     def _raw(self, content, target, settings, device, out=None):
         """The transfer of ``content`` (already at its working size), (H, W, 3) in [0, 1]."""

@@ -49,11 +49,13 @@ def _padded(image: torch.Tensor, level: int) -> torch.Tensor:
     return F.pad(image, (0, cols, 0, rows), mode=mode)
 
 
-def style_statistics(style, levels, directory, device) -> dict[int, StyleStatistics]:
-    """{level: the style's statistics} of a style (a ``PreparedImage``); a large one is encoded
-    in tiles, as a large content is."""
+def style_statistics(style, levels, directory, device, size: int) -> dict[int, StyleStatistics]:
+    """{level: the style's statistics} of a style (a ``PreparedImage``) for a run at ``size``;
+    a large style is encoded in tiles, as a large content is, and so is any style of a run
+    large enough to be tiled (where memory is what counts: a 1024 px style encoded whole
+    takes 3x a 4096² uint8 content)."""
     height, width = style.shape[:2]
-    whole = height * width <= WHOLE_PIXELS
+    whole = height * width <= WHOLE_PIXELS and size * size <= WHOLE_PIXELS
     tensor = _tensor(style.rgb, device) if whole else None
     stats = {}
     with torch.inference_mode():
@@ -68,8 +70,9 @@ def style_statistics(style, levels, directory, device) -> dict[int, StyleStatist
 
 
 def _tensor(rgb: np.ndarray, device) -> torch.Tensor:
+    """(H, W, 3) -> (1, 3, H, W) channels-last (the networks' layout: no copy of the pixels)."""
     return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None] \
-        .to(device)
+        .to(device).contiguous(memory_format=torch.channels_last)
 
 
 def _level_whole(image: torch.Tensor, level: int, styles, weights, strength, directory,
@@ -192,8 +195,8 @@ def _level_tiled(read, shape, target, level, styles, weights, strength, director
     matrix, bias = affine(moments, [s[level] for s in styles], weights, strength)
     for (r0, r1), (c0, c1) in _tile_grid(shape, level, _widest(encoder)):  # pass 2: transform and decode each tile
         block, top, left = _read_tile(read, shape, level, r0, r1, c0, c1)
-        features = encoder(_padded(_tensor(block, device), level))
-        decoded = decoder(apply_affine(features, matrix, bias))
+        features = apply_affine(encoder(_padded(_tensor(block, device), level)), matrix, bias)
+        decoded = decoder(features)
         inside = decoded[0, :, top:top + r1 - r0, left:left + c1 - c0].clamp_(0.0, 1.0)
         target[r0:r1, c0:c1] = inside.permute(1, 2, 0).float().cpu().numpy()
         del features, decoded, inside

@@ -104,8 +104,7 @@ def affine(content: Moments, styles: list[StyleStatistics], weights: list[float]
 
 
 def apply_affine(features: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``M x + b`` on (1, C, h, w) features, in their own dtype and device."""
-    m = matrix.to(features.device, torch.float32)
-    b = bias.to(features.device, torch.float32)
-    out = torch.einsum("dc,nchw->ndhw", m, features.float()) + b[None, :, None, None]
-    return out.to(features.dtype)
+    """``M x + b`` on (1, C, h, w) features, in their own dtype and device: a 1x1 convolution
+    (one output map, no permuted copies)."""
+    weight = matrix.to(features.device, features.dtype)[:, :, None, None]
+    return torch.nn.functional.conv2d(features, weight, bias.to(features.device, features.dtype))
