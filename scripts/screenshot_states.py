@@ -5,6 +5,7 @@
     3_optimize_midway.jpg   an optimize run on the distilled network, halfway
     4_error.jpg             a Run that fails (ImageNet VGG-19 without network access)
     5_compare.jpg           Compare on: content x style grid of the final results
+    6_universal_done.jpg    after a universal Run, its controls shown (advanced settings open)
 
     xvfb-run -a python scripts/screenshot_states.py
 
@@ -84,6 +85,13 @@ def main() -> None:
     widget.controls["network"].value = "vgg19-distilled"
     widget.compare.value = True
     shot("5_compare.jpg")
+
+    widget.compare.value = False
+    widget.controls["method"].value = "universal"
+    widget.show_advanced.value = True
+    widget.run()
+    wait_run()
+    shot("6_universal_done.jpg")
     viewer.close()
 
 
