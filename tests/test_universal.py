@@ -209,3 +209,13 @@ def test_a_missing_weights_file_says_where_it_was_looked_for(tmp_path, monkeypat
     entry = UNIVERSAL_ENCODERS[4]
     assert entry.filename in message and str(tmp_path) in message and entry.sha256 in message
     clear_caches()
+
+
+def test_optimize_can_start_from_the_universal_result(photo, painting):
+    """``init="universal"``: optimize's start image is universal's result (one step keeps it
+    close), where ``init="content"`` starts from the photograph."""
+    quick = dict(network="vgg19-distilled", min_working_size=96, min_size=96, size=96, steps=1)
+    start = napari_nst.stylize(photo, painting, method="universal", size=96)
+    from_universal = napari_nst.stylize(photo, painting, init="universal", **quick)
+    from_content = napari_nst.stylize(photo, painting, init="content", **quick)
+    assert np.abs(from_universal - start).mean() < 0.01 < np.abs(from_content - start).mean()
