@@ -52,9 +52,13 @@ class LayerSnapshot:
 
 @dataclass
 class Job:
+    """One content with one style (or, with ``regions``, a style per label: ``style.data`` is
+    then the dict {label: style image} and ``style.name`` says which layer goes where)."""
+
     content: LayerSnapshot
     style: LayerSnapshot
     result_refs: list = field(default_factory=list, repr=False)  # weak, in order of steps
+    regions: LayerSnapshot | None = None
 
     @property
     def results(self) -> list:
@@ -68,6 +72,8 @@ class Job:
     def release(self) -> None:
         """Drop the input copies, once the run has ended."""
         self.content.data = self.style.data = None
+        if self.regions is not None:
+            self.regions.data = None
 
     @property
     def label(self) -> str:
@@ -94,9 +100,24 @@ def _image_layers(viewer, layers) -> list:
     return found
 
 
+def _labels_layer(viewer, layer):
+    """A Labels layer from a layer or a name; ValueError naming the problem."""
+    from napari.layers import Labels
+
+    if isinstance(layer, str):
+        if layer not in viewer.layers:
+            raise ValueError(f"there is no layer named {layer!r} in the viewer")
+        layer = viewer.layers[layer]
+    if not isinstance(layer, Labels):
+        raise ValueError(f"regions: layer {getattr(layer, 'name', layer)!r} is a "
+                         f"{type(layer).__name__} layer; regions come from a Labels layer")
+    return layer
+
+
 def snapshot_layer(viewer, layer) -> LayerSnapshot:
-    """A copy of the 2-D image on screen: the displayed slice of a z/t stack, with its window."""
-    spatial_ndim = layer.data.ndim - (1 if layer.rgb else 0)
+    """A copy of the 2-D image on screen: the displayed slice of a z/t stack, with its window
+    (a Labels layer: its labels, no window)."""
+    spatial_ndim = layer.data.ndim - (1 if getattr(layer, "rgb", False) else 0)
     index, label = (), ""
     if spatial_ndim > 2:
         point = layer.world_to_data(viewer.dims.point[-spatial_ndim:])
@@ -109,22 +130,64 @@ def snapshot_layer(viewer, layer) -> LayerSnapshot:
         else:
             label = " [" + ", ".join(f"{name}={v}" for name, v in zip(labels, leading)) + "]"
     data = np.array(layer.data[index] if index else layer.data, copy=True)
-    window = tuple(float(v) for v in layer.contrast_limits) if layer.contrast_limits else None
+    limits = getattr(layer, "contrast_limits", None)
+    window = tuple(float(v) for v in limits) if limits else None
     return LayerSnapshot(
-        name=layer.name, data=data, window=window, rgb=bool(layer.rgb),
+        name=layer.name, data=data, window=window, rgb=bool(getattr(layer, "rgb", False)),
         scale=tuple(layer.scale[-2:]), translate=tuple(layer.translate[-2:]),
         slice_label=label, layer_ref=_weak(layer))
 
 
-def make_jobs(viewer, content, style) -> list[Job]:
-    """One job per (content, style) pair, contents outermost; inputs are snapshotted now."""
+def make_jobs(viewer, content, style, regions=None) -> list[Job]:
+    """One job per (content, style) pair, contents outermost; with ``regions`` (a Labels layer)
+    one job per content, ``style`` a dict {label: Image layer}. Inputs are snapshotted now."""
     contents = [snapshot_layer(viewer, layer) for layer in _image_layers(viewer, content)]
-    styles = [snapshot_layer(viewer, layer) for layer in _image_layers(viewer, style)]
-    return [Job(c, s) for c in contents for s in styles]
+    if regions is None:
+        return [Job(c, s) for c in contents for s in _style_snapshots(viewer, style)]
+    labels = snapshot_layer(viewer, _labels_layer(viewer, regions))
+    return [Job(c, region_styles(viewer, style), regions=labels) for c in contents]
 
 
-def job_settings(settings: Settings, job: Job) -> Settings:
-    return settings.replace(content_window=job.content.window, style_window=job.style.window)
+def _style_snapshots(viewer, style) -> list[LayerSnapshot]:
+    if isinstance(style, dict):
+        raise ValueError("style: a dict {label: layer} needs regions=<a Labels layer>")
+    return [snapshot_layer(viewer, layer) for layer in _image_layers(viewer, style)]
+
+
+def region_styles(viewer, style) -> LayerSnapshot:
+    """The styles of a run with regions as one snapshot: {label: the style layer's slice on
+    screen, mapped to 0..1 by its own contrast limits} (each style keeps its own window), named
+    "1=starry, 2=scream"."""
+    if not isinstance(style, dict):  # one layer (or a list, blended) for every non-zero label
+        snapshots = _style_snapshots(viewer, style)
+        data = [_windowed(s) for s in snapshots]
+        return LayerSnapshot(name=" + ".join(s.name for s in snapshots),
+                             data=data if len(data) > 1 else data[0], window=None, rgb=True,
+                             scale=(1.0, 1.0), translate=(0.0, 0.0))
+    if not style:
+        raise ValueError("style: no label has a style; give at least one label a style layer")
+    data, names = {}, []
+    for label, layer in style.items():
+        snapshots = _style_snapshots(viewer, layer)
+        images = [_windowed(s) for s in snapshots]
+        data[label] = images if len(images) > 1 else images[0]
+        names.append(f"{label}={'+'.join(s.name for s in snapshots)}")
+    return LayerSnapshot(name=", ".join(names), data=data, window=None, rgb=True,
+                         scale=(1.0, 1.0), translate=(0.0, 0.0))
+
+
+def _windowed(snapshot: LayerSnapshot) -> np.ndarray:
+    """A style's pixels mapped by its layer's contrast limits, as the engine maps one style."""
+    from .engine.images import prepare_image
+
+    prepared = prepare_image(snapshot.data, snapshot.window, name=f"style {snapshot.name}")
+    return prepared.rgb if not prepared.grayscale else prepared.rgb[..., 0]
+
+
+def job_settings(settings: Settings, job) -> Settings:
+    regions = None if job.regions is None else job.regions.data
+    return settings.replace(content_window=job.content.window, style_window=job.style.window,
+                            regions=regions)
 
 
 @functools.cache
@@ -161,6 +224,9 @@ def _display(data, grayscale: bool, window, settings: Settings) -> dict:
 
 
 def _provenance(job, settings: Settings, **run) -> dict:
+    if job.regions is not None:  # which layer styles which label, by name
+        run["regions"] = {"labels": job.regions.name, "styles": job.style.name,
+                          "per_label": run.get("regions", {})}
     return {"napari_nst": {
         "content": job.content.name + job.content.slice_label, "style": job.style.name, **run,
         "settings": settings.to_metadata(), "seed": settings.seed, "versions": _versions()}}
@@ -225,6 +291,7 @@ class StackJob:
     out: Any = None
     result_ref: weakref.ref | None = field(default=None, repr=False)
     run: Any = field(default=None, repr=False)  # its StackRun until the run has closed
+    regions: LayerSnapshot | None = None  # the Labels layer's whole data (not copied)
 
     @property
     def results(self) -> list:
@@ -233,6 +300,8 @@ class StackJob:
 
     def release(self) -> None:
         self.content.data = self.style.data = None
+        if self.regions is not None:
+            self.regions.data = None
 
     @property
     def label(self) -> str:
@@ -247,16 +316,23 @@ def stack_source(layer) -> StackSource:
                        layer_ref=_weak(layer))
 
 
-def make_stack_jobs(viewer, content, style, out=None) -> list[StackJob]:
-    """One job per (content stack, style) pair; ``out`` (a path for the result's zarr store)
-    only where there is one pair."""
+def make_stack_jobs(viewer, content, style, out=None, regions=None) -> list[StackJob]:
+    """One job per (content stack, style) pair (with ``regions``: per content stack, the
+    Labels layer's labels for every plane); ``out`` (a path for the result's zarr store) only
+    where there is one pair."""
     contents = [stack_source(layer) for layer in _image_layers(viewer, content)]
-    styles = [snapshot_layer(viewer, layer) for layer in _image_layers(viewer, style)]
+    if regions is not None:
+        layer = _labels_layer(viewer, regions)
+        labels = LayerSnapshot(name=layer.name, data=layer.data, window=None, rgb=False,
+                               scale=tuple(layer.scale), translate=tuple(layer.translate))
+        styles = [region_styles(viewer, style)]
+    else:
+        labels, styles = None, _style_snapshots(viewer, style)
     if out is not None and len(contents) * len(styles) > 1:
         raise ValueError(f"out={out!r} names one store, but {len(contents)} content and "
                          f"{len(styles)} style layer(s) make {len(contents) * len(styles)} "
                          "results; run them one at a time, or leave out=None (temporary stores)")
-    return [StackJob(c, s, out) for c in contents for s in styles]
+    return [StackJob(c, s, out, regions=labels) for c in contents for s in styles]
 
 
 def add_stack_layer(viewer, job: StackJob, run, settings: Settings):

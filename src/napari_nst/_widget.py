@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import (CheckBox, ComboBox, Container, Label, LineEdit, PushButton, Select,
                               create_widget)
 
+from ._regions_panel import RegionsPanel
 from ._worker import run_in_viewer
 from .settings import PANELS, Settings, applies_to, field_annotation, field_default
 
@@ -75,6 +76,7 @@ class StyleTransferWidget(Container):
                             tooltip="style image layer(s); every content is run with every style")
         for picker in (self.content, self.style):
             picker.native.setMaximumHeight(90)
+        self.regions = RegionsPanel(viewer, self._image_layers, self._default_region_style)
         self.scope = ComboBox(
             label="run on", value="slice",
             choices=[("slice on screen", "slice"), ("whole stack", "stack")],
@@ -120,7 +122,7 @@ class StyleTransferWidget(Container):
             label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         basic, advanced = ([self.controls[f.name] for f in _PANEL_FIELDS[panel]]
                            for panel in PANELS)
-        self.extend([self.content, self.style, self.scope, *basic, self.show_advanced, *advanced,
+        self.extend([self.content, self.style, self.regions, self.scope, *basic, self.show_advanced, *advanced,
                      self.planes, self.scheduler,
                      self.restored, self.reset_button,
                      Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
@@ -168,6 +170,7 @@ class StyleTransferWidget(Container):
         self.content.reset_choices()
         self.style.reset_choices()
         self._select_defaults()
+        self.regions.reset_choices()
 
     def _select_defaults(self):
         """Pick a content and a different style when nothing is chosen yet, from input layers
@@ -177,6 +180,12 @@ class StyleTransferWidget(Container):
             self.content.value = [inputs[0]]
         if not self.style.value and len(inputs) > 1:
             self.style.value = [inputs[1]]
+
+    def _default_region_style(self, label: int):
+        """A new label's style: the chosen style layers in turn (label 1 the first, label 2 the
+        second, ...), so that painting two labels gives two styles."""
+        chosen = list(self.style.value) or [layer for _, layer in self._image_layers()][1:2]
+        return chosen[(label - 1) % len(chosen)] if chosen else None
 
     @staticmethod
     def _device_choices():
@@ -254,13 +263,18 @@ class StyleTransferWidget(Container):
         if self.worker is not None:
             return self.worker
         try:
-            if not self.content.value or not self.style.value:
-                raise ValueError("choose a content and a style image layer first")
+            regions = self.regions.layer
+            style = self.regions.mapping() if regions is not None else list(self.style.value)
+            if not self.content.value or not style:
+                raise ValueError("choose a content and a style image layer first" if regions
+                                 is None else "give at least one label a style layer (the "
+                                 "regions table), or choose regions: none")
             settings = self.current_settings()
             self._save_values()
             self._started = time.perf_counter()
-            worker = run_in_viewer(self._viewer, list(self.content.value), list(self.style.value),
+            worker = run_in_viewer(self._viewer, list(self.content.value), style,
                                    settings, scope=self.scope.value, start=False,
+                                   regions=regions,
                                    client=self.scheduler.value.strip() or None,
                                    temporal_weight=0 if self.planes.value == "own" else None,
                                    on_iterate=self._on_iterate)

@@ -34,7 +34,7 @@ SCOPES = ("slice", "stack")
 
 def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, scope: str = "slice",
                   out=None, client=None, temporal_weight: float | None = None, start: bool = True,
-                  on_iterate=None, **overrides):
+                  on_iterate=None, regions=None, **overrides):
     """Stylize ``content`` with ``style`` in a worker thread.
 
     ``content`` and ``style`` are Image layers or layer names, or lists of them: every content is
@@ -51,6 +51,10 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
       plane keeps to the previous one (``iter_stack``; None: the method's default, 0: planes on
       their own, e.g. tiles or positions). The style is the slice on screen.
 
+    ``regions``: a Labels layer (or its name) whose labels say which style goes where, with
+    ``style`` a dict {label: Image layer (or a list, blended)}, or one style for every
+    non-zero label; unlisted labels keep the content (``napari_nst.stylize``'s ``regions``).
+
     Returns the started ``GeneratorWorker`` (``worker.quit()`` stops at the next step or plane
     and keeps what was added); the jobs and their result layers are on ``worker.jobs``.
     ``on_iterate(job, item)`` is called on the main thread for every step (a ``StepResult``) or,
@@ -59,7 +63,7 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
     """
     settings = make_settings(settings, **overrides)
     if scope == "slice":
-        jobs = make_jobs(viewer, content, style)
+        jobs = make_jobs(viewer, content, style, regions)
         total = settings.total_steps() * len(jobs)
         events = _run_jobs(jobs, settings)
 
@@ -70,7 +74,7 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
     elif scope == "stack":
         from .engine.stack import StackRun
 
-        jobs = make_stack_jobs(viewer, content, style, out)
+        jobs = make_stack_jobs(viewer, content, style, out, regions)
         total = sum(job.content.planes for job in jobs)
         events = _run_stack_jobs(jobs, settings, client, temporal_weight)
 

@@ -72,6 +72,39 @@ def _plane(text: str) -> tuple[int, ...]:
     return index
 
 
+def _region_style(text: str) -> tuple[int, Path]:
+    label, sep, path = text.partition("=")
+    if not sep or not label.strip().lstrip("-").isdigit() or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: give LABEL=FILE, e.g. --style 1=starry.jpg")
+    return int(label), Path(path)
+
+
+def _read_styles(args, stack: bool = False):
+    """The style argument of a run from the command line: one image, a list (blended), or with
+    --regions a dict {label: image or list}; and the regions' labels (None without)."""
+    from .io import read_image, read_stack
+
+    if args.style and args.region_styles:
+        raise ValueError("give the styles either as files after CONTENT or as --style "
+                         "LABEL=FILE with --regions, not both")
+    if args.region_styles and args.regions is None:
+        raise ValueError("--style LABEL=FILE says which label gets which style: add --regions "
+                         "LABELS (a label image of the content's shape)")
+    if not args.style and not args.region_styles:
+        raise ValueError("no style given: pass a style image file after CONTENT, or "
+                         "--regions LABELS --style LABEL=FILE")
+    labels = None
+    if args.regions is not None:
+        labels = read_stack(args.regions) if stack else read_image(args.regions, args.plane)
+    if args.region_styles:
+        mapping: dict = {}
+        for label, path in args.region_styles:
+            mapping.setdefault(label, []).append(read_image(path, args.plane))
+        return {k: v if len(v) > 1 else v[0] for k, v in mapping.items()}, labels
+    styles = [read_image(path, args.plane) for path in args.style]
+    return (styles if len(styles) > 1 else styles[0]), labels
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-nst", description=(
         "Neural style transfer: Gatys et al. optimisation, Ghiasi et al. prediction or Li et "
@@ -85,7 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
                                               "the run and writes the image of the step it "
                                               "was at.")
     stylize.add_argument("content", type=Path, help="content image file")
-    stylize.add_argument("style", type=Path, nargs="+", help="style image file(s); several are blended")
+    stylize.add_argument("style", type=Path, nargs="*",
+                         help="style image file(s); several are blended")
+    stylize.add_argument("--style", dest="region_styles", action="append", type=_region_style,
+                         default=[], metavar="LABEL=FILE",
+                         help="with --regions: the style of one label (repeat for each label; "
+                              "the same label twice blends two styles); labels without one "
+                              "keep the content; 0 is the background")
+    stylize.add_argument("--regions", type=Path, default=None, metavar="LABELS",
+                         help="a label image (e.g. a napari Labels layer saved as .tif) of the "
+                              "content's shape, or one per plane for --stack: a style per "
+                              "label (--style LABEL=FILE); a plain STYLE styles every non-zero "
+                              "label")
     stylize.add_argument("-o", "--output", type=Path, required=True, help="output file (.png/.jpg/.tif)")
     stylize.add_argument("--plane", type=_plane, default=None, metavar="N",
                          help="for a TIFF stack such as (Z, H, W) or (T, Z, H, W, 3): the plane "
@@ -241,7 +285,8 @@ def stylize_command(args: argparse.Namespace) -> int:
         settings = settings.replace(emit_every=keep_every)
         check_writable(args.output)
         content = read_image(args.content, args.plane)
-        styles = [read_image(path, args.plane) for path in args.style]
+        style, labels = _read_styles(args)
+        settings = settings.replace(regions=labels)
         output_range, bit_depth = _output_plan(content.dtype, args.output, args.bit_depth,
                                                options.get("output_range"))
         settings = settings.replace(output_range=output_range)
@@ -251,7 +296,7 @@ def stylize_command(args: argparse.Namespace) -> int:
                   "transparency is dropped (write .png or .tif to keep it)", file=sys.stderr)
         from .engine.run import run_steps
 
-        steps = run_steps(content, styles if len(styles) > 1 else styles[0], settings)
+        steps = run_steps(content, style, settings)
     except ValueError as exc:  # bad input, bad setting, device not present
         return _fail(str(exc), EXIT_USAGE)
 
@@ -369,7 +414,7 @@ def stack_command(args: argparse.Namespace, options: dict) -> int:
     import numpy as np
 
     from .engine.stack import iter_stack, temporary_store
-    from .io import TIFF_SUFFIXES, check_writable, open_stack, read_image
+    from .io import TIFF_SUFFIXES, check_writable, open_stack
 
     output = args.output
     as_tiff = output.suffix.lower() in TIFF_SUFFIXES
@@ -387,14 +432,15 @@ def stack_command(args: argparse.Namespace, options: dict) -> int:
             raise ValueError(f"{output} exists already; choose a new path or remove it")
         check_writable(output)
         stack = open_stack(args.content)
-        styles = [read_image(path, args.plane) for path in args.style]
+        style, labels = _read_styles(args, stack=True)
+        options["regions"] = labels
         native = np.dtype(stack.dtype) in (np.dtype(np.uint8), np.dtype(np.uint16))
         if options.get("output_range") is None:  # as for one image: the content's own range
             options["output_range"] = "content" if native else "unit"
         settings = Settings(**{k: v for k, v in options.items() if v is not None})
         client = _connect(args.scheduler)
         store = temporary_store() if as_tiff else str(output)
-        run = iter_stack(stack, styles if len(styles) > 1 else styles[0], out=store,
+        run = iter_stack(stack, style, out=store,
                          client=client, settings=settings, temporal_weight=args.temporal_weight)
     except ValueError as exc:
         if client is not None:

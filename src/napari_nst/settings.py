@@ -160,6 +160,13 @@ class Settings:
     # not in the widget (``settings_overrides`` passes them)
     init_image: Any = _opt(None, "a start image (an array as for content), API only; replaces "
                            "init, which then stays at content", methods=OPTIMIZE, cli=False)
+    regions: Any = _opt(None, "a label image (a napari Labels layer's data) of the content's "
+                        "shape: a style per label (style={label: image}; a single style styles "
+                        "every non-zero label); labels without a style keep the content; API "
+                        "only (the CLI's --regions reads a file)", cli=False)
+    region_edge: float = _opt(2.0, "soft edge between regions: the Gaussian width in pixels of "
+                              "the result over which neighbouring regions blend (0: hard)",
+                              panel="advanced", min=0.0, max=64.0)
     pooling: Pooling = _opt("avg", "VGG pooling: avg (the paper's choice) or max", methods=OPTIMIZE)
     min_size: int = _opt(128, "smallest scale of coarse-to-fine optimisation", methods=OPTIMIZE,
                          min=16, max=16384)
@@ -480,6 +487,16 @@ def _weights_file(kind: str, module: bool = False):
 
 
 #: Checks of the fields that are not a plain int, float, bool or string with choices.
+def _regions(name: str, value):
+    """None, or an integer (or bool) label array; its values and shape are checked where the
+    content is known (``engine.regions``)."""
+    if value is None:
+        return None
+    from .engine.regions import check_label_array
+
+    return check_label_array(value, name)
+
+
 def _levels(name: str, value) -> tuple:
     """Universal style transfer's levels: integers 1..5 (a sequence, or text such as "5,4,3"
     from the CLI and the widget), each once; kept coarse to fine."""
@@ -500,6 +517,7 @@ def _levels(name: str, value) -> tuple:
 _FIELD_CHECKS = {
     "levels": _levels,
     "init_image": _image,
+    "regions": _regions,
     "device": _device,
     "content_layers": _layers,
     "style_layers": _layers,

@@ -20,6 +20,7 @@ Nothing here modifies the caller's array.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ class PreparedImage:
     alpha: np.ndarray | None = None
     window: tuple = (0.0, 1.0)
     dtype: np.dtype = np.dtype(np.float32)
+    #: The content's ``regions.Regions`` (a style per label) at this image's size, or None.
+    regions: object = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -84,7 +87,8 @@ class PreparedImage:
         """The block ``[rows, cols]`` of this image as a PreparedImage of its own (read now)."""
         values = np.asarray(self.values[rows, cols])
         alpha = None if self.alpha is None else self.alpha[rows, cols]
-        return PreparedImage(values, self.grayscale, alpha, self.window, self.dtype)
+        regions = None if self.regions is None else self.regions.crop(rows, cols)
+        return PreparedImage(values, self.grayscale, alpha, self.window, self.dtype, regions)
 
     def resized(self, shape) -> PreparedImage:
         """This image at ``shape`` (H, W): colour with the antialiased bicubic filter that the
@@ -99,8 +103,11 @@ class PreparedImage:
         else:
             colour = lambda r0, r1: _to_unit(values[r0:r1], *window)  # noqa: E731
         alpha = None if self.alpha is None else (lambda r0, r1: self.alpha[r0:r1])
-        return _resampled(colour, alpha, values.shape[:2], shape, self.grayscale, window,
-                          self.dtype)
+        image = _resampled(colour, alpha, values.shape[:2], shape, self.grayscale, window,
+                           self.dtype)
+        if self.regions is None:
+            return image
+        return dataclasses.replace(image, regions=self.regions.resized(shape))
 
 
 def prepare_image(data, window=None, *, name: str = "image", size=None,

@@ -42,15 +42,20 @@ def transfer_luminance(result: np.ndarray, colors_from: np.ndarray) -> np.ndarra
 
 def finish_image(result: np.ndarray, content: PreparedImage, keep_colors: bool) -> np.ndarray:
     """Final (H, W, 3) float32 image: grayscale content gives a grey result (luma in all three
-    channels, so no invented colour noise); ``keep_colors`` restores the content's chroma."""
+    channels, so no invented colour noise); ``keep_colors`` restores the content's chroma; the
+    pixels its ``regions`` keep are the content's own (``Regions.keep_content``)."""
+    if content.regions is not None:
+        result = content.regions.keep_content(result, lambda shape: _content_at(content, shape))
     if content.grayscale:
         return np.repeat(luminance(result)[..., None], 3, axis=2).astype(np.float32)
     if keep_colors:
-        colors = content.rgb
-        if colors.shape[:2] != result.shape[:2]:
-            colors = resize_array(colors, result.shape[:2])
-        return transfer_luminance(result, colors)
+        return transfer_luminance(result, _content_at(content, result.shape[:2]))
     return result
+
+
+def _content_at(content: PreparedImage, shape) -> np.ndarray:
+    colors = content.rgb
+    return colors if colors.shape[:2] == tuple(shape) else resize_array(colors, shape)
 
 
 def output_image(image: np.ndarray, content: PreparedImage, output_range: str = "unit") -> np.ndarray:

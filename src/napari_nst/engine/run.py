@@ -3,6 +3,7 @@ iterates) and ``stylize`` (the final image)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -11,6 +12,7 @@ from ..settings import Settings, make_settings, normalized_blend_weights
 from .devices import resolve_device
 from .images import prepare_image, working_shape
 from . import methods
+from .regions import Regions, assign_styles, is_style_mapping
 from .result import StepResult
 
 
@@ -22,24 +24,41 @@ def _as_list(style) -> list:
     return [style]
 
 
+def style_inputs(style, settings: Settings):
+    """(the run's style images, their ``regions.StyleAssignment`` or None without regions)."""
+    if settings.regions is None:
+        if is_style_mapping(style):
+            raise ValueError("style: a dict {label: style} says which style goes where, but no "
+                             "regions were given; pass regions=<label image> too, or a single "
+                             "style (or a list to blend)")
+        return _as_list(style), None
+    if not is_style_mapping(style):
+        _as_list(style)  # an empty list is an error here too
+    return assign_styles(style, settings.style_blend)
+
+
 def prepare_inputs(content, style, settings: Settings):
     """Validate and map the inputs (ValueError with what to do) before any work starts.
 
-    Returns the prepared content, the prepared styles and the initial image (``init_image``,
-    else None). Inputs larger than they will be used are resized here, while they are
-    mapped (``prepare_image``'s ``size``), so that no float copy at their own size is made: the
-    content and ``init_image`` to the result's size (``size``), the styles to the size the method
-    compares them at (``Method.style_size``; None: their own size). Working images the method
-    reads tile by tile are prepared in temporary files above ``Method.in_file_above`` pixels.
+    Returns the prepared content (with its ``regions`` when the settings have some), the
+    prepared styles and the initial image (``init_image``, else None). Inputs larger than they
+    will be used are resized here, while they are mapped (``prepare_image``'s ``size``), so
+    that no float copy at their own size is made: the content and ``init_image`` to the result's
+    size (``size``), the styles to the size the method compares them at
+    (``Method.style_size``; None: their own size). Working images the method reads tile by tile
+    are prepared in temporary files above ``Method.in_file_above`` pixels.
     """
     method = methods.get(settings.method)
+    styles, assignment = style_inputs(style, settings)
     prepared_content = _prepare_content(content, settings, "content")
-    styles = _as_list(style)
+    if assignment is not None:
+        prepared_content = with_regions(prepared_content, content, settings, assignment)
     names = ["style"] if len(styles) == 1 else [f"style {i + 1}" for i in range(len(styles))]
     style_size = method.style_size(settings)
     prepared_styles = [prepare_image(s, settings.style_window, name=n, size=style_size)
                        for s, n in zip(styles, names)]
-    normalized_blend_weights(settings.style_blend, len(prepared_styles))  # rejects bad weights now
+    if assignment is None:
+        normalized_blend_weights(settings.style_blend, len(prepared_styles))  # rejects bad weights
     initial = None
     if settings.init_image is not None:
         shape = working_shape(*prepared_content.shape[:2], settings.size)
@@ -50,6 +69,31 @@ def prepare_inputs(content, style, settings: Settings):
 def _prepare_content(content, settings: Settings, name: str):
     return prepare_image(content, settings.content_window, name=name, size=settings.size,
                          in_file_above=methods.get(settings.method).in_file_above(settings))
+
+
+def with_regions(prepared, content, settings: Settings, assignment, labels=None,
+                 name: str = "regions", warn: bool = True):
+    """``prepared`` (the content as ``prepare_image`` made it) with its ``Regions``: ``labels``
+    (default ``settings.regions``) fitted to the content's spatial shape and resampled to the
+    prepared one, the soft edge given in pixels of the result."""
+    result_shape = check_regions_size(prepared.shape[:2], settings)
+    spatial = tuple(np.shape(content)[:2])
+    edge = settings.region_edge * max(prepared.shape[:2]) / max(result_shape)
+    regions = Regions.of(settings.regions if labels is None else labels, spatial,
+                         prepared.shape[:2], assignment, edge, name, warn=warn)
+    return dataclasses.replace(prepared, regions=regions)
+
+
+def check_regions_size(shape, settings: Settings) -> tuple[int, int]:
+    """The result's shape for a content of ``shape``, or a ValueError where the method takes no
+    regions at that size (``Method.regions_max_pixels``)."""
+    result_shape = working_shape(*shape[:2], settings.size)
+    limit = methods.get(settings.method).regions_max_pixels(settings)
+    if limit is not None and result_shape[0] * result_shape[1] > limit:
+        raise ValueError(f"regions: {settings.method} takes regions on results of up to "
+                         f"{limit} pixels (this one: {result_shape[0]}x{result_shape[1]}); "
+                         "pass a smaller size, or run the regions one at a time")
+    return result_shape
 
 
 def run_steps(content, style, settings: Settings | None = None, **overrides) -> Iterator[StepResult]:
@@ -78,8 +122,10 @@ def _run(contents: list, styles: list, initial, settings: Settings,
     with torch.inference_mode(False):
         target = method.target(styles, settings, device)
         for content in contents:
+            own = shared if content.regions is None else \
+                {**shared, "regions": content.regions.describe()}
             for step in method.run(content, target, settings, device, initial=initial):
-                yield dataclasses.replace(step, info={**shared, **step.info})
+                yield dataclasses.replace(step, info={**own, **step.info})
 
 
 def iterate(content, style, settings: Settings | None = None, **overrides) -> Iterator[StepResult]:
@@ -124,7 +170,13 @@ def predict_batch(contents: Sequence, style, settings: Settings | None = None,
     if not contents:
         return []
     _, styles, _ = prepare_inputs(contents[0], style, settings)
-    prepared = [_prepare_content(c, settings, f"content {i + 1}") for i, c in enumerate(contents)]
+    _, assignment = style_inputs(style, settings)
+    prepared = []
+    for i, content in enumerate(contents):  # the same labels for each content (of its shape)
+        one = _prepare_content(content, settings, f"content {i + 1}")
+        if assignment is not None:
+            one = with_regions(one, content, settings, assignment)
+        prepared.append(one)
     device = resolve_device(settings.device)
     return [step.image for step in _run(prepared, styles, None, settings, device) if step.done]
 

@@ -92,6 +92,9 @@ class _Job:
     motion: str
     temporal_weight: float
     writer: Any = None
+    #: The styles' ``regions.StyleAssignment`` when the planes have regions (their labels come
+    #: with each plane's task).
+    assignment: Any = None
 
 
 @dataclass
@@ -114,7 +117,7 @@ class StackRun:
 
     def __init__(self, lazy, styles, settings: Settings, output, *, channels: bool,
                  warm_start: bool, motion: str, temporal_weight: float, chain_axis: int,
-                 client, percentiles, source=None):
+                 client, percentiles, source=None, regions=None, assignment=None):
         self.output = output
         self.leading_shape = tuple(lazy.shape[:leading_axes(lazy.shape)])
         self.total = math.prod(self.leading_shape)
@@ -127,6 +130,7 @@ class StackRun:
         # (a numpy, zarr or other sliceable array read in this process: exactly the tile, where
         # dask would read every chunk the tile touches), else the dask array
         self._source = source if source is not None else lazy
+        self._regions, self._assignment = regions, assignment
         self._started = False
         self.done = 0
         method = methods.get(settings.method)
@@ -182,7 +186,7 @@ class StackRun:
         self.settings = settings
         writer = self.output if is_zarr(self.output) or self._client is None else None
         job = _Job(settings, self.warm_start, self._motion,
-                   self.temporal_weight if self.chained else 0.0, writer)
+                   self.temporal_weight if self.chained else 0.0, writer, self._assignment)
         records = self._graph(job)
         execute = _run_distributed if self._client is not None else _run_local
         for record in execute(records, self._client, self._keep):
@@ -211,8 +215,11 @@ class StackRun:
             for index in chain:
                 name = "-".join(map(str, index)) or "0"
                 plane = PlaneSource(self._source, index) if self.streamed else self._lazy[index]
+                labels = None
+                if self._regions is not None:  # one label image for all, or the plane's own
+                    labels = self._regions if self._regions.ndim == 2 else self._regions[index]
                 task = dask.delayed(_plane_task, nout=2)(
-                    plane, index, target, job, previous,
+                    plane, index, target, job, previous, labels,
                     dask_key_name=f"{_PLANE_TASK}{token}-{name}")
                 records.append(task[0])
                 previous = task[1]
@@ -317,9 +324,10 @@ def _device(settings: Settings):
     return resolve_device(settings.device)
 
 
-def _plane_task(plane, index: tuple, target, job: _Job, previous: Carry | None):
+def _plane_task(plane, index: tuple, target, job: _Job, previous: Carry | None, labels=None):
     """Stylise one plane: (its record, what the next plane of its chain gets: a ``Carry`` or
-    None). ``previous``: the ``Carry`` of the plane before it in its chain.
+    None). ``previous``: the ``Carry`` of the plane before it in its chain; ``labels``: the
+    plane's regions (with ``job.assignment``).
 
     Writes the result to ``job.writer`` when there is one (the record then carries no image)."""
     import torch
@@ -334,6 +342,12 @@ def _plane_task(plane, index: tuple, target, job: _Job, previous: Carry | None):
         return _PlaneRecord(index, time.perf_counter() - start, {**shared, **info}), None
     content = prepare_image(plane, settings.content_window, name=plane_name(index),
                             size=settings.size)
+    if job.assignment is not None:
+        from .run import with_regions
+
+        content = with_regions(content, plane, settings, job.assignment, np.asarray(labels),
+                               f"regions of {plane_name(index)}", warn=False)
+        shared["regions"] = content.regions.describe()
     del plane
     chain = Chain(previous, job.motion, job.temporal_weight, job.warm_start)
     with torch.inference_mode(False):
@@ -404,17 +418,38 @@ def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None
                          f"are too small; each side needs at least {MIN_SIDE} pixels")
     if 0 in lazy.shape[:leading]:
         raise ValueError(f"content: the stack of shape {lazy.shape} has no planes")
-    from .run import prepare_inputs
+    from .run import check_regions_size, prepare_inputs, style_inputs
 
+    style_images, assignment = style_inputs(style, settings)
+    regions = None
+    if assignment is not None:
+        regions = _stack_regions(settings.regions, lazy.shape[:leading + 2], leading)
+        check_regions_size((height, width), settings)
+        settings = settings.replace(regions=None, style_blend=None)  # blends: the assignment's
     corner = np.asarray(lazy[(0,) * leading + (slice(0, 64), slice(0, 64))])
-    _, styles, _ = prepare_inputs(corner, style, settings)  # checks the dtype and the styles
+    _, styles, _ = prepare_inputs(corner, style_images, settings)  # checks dtype and styles
     output = output_array(out, result_shape(lazy.shape, settings),
                      result_dtype(lazy.dtype, settings))
     at_hand = client is None and hasattr(stack, "shape") and not hasattr(stack, "dask")
     return StackRun(lazy, styles, settings, output, channels=channels, warm_start=warm_start,
                     motion=motion, temporal_weight=float(temporal_weight), chain_axis=chain_axis,
                     client=client, percentiles=window_percentiles,
-                    source=stack if at_hand else None)
+                    source=stack if at_hand else None, regions=regions, assignment=assignment)
+
+
+def _stack_regions(labels, shape: tuple, leading: int):
+    """A stack's regions: one label image for every plane (H, W), or one per plane, of the
+    stack's leading axes and plane shape (..., H, W); each plane's labels are checked and fitted
+    where the plane runs."""
+    from .regions import check_label_array
+
+    labels = check_label_array(labels if hasattr(labels, "ndim") else np.asarray(labels))
+    if labels.ndim == 2 or tuple(labels.shape[:leading]) == tuple(shape[:leading]) \
+            and labels.ndim == leading + 2:
+        return labels
+    raise ValueError(f"regions: labels of shape {tuple(labels.shape)} fit neither one plane "
+                     f"{tuple(shape[leading:])} nor the stack's planes {tuple(shape)}; pass one "
+                     "label image for every plane, or one per plane")
 
 
 def stylize_stack(stack, style, *, out=None, client=None, settings: Settings | None = None,

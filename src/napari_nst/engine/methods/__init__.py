@@ -64,6 +64,10 @@ class Method:
         reads them tile by tile); None: always in memory."""
         return None
 
+    def regions_max_pixels(self, settings) -> int | None:
+        """The most result pixels a run with ``regions`` takes (None: any size)."""
+        return None
+
     def streams(self, height: int, width: int, settings) -> bool:
         """Whether a stack plane of this size goes through ``plane_streamed`` (read and written
         tile by tile, no temporal term)."""

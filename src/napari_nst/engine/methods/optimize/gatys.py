@@ -150,7 +150,8 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
             style_weight=settings.style_weight, style_strength=settings.style_strength,
             tv_weight=settings.tv_weight, style_blend=settings.style_blend,
             compute_dtype=compute_dtype, style_grams=None if targets is None else targets[size],
-            temporal=link, temporal_weight=temporal_weight)
+            temporal=link, temporal_weight=temporal_weight,
+            regions=None if content.regions is None else _guides(content.regions, shape, device))
         del style_ts
 
         if image is not None:  # the previous scale's result, upsampled
@@ -186,6 +187,13 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
             else:
                 yield StepResult(step, settings.steps, None, None, time.perf_counter() - start, shape,
                               info, snapshot=lambda: _result(image, content, settings, out_shape))
+
+
+def _guides(regions, shape, device) -> list[tuple[torch.Tensor, tuple]]:
+    """[(guide (1, 1, h, w), blend)] of each group of labels that occurs, at a scale's shape."""
+    maps = regions.weights(shape)
+    return [(torch.from_numpy(maps[number])[None, None].to(device), group.blend)
+            for number, group in enumerate(regions.groups) if maps[number].any()]
 
 
 def _emitted_iterate(step, settings, image, loss_fn, content, shape, out_shape, start,

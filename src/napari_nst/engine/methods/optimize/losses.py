@@ -142,6 +142,44 @@ class TemporalLoss(nn.Module):
         return (self.trust * (image - self.previous).pow(2)).sum() * self.scale
 
 
+def guided_gram(features: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """Gatys et al. 2017's guided Gram matrix: the Gram matrix of the features weighted by a
+    region's guide (1, 1, h, w), averaged over the region's own area (Σ guide²), so that a
+    region's texture statistics do not shrink with its share of the image."""
+    flat = (features * guide).reshape(features.shape[0], features.shape[1], -1)
+    return _Gram.apply(flat) / (guide.pow(2).sum() + EPS)
+
+
+def layer_guide(guide: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """A region's guide (1, 1, H, W) at a layer's resolution: averaged over each feature
+    pixel's footprint (VGG's poolings halve the grid; its convolutions keep it)."""
+    if guide.shape[-2:] == features.shape[-2:]:
+        return guide
+    return nn.functional.adaptive_avg_pool2d(guide, features.shape[-2:])
+
+
+#: A region holds a layer when its guide sums to at least this many feature pixels there; a
+#: smaller one (a few pixels at conv5_1's 1/16 grid) is matched at the other layers only.
+MIN_GUIDE_PIXELS = 4.0
+
+
+class GuidedStyleLoss(nn.Module):
+    """The style term of one layer with regions: each region's guided Gram matrix against its
+    own target, the regions weighed by their share of the styled area."""
+
+    def __init__(self, guides: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
+                 shares: Sequence[float]):
+        super().__init__()
+        self.guides = [g.detach().float() for g in guides]
+        self.targets = [t.detach().float() for t in targets]
+        total = sum(shares)
+        self.shares = [share / total for share in shares]
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return sum(share * relative_squared_error(guided_gram(features, guide), target)
+                   for guide, target, share in zip(self.guides, self.targets, self.shares))
+
+
 class StyleTransferLoss(nn.Module):
     """α·Σ content + β·Σ_l w_l·style_l + γ·TV, with targets computed once at construction.
 
@@ -155,7 +193,9 @@ class StyleTransferLoss(nn.Module):
     ``styles`` are style images, or None with ``style_grams`` given instead: their Gram matrices
     from ``style_gram_targets`` (the same layers), computed once for several contents.
     ``temporal`` (a stack's plane): (previous plane's moved result, trust), both (1, C|1, H, W),
-    for a ``TemporalLoss`` of weight ``temporal_weight``.
+    for a ``TemporalLoss`` of weight ``temporal_weight``. ``regions``: [(guide (1, 1, H, W),
+    blend over the styles)] per group of labels: each group matched to its own blend where its
+    guide says (``GuidedStyleLoss``), instead of one blend everywhere.
     """
 
     def __init__(self, features: nn.Module, content: torch.Tensor,
@@ -164,7 +204,8 @@ class StyleTransferLoss(nn.Module):
                  style_blend=None, style_strength=1.0, compute_dtype=torch.float32,
                  style_grams: Sequence[Sequence[torch.Tensor]] | None = None,
                  temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 temporal_weight: float = 0.0):
+                 temporal_weight: float = 0.0,
+                 regions: Sequence[tuple[torch.Tensor, Sequence[float]]] | None = None):
         super().__init__()
         self.compute_dtype = compute_dtype
         self.features = features
@@ -186,14 +227,14 @@ class StyleTransferLoss(nn.Module):
             content_features = features(content)
             self.content_losses = nn.ModuleList(
                 ContentLoss(content_features[name]) for name in self.content_layers)
-            grams: list[torch.Tensor] = [
-                (1.0 - style_strength) * gram_matrix(content_features[name])
-                for name in self.style_layers]
-            for weight, layer_grams in zip(blend, style_grams):
-                weight = weight * style_strength
-                for i, gram in enumerate(layer_grams):
-                    grams[i] = grams[i] + weight * gram.to(grams[i].device)
-            self.style_losses = nn.ModuleList(StyleLoss(g) for g in grams)
+            if regions is None:
+                grams = _targets(content_features, None, style_grams, blend, style_strength,
+                                 self.style_layers)
+                self.style_losses = nn.ModuleList(StyleLoss(g) for g in grams)
+            else:
+                self.style_losses = nn.ModuleList(
+                    _guided_losses(content_features, regions, style_grams, style_strength,
+                                   self.style_layers))
             self.tv_loss = TVLoss(content)
         self.temporal_weight = float(temporal_weight)
         self.temporal_loss = TemporalLoss(*temporal) if temporal is not None else None
@@ -218,3 +259,45 @@ class StyleTransferLoss(nn.Module):
         if self.temporal_loss is not None:
             terms["temporal"] = self.temporal_weight * self.temporal_loss(image)
         return sum(terms.values(), zero), terms
+
+
+def _targets(content_features: dict, guide: torch.Tensor | None, style_grams, blend,
+             strength: float, layers) -> list[torch.Tensor]:
+    """Each layer's target Gram matrix: the styles' blend, moved towards the content's own
+    (guided by ``guide`` where given) by ``1 - strength``."""
+    grams = []
+    for i, name in enumerate(layers):
+        features = content_features[name]
+        own = gram_matrix(features) if guide is None else \
+            guided_gram(features, layer_guide(guide, features))
+        target = (1.0 - strength) * own
+        for weight, layer_grams in zip(blend, style_grams):
+            target = target + (weight * strength) * layer_grams[i].to(target.device)
+        grams.append(target)
+    return grams
+
+
+def _guided_losses(content_features: dict, regions, style_grams, strength: float,
+                   layers) -> list[nn.Module]:
+    """One ``GuidedStyleLoss`` per layer over the regions that hold it (a layer no region holds
+    has no style term)."""
+    targets = [_targets(content_features, guide, style_grams, blend, strength, layers)
+               for guide, blend in regions]
+    losses = []
+    for i, name in enumerate(layers):
+        features = content_features[name]
+        guides, region_targets, shares = [], [], []
+        for (guide, _), per_layer in zip(regions, targets):
+            at_layer = layer_guide(guide, features)
+            if float(at_layer.sum()) >= MIN_GUIDE_PIXELS:
+                guides.append(at_layer)
+                region_targets.append(per_layer[i])
+                shares.append(float(guide.mean()))
+        losses.append(GuidedStyleLoss(guides, region_targets, shares) if guides
+                      else _NoStyle())
+    return losses
+
+
+class _NoStyle(nn.Module):
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features.new_zeros(())

@@ -31,6 +31,11 @@ class Predict(Method):
 
         return STREAM_PIXELS
 
+    def regions_max_pixels(self, settings) -> int | None:
+        from .ghiasi import STREAM_PIXELS
+
+        return STREAM_PIXELS  # a render per group, in memory
+
     def streams(self, height, width, settings) -> bool:
         from .ghiasi import streams
 
@@ -63,6 +68,8 @@ class Predict(Method):
         predictor, transformer = load_networks(settings, device)
         working = working_content(content, settings)  # resized once, for the result and link
         weight = chain.temporal_weight
+        # with regions, a render per group: the temporal pull is on the composited pixels only
+        features_pull = weight > 0 and working.regions is None
         luma = luminance(working.rgb) if weight > 0 else None
         link = chain.link(luma, content.shape[0]) if weight > 0 else None
         previous = chain.previous
@@ -83,7 +90,7 @@ class Predict(Method):
         with torch.inference_mode():  # raw: grayscale and keep_colors are applied at the end
             result = stylize_one(working, target.on(device), predictor, transformer, settings,
                                  finish=False,
-                                 bottleneck=pull_features if weight > 0 else None)
+                                 bottleneck=pull_features if features_pull else None)
         if link is not None:
             result = blend_with_previous(result, link.image, link.trust, weight)
         return Carry(result, luma, carried.get("features")), weights_info(predictor, transformer)

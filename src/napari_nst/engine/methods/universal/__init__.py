@@ -44,6 +44,11 @@ class Universal(Method):
 
         return IN_FILE_PIXELS
 
+    def regions_max_pixels(self, settings) -> int | None:
+        from .transfer import WHOLE_PIXELS
+
+        return WHOLE_PIXELS  # the transform per region runs on the whole image's features
+
     def target(self, styles, settings, device) -> UniversalTarget:
         from .networks import load_level
         from .transfer import style_statistics

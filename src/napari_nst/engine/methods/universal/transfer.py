@@ -76,14 +76,54 @@ def _tensor(rgb: np.ndarray, device) -> torch.Tensor:
 
 
 def _level_whole(image: torch.Tensor, level: int, styles, weights, strength, directory,
-                 device) -> torch.Tensor:
+                 device, regions=None) -> torch.Tensor:
     encoder, decoder, _ = load_level(level, directory, device)
     height, width = image.shape[-2:]
     features = encoder(_padded(image, level))
     grid = scale(level)
-    moments = Moments.of(features[0, :, :-(-height // grid), :-(-width // grid)])
-    matrix, bias = affine(moments, [s[level] for s in styles], weights, strength)
-    return decoder(apply_affine(features, matrix, bias))[..., :height, :width].clamp_(0.0, 1.0)
+    inside = features[0, :, :-(-height // grid), :-(-width // grid)]
+    level_styles = [s[level] for s in styles]
+    if regions is None:
+        matrix, bias = affine(Moments.of(inside), level_styles, weights, strength)
+        transformed = apply_affine(features, matrix, bias)
+    else:
+        transformed = _per_region(features, inside, regions, level_styles, strength, grid)
+    return decoder(transformed)[..., :height, :width].clamp_(0.0, 1.0)
+
+
+#: A group with fewer feature pixels than this, or than the level has channels, is whitened
+#: with the whole image's statistics (the covariance of fewer pixels than channels is singular:
+#: its whitening would blow up every direction its pixels do not span), coloured with its own
+#: style.
+MIN_REGION_PIXELS = 64
+
+
+def _per_region(features, inside, regions, level_styles, strength, grid) -> torch.Tensor:
+    """Li et al.'s transform per region: each group's content features whitened with the
+    group's own statistics and coloured with its blend of styles, the results blended by the
+    groups' soft maps averaged over each feature pixel (the kept pixels: the features as they
+    are). The statistics are taken over the pixels the group holds (soft map above 1/2)."""
+    rows, cols = inside.shape[-2:]
+    maps = torch.from_numpy(regions.weights()).to(features.device)[None]
+    padded_rows, padded_cols = features.shape[-2] * grid, features.shape[-1] * grid
+    maps = F.pad(maps, (0, padded_cols - maps.shape[-1], 0, padded_rows - maps.shape[-2]),
+                 mode="replicate")
+    maps = F.avg_pool2d(maps, grid)[0].to(features.dtype)  # (G + 1, h, w) at the features' grid
+    whole = None
+    result = features * maps[-1]
+    for number, group in enumerate(regions.groups):
+        weight = maps[number]
+        member = weight[:rows, :cols] > 0.5
+        if not bool((weight > 0).any()):
+            continue
+        if int(member.sum()) >= max(MIN_REGION_PIXELS, inside.shape[0]):
+            moments = Moments.of(inside[:, member])
+        else:
+            whole = Moments.of(inside) if whole is None else whole
+            moments = whole
+        matrix, bias = affine(moments, level_styles, list(group.blend), strength)
+        result = result + weight * apply_affine(features, matrix, bias)
+    return result
 
 
 def transfer(content, styles: list[dict], weights: list[float], strength: float, levels,
@@ -96,7 +136,8 @@ def transfer(content, styles: list[dict], weights: list[float], strength: float,
         if height * width <= WHOLE_PIXELS:
             image = _tensor(content.rgb, device)
             for level in order:
-                image = _level_whole(image, level, styles, weights, strength, directory, device)
+                image = _level_whole(image, level, styles, weights, strength, directory, device,
+                                     content.regions)
             result = image[0].permute(1, 2, 0).float().cpu().numpy()
             if out is None:
                 return result
