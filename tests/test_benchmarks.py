@@ -198,3 +198,18 @@ def test_universal_benchmark_smoke(tmp_path):
     assert set(scores) >= {"optimize", "predict", "universal"}
     assert all(0 < value <= 1 for method in scores.values() for value in method["style"])
     assert "| universal |" in stdout
+
+
+def test_regions_benchmark_smoke(tmp_path):
+    """bench_regions.py --smoke: every method timed with and without regions, each band
+    scored, the kept band close to the content."""
+    shared_path("weights", "cd_wct_16x_decoder5.pth")
+    out = tmp_path / "regions.json"
+    stdout = run_script(BENCHMARKS / "bench_regions.py", "--smoke", "--json", out)
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["method"] for row in rows] == ["optimize", "predict", "universal"]
+    for row in rows:
+        assert row["plain_s"] > 0 and row["regions_s"] > 0
+        assert 0 < row["styled 1 style"] <= 1 and 0 < row["styled 2 style"] <= 1
+        assert row["kept_max_diff"] < 0.02
+    assert "| universal |" in stdout

@@ -229,6 +229,31 @@ def test_universal_with_its_levels(images, tmp_path, capsys, monkeypatch):
     assert "levels must be distinct levels from 1 to 5" in capsys.readouterr().err
 
 
+@pytest.mark.shared
+def test_regions_with_a_style_per_label(images, tmp_path, capsys, monkeypatch):
+    """--regions labels.tif --style 1=a --style 2=b: each half its style, label 0 kept."""
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    content, style = images
+    other = tmp_path / "starry.jpg"
+    Image.fromarray(shared_image("starry_night.jpg", 40)).save(other)
+    labels = np.zeros((30, 40), np.uint16)
+    labels[10:, :20], labels[10:, 20:] = 1, 2
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    out = tmp_path / "out.png"
+    assert main(["stylize", str(content), "--regions", str(tmp_path / "labels.tif"),
+                 "--style", f"1={style}", "--style", f"2={other}", "-o", str(out),
+                 "--method", "predict", "--size", "40", "--region-edge", "0"]) == 0
+    result = np.asarray(Image.open(out)).astype(int)
+    original = np.asarray(Image.open(content)).astype(int)
+    assert np.abs(result[:8] - original[:8]).max() <= 2  # label 0 kept
+    assert np.abs(result[14:, :16] - original[14:, :16]).mean() > 10
+    capsys.readouterr()
+    assert run_cli(["stylize", str(content), "--style", f"1={style}", "-o", str(out)]) == 2
+    assert "add --regions LABELS" in capsys.readouterr().err
+    assert run_cli(["stylize", str(content), "-o", str(out)]) == 2
+    assert "no style given" in capsys.readouterr().err
+
+
 # --- the output location, checked before any work ------------------------------------------------
 
 @pytest.mark.parametrize("where, message", [

@@ -491,6 +491,42 @@ def test_universal_from_the_widget(qtbot, viewer, widget):
     assert meta["weights_sha256"] == expected
 
 
+@pytest.mark.shared
+def test_two_painted_labels_give_two_styles_in_one_run(qtbot, viewer, widget):
+    """A Labels layer picked as regions: its table has a row per label present (refreshed as
+    labels are painted), each given a style layer by default in turn; one Run gives one result
+    whose metadata records which layer styled which label; the inputs stay as they were."""
+    shared_path("weights", "cd_wct_16x_decoder5.pth")
+    content = viewer.layers["content"].data
+    labels = viewer.add_labels(np.zeros(content.shape[:2], np.uint8), name="painted")
+    widget.style.value = [viewer.layers["style"], viewer.layers["scream"]]
+    widget.regions.picker.value = labels
+    assert [row.label for row in widget.regions.rows] == ["label 0"]
+    labels.paint((20, 10), 1)  # painted as a user does: the table follows
+    labels.paint((20, 30), 2)
+    rows = {row.label: row.value for row in widget.regions.rows}
+    assert rows["label 1"] is viewer.layers["style"] and rows["label 2"] is viewer.layers["scream"]
+    assert isinstance(rows["label 0"], str)  # the background: keep
+    data = labels.data.copy()
+    widget.controls["method"].value = "universal"
+    widget.controls["size"].value = 40
+    widget.run()
+    _wait_idle(qtbot, widget)
+    result = _results(viewer)[-1]
+    meta = result.metadata["napari_nst"]
+    assert meta["regions"]["labels"] == "painted"
+    assert meta["regions"]["styles"] == "1=style, 2=scream"
+    assert set(meta["regions"]["per_label"]) == {1, 2}
+    assert np.array_equal(labels.data, data)
+    from scipy.ndimage import distance_transform_edt
+
+    kept = np.asarray(labels.data) == 0
+    far = distance_transform_edt(kept) > 6  # beyond the soft edge
+    assert far.sum() > 100
+    assert np.abs(result.data[far] - content[far] / 255.0).max() < 2e-3
+    assert np.abs(result.data[~kept] - content[~kept] / 255.0).mean() > 0.05
+
+
 def test_closing_a_viewer_mid_run_stops_its_worker(qtbot, viewer, make_napari_viewer, random_vgg):
     """A second viewer keeps the application running: closing the first one mid-run stops its
     worker, and the results it had already queued are not added to the closed viewer."""

@@ -417,6 +417,24 @@ def test_one_shot_methods_on_the_cluster_give_the_local_result(cluster, style, m
     np.testing.assert_allclose(remote, local, atol=1e-5)
 
 
+def test_regions_per_plane_on_the_cluster_give_the_local_result(cluster, style, monkeypatch):
+    """A label stack travels with each plane's task: the workers style each plane's labels."""
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    stack = _stack()
+    labels = np.zeros(stack.shape[:3], np.uint8)
+    labels[:, :, : stack.shape[2] // 2] = 1
+    labels[-1] = 0
+    settings = dict(method="universal", size=48, device="cpu", temporal_weight=0,
+                    regions=labels)
+    local = _one_thread(lambda: napari_nst.stylize_stack(stack, {1: style}, **settings))
+    remote = napari_nst.stylize_stack(stack, {1: style}, client=cluster, **settings)
+    np.testing.assert_allclose(remote, local, atol=1e-5)
+    low, high = float(stack.min()), float(stack.max())  # the stack-wide window
+    as_content = (stack.astype(np.float32) - low) / (high - low)
+    assert np.abs(remote[-1][..., 0] - as_content[-1]).max() < 1e-4  # no label: kept
+    assert np.abs(remote[0][..., 0] - as_content[0])[:, :20].mean() > 0.05  # label 1: styled
+
+
 def test_a_large_numpy_stack_goes_to_the_cluster_outside_the_graph(cluster, vgg_file, style):
     import warnings
 

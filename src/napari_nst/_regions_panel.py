@@ -42,6 +42,7 @@ class RegionsPanel(Container):
         self.rows = Container(labels=True)
         self.note = Label(value="")
         self.extend([self.picker, self.rows, self.note])
+        self.margins = self.rows.margins = (0, 0, 0, 0)
         self.picker.changed.connect(self._on_picked)
         self._on_picked()
 
@@ -87,10 +88,11 @@ class RegionsPanel(Container):
             if value is None or (not isinstance(value, str)
                                  and all(value is not s for _, s in styles)):
                 value = KEEP if label == 0 else self._default_style(label)
-            row = ComboBox(name=f"label_{label}", label="background (0)" if label == 0
-                           else f"label {label}", choices=styles,
+            row = ComboBox(name=f"label_{label}", label=f"label {label}", choices=styles,
                            value=value if value is not None else KEEP,
-                           tooltip=f"the style of label {label}, or keep: the content stays")
+                           tooltip=f"the style of label {label}" + (" (the background)" if
+                                                                   label == 0 else "")
+                           + ", or keep: the content stays there")
             self.rows.append(row)
         hidden = len(present) - len(shown)
         self.note.value = (f"{hidden} more label(s) keep the content" if hidden else

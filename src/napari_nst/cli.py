@@ -87,15 +87,16 @@ def _read_styles(args, stack: bool = False):
     if args.style and args.region_styles:
         raise ValueError("give the styles either as files after CONTENT or as --style "
                          "LABEL=FILE with --regions, not both")
-    if args.region_styles and args.regions is None:
+    if args.region_styles and args.regions_file is None:
         raise ValueError("--style LABEL=FILE says which label gets which style: add --regions "
                          "LABELS (a label image of the content's shape)")
     if not args.style and not args.region_styles:
         raise ValueError("no style given: pass a style image file after CONTENT, or "
                          "--regions LABELS --style LABEL=FILE")
     labels = None
-    if args.regions is not None:
-        labels = read_stack(args.regions) if stack else read_image(args.regions, args.plane)
+    if args.regions_file is not None:
+        labels = read_stack(args.regions_file) if stack else read_image(args.regions_file,
+                                                                        args.plane)
     if args.region_styles:
         mapping: dict = {}
         for label, path in args.region_styles:
@@ -125,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="with --regions: the style of one label (repeat for each label; "
                               "the same label twice blends two styles); labels without one "
                               "keep the content; 0 is the background")
-    stylize.add_argument("--regions", type=Path, default=None, metavar="LABELS",
+    stylize.add_argument("--regions", dest="regions_file", type=Path, default=None,
+                         metavar="LABELS",
                          help="a label image (e.g. a napari Labels layer saved as .tif) of the "
                               "content's shape, or one per plane for --stack: a style per "
                               "label (--style LABEL=FILE); a plain STYLE styles every non-zero "
