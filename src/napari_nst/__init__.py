@@ -26,6 +26,10 @@ _LAZY = {
     "predict_batch": "napari_nst.engine.run",
     "stylize_stack": "napari_nst.engine.stack",
     "iter_stack": "napari_nst.engine.stack",
+    "sweep": "napari_nst.engine.explore",
+    "iter_sweep": "napari_nst.engine.explore",
+    "reconstruct": "napari_nst.engine.explore",
+    "Sweep": "napari_nst.engine.explore",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "for tiles or positions")
     stylize.add_argument("-q", "--quiet", action="store_true", help="no progress bar or loss lines")
     _add_settings_arguments(stylize)
+    from .cli_sweep import add_sweep_parser
+
+    add_sweep_parser(commands, _add_settings_arguments)
     gui = commands.add_parser("gui", help="open napari with the Style transfer widget",
                               description="Open napari with the Style transfer widget and the "
                                           "sample images, or the given image files (a TIFF "
@@ -556,6 +559,10 @@ def main(argv=None) -> int:
             return stylize_command(args)
         if command == "gui":
             return gui_command(args)
+        if command == "sweep":
+            from .cli_sweep import sweep_command
+
+            return sweep_command(args, _fail, (EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED))
         parser.error(f"unknown command {command}")
     except KeyboardInterrupt:  # Ctrl-C while torch or napari loads: one line, not a traceback
         print("napari-nst: " + (_STARTUP_INTERRUPT if command == "stylize" else "interrupted"),

@@ -108,10 +108,18 @@ def run_steps(content, style, settings: Settings | None = None, **overrides) -> 
 def _run(contents: list, styles: list, initial, settings: Settings,
          device) -> Iterator[StepResult]:
     """The method's iterates for each content in turn, against one style target computed
-    first, with what every method shares stamped into each iterate's provenance (the method and
+    once, with what every method shares stamped into each iterate's provenance (the method and
     the device); each method adds its own (weights identity, precision)."""
-    import dataclasses
 
+    targets: dict = {}
+    for content in contents:
+        yield from run_prepared(content, styles, initial, settings, device, targets)
+
+
+def run_prepared(content, styles: list, initial, settings: Settings, device,
+                 targets: dict | None = None) -> Iterator[StepResult]:
+    """The method's iterates for one prepared content. ``targets``: style targets already
+    computed, by ``Method.target_key`` (a batch or a sweep shares them; filled in here)."""
     from ._triton_guard import guard_triton_import
 
     guard_triton_import()
@@ -119,13 +127,18 @@ def _run(contents: list, styles: list, initial, settings: Settings,
 
     method = methods.get(settings.method)
     shared = {"method": settings.method, "device": str(device)}
+    if content.regions is not None:
+        shared["regions"] = content.regions.describe()
     with torch.inference_mode(False):
-        target = method.target(styles, settings, device)
-        for content in contents:
-            own = shared if content.regions is None else \
-                {**shared, "regions": content.regions.describe()}
-            for step in method.run(content, target, settings, device, initial=initial):
-                yield dataclasses.replace(step, info={**own, **step.info})
+        key = (settings.method, method.target_key(settings))
+        if targets is None or key not in targets:
+            target = method.target(styles, settings, device)
+            if targets is not None:
+                targets[key] = target
+        else:
+            target = targets[key]
+        for step in method.run(content, target, settings, device, initial=initial):
+            yield dataclasses.replace(step, info={**shared, **step.info})
 
 
 def iterate(content, style, settings: Settings | None = None, **overrides) -> Iterator[StepResult]:

@@ -73,6 +73,12 @@ class Method:
         tile by tile, no temporal term)."""
         return False
 
+    def target_key(self, settings) -> tuple:
+        """What the style target depends on among the settings (for the same styles): runs
+        whose keys agree share one target (a sweep's cells). By default every setting."""
+        return tuple(sorted((name, repr(value))
+                            for name, value in settings.to_metadata().items()))
+
     def target(self, styles: list, settings, device) -> Any:
         """What every content of a run is compared against, computed once from the prepared
         styles; on the CPU."""

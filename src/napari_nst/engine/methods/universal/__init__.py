@@ -49,6 +49,10 @@ class Universal(Method):
 
         return WHOLE_PIXELS  # the transform per region runs on the whole image's features
 
+    def target_key(self, settings) -> tuple:
+        return (settings.weights_dir, tuple(settings.levels), settings.size,
+                settings.style_scale)
+
     def target(self, styles, settings, device) -> UniversalTarget:
         from .networks import load_level
         from .transfer import style_statistics
