@@ -65,7 +65,7 @@ def main() -> None:
     import napari_nst
 
     torch.set_num_threads(2)
-    size = 64 if args.smoke else 512
+    size = 128 if args.smoke else 512
     content = _shrunk(load_rgb("tubingen.jpg"), size)  # the result's size: bands compare
     starry, scream = load_rgb("starry_night.jpg"), load_rgb("the_scream.jpg")
     height, width = content.shape[:2]
@@ -74,14 +74,14 @@ def main() -> None:
     judges = {"styled 1": Judge(content[bands["styled 1"]], starry),
               "styled 2": Judge(content[bands["styled 2"]], scream)}
     per_method = {"optimize": dict(network="vgg19-distilled",
-                                   **(dict(steps=2, min_working_size=64, min_size=64)
+                                   **(dict(steps=2, min_working_size=128, min_size=128)
                                       if args.smoke else {})),
                   "predict": {}, "universal": {}}
     rows, results = [], {}
     for method, extra in per_method.items():
         options = dict(method=method, size=size, device="cpu", **extra)
         slow = method == "optimize" and not args.smoke  # one run each: the default is ~16 s
-        timing = dict(repeats=1, warm=False) if slow else dict(repeats=3)
+        timing = dict(repeats=1, warm=False) if slow or args.smoke else dict(repeats=3)
         if slow:  # warm on a short run: the network loaded, kernels chosen
             napari_nst.stylize(content, starry, **{**options, "steps": 4})
         plain_starry, plain_seconds = _timed(

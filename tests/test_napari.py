@@ -527,6 +527,41 @@ def test_two_painted_labels_give_two_styles_in_one_run(qtbot, viewer, widget):
     assert np.abs(result.data[~kept] - content[~kept] / 255.0).mean() > 0.05
 
 
+@pytest.mark.shared
+def test_a_sweep_fills_the_grid_with_labelled_cells(qtbot, viewer, widget, tmp_path):
+    """Explore: the "methods side by side" preset runs three cells into napari's grid, each an
+    image with its label on the canvas; the layers go together; the contact sheet is saved."""
+    shared_path("weights", "cd_wct_16x_decoder5.pth")
+    before = list(viewer.layers)
+    widget.show_explore.value = True
+    assert not widget.explore.native.isHidden()
+    widget.explore.preset.value = "methods"
+    assert widget.explore.cols.value == "method"
+    assert widget.explore.col_values.value == "optimize;predict;universal"
+    widget.controls["size"].value = 40
+    worker = widget.explore.run()
+    assert worker is not None
+    qtbot.waitUntil(lambda: widget.explore.worker is None, timeout=120_000)
+    layers = [layer for layer in viewer.layers if layer not in before]
+    assert len(layers) == 6  # an image and a label per cell
+    texts = [layer.text.values[0] for layer in layers if layer._type_string == "points"]
+    assert texts == ["method=optimize", "method=predict", "method=universal"]
+    grid = viewer.grid
+    assert grid.enabled and tuple(grid.shape) == (1, 3) and grid.stride == 2
+    assert [viewer.layers.index(layer) for layer in layers] == list(range(6))  # row-major
+    assert not any(layer.visible for layer in before)
+    widget.explore.save_sheet(tmp_path / "sheet.png")
+    assert (tmp_path / "sheet.png").stat().st_size > 1000
+    widget.explore.remove()
+    assert list(viewer.layers) == before and all(layer.visible for layer in before)
+    assert not viewer.grid.enabled
+    widget.explore.rows.value, widget.explore.row_values.value = "seed", ";".join(
+        map(str, range(40)))
+    widget.explore.cols.value = "(none)"
+    assert widget.explore.run() is None
+    assert "tick 'allow more than 36 cells'" in widget.explore.status.value
+
+
 def test_closing_a_viewer_mid_run_stops_its_worker(qtbot, viewer, make_napari_viewer, random_vgg):
     """A second viewer keeps the application running: closing the first one mid-run stops its
     worker, and the results it had already queued are not added to the closed viewer."""

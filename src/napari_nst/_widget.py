@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import (CheckBox, ComboBox, Container, Label, LineEdit, PushButton, Select,
                               create_widget)
 
+from ._explore_panel import ExplorePanel
 from ._regions_panel import RegionsPanel
 from ._worker import run_in_viewer
 from .settings import PANELS, Settings, applies_to, field_annotation, field_default
@@ -112,6 +113,8 @@ class StyleTransferWidget(Container):
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.compare = CheckBox(value=False, text="compare results (grid: content × style)")
+        self.show_explore = CheckBox(value=False, text="explore: sweep settings side by side")
+        self.explore = ExplorePanel(viewer, self._sweep_inputs, self.current_settings)
         self.status = Label(value="idle")
         # a long message (a download error names a URL and a directory) must not widen the dock:
         # the label wraps, takes no width of its own, and keeps the whole text in its tooltip
@@ -127,7 +130,7 @@ class StyleTransferWidget(Container):
                      self.restored, self.reset_button,
                      Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
                                labels=False),
-                     self.compare, self.status])
+                     self.compare, self.status, self.show_explore, self.explore])
 
         self._load_values()
         self._show_restored()
@@ -138,6 +141,7 @@ class StyleTransferWidget(Container):
         self.stop_button.changed.connect(self.stop)
         self.compare.changed.connect(self._on_compare)
         self.show_advanced.changed.connect(self._update_visibility)
+        self.show_explore.changed.connect(self._update_visibility)
         self.scope.changed.connect(self._update_visibility)
         self.controls["method"].changed.connect(self._update_visibility)
         self._update_visibility()
@@ -181,6 +185,12 @@ class StyleTransferWidget(Container):
         if not self.style.value and len(inputs) > 1:
             self.style.value = [inputs[1]]
 
+    def _sweep_inputs(self):
+        """The content and style layers a sweep runs with: the first of each chosen."""
+        if not self.content.value or not self.style.value:
+            raise ValueError("choose a content and a style image layer first")
+        return self.content.value[0], self.style.value[0]
+
     def _default_region_style(self, label: int):
         """A new label's style: the chosen style layers in turn (label 1 the first, label 2 the
         second, ...), so that painting two labels gives two styles."""
@@ -203,6 +213,7 @@ class StyleTransferWidget(Container):
             for f in _PANEL_FIELDS[panel]:
                 self.controls[f.name].visible = (panel in shown_panels
                                                  and applies_to(f.name, method))
+        self.explore.visible = self.show_explore.value
         whole_stack_advanced = self.show_advanced.value and self.scope.value == "stack"
         self.scheduler.visible = self.planes.visible = whole_stack_advanced
 

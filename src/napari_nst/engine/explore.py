@@ -29,7 +29,7 @@ from ..settings import DEFAULT_STYLE_LAYERS, Settings, field_default, make_setti
 #: asks first): each cell is a whole run.
 MAX_CELLS = 36
 #: Settings a sweep cannot vary: images and files, and what every cell must share.
-_NOT_SWEPT = {"regions", "init_image", "vgg_weights", "predictor_weights",
+NOT_SWEPT = {"regions", "init_image", "vgg_weights", "predictor_weights",
               "transformer_weights", "weights_dir", "device", "output_range", "emit_every"}
 #: The growing style-layer sets of the paper's figures: conv1_1; conv1_1, conv2_1; ... all five.
 GROWING_STYLE_LAYERS = tuple(DEFAULT_STYLE_LAYERS[:n] for n in range(1, 6))
@@ -117,7 +117,7 @@ def _axis(name: str, axis) -> tuple[str | None, list]:
     if setting not in fields:
         raise ValueError(f"{name}: {setting!r} is not a setting; see napari_nst.Settings for the "
                          "names (e.g. style_layers, content_weight, style_strength, method)")
-    if setting in _NOT_SWEPT:
+    if setting in NOT_SWEPT:
         raise ValueError(f"{name}: {setting} cannot be swept (every cell shares it); set it for "
                          "the whole sweep instead")
     values = list(values) if not isinstance(values, (str, bytes)) else [values]
