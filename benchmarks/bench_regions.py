@@ -15,14 +15,13 @@ it, then each method's result.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 
 import numpy as np
 
-from quality import HERE, Judge, load_rgb
+from quality import HERE, Judge, load_rgb, smoke_arguments
 
 DOCS = HERE.parent / "docs"
 TOP, BOTTOM = 0.40, 0.70  # label 1 above TOP, label 2 below BOTTOM (fractions of the height)
@@ -56,15 +55,9 @@ def _timed(run, repeats: int, warm: bool = True):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    import torch
-
+    args = smoke_arguments(__doc__)
     import napari_nst
 
-    torch.set_num_threads(2)
     size = 128 if args.smoke else 512
     content = _shrunk(load_rgb("tubingen.jpg"), size)  # the result's size: bands compare
     starry, scream = load_rgb("starry_night.jpg"), load_rgb("the_scream.jpg")

@@ -79,3 +79,17 @@ class Judge:
 
     def scores(self, result: np.ndarray) -> tuple[float, float]:
         return self.ssim(result), self.style(result)
+
+
+def smoke_arguments(doc: str):
+    """The ``--smoke`` / ``--json`` arguments every benchmark script takes, parsed, with torch on
+    the two threads the figures are recorded with."""
+    import argparse
+
+    import torch
+
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny and short: keeps it working")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    torch.set_num_threads(2)
+    return parser.parse_args()

@@ -10,24 +10,11 @@ Needs ../shared (images and weights; $NAPARI_NST_WEIGHTS_DIR is set to its weigh
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-
-
-def load(name: str, size: int) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(SHARED / "images" / name) as image:
-        image = image.convert("RGB")
-        image.thumbnail((size, size))
-        return np.asarray(image)
+from napari_session import REPO, fresh_session, load
 
 
 def sky_and_river(content: np.ndarray) -> np.ndarray:
@@ -49,19 +36,10 @@ def sky_and_river(content: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    os.environ.setdefault("NAPARI_NST_WEIGHTS_DIR", str(SHARED / "weights"))
-    os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp()
     import napari
     from PIL import Image
-    from qtpy.QtWidgets import QApplication
 
-    app = QApplication.instance() or QApplication([])
-
-    def settle(seconds=1.0):
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            app.processEvents()
-            time.sleep(0.02)
+    app, settle = fresh_session()
 
     content = load("tubingen.jpg", 512)
     viewer = napari.Viewer(title="napari-nst")

@@ -25,16 +25,10 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "states"
 
 def main() -> None:
     import napari
-    from qtpy.QtWidgets import QApplication
 
-    os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp()  # the defaults, not this machine's values
-    app = QApplication.instance() or QApplication([])
+    from napari_session import fresh_session
 
-    def settle(seconds=1.0):
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            app.processEvents()
-            time.sleep(0.02)
+    app, settle = fresh_session()
 
     def shot(name):
         settle()

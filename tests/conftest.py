@@ -8,6 +8,12 @@ import pytest
 from tests.helpers import Mirror, shared_image
 
 
+def _method_names() -> tuple:
+    from napari_nst.engine.methods import NAMES
+
+    return NAMES
+
+
 @pytest.fixture(scope="session")
 def random_vgg():
     from napari_nst.engine.vgg import random_vgg19
@@ -50,3 +56,17 @@ def mirror(tmp_path, monkeypatch):
     clear_caches()
     yield server
     server.close()
+
+
+@pytest.fixture
+def shared_weights(monkeypatch):
+    """$NAPARI_NST_WEIGHTS_DIR at ../shared/weights (skips, or fails in CI, without it)."""
+    from tests.helpers import shared_path
+
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+
+
+@pytest.fixture(params=_method_names())
+def method(request):
+    """Each registered method in turn (``engine.methods.REGISTRY``)."""
+    return request.param

@@ -213,3 +213,15 @@ def test_regions_benchmark_smoke(tmp_path):
         assert 0 < row["styled 1 style"] <= 1 and 0 < row["styled 2 style"] <= 1
         assert row["kept_max_diff"] < 0.02
     assert "| universal |" in stdout
+
+
+def test_paper_figures_smoke(tmp_path):
+    """paper_figures.py --smoke: Fig. 3's 20 cells and Fig. 1's 10, each timed."""
+    shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
+    out = tmp_path / "figures.json"
+    stdout = run_script(BENCHMARKS / "paper_figures.py", "--smoke", "--json", out)
+    report = json.loads(out.read_text())
+    assert len(report["fig3"]["per_cell"]) == 5 and len(report["fig3"]["per_cell"][0]) == 4
+    assert all(s > 0 for row in report["fig3"]["per_cell"] for s in row)
+    assert len(report["fig1"]["content_per_cell"][0]) == 5
+    assert "Fig. 3: 20 cells" in stdout

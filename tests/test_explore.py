@@ -14,15 +14,15 @@ from napari_nst.cli import main
 from napari_nst.engine import methods
 from napari_nst.engine.explore import (GROWING_STYLE_LAYERS, CellDone, iter_sweep,
                                        parse_values)
-from tests.helpers import shared_image, shared_path
+from tests.helpers import shared_image
 
 FAST = dict(network="vgg19-distilled", size=64, steps=12, min_working_size=64, min_size=64,
             device="cpu")
 
 
 @pytest.fixture(autouse=True)
-def weights_here(monkeypatch):
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+def weights_here(shared_weights):
+    """Every test here reads ../shared/weights."""
 
 
 @pytest.fixture(scope="module")

@@ -11,20 +11,16 @@ import pytest
 
 import napari_nst
 from napari_nst.engine import methods
-from tests.helpers import shared_image, shared_path
+from tests.helpers import shared_image
 
 #: Per method, what keeps its run short here (a handful of optimisation steps at the size).
 QUICK = {"optimize": dict(steps=4, network="vgg19-distilled", min_working_size=64, min_size=64)}
 
 
 @pytest.fixture(autouse=True)
-def weights_here(monkeypatch):
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+def weights_here(shared_weights):
+    """Every test here reads ../shared/weights."""
 
-
-@pytest.fixture(params=methods.NAMES)
-def method(request):
-    return request.param
 
 
 def quick(method: str, **settings) -> dict:

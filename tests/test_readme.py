@@ -20,7 +20,7 @@ pytestmark = pytest.mark.shared
 
 
 def test_the_readme_has_the_blocks_these_tests_expect():
-    assert len(API_BLOCKS) == 3 and len(CONSOLE_BLOCKS) == 2
+    assert len(API_BLOCKS) == 5 and len(CONSOLE_BLOCKS) == 2
 
 
 @pytest.fixture
@@ -29,6 +29,7 @@ def readme_folder(tmp_path, monkeypatch):
     where the README's reader would have them after the first download."""
     shutil.copy(shared_path("images", "tubingen.jpg"), tmp_path / "photo.jpg")
     shutil.copy(shared_path("images", "starry_night.jpg"), tmp_path / "painting.jpg")
+    shutil.copy(shared_path("images", "the_scream.jpg"), tmp_path / "scream.jpg")
     shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
@@ -58,6 +59,21 @@ def test_api_blocks_run_as_written(readme_folder, capsys):
     # convolutions sum in another order: equal to float32 rounding, not bit for bit
     np.testing.assert_allclose(namespace["clustered"], frames, atol=1e-5)
     assert (readme_folder / "frames.zarr").is_dir()
+    # regions: the middle rows (unlabelled) are the content's own
+    two, labels = namespace["two"], namespace["labels"]
+    rows = two.shape[0]  # the result's rows (the labels are the content's, resampled)
+    middle = slice(rows // 3 + 8, rows * 3 // 4 - 8)
+    from napari_nst.engine.images import prepare_image
+
+    small = prepare_image(content, size=512).rgb
+    assert two.shape == small.shape and np.abs(two[middle] - small[middle]).max() < 1e-3
+    assert np.abs(namespace["both"][middle] - small[middle]).max() < 1e-3
+    # explore: the sweeps' shapes and labels
+    assert namespace["fig3"].images.shape[:2] == (5, 4) and namespace["fig3"].done.all()
+    assert namespace["sheet"].dtype == np.uint8
+    assert namespace["methods"].labels == [["method=optimize", "method=predict",
+                                            "method=universal"]]
+    assert namespace["fig1"].shape == (1, 3) and namespace["textures"].shape == (1, 5)
 
 
 @pytest.mark.gui

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 import napari_nst
-from napari_nst.engine import methods
 from napari_nst.engine.regions import Regions, assign_styles
-from tests.helpers import shared_image, shared_path
+from tests.helpers import shared_image
 
 #: Per method, a short run; optimize at a working size where its guides hold every layer.
 QUICK = {"optimize": dict(steps=30, network="vgg19-distilled", min_working_size=128,
@@ -21,13 +20,9 @@ QUICK = {"optimize": dict(steps=30, network="vgg19-distilled", min_working_size=
 
 
 @pytest.fixture(autouse=True)
-def weights_here(monkeypatch):
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+def weights_here(shared_weights):
+    """Every test here reads ../shared/weights."""
 
-
-@pytest.fixture(params=methods.NAMES)
-def method(request):
-    return request.param
 
 
 def quick(method: str, **settings) -> dict:

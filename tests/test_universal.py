@@ -13,8 +13,8 @@ from tests.helpers import shared_image, shared_path
 
 
 @pytest.fixture(autouse=True)
-def weights_here(monkeypatch):
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+def weights_here(shared_weights):
+    """Every test here reads ../shared/weights."""
 
 
 @pytest.fixture(scope="module")

@@ -89,10 +89,7 @@ def _image_layers(viewer, layers) -> list:
         raise ValueError("no layer given; choose at least one Image layer")
     found = []
     for item in items:
-        if isinstance(item, str):
-            if item not in viewer.layers:
-                raise ValueError(f"there is no layer named {item!r} in the viewer")
-            item = viewer.layers[item]
+        item = _named(viewer, item)
         if not isinstance(item, Image):
             raise ValueError(f"layer {getattr(item, 'name', item)!r} is a "
                              f"{type(item).__name__} layer; style transfer needs Image layers")
@@ -100,14 +97,20 @@ def _image_layers(viewer, layers) -> list:
     return found
 
 
+def _named(viewer, item):
+    """The layer ``item`` names (a string), or ``item`` itself."""
+    if isinstance(item, str):
+        if item not in viewer.layers:
+            raise ValueError(f"there is no layer named {item!r} in the viewer")
+        return viewer.layers[item]
+    return item
+
+
 def _labels_layer(viewer, layer):
     """A Labels layer from a layer or a name; ValueError naming the problem."""
     from napari.layers import Labels
 
-    if isinstance(layer, str):
-        if layer not in viewer.layers:
-            raise ValueError(f"there is no layer named {layer!r} in the viewer")
-        layer = viewer.layers[layer]
+    layer = _named(viewer, layer)
     if not isinstance(layer, Labels):
         raise ValueError(f"regions: layer {getattr(layer, 'name', layer)!r} is a "
                          f"{type(layer).__name__} layer; regions come from a Labels layer")
