@@ -22,7 +22,7 @@ def main() -> None:
     app, settle = fresh_session()
 
     viewer = napari.Viewer(title="napari-nst")
-    viewer.window._qt_window.resize(1500, 900)
+    viewer.window._qt_window.resize(1800, 1000)
     viewer.add_image(load("tubingen.jpg", 256), name="tubingen", rgb=True)
     viewer.add_image(load("starry_night.jpg", 256), name="starry night", rgb=True)
     _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")

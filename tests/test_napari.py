@@ -545,7 +545,11 @@ def test_a_sweep_fills_the_grid_with_labelled_cells(qtbot, viewer, widget, tmp_p
     layers = [layer for layer in viewer.layers if layer not in before]
     assert len(layers) == 6  # an image and a label per cell
     texts = [layer.text.values[0] for layer in layers if layer._type_string == "points"]
-    assert texts == ["method=optimize", "method=predict", "method=universal"]
+    assert texts == ["optimize", "predict", "universal"]  # the values on the canvas
+    assert [layer.metadata["napari_nst"]["label"] for layer in layers
+            if layer._type_string == "image"] == ["method=optimize", "method=predict",
+                                                  "method=universal"]
+    assert not any(layer in layers for _, layer in widget._image_layers())  # not as inputs
     grid = viewer.grid
     assert grid.enabled and tuple(grid.shape) == (1, 3) and grid.stride == 2
     assert [viewer.layers.index(layer) for layer in layers] == list(range(6))  # row-major

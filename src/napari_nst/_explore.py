@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._compare import ViewState, _grid, restore_view
-from ._layers import LayerSnapshot, _image_layers, _versions, snapshot_layer
+from ._layers import LayerSnapshot, _image_layers, _placement, _versions, snapshot_layer
 from .settings import Settings, make_settings
 
 #: Gap between grid cells, in screen pixels (napari's ``GridCanvas.spacing`` of 1 and more).
@@ -55,6 +55,9 @@ class SweepView:
     name: str
     state: ViewState | None = None
     layers: list = field(default_factory=list)
+    #: The layer the cells are laid over (its scale and 2-D shape): each cell is shown at its
+    #: size, so the grid's camera, which fits every layer, fits the cells.
+    over: tuple = ((1.0, 1.0), None)
 
     def show(self) -> None:
         """Grid on, the sweep's cells only (other layers hidden, their state saved)."""
@@ -82,14 +85,18 @@ class SweepView:
                                    "settings": settings.to_metadata(), "versions": _versions()}}
         data = dict(data=image[..., 0], rgb=False, colormap="gray") if grayscale else \
             dict(data=image, rgb=True)
+        scale, shape = self.over
+        placement = _placement(tuple(scale), (0.0, 0.0), shape or image.shape[:2],
+                               image.shape[:2])
         picture = Image(name=f"{self.name}: {cell.label}", metadata=metadata,
-                        contrast_limits=(0.0, 1.0), **data)
+                        contrast_limits=(0.0, 1.0), **placement, **data)
         height = image.shape[0]
-        text = Points(np.array([[-0.06 * height - 1, 0.0]]), name=f"{self.name}: label "
+        text = Points(np.array([[-0.04 * height - 1, 0.0]]), scale=placement["scale"],
+                      translate=placement["translate"], name=f"{self.name}: label "
                       f"{cell.row},{cell.col}", size=0.01, face_color="transparent",
                       border_width=0, metadata={"napari_nst": {"sweep": self.name}},
-                      text={"string": [cell.label], "color": "white", "anchor": "lower_left",
-                            "size": 9})
+                      text={"string": [sweep.short_label(cell.row, cell.col)],
+                            "color": "white", "anchor": "lower_left", "size": 8})
         text.editable = False
         position = 2 * sum(1 for layer in self.layers if isinstance(layer, Image))
         self.viewer.layers.insert(position, picture)
@@ -138,7 +145,9 @@ def run_sweep_in_viewer(viewer, content, style, rows, cols=None,
                               max_cells=MAX_CELLS if max_cells is None else max_cells,
                               title=title, **options)
     job.sweep = sweep
-    job.view = SweepView(viewer, sweep.shape, name)
+    source = job.content if reconstruct != "style" else job.style
+    job.view = SweepView(viewer, sweep.shape, name,
+                         over=(source.scale, tuple(np.shape(source.data)[:2])))
     job.view.show()
     total = int(sweep.done.size)
 

@@ -164,7 +164,9 @@ class StyleTransferWidget(Container):
     def _image_layers(self, _widget=None):
         from napari.layers import Image
 
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+        # a sweep's cells are for looking at side by side, not inputs: they would crowd the list
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)
+                and "sweep" not in layer.metadata.get("napari_nst", {})]
 
     def _on_layers_changed(self, event=None):
         if self._gone:

@@ -61,6 +61,13 @@ class Sweep:
                  describe(self.col_name, self.col_values[col]) if self.col_name else ""]
         return ", ".join(p for p in parts if p)
 
+    def short_label(self, row: int, col: int) -> str:
+        """The cell's values only, "conv1_1..conv3_1 · 0.1" (a label on a small cell)."""
+        parts = [describe(name, values[i]).split("=", 1)[1]
+                 for name, values, i in ((self.row_name, self.row_values, row),
+                                         (self.col_name, self.col_values, col)) if name]
+        return " · ".join(parts)
+
     @property
     def labels(self) -> list[list[str]]:
         return [[self.label(r, c) for c in range(self.shape[1])] for r in range(self.shape[0])]
