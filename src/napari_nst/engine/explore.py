@@ -57,9 +57,7 @@ class Sweep:
     def label(self, row: int, col: int) -> str:
         """The cell's label: its row and column settings, e.g. "style_layers=conv1_1..conv3_1,
         content_weight=0.1"."""
-        parts = [describe(self.row_name, self.row_values[row]) if self.row_name else "",
-                 describe(self.col_name, self.col_values[col]) if self.col_name else ""]
-        return ", ".join(p for p in parts if p)
+        return ", ".join(p for p in (self.row_label(row), self.col_label(col)) if p)
 
     def short_label(self, row: int, col: int) -> str:
         """The cell's values only, "conv1_1..conv3_1 · 0.1" (a label on a small cell)."""

@@ -218,34 +218,38 @@ class Regions:
                     lookup[label] = number
         return lookup[labels]
 
+    def _sigma(self, shape) -> float:
+        return self.edge * max(shape) / max(self.shape)
+
+    @staticmethod
+    def _soft(index: np.ndarray, number: int, sigma: float) -> np.ndarray:
+        """Group ``number``'s indicator blurred by the soft edge (Gaussian, ``sigma`` px)."""
+        from scipy.ndimage import gaussian_filter
+
+        plane = (index == number).astype(np.float32)
+        return gaussian_filter(plane, sigma, mode="nearest") if sigma > 0 else plane
+
     def weights(self, shape=None) -> np.ndarray:
         """(G + 1, h, w) float32 soft maps at ``shape`` (default: the labels' own), one per
         group and the last for the kept pixels, summing to 1 at every pixel."""
-        from scipy.ndimage import gaussian_filter
-
         shape = self.shape if shape is None else (int(shape[0]), int(shape[1]))
-        index = self.index_map(shape)
-        sigma = self.edge * max(shape) / max(self.shape)
-        maps = np.empty((len(self.groups) + 1, *shape), np.float32)
-        for number in range(len(self.groups) + 1):
-            plane = (index == number).astype(np.float32)
-            maps[number] = gaussian_filter(plane, sigma, mode="nearest") if sigma > 0 else plane
+        index, sigma = self.index_map(shape), self._sigma(shape)
+        maps = np.stack([self._soft(index, number, sigma)
+                         for number in range(len(self.groups) + 1)])
         maps /= np.maximum(maps.sum(axis=0), 1e-6)
         return maps
 
-    @property
-    def keeps_any(self) -> bool:
-        styled = {v for g in self.groups for v in g.labels}
-        return bool(np.isin(self.labels, list(styled), invert=True).any()) if styled else True
-
     def keep_content(self, result: np.ndarray, content_rgb) -> np.ndarray:
         """``result`` (h, w, 3) with the kept pixels taken back from ``content_rgb`` (a function
-        of the shape, giving the content's RGB there), blended over the soft edge."""
-        if not self.keeps_any:
+        of the shape, giving the content's RGB there), blended over the soft edge. Only the
+        kept pixels' map is made (the blurred indicators sum to 1 already)."""
+        shape = result.shape[:2]
+        index = self.index_map(shape)
+        kept = len(self.groups)
+        if not (index == kept).any():
             return result
-        keep = self.weights(result.shape[:2])[-1][..., None]
-        content = content_rgb(result.shape[:2])
-        return (keep * content + (1.0 - keep) * result).astype(np.float32)
+        keep = np.clip(self._soft(index, kept, self._sigma(shape)), 0.0, 1.0)[..., None]
+        return (keep * content_rgb(shape) + (1.0 - keep) * result).astype(np.float32)
 
     def describe(self, style_names=None) -> dict:
         """{label: the styles it gets (names and weights)}, for a result's metadata; labels not
