@@ -89,20 +89,23 @@ def test_worker_benchmark_smoke():
     assert "over 3 layers" in stdout  # one layer per step, placed by run_in_viewer
 
 
-def test_soak_benchmark_smoke():
-    """bench_soak.py --smoke: a few runs in one viewer, RSS at runs 1 and 6, nothing kept."""
-    shared_path("images", "tubingen.jpg")
+def test_runs_in_a_viewer_do_not_grow_the_process():
+    """bench_soak.py: 3 warm-up runs then 10 optimize runs through the dock widget, each run's
+    layers deleted; the process keeps nothing of them (a loose bound: before each run handed
+    its freed memory back, 10 such runs grew it by 27-58 MB, in steps of a thread's arena)."""
+    shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
     if not os.environ.get("DISPLAY"):
         skip_or_fail("bench_soak needs a display (run under Xvfb)")
-    stdout = run_script(BENCHMARKS / "bench_soak.py", "--smoke")
-    rows = re.findall(r"^\| (\d+) \| (\d+\.\d) \| ([+-]\d+\.\d) \| (\d+) \| (\d+) \| (\d+) \|$",
-                      stdout, flags=re.MULTILINE)
-    assert [row[0] for row in rows] == ["1", "6"], stdout
-    for run, rss, _, workers, layers, contents in rows:
+    stdout = run_script(BENCHMARKS / "bench_soak.py", "--method", "optimize", "--runs", 10,
+                        "--size", 96, "--steps", 4)
+    rows = re.findall(r"^\| optimize 4 steps 96 px \| (\d+) \| (\d+\.\d) \| ([+-]\d+\.\d) \| "
+                      r"[+-]\d+\.\d+ \| [^|]+ \| (\d+) \| (\d+) \|$", stdout, flags=re.MULTILINE)
+    assert [row[0] for row in rows] == ["1", "10"], stdout
+    for run, rss, growth, workers, layers in rows:
         assert float(rss) > 100
-        assert int(workers) <= int(run)
-        assert (layers, contents) == ("0", "0")  # deleted results and input copies are freed
-    assert re.search(r"growth from run 1 to run 6: [+-]\d+\.\d MB", stdout)
+        assert int(workers) <= int(run) + 3  # napari's registry may keep them: they hold nothing
+        assert layers == "0"  # deleted results are freed
+    assert float(rows[-1][2]) < 12.0, stdout
 
 
 def test_predict_benchmark_smoke():

@@ -217,6 +217,9 @@ def _close(generator, then=None) -> None:
     except Exception as exc:
         warnings.warn(f"napari-nst: closing a finished run failed: {exc!r}", RuntimeWarning,
                       stacklevel=1)
+    from .engine.memory import release_freed_memory
+
+    release_freed_memory()
     if then is not None:
         then()
 
