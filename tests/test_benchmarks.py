@@ -50,7 +50,7 @@ def test_runner_smoke_reports_both_implementations(tmp_path):
     assert len(quality["plain"]["curve"]) == quality["plain"]["steps"] == 2
     assert quality["target_loss"] == quality["plain"]["final_loss"] > 0
     assert quality["plain_best"]["loss"] == min(point[2] for point in quality["plain"]["curve"])
-    assert quality["project"]["final_loss"] > 0 and quality["project"]["settings"]["coarse_to_fine"]
+    assert quality["project"]["final_loss"] > 0 and quality["project"]["settings"]["init"] == "content"
     assert "| napari-nst defaults" in stdout and "| plain, 2 L-BFGS steps" in stdout
 
 
@@ -228,3 +228,21 @@ def test_paper_figures_smoke(tmp_path):
     assert all(s > 0 for row in report["fig3"]["per_cell"] for s in row)
     assert len(report["fig1"]["content_per_cell"][0]) == 5
     assert "Fig. 3: 20 cells" in stdout
+
+
+def test_time_quality_benchmark_smoke():
+    """bench_time_quality.py --smoke: a curve per method and start, the default run at two sizes
+    next to the plain implementation, the targets table and the plot."""
+    shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
+    stdout = run_script(BENCHMARKS / "bench_time_quality.py", "--smoke")
+    for row in ("predict", "universal", "optimize from predict (the default)",
+                "optimize from content, full size", "plain reference from content, full size"):
+        assert f"### {row}\n" in stdout, stdout
+    defaults = re.findall(r"^\| (\d+) \| (\d+\.\d+) \| (\d\.\d+) \(\d\.\d+\) \| (\d\.\d+) \| "
+                          r"(\d+\.\d+) \| (\d+\.\d+)x \|$", stdout, flags=re.MULTILINE)
+    assert [row[0] for row in defaults] == ["96", "64"], stdout
+    for _, seconds, ssim, style, plain, ratio in defaults:
+        assert float(seconds) > 0 and float(plain) > 0 and 0 < float(ssim) <= 1
+        assert math.isclose(float(ratio), float(seconds) / float(plain), rel_tol=0.05, abs_tol=0.01)
+    assert stdout.count("| yes |") + stdout.count("| NO |") == 5
+    assert (BENCHMARKS / "results" / "time_quality_smoke.png").stat().st_size > 10_000

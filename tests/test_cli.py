@@ -195,7 +195,7 @@ def test_options_come_from_the_settings_metadata():
         assert (f"({note}; default: " in action.help) == bool(note), f.name
     assert options["init"].choices == ("content", "noise", "predict", "universal")
     assert "(predict only; default: 1)" in options["style_crops"].help
-    assert "(optimize only; default: 300)" in options["steps"].help
+    assert "(optimize only; default: 20)" in options["steps"].help
     assert "only" not in options["size"].help
     assert options["vgg_weights"].metavar == "PATH"  # argparse options from the metadata
     assert "init_image" not in options and "style_blend" not in options

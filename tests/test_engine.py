@@ -18,7 +18,9 @@ from napari_nst.engine.methods.optimize.gatys import scale_sizes, steps_per_scal
 from napari_nst.engine.vgg import LAYER_NAMES, VGGFeatures
 from tests.helpers import shared_image
 
-FAST = dict(size=48, steps=4, emit_every=2, device="cpu", coarse_to_fine=False, min_working_size=16)
+# the engine's mechanics from the content (the default predict start needs Magenta's weights)
+FAST = dict(size=48, steps=4, emit_every=2, device="cpu", coarse_to_fine=False, min_working_size=16,
+            init="content")
 
 
 def test_import_does_not_load_torch():
@@ -185,15 +187,15 @@ def test_total_loss_falls_on_real_images(random_vgg, content_small, style_small)
 
 def test_adam_and_noise_init(random_vgg, content_small, style_small):
     iterates = list(napari_nst.iterate(content_small, style_small, vgg_weights=random_vgg,
-                                       optimizer="adam", init="noise", learning_rate=0.05,
-                                       **{**FAST, "steps": 10, "emit_every": 5}))
+                                       optimizer="adam", learning_rate=0.05,
+                                       **{**FAST, "steps": 10, "emit_every": 5, "init": "noise"}))
     assert iterates[-1].losses["total"] < iterates[0].losses["total"]
 
 
 def test_seed_makes_runs_reproducible(random_vgg, content_small, style_small):
     def run(seed):
-        return napari_nst.stylize(content_small, style_small, vgg_weights=random_vgg, init="noise",
-                                  seed=seed, **FAST)
+        return napari_nst.stylize(content_small, style_small, vgg_weights=random_vgg, seed=seed,
+                                  **{**FAST, "init": "noise"})
     a, b, c = run(1), run(1), run(2)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -207,7 +209,7 @@ def test_coarse_to_fine_schedule(random_vgg, content_small, style_small):
     assert steps_per_scale(2, 5) == [1, 1]
     steps = list(napari_nst.run_steps(
         content_small, style_small, vgg_weights=random_vgg, size=48, min_size=24, steps=6,
-        min_working_size=48, emit_every=100, device="cpu"))
+        min_working_size=48, emit_every=100, device="cpu", init="content", coarse_to_fine=True))
     scales = [it.scale for it in steps]
     assert scales[0] == (18, 24)  # 24 px long side and scales[-1] == (36, 48)
     assert len(steps) == 6 and steps[-1].emitted and not any(it.emitted for it in steps[:-1])
@@ -225,7 +227,7 @@ def test_a_result_below_the_working_floor_is_the_floors_result_shrunk(random_vgg
     import torch.nn.functional as F
 
     content = shared_image("tubingen.jpg", 32)  # 24 x 32: both runs enlarge the same pixels
-    run = dict(FAST, vgg_weights=random_vgg, steps=3, emit_every=1)
+    run = dict(FAST, vgg_weights=random_vgg, steps=3, emit_every=1, min_working_size=0)
     small = list(napari_nst.iterate(content, style_small, **dict(run, size=32, min_working_size=48)))
     large = list(napari_nst.iterate(content, style_small, **dict(run, size=48)))
     assert [it.scale for it in small] == [(36, 48)] * 3  # worked at the floor
@@ -236,7 +238,9 @@ def test_a_result_below_the_working_floor_is_the_floors_result_shrunk(random_vgg
                                mode="bicubic", antialias=True, align_corners=False)
         np.testing.assert_allclose(a.image, shrunk[0].permute(1, 2, 0).clamp(0, 1).numpy(),
                                    atol=1e-6)
-    assert Settings(size=256).working_size() == 512 and Settings(size=1024).working_size() == 1024
+    assert Settings(size=256, min_working_size=512).working_size() == 512
+    assert Settings(size=256).working_size() == 256  # no floor by default: the predict start
+    assert Settings(size=1024, min_working_size=512).working_size() == 1024
     assert Settings(method="predict", size=256).working_size() == 256  # predict has no floor
 
 
@@ -259,8 +263,8 @@ def test_grayscale_content_gives_grayscale_result(random_vgg, style_small, conte
 
 def test_init_array_and_strength_zero(random_vgg, content_small, style_small):
     start = np.full((36, 48, 3), 0.5, np.float32)
-    first = next(napari_nst.iterate(content_small, style_small, vgg_weights=random_vgg, init=start,
-                                    **{**FAST, "emit_every": 1, "steps": 1}))
+    first = next(napari_nst.iterate(content_small, style_small, vgg_weights=random_vgg,
+                                    init_image=start, **{**FAST, "emit_every": 1, "steps": 1}))
     assert abs(first.image.mean() - 0.5) < 0.1
     only_content = list(napari_nst.iterate(content_small, style_small, vgg_weights=random_vgg,
                                            style_strength=0.0, **FAST))[-1]

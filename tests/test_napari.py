@@ -10,11 +10,12 @@ import weakref
 import numpy as np
 import pytest
 
+from napari_nst.settings import Settings
 from tests.helpers import gui_session, shared_image, shared_path
 
 pytestmark = pytest.mark.gui
 QUICK = dict(size=32, steps=3, emit_every=1, device="cpu", coarse_to_fine=False,
-             min_working_size=32)
+             min_working_size=32, init="content")  # random VGG weights: no predict start
 
 
 @pytest.fixture(autouse=True)
@@ -359,12 +360,13 @@ def test_values_persist_between_sessions_visibly_and_reset(viewer, widget, make_
     assert not again.restored.native.isHidden() and shown.startswith("not the defaults")
     assert "steps 7" in shown and "keep colors True" in shown and str(tmp_path) in shown
     again.reset_button.clicked.emit()
-    assert again.controls["steps"].value == 300 and again.controls["keep_colors"].value is False
+    assert again.controls["steps"].value == Settings().steps
+    assert again.controls["keep_colors"].value is False
     assert again.current_settings().weights_dir is None
     assert again.restored.value == "" and again.restored.native.isHidden()
     third = make_napari_viewer()
     _, fresh = third.window.add_plugin_dock_widget("napari-nst", "Style transfer")
-    assert fresh.controls["steps"].value == 300 and fresh.restored.value == ""
+    assert fresh.controls["steps"].value == Settings().steps and fresh.restored.value == ""
 
 
 def test_first_choice_of_network_suits_the_machine(make_napari_viewer):

@@ -14,7 +14,7 @@ from tests.helpers import gui_session
 pytestmark = pytest.mark.gui
 
 QUICK = dict(size=32, steps=2, emit_every=1, device="cpu", coarse_to_fine=False,
-             min_working_size=32)
+             min_working_size=32, init="content")  # random VGG weights: no predict start
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,8 @@ from napari_nst.engine.output import output_image
 from napari_nst.io import write_image
 from tests.helpers import shared_image, shared_path, skip_or_fail
 
-FAST = dict(size=32, steps=2, emit_every=1, device="cpu", coarse_to_fine=False, min_working_size=32)
+FAST = dict(size=32, steps=2, emit_every=1, device="cpu", coarse_to_fine=False, min_working_size=32,
+            init="content")
 QUICK = ["--size", "32", "--steps", "2", "--device", "cpu", "-q", "--no-coarse-to-fine",
          "--min-working-size", "32"]
 LOW, HIGH = 300, 3352
@@ -163,7 +164,7 @@ def test_predict_keeps_alpha_and_content_range(predict_env, random_vgg, content_
     assert batch[0].dtype == np.uint16 and LOW <= batch[0].min() and batch[0].max() <= HIGH
     assert batch[1].dtype == np.uint8 and batch[1].shape == (36, 48, 4)
     # init="predict" starts optimize from the prediction's RGB in 0..1, whatever the output range
-    start = napari_nst.stylize(gray, style_small, **{**FAST, "size": 48}, init="predict",
+    start = napari_nst.stylize(gray, style_small, **{**FAST, "size": 48, "init": "predict"},
                                output_range="content", vgg_weights=random_vgg)
     assert start.dtype == np.uint16 and LOW <= start.min() and start.max() <= HIGH
 

@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
+from napari_nst.settings import Settings
 from tests.helpers import REPO, shared_path, skip_or_fail
 
 BLOCKS = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), re.S)
@@ -101,7 +102,8 @@ def test_console_blocks_run_as_written(readme_folder, qtbot, make_napari_viewer)
     from_widget = [layer.metadata["napari_nst"] for layer in viewer.layers
                    if layer.metadata.get("napari_nst", {}).get("settings", {}).get("style_layers")
                    == ["conv1_1", "conv2_1", "conv3_1"]]
-    assert sorted(meta["step"] for meta in from_widget) == [25, 50, 75, 100]
+    every = Settings().emit_every
+    assert sorted(meta["step"] for meta in from_widget) == list(range(every, 101, every))
     assert {meta["settings"]["network"] for meta in from_widget} == {"vgg19-distilled"}
     assert viewer.grid.enabled  # the comparison grid is on
 

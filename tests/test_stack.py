@@ -13,7 +13,7 @@ import pytest
 import napari_nst
 from tests.helpers import shared_image, shared_path
 
-QUICK = dict(size=32, steps=3, device="cpu", coarse_to_fine=False, min_working_size=32)
+QUICK = dict(size=32, steps=3, device="cpu", coarse_to_fine=False, min_working_size=32, init="content")
 
 
 def _stack(planes: int = 4, height: int = 40, width: int = 48) -> np.ndarray:
@@ -612,6 +612,7 @@ def test_a_warm_start_starts_every_scale_where_it_is_trusted(random_vgg):
     trust = np.zeros((64, 64), np.float32)
     trust[:, :32] = 1.0
     settings = Settings(size=64, min_size=32, min_working_size=64, steps=3, optimizer="adam",
+                        coarse_to_fine=True, init="content",
                         learning_rate=1e-5, device="cpu", vgg_weights=random_vgg)
     *_, last = optimize(content, [content], settings, torch.device("cpu"), initial=texture,
                         warm=(texture, trust))

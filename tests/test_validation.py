@@ -288,7 +288,7 @@ def test_help_explains_every_field():
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         entry = " ".join(f"{f.name} ({default!r}): {f.metadata['help']}".split())
         assert entry in text, entry
-    assert "steps (300): optimisation steps" in text
+    assert "steps (20): optimisation steps" in text
 
 
 def test_settings_module_does_not_grow_heavy_imports():
@@ -403,8 +403,16 @@ def test_init_and_init_image_together_are_an_error(changes, message):
     with pytest.raises(ValueError) as info:
         Settings(**changes)
     assert message in str(info.value)
-    with pytest.raises(ValueError, match="init='predict' and init_image"):
-        Settings(init_image=np.zeros((4, 4, 3))).replace(init="predict")
+    with pytest.raises(ValueError, match="init='universal' and init_image"):
+        Settings(init_image=np.zeros((4, 4, 3))).replace(init="universal")
+
+
+def test_a_start_image_replaces_the_default_start():
+    """init's default (predict) gives way to init_image; an explicit content start stays."""
+    start = np.zeros((4, 4, 3))
+    assert Settings().init == "predict"
+    assert Settings(init_image=start).init == "content"
+    assert Settings(init="content", init_image=start).init == "content"
 
 
 def test_total_steps_follows_the_method():
@@ -438,5 +446,5 @@ def test_help_says_which_method_reads_a_field():
     doc = " ".join(word for word in pydoc.render_doc(Settings, renderer=pydoc.plaintext).split()
                    if word != "|")
     assert "style_crops (1): average the style over this many crops; predict only;" in doc
-    assert "steps (300): optimisation steps (one forward+backward pass each); optimize only;" in doc
+    assert "steps (20): optimisation steps (one forward+backward pass each); optimize only;" in doc
     assert "size (512): result resolution: the content's longer side in pixels; from" in doc

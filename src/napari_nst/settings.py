@@ -37,6 +37,7 @@ OutputRange = Literal["unit", "content"]
 METHODS = get_args(Method)
 OPTIMIZERS = get_args(Optimizer)
 INITS = get_args(Init)
+DEFAULT_INIT = "predict"
 POOLINGS = get_args(Pooling)
 NETWORKS = get_args(Network)
 PRECISIONS = get_args(Precision)
@@ -102,7 +103,7 @@ class Settings:
                             "quick looks)", methods=OPTIMIZE, panel="basic")
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps", panel="basic",
                        widget={"widget_type": "ComboBox"})  # the widget offers what is present
-    steps: int = _opt(300, "optimisation steps (one forward+backward pass each)", methods=OPTIMIZE,
+    steps: int = _opt(20, "optimisation steps (one forward+backward pass each)", methods=OPTIMIZE,
                       panel="basic", min=1, max=100000)
     size: int = _opt(512, "result resolution: the content's longer side in pixels", panel="basic",
                      min=16, max=16384)
@@ -126,25 +127,31 @@ class Settings:
     tv_weight: float = _opt(0.0, "weight of the total-variation (smoothness) loss, relative to the "
                             "content's own (1: as smooth as the content)", methods=OPTIMIZE,
                             panel="advanced", min=0.0, max=1e6, widget={"step": 0.001})
-    init: Init = _opt("content", "starting image: content, noise, predict or universal (that "
-                      "method's result); an array: init_image (API only)", methods=OPTIMIZE, panel="advanced")
+    init: Init = _opt(DEFAULT_INIT, "starting image: predict or universal (that method's result, "
+                      "mixed with the content by style_strength; predict, the default, lands "
+                      "near the goal in one pass, so a few steps finish it), content or noise "
+                      "(the paper's starts: give them more steps); an array: init_image (API "
+                      "only)", methods=OPTIMIZE, panel="advanced")
     optimizer: Optimizer = _opt("lbfgs", "lbfgs or adam", methods=OPTIMIZE, panel="advanced")
     learning_rate: float = _opt(0.02, "Adam step size (pixels are in 0..1)", methods=OPTIMIZE,
                                 panel="advanced", min=1e-5, max=1.0, widget={"step": 0.001})
     style_scale: float = _opt(1.0, "style image size relative to the working size",
                               methods=OPTIMIZE + UNIVERSAL, panel="advanced", min=0.05, max=8.0,
                               widget={"step": 0.1})
-    coarse_to_fine: bool = _opt(True, "optimise from small to the working size (much faster)",
+    coarse_to_fine: bool = _opt(False, "optimise from min_size up to the working size: for "
+                                "long runs from the content or noise (much faster there); a "
+                                "predict start is finished at full size",
                                 methods=OPTIMIZE, panel="advanced")
-    min_working_size: int = _opt(512, "optimize works at this longer side at least and shrinks "
-                                 "smaller results to size: below 512 px VGG's content layer "
-                                 "holds too little of the image and the style overruns it; "
-                                 "lower it to size for speed",
-                                 methods=OPTIMIZE, panel="advanced", min=16, max=16384)
+    min_working_size: int = _opt(0, "optimize works at this longer side at least and shrinks "
+                                 "smaller results to size (0: off). From the content or noise, "
+                                 "below 512 px VGG's content layer holds too little of the "
+                                 "image and the style overruns it: 512 keeps their look at "
+                                 "small sizes, at 512 px's cost",
+                                 methods=OPTIMIZE, panel="advanced", min=0, max=16384)
     precision: Precision = _opt("auto", "arithmetic of the VGG passes: bfloat16 is nearly 2x "
                                 "faster on CPUs with native bf16 (AVX512-BF16, AMX); auto uses it "
                                 "there and float32 elsewhere", methods=OPTIMIZE, panel="advanced")
-    emit_every: int = _opt(25, "emit an image every N steps (and always at the end)",
+    emit_every: int = _opt(5, "emit an image every N steps (and always at the end)",
                            methods=OPTIMIZE, panel="advanced", min=1, max=100000,
                            cli=False)  # the CLI's --save-every sets it
     style_crops: int = _opt(1, "average the style over this many crops", methods=PREDICT,
@@ -159,7 +166,7 @@ class Settings:
                                      "in 300..3352)", panel="advanced")
     # not in the widget (``settings_overrides`` passes them)
     init_image: Any = _opt(None, "a start image (an array as for content), API only; replaces "
-                           "init, which then stays at content", methods=OPTIMIZE, cli=False)
+                           "the default start (init becomes content)", methods=OPTIMIZE, cli=False)
     regions: Any = _opt(None, "a label image (a napari Labels layer's data) of the content's "
                         "shape: a style per label (style={label: image}; a single style styles "
                         "every non-zero label); labels without a style keep the content; API "
@@ -209,9 +216,12 @@ class Settings:
                          "entry of style_layers")
         if not self.style_layers and not self.content_layers:
             raise ValueError("at least one content or style layer is needed")
-        if self.init_image is not None and self.init != "content":
-            raise ValueError(f"init={self.init!r} and init_image both say where to start; give "
-                             "one: init_image for an image, init for content, noise or predict")
+        if self.init_image is not None:
+            if self.init not in ("content", DEFAULT_INIT):
+                raise ValueError(f"init={self.init!r} and init_image both say where to start; "
+                                 "give one: init_image for an image, init for predict, "
+                                 "universal, content or noise")
+            self.init = "content"  # the start image replaces the default start
 
     def _move_init_image(self) -> None:
         """``init=<array>`` (before init_image existed) still works, with a DeprecationWarning."""

@@ -103,10 +103,17 @@ class Optimize(Method):
 
 def start_image(content, styles, settings, device) -> np.ndarray:
     """The start image of ``init=<a method>``: that method's result for the content, (H, W, 3)
-    in [0, 1] at ``size`` (finished as its own run finishes it)."""
+    in [0, 1] at ``size`` (finished as its own run finishes it), mixed with the content by
+    ``style_strength``: strength 0 starts from the content itself (which is then the optimum,
+    as the style targets are the content's own), 1 from the other method's result alone."""
     other = get(settings.init)
     own = settings.replace(method=settings.init, init="content", output_range="unit")
     final = None
     for final in other.run(content, other.target(styles, own, device), own, device):
         pass
-    return np.asarray(final.image[..., :3])
+    start = np.asarray(final.image[..., :3], dtype=np.float32)
+    strength = float(settings.style_strength)
+    if strength >= 1.0:
+        return start
+    plain = resized(np.asarray(content.rgb, dtype=np.float32), start.shape[:2])
+    return strength * start + (1.0 - strength) * plain

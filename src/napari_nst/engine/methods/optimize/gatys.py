@@ -1,18 +1,21 @@
 """Gatys et al. 2015 as a generator: optimise the pixels, report every step, emit images every N.
 
-Coarse-to-fine (on by default): the optimisation starts at ``min_size`` and grows by √2 per scale
-up to the working size, each scale starting from the previous result upsampled; the step budget
-is shared between the scales. Small scales cost a fraction of a full-size step, and the large
-structures they settle do not have to be found again at full size.
+The default run starts from predict's result (``init="predict"``, one pass, already near the
+goal) and finishes it at full size in 20 L-BFGS steps: on the distilled network it keeps more of
+the content than 300 coarse-to-fine steps from the content did, with the same style score, in a
+fifth of the time (BENCHMARKS.md, "Time to quality by method and start").
 
-The working size is ``size``, but never below ``min_working_size`` (512): a smaller result is
-optimised at 512 px and resized down. The content layer, conv4_2, sees the image every 8 px
-(three poolings), in ImageNet VGG-19 and the distilled network alike, so its grid is fixed in
-pixels: at 256 px it holds the content on 32 samples across, and the style, whose strokes and
-receptive fields are fixed in pixels too, overruns it. Measured on the distilled network, the
-content kept (SSIM at 128 px) was 0.54 at 256 px, 0.64 at 512 and 0.68 at 1024, with the same
-style score: the look changed with the size. From 512 px on it changes little, so results below
-it are rendered there and shrunk, and a small preview looks like the large result.
+Coarse-to-fine (``coarse_to_fine``, for long runs from the content or noise): the optimisation
+starts at ``min_size`` and grows by √2 per scale up to the working size, each scale starting
+from the previous result upsampled; the step budget is shared between the scales.
+
+The working size is ``size``, or ``min_working_size`` when that is larger (off by default): the
+result is then optimised there and resized down. From the content or noise the look changes
+below 512 px: conv4_2 sees the image every 8 px, so at 256 px it holds the content on 32
+samples across and the style, whose strokes are fixed in pixels too, overruns it (SSIM at
+128 px 0.54 at 256 px, 0.64 at 512, on the distilled network). A predict start carries the
+content's layout into the optimisation at any size, so the default keeps its look without the
+floor (0.63 at 256 px, 0.66 at 512, 0.62 at 1024).
 """
 
 from __future__ import annotations

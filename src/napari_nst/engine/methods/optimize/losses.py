@@ -23,8 +23,8 @@ Why this normalisation (it decides what the default weights mean):
 What is size-free is the balance, not the look: VGG's receptive fields are fixed in pixels, so at
 a larger working size the style's strokes are finer relative to the image and conv4_2 holds the
 content on a finer grid (every 8 px), and more of the content's detail survives. Below 512 px that
-grid is too coarse for the content to hold its own, so optimize never works below 512 px
-(``Settings.min_working_size``; see ``optimize``) and shrinks smaller results.
+grid is too coarse for the content to hold its own from a content or noise start; the default
+predict start carries the layout in (see ``gatys``, and ``Settings.min_working_size``).
 The paper's α/β values and 1/(4N²M²) factor do not carry over (they depend on the network's
 activation scale); the defaults here were chosen on real, learned features (the distilled VGG-19)
 with the quality benchmark, ``benchmarks/bench_quality.py``.
