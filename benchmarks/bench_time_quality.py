@@ -161,7 +161,7 @@ def plot(curves: dict, defaults: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
+    figure, axes = plt.subplots(1, 2, figsize=(13, 6.2), constrained_layout=True)
     for label, points in curves.items():
         seconds = [p[1] for p in points]
         for axis, k in zip(axes, (2, 3)):
@@ -170,9 +170,9 @@ def plot(curves: dict, defaults: dict, path: Path) -> None:
                 axis.plot(seconds, values, "D", markersize=9, label=label)
             else:
                 axis.plot(seconds, values, "-o", markersize=3, label=label)
-    for size, outcome in defaults.items():
+    for (size, outcome), marker in zip(defaults.items(), ("*", "P")):
         for axis, k in zip(axes, ("ssim", "style")):
-            axis.plot([outcome["seconds"]], [outcome[k]], "*", color="black", markersize=15,
+            axis.plot([outcome["seconds"]], [outcome[k]], marker, color="black", markersize=14,
                       label=f"the default run, {size} px" if k == "ssim" else None)
     for axis, k, title in zip(axes, ("ssim", "style"),
                               ("content kept (SSIM to the content, 128 px)",
@@ -183,7 +183,8 @@ def plot(curves: dict, defaults: dict, path: Path) -> None:
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
     axes[1].set_ylim(0.95, 0.995)
-    axes[0].legend(fontsize=8, loc="lower left")
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3,
+                  fontsize=9)
     figure.suptitle("Time to quality by method and start (dotted: the previous defaults' "
                     "quality)")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -298,7 +298,10 @@ def parse_values(name: str, text: str) -> list:
 PRESETS = {
     "fig3": ("Fig. 3: style layer sets x content/style ratio",
              ("style_layers", list(GROWING_STYLE_LAYERS)),
-             ("content_weight", [0.01, 0.1, 1.0, 10.0]), {"method": "optimize"}),
+             ("content_weight", [0.01, 0.1, 1.0, 10.0]),
+             # from the content, as the reproduction in docs/ (a predict start would carry
+             # predict's look into every cell and hide the layer sets' differences)
+             {"method": "optimize", "init": "content", "coarse_to_fine": True}),
     "fig1-content": ("Fig. 1: content reconstructions", None,
                      ("content_layers", [(layer,) for layer in DEFAULT_STYLE_LAYERS]),
                      {"reconstruct": "content"}),
