@@ -198,7 +198,10 @@ def _cells(result: Sweep, grid, prepared: dict, shape) -> Iterator:
             start = time.perf_counter()
             content, styles, initial = prepared[_inputs_key(cell)]
             final = None
-            for step in run_prepared(content, styles, initial, cell,
+            # a cell keeps its final image only: no iterate images before it (each costs a
+            # forward pass; emit_every is not swept)
+            quiet = cell.replace(emit_every=max(cell.steps, 1))
+            for step in run_prepared(content, styles, initial, quiet,
                                      resolve_device(cell.device), targets):
                 yield r, c, step
                 if step.done:
