@@ -61,7 +61,7 @@ def main() -> None:
     widget.controls["method"].value = "optimize"
     widget.controls["network"].value = "vgg19-distilled"
     widget.run()
-    halfway = lambda: any(layer.metadata.get("napari_nst", {}).get("step") == 150  # noqa: E731
+    halfway = lambda: any(layer.metadata.get("napari_nst", {}).get("step") == 10  # noqa: E731
                           for layer in viewer.layers)
     wait_run(until=halfway)
     shot("3_optimize_midway.jpg")

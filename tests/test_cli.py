@@ -25,8 +25,9 @@ from napari_nst.cli import save_intervals, display_problem, main
 from napari_nst.io import read_image
 from tests.helpers import shared_image, shared_path, skip_or_fail
 
+# the CLI's mechanics from the content (the default predict start needs Magenta's weights)
 QUICK = ["--size", "32", "--steps", "3", "--device", "cpu", "-q", "--no-coarse-to-fine",
-         "--min-working-size", "32"]
+         "--init", "content", "--min-working-size", "32"]
 
 
 def run_cli(argv) -> int:

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 # Threads that wait for work sleep instead of spinning (OpenMP's default spins for a while):
 # beside another torch job on a 2-core machine, spinning threads of two processes took the cores
-# from each other, and a 512-px run took 5.7x its time alone; sleeping, 2.1x (BENCHMARKS.md,
+# from each other, and a default run took 4-6x its time alone; sleeping, 1.1-1.5x (BENCHMARKS.md,
 # "Under load"). It must be set before torch is first imported; a value already set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

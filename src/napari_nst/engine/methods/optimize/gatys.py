@@ -3,7 +3,7 @@
 The default run starts from predict's result (``init="predict"``, one pass, already near the
 goal) and finishes it at full size in 20 L-BFGS steps: on the distilled network it keeps more of
 the content than 300 coarse-to-fine steps from the content did, with the same style score, in a
-fifth of the time (BENCHMARKS.md, "Time to quality by method and start").
+fifth to a quarter of the time (BENCHMARKS.md, "Time to quality by method and start").
 
 Coarse-to-fine (``coarse_to_fine``, for long runs from the content or noise): the optimisation
 starts at ``min_size`` and grows by √2 per scale up to the working size, each scale starting
