@@ -199,7 +199,82 @@ def test_options_come_from_the_settings_metadata():
     assert "(optimize only; default: 20)" in options["steps"].help
     assert "only" not in options["size"].help
     assert options["vgg_weights"].metavar == "PATH"  # argparse options from the metadata
-    assert "init_image" not in options and "style_blend" not in options
+
+
+#: API settings that the CLI sets through options of its own: image files and --save-every.
+_SET_BY_OTHER_OPTIONS = {"init_image": "--init-image", "regions": "--regions",
+                         "emit_every": "--save-every"}
+
+
+def test_every_api_setting_is_reachable_from_the_cli(tmp_path):
+    """Each Settings field has an option (or one of _SET_BY_OTHER_OPTIONS); sequences are given
+    as comma lists and arrive in Settings as the API's tuples."""
+    import dataclasses
+
+    from napari_nst.cli import build_parser, settings_options
+    from napari_nst.settings import Settings
+
+    options = _stylize_options()
+    flags = {flag for action in options.values() for flag in action.option_strings}
+    for f in dataclasses.fields(Settings):
+        assert f.name in options or _SET_BY_OTHER_OPTIONS.get(f.name) in flags, f.name
+    args = build_parser().parse_args([
+        "stylize", "c.png", "s.png", "-o", str(tmp_path / "o.png"),
+        "--style-layers", "conv1_1,conv3_1", "--content-layers", "conv5_2",
+        "--style-layer-weights", "1,3", "--style-blend", "2,1", "--content-window", "300,3352",
+        "--style-window", "0,1", "--levels", "3,2,1", "--predictor-weights", "p.tflite"])
+    settings = Settings(**settings_options(args))
+    assert settings.style_layers == ("conv1_1", "conv3_1")
+    assert settings.content_layers == ("conv5_2",)
+    assert settings.style_layer_weights == (1.0, 3.0) and settings.style_blend == (2.0, 1.0)
+    assert settings.content_window == (300.0, 3352.0) and settings.style_window == (0.0, 1.0)
+    assert settings.levels == (3, 2, 1) and settings.predictor_weights == "p.tflite"
+    empty = build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png",
+                                       "--content-layers", ""])
+    assert Settings(**settings_options(empty)).content_layers == ()  # style only
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--style-layer-weights", "1,2"], "style_layer_weights needs one weight per entry of "
+                                       "style_layers (5), got 2"),
+    (["--style-blend", "a,b"], "give numbers separated by commas"),
+    (["--style-layers", "conv9_1"], "unknown VGG-19 layer(s) 'conv9_1'"),
+    (["--content-window", "5,1"], "content_window must be (low, high) with high > low"),
+])
+def test_sequence_options_are_checked(images, tmp_path, capsys, args, message):
+    content, style = images
+    code = run_cli(["stylize", str(content), str(style), "-o", str(tmp_path / "o.png"), *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_init_image_and_same_style_as_content(images, vgg_file, tmp_path, capsys):
+    """--init-image starts the run from a file (a different start gives a different result);
+    a style that is the content file gets a warning."""
+    content, style = images
+    results = []
+    for extra in ([], ["--init-image", str(style)]):
+        out = tmp_path / f"out{len(results)}.png"
+        assert main(["stylize", str(content), str(content), "-o", str(out), "--vgg-weights",
+                     str(vgg_file), *QUICK, *extra]) == 0
+        results.append(np.asarray(Image.open(out)).astype(int))
+    err = capsys.readouterr().err
+    assert "warning: the style" in err and "is the content file itself" in err
+    assert np.abs(results[0] - results[1]).mean() > 5  # started from the scream, not the content
+
+
+def test_loss_summary_per_scale():
+    """One scale: first -> last; coarse-to-fine: per scale, since a finer scale's loss measures
+    more detail (it may start above the coarser scale's end without the run getting worse)."""
+    from napari_nst.cli import loss_summary
+
+    one = {(24, 32): [{"total": 2.0}, {"total": 0.5}]}
+    assert loss_summary(one) == "; total loss 2 -> 0.5"
+    assert loss_summary({(24, 32): [{"total": 2.0}]}) == ""
+    scales = {(12, 16): [{"total": 3.0}, {"total": 0.3}], (24, 32): [{"total": 0.4},
+                                                                      {"total": 0.35}]}
+    text = loss_summary(scales)
+    assert "per scale" in text and "16x12 px 3 -> 0.3" in text and "32x24 px 0.4 -> 0.35" in text
 
 
 @pytest.mark.shared

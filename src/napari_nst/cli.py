@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .settings import Settings, field_choices, field_default, methods_note
+from .settings import Settings, field_annotation, field_choices, field_default, methods_note
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: The CLI keeps the latest image in memory every this many steps (an emitted iterate), for a run
@@ -50,6 +50,8 @@ def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         if isinstance(default, (int, float)):
             kwargs["type"] = type(default)
+        elif _is_sequence(f):  # "conv1_1,conv2_1" or "0.5,0.5"; Settings checks the items
+            kwargs["type"] = _comma_list(numbers=default is None)
         if field_choices(f):
             kwargs["choices"] = field_choices(f)
         parser.add_argument(flag, **{**kwargs, **meta["cli"]})
@@ -58,6 +60,26 @@ def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the image every N steps as OUT_stepNNNN.EXT, with a "
                              "loss line (default: no intermediate files, a loss line about every "
                              "steps/10 steps)")
+
+
+def _is_sequence(f: dataclasses.Field) -> bool:
+    """Whether the setting is a sequence (``tuple`` or ``tuple | None``), given as text."""
+    return "tuple" in str(field_annotation(f))
+
+
+def _comma_list(numbers: bool):
+    """An argparse type: comma-separated items as a tuple of strings (layer names, levels) or,
+    with ``numbers``, of floats (weights, windows); "" is the empty tuple."""
+    def parse(text: str) -> tuple:
+        items = tuple(item.strip() for item in text.split(",") if item.strip())
+        if not numbers:
+            return items
+        try:
+            return tuple(float(item) for item in items)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas, "
+                                             "e.g. 0.5,0.5") from None
+    return parse
 
 
 def _plane(text: str) -> tuple[int, ...]:
@@ -77,6 +99,19 @@ def _region_style(text: str) -> tuple[int, Path]:
     if not sep or not label.strip().lstrip("-").isdigit() or not path:
         raise argparse.ArgumentTypeError(f"{text!r}: give LABEL=FILE, e.g. --style 1=starry.jpg")
     return int(label), Path(path)
+
+
+def _warn_if_content_is_style(args) -> None:
+    """A style that is the content file itself gives back about the content: say so."""
+    styles = [*args.style, *(path for _, path in args.region_styles)]
+    try:
+        same = [path for path in styles if path.resolve() == args.content.resolve()]
+    except OSError:
+        same = []
+    if same:
+        print(f"napari-nst: warning: the style {same[0]} is the content file itself; the result "
+              "will look much like the content (pass a painting or texture as the style)",
+              file=sys.stderr)
 
 
 def _read_styles(args, stack: bool = False):
@@ -159,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "that motion is trusted (less flicker through z or t); default 1; "
                               "0: every plane on its own (and in parallel on a cluster), e.g. "
                               "for tiles or positions")
+    stylize.add_argument("--init-image", dest="init_image_file", type=Path, default=None,
+                         metavar="FILE",
+                         help="optimize only: start from this image (of any size; resized to "
+                              "the working size) instead of the default start")
     stylize.add_argument("-q", "--quiet", action="store_true", help="no progress bar or loss lines")
     _add_settings_arguments(stylize)
     from .cli_sweep import add_sweep_parser
@@ -273,10 +312,16 @@ def _write_somewhere(output: Path, pixels, bit_depth: int) -> tuple[Path | None,
         return None, f"{problem}, nor a copy in {tempfile.gettempdir()} ({exc})"
 
 
+def settings_options(args: argparse.Namespace) -> dict:
+    """The Settings fields given on the command line (options not given are absent)."""
+    names = {f.name for f in dataclasses.fields(Settings)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
 def stylize_command(args: argparse.Namespace) -> int:
     from .io import check_output, check_writable, is_zarr, keeps_alpha, read_image
 
-    options = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Settings)}}
+    options = settings_options(args)
     if args.stack or args.content.is_dir() or is_zarr(args.content):
         return stack_command(args, options)
     for flag, value in (("--scheduler", args.scheduler), ("--temporal-weight", args.temporal_weight)):
@@ -292,6 +337,9 @@ def stylize_command(args: argparse.Namespace) -> int:
         content = read_image(args.content, args.plane)
         style, labels = _read_styles(args)
         settings = settings.replace(regions=labels)
+        if args.init_image_file is not None:
+            settings = settings.replace(init_image=read_image(args.init_image_file, args.plane))
+        _warn_if_content_is_style(args)
         output_range, bit_depth = _output_plan(content.dtype, args.output, args.bit_depth,
                                                options.get("output_range"))
         settings = settings.replace(output_range=output_range)
@@ -328,7 +376,7 @@ def _drive(args, steps, settings, content, bit_depth: int, keep_every: int, repo
     latest = None  # the latest emitted iterate: what a failure writes
     last = None  # the latest iterate of any step: Ctrl-C writes its snapshot
     current = 0
-    first_losses = None
+    losses_by_scale: dict = {}  # (H, W) -> [first, last] losses of the emitted iterates there
 
     def save(iterate) -> tuple[Path | None, str | None]:
         return _write_somewhere(args.output, _output_pixels(iterate.image, content), bit_depth)
@@ -348,10 +396,11 @@ def _drive(args, steps, settings, content, bit_depth: int, keep_every: int, repo
             if not it.emitted:
                 continue
             latest = it
+            if it.losses:
+                losses_by_scale.setdefault(tuple(it.scale), [it.losses])[1:] = [it.losses]
             if it.step % report_every and not it.done:
                 continue
             if it.losses:
-                first_losses = first_losses or it.losses
                 bar.set_postfix_str(_format_losses(it.losses))
                 if not args.quiet:
                     bar.write(f"step {it.step}/{it.total_steps} {it.scale[1]}x{it.scale[0]} px "
@@ -395,10 +444,23 @@ def _drive(args, steps, settings, content, bit_depth: int, keep_every: int, repo
                      f"{problem}; the result is lost", EXIT_FAILED)
     if not args.quiet:
         summary = f"wrote {path} after {latest.step} step(s) in {latest.elapsed:.1f} s"
-        if first_losses and latest.losses and first_losses is not latest.losses:
-            summary += (f"; total loss {first_losses['total']:.4g} -> {latest.losses['total']:.4g}")
-        print(summary, file=sys.stderr)
+        print(summary + loss_summary(losses_by_scale), file=sys.stderr)
     return EXIT_OK
+
+
+def loss_summary(losses_by_scale: dict) -> str:
+    """"; total loss A -> B" over the run, or per scale for coarse-to-fine: a finer scale's loss
+    measures more detail, so it is not comparable with a coarser one's (it may start higher)."""
+    spans = [(scale, pair[0]["total"], pair[-1]["total"]) for scale, pair in
+             losses_by_scale.items() if "total" in pair[0] and "total" in pair[-1]]
+    if not spans or (len(spans) == 1 and len(losses_by_scale[spans[0][0]]) == 1):
+        return ""
+    if len(spans) == 1:
+        return f"; total loss {spans[0][1]:.4g} -> {spans[0][2]:.4g}"
+    per_scale = ", ".join(f"{w}x{h} px {first:.4g} -> {last:.4g}"
+                          for (h, w), first, last in spans)
+    return (f"; total loss per scale (each finer scale measures more detail, so losses compare "
+            f"within a scale only): {per_scale}")
 
 
 def _at_latest_step(last, latest):
@@ -430,6 +492,9 @@ def stack_command(args: argparse.Namespace, options: dict) -> int:
                    "is stylized as a stack")
             raise ValueError(f"{args.content} {why}; a stack is written to a .zarr store or a "
                              f".tif file, not {output.name}")
+        if args.init_image_file is not None:
+            raise ValueError("--init-image is for single images; a stack's planes start from "
+                             "the method's default start")
         if args.bit_depth is not None:
             raise ValueError("--bit-depth is for single images; a stack keeps its content's "
                              "dtype (uint8, uint16) or is written as float32 in 0..1")

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -51,11 +50,11 @@ def sweep_command(args: argparse.Namespace, fail, codes) -> int:
     from .engine.explore import (PRESETS, CellDone, iter_sweep, parse_values,
                                  reconstruction_sweep)
     from .io import check_writable, read_image
-    from .settings import Settings
 
     ok, usage, interrupted = codes
-    fields = {f.name for f in dataclasses.fields(Settings)}
-    options = {k: v for k, v in vars(args).items() if k in fields}
+    from .cli import settings_options
+
+    options = settings_options(args)
     try:
         check_writable(args.output)
         if args.output.suffix.lower() not in (".png", ".jpg", ".jpeg"):

@@ -183,24 +183,30 @@ class Settings:
                          "textures, more of the content)", methods=UNIVERSAL, panel="advanced",
                          widget={"widget_type": "LineEdit"}, cli={"metavar": "5,4,3,2,1"})
     content_layers: tuple = _opt(DEFAULT_CONTENT_LAYERS, "VGG-19 layers for the content loss",
-                                 methods=OPTIMIZE, cli=False)
+                                 methods=OPTIMIZE, cli={"metavar": "LAYER,..."})
     style_layers: tuple = _opt(DEFAULT_STYLE_LAYERS, "VGG-19 layers for the style loss",
-                               methods=OPTIMIZE, cli=False)
+                               methods=OPTIMIZE, cli={"metavar": "LAYER,..."})
     style_layer_weights: tuple | None = _opt(
         None, "relative weight of each style layer: not negative, a positive sum, one per entry "
-        "of style_layers (default: equal; normalised to sum 1)", methods=OPTIMIZE, cli=False)
+        "of style_layers (default: equal; normalised to sum 1)", methods=OPTIMIZE,
+        cli={"metavar": "W,..."})
     style_blend: tuple | None = _opt(
         None, "relative weight of each style image when several are given: not negative, a "
-        "positive sum, one per style (default: equal; normalised to sum 1)", cli=False)
+        "positive sum, one per style (default: equal; normalised to sum 1)",
+        cli={"metavar": "W,..."})
     content_window: tuple | None = _opt(
-        None, "intensity window (low, high) mapped to 0..1 for the content", cli=False)
+        None, "intensity window (low, high) mapped to 0..1 for the content (default: 0..255 "
+        "for uint8, else the data's min..max)", cli={"metavar": "LOW,HIGH"})
     style_window: tuple | None = _opt(
-        None, "intensity window (low, high) mapped to 0..1 for the style", cli=False)
+        None, "intensity window (low, high) mapped to 0..1 for the style (default: as for "
+        "the content)", cli={"metavar": "LOW,HIGH"})
     vgg_weights: Any = _opt(None, "weights of the feature network: a .pth file or a torch module "
                             "(default: $NAPARI_NST_WEIGHTS_DIR, then the cache, then a download)",
                             methods=OPTIMIZE, cli={"metavar": "PATH"})
-    predictor_weights: Any = _opt(None, "style predictor .tflite file", methods=PREDICT, cli=False)
-    transformer_weights: Any = _opt(None, "transformer .tflite file", methods=PREDICT, cli=False)
+    predictor_weights: Any = _opt(None, "style predictor .tflite file", methods=PREDICT,
+                                  cli={"metavar": "PATH"})
+    transformer_weights: Any = _opt(None, "transformer .tflite file", methods=PREDICT,
+                                    cli={"metavar": "PATH"})
 
     def __post_init__(self) -> None:
         self.validate()
