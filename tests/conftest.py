@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import Mirror, shared_image
+from tests.helpers import SHARED, Mirror, shared_image
+
+
+def pytest_configure(config):
+    """The sample painting from ../shared/images where it is (no test downloads it from the
+    internet: the mirror fixture serves it to the tests of the download)."""
+    import os
+
+    if (SHARED / "images" / "starry_night.jpg").is_file():
+        os.environ.setdefault("NAPARI_NST_SAMPLE_DIR", str(SHARED / "images"))
 
 
 def _method_names() -> tuple:

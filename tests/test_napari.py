@@ -321,13 +321,46 @@ def test_batch_and_compare_grid(qtbot, viewer, widget):
     assert all(layer.visible for layer in viewer.layers)
 
 
+@pytest.mark.shared
 def test_sample_data(make_napari_viewer):
+    shared_path("images", "starry_night.jpg")  # $NAPARI_NST_SAMPLE_DIR (conftest) holds it
     viewer = make_napari_viewer()
     viewer.open_sample("napari-nst", "astronaut_painting")
-    assert [layer.name for layer in viewer.layers] == ["astronaut", "painting"]
+    assert [layer.name for layer in viewer.layers] == ["astronaut", "starry_night"]
     assert all(layer.rgb and layer.data.dtype == np.uint8 for layer in viewer.layers)
     astronaut, painting = viewer.layers
+    assert painting.data.shape == (320, 512, 3)  # downscaled to the content's size
+    assert painting.metadata["source"]["status"].startswith("public domain")
     assert painting.translate[1] >= astronaut.data.shape[1]  # side by side: both in view
+
+
+@pytest.mark.shared
+def test_sample_painting_is_downloaded_once_then_cached(mirror, monkeypatch):
+    """Without the file at hand the painting is downloaded (here from a local mirror of the
+    upstream file), checked and cached: the second sample asks no server."""
+    import shutil
+
+    from napari_nst._sample_data import SAMPLE_DIR_ENV, STARRY_NIGHT, make_sample_data
+
+    monkeypatch.delenv(SAMPLE_DIR_ENV, raising=False)
+    shutil.copy(shared_path("images", "starry_night.jpg"), mirror.folder / STARRY_NIGHT.filename)
+    first = make_sample_data()[1]
+    assert first[1]["name"] == "starry_night" and mirror.requests == ["starry_night.jpg"]
+    second = make_sample_data()[1]
+    assert mirror.requests == ["starry_night.jpg"]  # from the cache
+    np.testing.assert_array_equal(first[0], second[0])
+
+
+def test_sample_painting_offline_falls_back_and_says_why(mirror, monkeypatch):
+    """No file and no server: a generated texture named as such, and a warning that says where
+    to put the painting."""
+    from napari_nst._sample_data import SAMPLE_DIR_ENV, make_sample_data
+
+    monkeypatch.delenv(SAMPLE_DIR_ENV, raising=False)
+    mirror.close()  # nothing answers at its address any more
+    with pytest.warns(RuntimeWarning, match="generated texture instead.*NAPARI_NST_SAMPLE_DIR"):
+        layers = make_sample_data()
+    assert layers[1][1]["name"] == "generated painting" and layers[1][0].shape == (512, 512, 3)
 
 
 def test_console_api_and_widget_fields(qtbot, viewer, random_vgg):

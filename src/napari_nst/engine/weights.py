@@ -204,7 +204,7 @@ def download_url(entry: WeightsFile) -> str:
     return f"{mirror.rstrip('/')}/{entry.filename}" if mirror else entry.url
 
 
-def _download(entry: WeightsFile, target: Path, progress: bool) -> Path:
+def _download(entry: WeightsFile, target: Path, progress: bool, timeout: float = 60) -> Path:
     """Stream ``entry`` into a temporary file beside ``target``, check its sha256, then move it
     into place, so an interrupted or wrong download never leaves a file that looks cached."""
     url = download_url(entry)
@@ -215,7 +215,7 @@ def _download(entry: WeightsFile, target: Path, progress: bool) -> Path:
                                          suffix=".part", delete=False)
     bar = None
     try:
-        with handle, urllib.request.urlopen(url, timeout=60) as response:
+        with handle, urllib.request.urlopen(url, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length else None
             if factory is not None:
@@ -263,9 +263,10 @@ def _existing_folder(folder, source: str, entry: WeightsFile, remedy: str) -> Pa
 
 
 def locate(entry: WeightsFile, explicit=None, *, directory=None, download: bool = True,
-           progress: bool = True) -> Path:
+           progress: bool = True, timeout: float = 60) -> Path:
     """Path of a verified copy of ``entry``, following the lookup order of this module;
-    ``directory`` (the ``weights_dir`` setting) is searched before $NAPARI_NST_WEIGHTS_DIR."""
+    ``directory`` (the ``weights_dir`` setting) is searched before $NAPARI_NST_WEIGHTS_DIR;
+    ``timeout``: seconds a download waits for the server."""
     if explicit is not None:
         path = Path(explicit).expanduser()
         if not path.is_file():
@@ -286,7 +287,7 @@ def locate(entry: WeightsFile, explicit=None, *, directory=None, download: bool 
         return verify(cached, entry)
     if not download:
         raise WeightsError(f"{entry.description} not found; {_where_to_put(entry)}.")
-    return _download(entry, cached, progress)
+    return _download(entry, cached, progress, timeout)
 
 
 def load_torch_state_dict(path: Path) -> dict:
