@@ -213,6 +213,13 @@ def test_coarse_to_fine_schedule(random_vgg, content_small, style_small):
     scales = [it.scale for it in steps]
     assert scales[0] == (18, 24)  # 24 px long side and scales[-1] == (36, 48)
     assert len(steps) == 6 and steps[-1].emitted and not any(it.emitted for it in steps[:-1])
+    # the work done counts a step by its pixels: a coarse scale's steps are the cheap ones
+    pixels = [h * w for h, w in scales]
+    expected = np.cumsum(pixels) / sum(pixels)
+    np.testing.assert_allclose([it.progress for it in steps], expected)
+    assert steps[2].progress < 0.4  # half the steps, under half the work
+    halfway = steps[2]
+    assert halfway.seconds_left > halfway.elapsed  # not "as long again" as step counting says
 
 
 def test_size_and_style_scale(random_vgg, content_small, style_small):

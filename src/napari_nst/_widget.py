@@ -335,11 +335,10 @@ class StyleTransferWidget(Container):
         if not hasattr(iterate, "total_steps"):  # a finished plane of a whole stack
             self._on_plane(job, iterate)
             return
-        elapsed = max(iterate.elapsed, 1e-9)
-        rate = iterate.step / elapsed
-        left = (iterate.total_steps - iterate.step) / rate if rate else 0.0
+        rate = iterate.step / max(iterate.elapsed, 1e-9)
         text = f"{job.label}: step {iterate.step}/{iterate.total_steps} · {rate:.2f} steps/s"
-        if iterate.step < iterate.total_steps:
+        left = iterate.seconds_left  # counts a coarse scale's steps as the cheaper steps they are
+        if iterate.step < iterate.total_steps and left is not None:
             text += f" · {left:.0f} s left"
         self._last_losses = iterate.losses or self._last_losses
         if self._last_losses and "total" in self._last_losses:

@@ -32,6 +32,18 @@ class StepResult:
     #: ``image`` would be -- no forward pass, one host copy. A consumer that must not lose work
     #: (the CLI on Ctrl-C) calls it once; it shows the latest state of the run when called.
     snapshot: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    #: The share of the run's work done, 0..1: with coarse-to-fine a step at a coarse scale
+    #: costs less than one at full size (work is steps x pixels), so a time-left estimate from
+    #: ``step / total_steps`` would be far too short early in the run.
+    progress: float | None = None
+
+    @property
+    def seconds_left(self) -> float | None:
+        """The run's remaining time, estimated from its speed so far (None before any work)."""
+        done = self.progress if self.progress is not None else self.step / max(1, self.total_steps)
+        if done <= 0:
+            return None
+        return self.elapsed * (1 - done) / done
 
     @property
     def emitted(self) -> bool:

@@ -21,6 +21,7 @@ floor (0.63 at 256 px, 0.66 at 512, 0.62 at 1024).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -140,6 +141,10 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
 
     image = None
     step = 0
+    costs = [working_shape(height, width, size) for size, _ in scales]  # work of a step: pixels
+    costs = [h * w for h, w in costs]
+    total_work = sum(cost * budget for cost, (_, budget) in zip(costs, scales))
+    work_before = 0  # the work of the scales finished
     for scale_index, (size, budget) in enumerate(scales):
         shape = working_shape(height, width, size)
         content_t = to_tensor(content.rgb, shape, device)
@@ -184,12 +189,16 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
                 with torch.no_grad():
                     image.clamp_(0.0, 1.0)
             step += 1
+            progress = (work_before + local * costs[scale_index]) / total_work
             if step % settings.emit_every == 0 or (last_scale and local == budget):
-                yield _emitted_iterate(step, settings, image, loss_fn, content, shape, out_shape,
-                                       start, info)
+                yield dataclasses.replace(
+                    _emitted_iterate(step, settings, image, loss_fn, content, shape, out_shape,
+                                     start, info), progress=progress)
             else:
                 yield StepResult(step, settings.steps, None, None, time.perf_counter() - start, shape,
-                              info, snapshot=lambda: _result(image, content, settings, out_shape))
+                                 info, snapshot=lambda: _result(image, content, settings, out_shape),
+                                 progress=progress)
+        work_before += budget * costs[scale_index]
 
 
 def _guides(regions, shape, device) -> list[tuple[torch.Tensor, tuple]]:
