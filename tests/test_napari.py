@@ -41,6 +41,7 @@ def widget(viewer, random_vgg):
     widget.settings_overrides["vgg_weights"] = random_vgg
     for name, value in {**QUICK, "method": "optimize", "network": "vgg19"}.items():
         widget.controls[name].value = value
+    widget.iterates.value = "keep"  # the mechanics of iterate layers; fold: its own tests
     return widget
 
 
@@ -119,7 +120,8 @@ def test_default_choices_skip_results(qtbot, viewer, random_vgg):
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         worker.start()
     result = _results(viewer)[-1]
-    assert result.name == "content × style 3"
+    assert result.name.startswith("content × style · optimize") and "iterates" in \
+        result.metadata["napari_nst"]  # folded
     viewer.layers.move(viewer.layers.index(result), 0)
     _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     assert [layer.name for layer in widget.content.value] == ["content"]
@@ -132,7 +134,9 @@ def test_run_to_completion_adds_named_layers_with_metadata(qtbot, viewer, widget
     assert not widget.run_button.enabled and widget.stop_button.enabled
     _wait_idle(qtbot, widget)
     results = _results(viewer)
-    assert [layer.name for layer in results] == [f"content × style {i}" for i in (1, 2, 3)]
+    run = "content × style · optimize · network vgg19 · steps 3 · size 32 · init content · " \
+          "working floor 32"  # what differs from the widget's defaults
+    assert [layer.name for layer in results] == [f"{run} · step {i}" for i in (1, 2, 3)]
     final = results[-1]
     meta = final.metadata["napari_nst"]
     assert meta["step"] == 3 and meta["settings"]["size"] == 32 and meta["seed"] == 0
@@ -145,12 +149,12 @@ def test_run_to_completion_adds_named_layers_with_metadata(qtbot, viewer, widget
     content = viewer.layers["content"]
     assert np.allclose(np.array(final.data.shape[:2]) * final.scale, np.array(content.data.shape[:2]))
     visible = [layer.name for layer in viewer.layers if layer.visible]
-    assert visible[-1] == "content × style 3" and viewer.layers[-1] is final
+    assert visible[-1] == f"{run} · step 3" and viewer.layers[-1] is final
     assert viewer.layers.selection.active is final and set(viewer.layers.selection) == {final}
     # a second run lands on top too
     widget.run()
     _wait_idle(qtbot, widget)
-    assert viewer.layers[-1].name.startswith("content × style 3") and viewer.layers[-1] is not final
+    assert viewer.layers[-1].name == f"{run} (2) · step 3" and viewer.layers[-1] is not final
     assert viewer.layers.selection.active is viewer.layers[-1]
     assert np.array_equal(content.data, content_before)
     assert widget.run_button.enabled and not widget.stop_button.enabled
@@ -186,7 +190,8 @@ def test_missing_weights_say_what_to_do_and_compare_keeps_the_last_results(qtbot
     the results of the run before (the failed run has none)."""
     assert widget.run() is not None
     _wait_idle(qtbot, widget)
-    assert _results(viewer) and viewer.layers[-1].name == "content × style 3"
+    assert _results(viewer) and viewer.layers[-1].name.endswith(" · step 3")
+    last = viewer.layers[-1]
     widget.settings_overrides.pop("vgg_weights")  # nothing anywhere, and the mirror has no file
     widget.run()
     _wait_idle(qtbot, widget)
@@ -195,8 +200,9 @@ def test_missing_weights_say_what_to_do_and_compare_keeps_the_last_results(qtbot
     assert "404" in widget.status.tooltip and widget.run_button.enabled
     widget.compare.value = True
     grid = viewer.canvas.grid
-    assert grid.enabled and grid.position(
-        list(viewer.layers).index(viewer.layers["content × style 3"]), viewer.layers) == (0, 1)
+    cell = viewer.layers[f"compare: {last.name}"]  # a view of the last run's final image
+    assert grid.enabled and grid.position(list(viewer.layers).index(cell), viewer.layers) == (1, 1)
+    assert cell.data is last.data
 
 
 def test_long_error_keeps_the_dock_width(qtbot, viewer, widget, notifications):
@@ -254,7 +260,8 @@ def test_input_layer_removed_mid_run(qtbot, viewer, random_vgg, notifications):
     viewer.layers.remove("content")
     viewer.layers["style"].name = "renamed"
     qtbot.waitUntil(lambda: bool(finished), timeout=120_000)
-    assert len(_results(viewer)) == 6
+    (folded,) = _results(viewer)  # the 6 iterates, folded
+    assert folded.data.shape[0] == 6
     assert not [n for n in notifications if "failed" in str(n.message)]
 
 
@@ -277,7 +284,7 @@ def test_status_bar_spinner_is_paused_during_a_run(qtbot, viewer, random_vgg):
     assert len(states) == QUICK["steps"]
     assert all(state == [QMovie.MovieState.Paused] * len(movies) for state in states)
     qtbot.waitUntil(lambda: all(m.state() != QMovie.MovieState.Paused for m in movies), timeout=10_000)
-    assert len(_results(viewer)) == QUICK["steps"]
+    assert _results(viewer)[0].data.shape[0] == QUICK["steps"]
 
 
 def test_z_stack_uses_the_slice_on_screen(qtbot, viewer, random_vgg):
@@ -293,32 +300,63 @@ def test_z_stack_uses_the_slice_on_screen(qtbot, viewer, random_vgg):
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         worker.start()
     (result,) = _results(viewer)
-    assert result.name == "stack [slice 3] × style 1"
+    assert result.name.startswith("stack [slice 3] × style · optimize")
     assert result.data.ndim == 2 and not result.rgb  # grayscale in, grayscale out
     assert result.data[:, -4:].mean() > result.data[:, :4].mean() + 0.3  # the ramp, not noise
 
 
+def _cells(viewer) -> dict:
+    """{(row, col): (picture layer, label text)} of the grid shown (cells of two layers)."""
+    grid = viewer.canvas.grid
+    cells = {}
+    for index, layer in enumerate(viewer.layers):
+        position = grid.position(index, viewer.layers)
+        if position == (-1, -1) or not layer.visible:
+            continue
+        picture, _ = cells.get(position, (None, None))
+        text = layer.text.values[0] if "label" in layer.name and len(layer.text.values) else None
+        cells[position] = (picture if text is not None else layer,
+                           text if text is not None else cells.get(position, (None, None))[1])
+    return cells
+
+
 def test_batch_and_compare_grid(qtbot, viewer, widget):
+    """Compare lays out every finished run: a column per run, each style above its runs, the
+    content first in its row, every cell labelled on the canvas; runs of a pair with other
+    settings side by side. Off: the view as it was, the grid's layers gone."""
+    widget.iterates.value = "fold"
     widget.style.value = [viewer.layers["style"], viewer.layers["scream"]]
-    widget.controls["emit_every"].value = 3
     worker = widget.run()
     assert len(worker.jobs) == 2
     _wait_idle(qtbot, widget)
-    assert [layer.name for layer in _results(viewer)] == ["content × style 3",
-                                                         "content × scream 3"]
+    widget.style.value = [viewer.layers["style"]]
+    widget.controls["style_strength"].value = 0.5
+    widget.run()
+    _wait_idle(qtbot, widget)
+    runs = _results(viewer)
+    assert len(runs) == 3 and all(run.data.shape[0] == 3 for run in runs)  # folded: 3 steps each
+    assert " · strength 0.5 · " in runs[2].name
     order_before = [layer.name for layer in viewer.layers]
+    visible_before = [layer.visible for layer in viewer.layers]
     widget.compare.value = True
     grid = viewer.canvas.grid
-    assert grid.enabled and tuple(grid.shape) == (1, 3)
-    positions = {layer.name: grid.position(i, viewer.layers) for i, layer in enumerate(viewer.layers)}
-    assert positions["content"] == (0, 0)
-    assert positions["content × style 3"] == (0, 1)
-    assert positions["content × scream 3"] == (0, 2)
-    assert positions["style"] == (-1, -1)  # style inputs are hidden while comparing
+    assert grid.enabled and tuple(grid.shape) == (2, 4) and grid.stride == 2
+    cells = _cells(viewer)
+    assert cells[(0, 1)][1] == "style: style" and cells[(0, 3)][1] == "style: scream"
+    assert cells[(0, 0)][1] == "" and cells[(0, 2)][1] == ""  # gaps: the header over the runs
+    assert cells[(1, 0)][1] == "content: content"
+    np.testing.assert_array_equal(cells[(1, 0)][0].data, viewer.layers["content"].data)
+    assert [cells[(1, col)][1] for col in (1, 2, 3)] == ["optimize", "optimize · strength 0.5",
+                                                         "optimize"]
+    for col, run in zip((1, 2, 3), (runs[0], runs[2], runs[1])):  # style, style 0.5, scream
+        picture = cells[(1, col)][0]
+        assert np.shares_memory(picture.data, run.data)  # a view of its last step, no copy
+        np.testing.assert_array_equal(picture.data, run.data[-1])
+    assert not any(layer.visible for layer in runs)  # the runs themselves are hidden meanwhile
     widget.compare.value = False
     assert not grid.enabled
     assert [layer.name for layer in viewer.layers] == order_before
-    assert all(layer.visible for layer in viewer.layers)
+    assert [layer.visible for layer in viewer.layers] == visible_before
 
 
 @pytest.mark.shared
@@ -371,7 +409,8 @@ def test_console_api_and_widget_fields(qtbot, viewer, random_vgg):
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         worker.start()
     assert len(_results(viewer)) == 2 and [job.results[-1].name for job in worker.jobs] == [
-        "content × style 3", "content × scream 3"]
+        f"content × {style} · optimize · steps 3 · size 32 · init content · working floor 32"
+        for style in ("style", "scream")]  # what differs from the API's defaults
     _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     widget.controls["steps"].value = 2
     widget.settings_overrides["vgg_weights"] = random_vgg
@@ -624,7 +663,8 @@ def test_closing_a_viewer_mid_run_stops_its_worker(qtbot, viewer, make_napari_vi
     again = run_in_viewer(other, "scream", "scream", vgg_weights=random_vgg, **QUICK, start=False)
     with qtbot.waitSignal(again.finished, timeout=120_000):
         again.start()
-    assert [layer.name for layer in _results(other)] == [f"scream × scream {i}" for i in (1, 2, 3)]
+    (folded,) = _results(other)
+    assert folded.name.startswith("scream × scream · optimize") and folded.data.shape[0] == 3
 
 
 def test_closing_a_viewer_mid_run_from_the_widget(qtbot, viewer, widget, make_napari_viewer):
@@ -656,10 +696,13 @@ def test_a_finished_run_lets_go_of_its_copies_and_deleted_layers(qtbot, viewer, 
 
     worker = run_in_viewer(viewer, "content", "style", vgg_weights=random_vgg, **QUICK, start=False)
     copies = [weakref.ref(worker.jobs[0].content.data), weakref.ref(worker.jobs[0].style.data)]
+    iterates = []  # the layers pushed while it ran, folded into one as it ended
+    viewer.layers.events.inserted.connect(lambda event: iterates.append(weakref.ref(event.value)))
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         worker.start()
     results = _results(viewer)
-    assert worker.jobs[0].results == results and len(results) == 3  # still named by the job
+    assert worker.jobs[0].results == results and len(results) == 1  # still named by the job
+    assert results[0].data.shape[0] == 3 and len(iterates) == 4  # 3 iterates, then the fold
     assert worker.jobs[0].content.layer == viewer.layers["content"]
     deleted = [weakref.ref(layer) for layer in results]
     for layer in results:
@@ -667,7 +710,8 @@ def test_a_finished_run_lets_go_of_its_copies_and_deleted_layers(qtbot, viewer, 
     del results, layer
     gc.collect()
     assert [copy() is None for copy in copies] == [True, True]  # the full-size input copies
-    assert [ref() is None for ref in deleted] == [True, True, True]
+    assert [ref() is None for ref in deleted] == [True]
+    assert [ref() is None for ref in iterates] == [True] * 4  # folded-away iterates freed too
     assert worker.jobs[0].results == [] and worker.jobs[0].content.data is None
 
 
@@ -685,3 +729,91 @@ def test_a_stopped_run_lets_go_of_the_engine(qtbot, viewer, random_vgg):
         worker.quit()
     gc.collect()
     assert len(seen) < LONG["steps"] and [ref for ref in seen if ref() is not None] == []
+
+
+def test_result_names_say_pair_method_and_what_differs():
+    """Names list the settings the method reads that differ from the baseline, in the
+    settings' order, in short words; the widget's baseline is its own defaults."""
+    from types import SimpleNamespace
+
+    from napari_nst._layers import differing_settings, run_name
+
+    job = SimpleNamespace(label="tubingen × starry_night")
+    assert run_name(job, Settings(method="predict", style_strength=0.3)) == \
+        "tubingen × starry_night · predict · strength 0.3"
+    assert run_name(job, Settings(method="predict", steps=50)) == \
+        "tubingen × starry_night · predict"  # predict does not read steps
+    assert differing_settings(Settings(steps=50, keep_colors=True, init="content",
+                                       style_layers=("conv1_1",), min_size=64), Settings()) == [
+        "steps 50", "keep colors", "init content", "style layers conv1_1"]  # min size: only
+    # with coarse-to-fine
+    distilled = Settings(network="vgg19-distilled")
+    assert differing_settings(distilled, Settings()) == ["network vgg19-distilled"]
+    assert differing_settings(distilled, distilled) == []
+    assert differing_settings(Settings(init_image=np.zeros((4, 4))), Settings()) == [
+        "init content", "start image"]
+
+
+def test_iterates_fold_into_one_layer_with_a_step_slider(qtbot, viewer, widget):
+    """Each emitted step is a layer while the run goes; when it ends they become ONE layer with
+    a "step" axis (a coarse scale's smaller iterates at the final size), shown at the last step,
+    named after the run; the next run of the pair gets its own name; "keep" keeps them."""
+    widget.iterates.value = "fold"
+    widget.controls["steps"].value = 6
+    widget.controls["emit_every"].value = 2
+    widget.controls["coarse_to_fine"].value = True
+    widget.settings_overrides["min_size"] = 16
+    pushed = []
+    viewer.layers.events.inserted.connect(
+        lambda event: pushed.append((event.value.name, event.value.data.shape)))
+    widget.run()
+    _wait_idle(qtbot, widget)
+    (folded,) = _results(viewer)
+    iterates = [p for p in pushed if " · step " in p[0]]
+    assert [name.rsplit(" · step ", 1)[1] for name, _ in iterates] == ["2", "4", "6"]
+    assert iterates[0][1] != iterates[-1][1]  # coarse to fine: the first is smaller
+    assert folded.name == iterates[0][0].rsplit(" · step ", 1)[0]  # the run's name
+    assert folded.data.shape == (3, *iterates[-1][1])
+    assert viewer.dims.axis_labels[0] == "step" and viewer.dims.point[0] == 6
+    assert tuple(folded.scale[:1]) == (2,) and tuple(folded.translate[:1]) == (2,)  # in steps
+    record = folded.metadata["napari_nst"]
+    assert [r["step"] for r in record["iterates"]] == [2, 4, 6] and record["step"] == 6
+    assert viewer.layers.selection.active is folded
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert _results(viewer)[-1].name == folded.name + " (2)"
+    widget.iterates.value = "keep"
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert [layer.name for layer in _results(viewer)[2:]] == [
+        f"{folded.name} (3) · step {step}" for step in (2, 4, 6)]
+
+
+def test_a_stopped_run_folds_what_it_pushed(qtbot, viewer, widget):
+    """Stop mid-run: the iterates pushed so far are folded, none lost."""
+    widget.iterates.value = "fold"
+    widget.controls["steps"].value = 400
+    pushed = []
+    viewer.layers.events.inserted.connect(lambda event: pushed.append(event.value.name))
+    worker = widget.run()
+    qtbot.waitUntil(lambda: len(pushed) >= 3, timeout=120_000)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        widget.stop()
+    qtbot.waitUntil(lambda: len(_results(viewer)) == 1, timeout=10_000)
+    (folded,) = _results(viewer)
+    assert folded.data.shape[0] == len([name for name in pushed if " · step " in name]) >= 3
+    assert widget.status.value == "stopped"
+
+
+def test_pickers_list_inputs_first_and_warn_when_content_is_style(qtbot, viewer, widget):
+    worker = widget.run()
+    _wait_idle(qtbot, widget)
+    viewer.layers.move(viewer.layers.index(_results(viewer)[-1]), 0)  # a result at the bottom
+    names = [layer.name for layer in widget.content.choices]
+    assert names[:3] == ["content", "style", "scream"] and len(names) == 3 + len(worker.jobs[0].results)
+    shown = lambda: not widget.same_layer.native.isHidden()  # noqa: E731 (the dock is hidden)
+    assert not shown()
+    widget.style.value = [viewer.layers["content"]]
+    assert shown() and "content is both content and style" in widget.same_layer.value
+    widget.style.value = [viewer.layers["style"]]
+    assert not shown()

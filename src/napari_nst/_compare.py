@@ -1,9 +1,26 @@
-"""Side-by-side comparison in napari's grid mode: one row per content, its columns the content
-itself and its final result with each style. Turning it off restores the previous view."""
+"""napari's grid as a table of labelled cells, for the Compare view and explore's sweeps.
+
+Each cell is two layers: an Image and a Points layer holding one invisible point whose text is
+the cell's label, drawn on the canvas above the image (napari's grid puts ``stride`` = 2
+consecutive layers in one viewbox and fills its cells from the bottom of the layer list, row by
+row, visible layers only). A ``GridView`` adds its cells' layers at the bottom of the list and
+hides every other layer while it is shown; ``remove`` takes its layers away together and puts
+the view back as it was.
+
+Compare shows every finished run of the viewer: a column per run, grouped by style, with each
+style above its runs, and a row per content with the content first (cells are views of the
+layers' data, not copies; a run folded into a step slider shows its last step).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Gap between grid cells, in screen pixels (napari's ``GridCanvas.spacing`` of 1 and more).
+SPACING = 6
 
 
 @dataclass
@@ -22,43 +39,8 @@ def _grid(viewer):
     return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
 
-def comparison_table(jobs) -> list[list]:
-    """Rows of layers: [content, result with style 1, result with style 2, ...] per content."""
-    rows: dict = {}
-    for job in jobs:
-        if not job.results:
-            continue
-        row = rows.setdefault(job.content.name + job.content.slice_label, [job.content.layer])
-        row.append(job.results[-1])
-    return list(rows.values())
-
-
-def show_comparison(viewer, jobs) -> ViewState | None:
-    """Arrange the final results in a content × style grid; returns what ``restore_view`` needs."""
-    grid = _grid(viewer)
-    state = ViewState((grid.enabled, tuple(grid.shape), grid.stride), list(viewer.layers),
-                      [layer.visible for layer in viewer.layers])
-    rows = [[layer for layer in row if layer is not None and layer in viewer.layers]
-            for row in comparison_table(jobs)]
-    rows = [row for row in rows if row]
-    if not rows:
-        return None
-    columns = max(len(row) for row in rows)
-    cells = [layer for row in rows for layer in row]
-    # napari fills the grid from the bottom of the layer list, row by row, visible layers only
-    for position, layer in enumerate(cells):
-        viewer.layers.move(viewer.layers.index(layer), position)
-    for position, layer in enumerate(viewer.layers):
-        layer.visible = position < len(cells)
-    grid.stride = 1
-    grid.shape = (len(rows), columns)
-    grid.enabled = True
-    viewer.reset_view()
-    return state
-
-
 def restore_view(viewer, state: ViewState | None) -> None:
-    """Put back the grid settings, layer order and visibility saved by ``show_comparison``."""
+    """Put back the grid settings, layer order and visibility saved in ``state``."""
     if state is None:
         return
     grid = _grid(viewer)
@@ -69,3 +51,218 @@ def restore_view(viewer, state: ViewState | None) -> None:
         viewer.layers[position].visible = visible
     grid.enabled, grid.shape, grid.stride = state.grid[0], state.grid[1], state.grid[2]
     viewer.reset_view()
+
+
+def label_layer(text: str, scale, translate, height: float, name: str, metadata: dict):
+    """The Points layer that writes ``text`` above an image of ``height`` pixels placed with
+    ``scale`` and ``translate``: one invisible point at its top-left corner."""
+    from napari.layers import Points
+
+    layer = Points(np.array([[-0.04 * height - 1, 0.0]]), scale=scale, translate=translate,
+                   name=name, size=0.01, face_color="transparent", border_width=0,
+                   metadata=metadata, text={"string": [text], "color": "white",
+                                            "anchor": "lower_left", "size": 8})
+    layer.editable = False
+    return layer
+
+
+@dataclass
+class GridView:
+    """Cells in napari's grid (each an image and its label), and the view before it."""
+
+    viewer: Any
+    shape: tuple[int, int]
+    name: str
+    state: ViewState | None = None
+    layers: list = field(default_factory=list)
+    #: What the grid's own layers carry in their metadata (so they are not taken for inputs).
+    kind: str = "grid"
+
+    def show(self) -> None:
+        """Grid on, this view's cells only (other layers hidden, their state saved)."""
+        grid = _grid(self.viewer)
+        self.state = ViewState((grid.enabled, tuple(grid.shape), grid.stride),
+                               list(self.viewer.layers),
+                               [layer.visible for layer in self.viewer.layers])
+        for layer in self.viewer.layers:
+            layer.visible = False
+        grid.stride, grid.shape = 2, self.shape
+        if hasattr(grid, "spacing"):
+            grid.spacing = SPACING
+        grid.enabled = True
+
+    @property
+    def cells(self) -> int:
+        return len(self.layers) // 2
+
+    def _tag(self, metadata: dict | None = None) -> dict:
+        return {"napari_nst": {self.kind: self.name, **(metadata or {})}}
+
+    def place(self, picture, text: str) -> None:
+        """``picture`` (an Image layer made for this view) and its label as the next cell in
+        row-major order."""
+        height = picture.data.shape[-3 if picture.rgb else -2]
+        scale, translate = tuple(picture.scale[-2:]), tuple(picture.translate[-2:])
+        label = label_layer(text, scale, translate, height,
+                            f"{self.name}: label {self.cells}", self._tag())
+        self._insert(picture, label)
+
+    def place_blank(self, text: str = "") -> None:
+        """An empty cell (a gap in the table), with ``text`` if any."""
+        from napari.layers import Points
+
+        blank = Points(np.empty((0, 2)), name=f"{self.name}: blank {self.cells}",
+                       metadata=self._tag())
+        label = label_layer(text, (1.0, 1.0), (0.0, 0.0), 0.0,
+                            f"{self.name}: label {self.cells}", self._tag())
+        self._insert(blank, label)  # both visible: napari's grid counts visible layers only
+
+    def _insert(self, picture, label) -> None:
+        position = len(self.layers)
+        self.viewer.layers.insert(position, picture)
+        self.viewer.layers.insert(position + 1, label)
+        self.layers += [picture, label]
+        if len(self.layers) == 2:
+            self.fit()
+
+    def fit(self, margin: float = 0.05) -> None:
+        """Zoom so that one cell's pictures fill a cell. napari's own fit counts every layer of
+        the viewer, the hidden ones too (a style placed beside the content would shrink every
+        cell), and fails for 2-D layers in a viewer with more axes (a step slider)."""
+        self.viewer.reset_view()
+        extents = [np.asarray(layer.extent.world)[:, -2:] for layer in self.layers
+                   if np.isfinite(layer.extent.world).all()]
+        canvas = getattr(self.viewer, "canvas", None)
+        if not extents or canvas is None:
+            return
+        low = np.min([e[0] for e in extents], axis=0)
+        high = np.max([e[1] for e in extents], axis=0)
+        cell = np.asarray(canvas.size, dtype=float) / np.asarray(self.shape)  # (height, width)
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
+        camera.zoom = float(np.min(cell * (1 - margin) / np.maximum(high - low + 1, 1e-9)))
+        centre = list(camera.center)
+        centre[-2:] = (low + high) / 2
+        camera.center = tuple(centre)
+
+    def remove(self) -> None:
+        """This view's layers out of the viewer, and the view back as it was."""
+        for layer in self.layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.layers = []
+        if self.state is not None:
+            restore_view(self.viewer, self.state)
+            self.state = None
+
+
+# --- Compare: every finished run of each content and style ---------------------------------------
+
+@dataclass(eq=False)
+class Run:
+    """A finished run's layer, with what the table needs of it."""
+
+    layer: Any
+    content: str  # the content layer's name
+    style: str  # the style layer's name (or "1=a, 2=b" with regions)
+    label: str  # what differs: "predict · strength 0.3"
+
+
+def finished_runs(viewer) -> list[Run]:
+    """The result of every run in the viewer, in the order of the layer list: a folded run's
+    layer, or the last iterate of a run whose iterates were kept; not sweeps or stacks."""
+    runs: dict = {}
+    for layer in viewer.layers:
+        record = layer.metadata.get("napari_nst", {})
+        if "run" not in record or record.get("scope") == "stack":
+            continue
+        runs[record["run"]] = Run(layer, record.get("content_layer", record["content"]),
+                                  record["style"], record.get("label", record["run"]))
+    return list(runs.values())
+
+
+def _plane(viewer, layer) -> np.ndarray:
+    """The 2-D image a cell shows of ``layer``: the last step of a folded run, the slice on
+    screen of a stack (a view, not a copy)."""
+    data = layer.data
+    leading = data.ndim - (3 if layer.rgb else 2)
+    if leading <= 0:
+        return data
+    if "iterates" in layer.metadata.get("napari_nst", {}):
+        return data[tuple(n - 1 for n in data.shape[:leading])]
+    point = layer.world_to_data(viewer.dims.point[-layer.ndim:])
+    return data[tuple(int(np.clip(round(p), 0, n - 1))
+                      for p, n in zip(point[:leading], data.shape[:leading]))]
+
+
+def _cell_image(viewer, layer, name: str, kind: str, origin=(0.0, 0.0)):
+    """An Image layer showing ``layer``'s plane in a cell, displayed as ``layer`` is, placed
+    relative to ``origin`` (its content's corner: each cell's picture starts at 0, so that the
+    grid's camera, which fits every layer, fits one cell)."""
+    from napari.layers import Image
+
+    translate = tuple(t - o for t, o in zip(layer.translate[-2:], origin))
+    return Image(_plane(viewer, layer), name=name, rgb=layer.rgb, colormap=layer.colormap.name,
+                 contrast_limits=layer.contrast_limits, scale=tuple(layer.scale[-2:]),
+                 translate=translate, metadata={"napari_nst": {kind: name}})
+
+
+def compare_table(runs: list[Run]) -> tuple[list[str], list[str], dict, dict]:
+    """(contents, styles, {(content, style): [runs]}, {style: its column count}): contents and
+    styles in the order their first run appears; a style's columns are its most runs with one
+    content."""
+    contents, styles, pairs = [], [], {}
+    for run in runs:
+        contents += [run.content] if run.content not in contents else []
+        styles += [run.style] if run.style not in styles else []
+        pairs.setdefault((run.content, run.style), []).append(run)
+    widths = {s: max(len(pairs.get((c, s), [])) for c in contents) for s in styles}
+    return contents, styles, pairs, widths
+
+
+def _distinct_labels(labels: list[str]) -> list[str]:
+    """Cell labels without the words every run shares ("size 256" when all are at 256 px),
+    the method always kept: "predict · strength 0.4"."""
+    words = [label.split(" · ") for label in labels]
+    shared = set.intersection(*(set(w[1:]) for w in words)) if len(words) > 1 else set()
+    return [" · ".join([w[0], *(x for x in w[1:] if x not in shared)]) for w in words]
+
+
+def show_comparison(viewer, name: str = "compare") -> GridView | None:
+    """Every finished run in one table: a header row with each style over its runs, then a row
+    per content (the content, then its runs under their style); None when there is no run."""
+    runs = finished_runs(viewer)
+    contents, styles, pairs, widths = compare_table(runs)
+    if not contents:
+        return None
+    for run, label in zip(runs, _distinct_labels([run.label for run in runs])):
+        run.label = label
+    view = GridView(viewer, (1 + len(contents), 1 + sum(widths.values())), name, kind="compare")
+    view.show()
+    layers = {layer.name: layer for layer in viewer.layers
+              if "napari_nst" not in layer.metadata and hasattr(layer, "rgb")}
+    view.place_blank()
+    for style in styles:
+        if style in layers:
+            view.place(_cell_image(viewer, layers[style], f"{name}: style {style}", "compare",
+                                   tuple(layers[style].translate[-2:])), f"style: {style}")
+        else:  # a regions run's styles: several layers, named in the label
+            view.place_blank(f"style: {style}")
+        for _ in range(widths[style] - 1):
+            view.place_blank()
+    for content in contents:
+        origin = (0.0, 0.0)
+        if content in layers:
+            origin = tuple(layers[content].translate[-2:])
+            view.place(_cell_image(viewer, layers[content], f"{name}: content {content}",
+                                   "compare", origin), f"content: {content}")
+        else:
+            view.place_blank(f"content: {content} (removed)")
+        for style in styles:
+            runs = pairs.get((content, style), [])
+            for run in runs:
+                view.place(_cell_image(viewer, run.layer, f"{name}: {run.layer.name}", "compare",
+                                       origin), run.label)
+            for _ in range(widths[style] - len(runs)):
+                view.place_blank()
+    view.fit()
+    return view

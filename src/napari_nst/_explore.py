@@ -1,28 +1,21 @@
 """A sweep in napari: ``run_sweep_in_viewer`` runs ``engine.explore.iter_sweep`` in the worker
 thread and lays each finished cell into napari's grid, in its row and column, with its label
-on the canvas above it.
-
-Each cell is two layers: the Image and a Points layer holding one invisible point whose text is
-the label (napari's grid puts ``stride`` = 2 consecutive layers in one viewbox). The sweep's
-layers sit at the bottom of the layer list, where napari's grid starts filling, row by row;
-every other layer is hidden while the sweep is shown. ``SweepView.remove`` takes the sweep's
-layers away together and puts the view back as it was.
+on the canvas above it: the grid Compare uses too (``_compare.GridView``: a cell is an image
+and its label, the view's layers sit at the bottom of the layer list, every other layer is
+hidden while it is shown). ``SweepView.remove`` takes the sweep's layers away together and puts
+the view back as it was.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._compare import ViewState, _grid, restore_view
+from ._compare import GridView
 from ._layers import LayerSnapshot, _image_layers, _placement, _versions, snapshot_layer
 from .settings import Settings, make_settings
-
-#: Gap between grid cells, in screen pixels (napari's ``GridCanvas.spacing`` of 1 and more).
-SPACING = 6
-
 
 @dataclass
 class SweepJob:
@@ -47,35 +40,18 @@ class SweepJob:
 
 
 @dataclass
-class SweepView:
-    """The sweep's layers in napari's grid, and the view before it."""
+class SweepView(GridView):
+    """The sweep's cells in napari's grid (``_compare.GridView``), each shown as it finishes."""
 
-    viewer: Any
-    shape: tuple[int, int]
-    name: str
-    state: ViewState | None = None
-    layers: list = field(default_factory=list)
+    kind: str = "sweep"
     #: The layer the cells are laid over (its scale and 2-D shape): each cell is shown at its
     #: size, so the grid's camera, which fits every layer, fits the cells.
     over: tuple = ((1.0, 1.0), None)
 
-    def show(self) -> None:
-        """Grid on, the sweep's cells only (other layers hidden, their state saved)."""
-        grid = _grid(self.viewer)
-        self.state = ViewState((grid.enabled, tuple(grid.shape), grid.stride),
-                               list(self.viewer.layers),
-                               [layer.visible for layer in self.viewer.layers])
-        for layer in self.viewer.layers:
-            layer.visible = False
-        grid.stride, grid.shape = 2, self.shape
-        if hasattr(grid, "spacing"):
-            grid.spacing = SPACING
-        grid.enabled = True
-
     def add_cell(self, sweep, cell, settings: Settings) -> None:
         """The finished ``cell`` (an ``explore.CellDone``) as its image and label layers, in
         its place: the cells before it in row-major order are below it in the list."""
-        from napari.layers import Image, Points
+        from napari.layers import Image
 
         image = np.asarray(cell.image)
         grayscale = bool(np.allclose(image[..., 0], image[..., 1:3].mean(axis=-1), atol=1e-6)
@@ -90,30 +66,7 @@ class SweepView:
                                image.shape[:2])
         picture = Image(name=f"{self.name}: {cell.label}", metadata=metadata,
                         contrast_limits=(0.0, 1.0), **placement, **data)
-        height = image.shape[0]
-        text = Points(np.array([[-0.04 * height - 1, 0.0]]), scale=placement["scale"],
-                      translate=placement["translate"], name=f"{self.name}: label "
-                      f"{cell.row},{cell.col}", size=0.01, face_color="transparent",
-                      border_width=0, metadata={"napari_nst": {"sweep": self.name}},
-                      text={"string": [sweep.short_label(cell.row, cell.col)],
-                            "color": "white", "anchor": "lower_left", "size": 8})
-        text.editable = False
-        position = 2 * sum(1 for layer in self.layers if isinstance(layer, Image))
-        self.viewer.layers.insert(position, picture)
-        self.viewer.layers.insert(position + 1, text)
-        self.layers += [picture, text]
-        if len(self.layers) == 2:
-            self.viewer.reset_view()
-
-    def remove(self) -> None:
-        """The sweep's layers out of the viewer, and the view back as it was."""
-        for layer in self.layers:
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-        self.layers = []
-        if self.state is not None:
-            restore_view(self.viewer, self.state)
-            self.state = None
+        self.place(picture, sweep.short_label(cell.row, cell.col))
 
 
 def run_sweep_in_viewer(viewer, content, style, rows, cols=None,

@@ -8,6 +8,7 @@ result layer is freed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
 import math
@@ -43,6 +44,9 @@ class LayerSnapshot:
     translate: tuple
     slice_label: str = ""
     layer_ref: weakref.ref | None = field(default=None, repr=False, compare=False)
+    #: The viewer's world point and axis labels when the run started (where on the non-spatial
+    #: axes its result belongs: ``fold_iterates``).
+    dims: tuple = ((), ())
 
     @property
     def layer(self):
@@ -59,6 +63,11 @@ class Job:
     style: LayerSnapshot
     result_refs: list = field(default_factory=list, repr=False)  # weak, in order of steps
     regions: LayerSnapshot | None = None
+    #: The run's name in the layer list, unique there, set with its first result, and the part
+    #: of it after the pair ("predict · strength 0.3"), Compare's label of its cell.
+    name: str | None = None
+    run_label: str = ""
+    folded: bool = False
 
     @property
     def results(self) -> list:
@@ -68,6 +77,9 @@ class Job:
 
     def add_result(self, layer) -> None:
         self.result_refs.append(_weak(layer))
+
+    def replace_results(self, layer) -> None:
+        self.result_refs = [_weak(layer)]
 
     def release(self) -> None:
         """Drop the input copies, once the run has ended."""
@@ -138,7 +150,8 @@ def snapshot_layer(viewer, layer) -> LayerSnapshot:
     return LayerSnapshot(
         name=layer.name, data=data, window=window, rgb=bool(getattr(layer, "rgb", False)),
         scale=tuple(layer.scale[-2:]), translate=tuple(layer.translate[-2:]),
-        slice_label=label, layer_ref=_weak(layer))
+        slice_label=label, layer_ref=_weak(layer),
+        dims=(tuple(viewer.dims.point), tuple(map(str, viewer.dims.axis_labels))))
 
 
 def make_jobs(viewer, content, style, regions=None) -> list[Job]:
@@ -230,9 +243,71 @@ def _provenance(job, settings: Settings, **run) -> dict:
     if job.regions is not None:  # which layer styles which label, by name
         run["regions"] = {"labels": job.regions.name, "styles": job.style.name,
                           "per_label": run.get("regions", {})}
+    if getattr(job, "name", None):  # a run of slices: which run, for Compare
+        run.update(run=job.name, label=job.run_label)
     return {"napari_nst": {
-        "content": job.content.name + job.content.slice_label, "style": job.style.name, **run,
+        "content": job.content.name + job.content.slice_label, "content_layer": job.content.name,
+        "style": job.style.name, **run,
         "settings": settings.to_metadata(), "seed": settings.seed, "versions": _versions()}}
+
+
+#: Settings left out of result names: they do not change what a result looks like (or the
+#: name says it already, or they are the inputs' own, set per layer).
+_NOT_NAMED = {"method", "device", "emit_every", "weights_dir", "output_range", "content_window",
+              "style_window", "regions", "vgg_weights", "predictor_weights",
+              "transformer_weights"}
+#: Shorter words for some settings in result names; the others by their name.
+_NAME_WORDS = {"style_strength": "strength", "init_image": "start image",
+               "min_working_size": "working floor", "style_layer_weights": "layer weights"}
+
+
+#: Settings that matter only with another one: named only then.
+_ONLY_WITH = {"min_size": lambda s: s.coarse_to_fine,
+              "learning_rate": lambda s: s.optimizer == "adam"}
+
+
+def differing_settings(settings: Settings, baseline: Settings) -> list[str]:
+    """The settings of ``settings`` that a run of its method reads and that differ from
+    ``baseline``, as words for a name: "strength 0.3", "steps 50", "keep colors"."""
+    from .settings import applies_to
+
+    words = []
+    for f in dataclasses.fields(Settings):
+        if f.name in _NOT_NAMED or not applies_to(f.name, settings.method) \
+                or not _ONLY_WITH.get(f.name, bool)(settings):
+            continue
+        value, base = getattr(settings, f.name), getattr(baseline, f.name)
+        if value is base or (not hasattr(value, "shape") and not hasattr(base, "shape")
+                             and value == base):
+            continue
+        word = _NAME_WORDS.get(f.name, f.name.replace("_", " "))
+        if isinstance(value, bool):
+            words.append(word if value else f"no {word}")
+        elif hasattr(value, "shape") or value is None:
+            words.append(word if value is not None else f"no {word}")
+        elif isinstance(value, (tuple, list)):
+            words.append(f"{word} {','.join(map(str, value)) or 'none'}")
+        else:
+            words.append(f"{word} {value:g}" if isinstance(value, float) else f"{word} {value}")
+    return words
+
+
+def run_name(job, settings: Settings, baseline: Settings | None = None) -> str:
+    """What a result is: "tubingen × starry_night · predict · strength 0.3" (pair, method, what
+    differs from ``baseline``, by default the API's defaults)."""
+    words = differing_settings(settings, baseline if baseline is not None else Settings())
+    return " · ".join([job.label, settings.method, *words])
+
+
+def unique_name(viewer, name: str) -> str:
+    """``name``, or "name (2)", "name (3)", ... where a layer of the viewer has it already (or a
+    run's iterate: "name · step 5")."""
+    taken = {layer.name for layer in viewer.layers}
+    candidate, number = name, 1
+    while candidate in taken or any(t.startswith(candidate + " · step ") for t in taken):
+        number += 1
+        candidate = f"{name} ({number})"
+    return candidate
 
 
 def result_layer_kwargs(job: Job, iterate, settings: Settings) -> dict:
@@ -242,14 +317,16 @@ def result_layer_kwargs(job: Job, iterate, settings: Settings) -> dict:
     metadata = _provenance(job, settings, step=iterate.step, total_steps=iterate.total_steps,
                            losses=dict(iterate.losses or {}), elapsed_s=round(iterate.elapsed, 3),
                            **iterate.info)
-    # short enough to read in the layer list: "astronaut × painting 25" (the step last)
-    return dict(name=f"{job.label} {iterate.step}", metadata=metadata,
+    name = job.name or job.label
+    if iterate.total_steps > 1:  # the step last: "astronaut × starry_night · optimize · step 5"
+        name += f" · step {iterate.step}"
+    return dict(name=name, metadata=metadata,
                 **_placement(content.scale, content.translate, content.data.shape[:2],
                              iterate.image.shape[:2]),
                 **_display(iterate.image, grayscale, content.window, settings))
 
 
-def add_result_layer(viewer, job: Job, iterate, settings: Settings):
+def add_result_layer(viewer, job: Job, iterate, settings: Settings, baseline=None):
     """Add the iterate's layer on top of the layer list and select it, as napari does with every
     new layer: a result placed lower is hidden by whatever lies above it (a new user then sees
     "done" and an unchanged canvas). The previous iterate is hidden first, so only the newest is
@@ -261,6 +338,9 @@ def add_result_layer(viewer, job: Job, iterate, settings: Settings):
     """
     from napari.layers import Image
 
+    if job.name is None:
+        job.name = unique_name(viewer, run_name(job, settings, baseline))
+        job.run_label = job.name.removeprefix(f"{job.label} · ")
     layer = Image(**result_layer_kwargs(job, iterate, settings))
     previous = job.results[-1] if job.results else None
     if previous is not None and previous in viewer.layers:
@@ -269,6 +349,70 @@ def add_result_layer(viewer, job: Job, iterate, settings: Settings):
     viewer.layers.selection.active = layer
     job.add_result(layer)
     return layer
+
+
+STEP_AXIS = "step"
+
+
+def fold_iterates(viewer, job: Job):
+    """Replace a run's iterate layers by ONE layer with a step axis (napari's slider, labelled
+    "step", in steps: the runs of a viewer line up by step), shown at the last step, named after
+    the run; returns it, or None when there is nothing to fold (a single iterate left is only
+    renamed after the run).
+
+    Each iterate keeps its own record in the metadata (``iterates``: step, losses, seconds).
+    A coarse scale's smaller iterate is resized to the final size. The fold sits where the run
+    started on the other non-spatial axes (a z/t slice's result at its slice).
+    """
+    from napari.layers import Image
+
+    layers = [layer for layer in job.results if layer in viewer.layers]
+    job.folded = True
+    if len(layers) == 1 and job.name:  # one image: named after the run, no step
+        layers[0].name = job.name
+    if len(layers) < 2:
+        return None
+    final = layers[-1]
+    planes = [_resized(np.asarray(layer.data), final.data.shape) for layer in layers]
+    records = [layer.metadata["napari_nst"] for layer in layers]
+    steps = [record["step"] for record in records]
+    gaps = set(np.diff(steps).tolist())
+    step_scale, first = (gaps.pop(), steps[0]) if len(gaps) == 1 else (1, 0)  # else by index
+    labels = list(job.content.dims[1])
+    point = list(job.content.dims[0])
+    if STEP_AXIS in labels:  # the step axis of an earlier fold: line up with it
+        where = labels.index(STEP_AXIS)
+        del labels[where], point[where]
+    others = len(point) - 2  # the viewer's other non-spatial axes: z, t, ...
+    data = np.stack(planes).reshape(len(planes), *(1,) * others, *final.data.shape)
+    metadata = {**final.metadata}
+    metadata["napari_nst"] = {**records[-1], "iterates": [
+        {"step": r["step"], "losses": r["losses"], "elapsed_s": r["elapsed_s"]} for r in records]}
+    folded = Image(data, name=job.name or final.name, metadata=metadata, rgb=final.rgb,
+                   colormap=final.colormap.name, contrast_limits=final.contrast_limits,
+                   scale=(step_scale, *(1.0,) * others, *final.scale),
+                   translate=(first, *point[:others], *final.translate))
+    at = viewer.layers.index(final)
+    viewer.layers.insert(at + 1, folded)
+    for layer in layers:
+        viewer.layers.remove(layer)
+    axes = viewer.dims.axis_labels
+    if STEP_AXIS not in axes and viewer.dims.ndim == folded.ndim:  # the axis the fold brought
+        viewer.dims.axis_labels = (STEP_AXIS, *axes[1:])
+    viewer.dims.set_point(list(viewer.dims.axis_labels).index(STEP_AXIS), steps[-1])
+    viewer.layers.selection.active = folded
+    job.replace_results(folded)
+    return folded
+
+
+def _resized(image: np.ndarray, shape: tuple) -> np.ndarray:
+    """``image`` at ``shape`` (a coarse scale's iterate at the final size), in its dtype."""
+    if image.shape == tuple(shape):
+        return image
+    from skimage.transform import resize
+
+    return resize(image, shape, order=1, preserve_range=True,
+                  anti_aliasing=False).astype(image.dtype)
 
 
 # --- whole stacks: one result layer, filled in place as planes finish ---------------------------
@@ -338,7 +482,7 @@ def make_stack_jobs(viewer, content, style, out=None, regions=None) -> list[Stac
     return [StackJob(c, s, out, regions=labels) for c in contents for s in styles]
 
 
-def add_stack_layer(viewer, job: StackJob, run, settings: Settings):
+def add_stack_layer(viewer, job: StackJob, run, settings: Settings, baseline=None):
     """The job's result layer, added on top and selected before any plane is done: the run's
     output (a lazy dask view of a zarr store, or an array) with the content's axes, placed over
     it, filled in as planes finish (``show_plane_done``)."""
@@ -356,7 +500,8 @@ def add_stack_layer(viewer, job: StackJob, run, settings: Settings):
     plane_in = content.data.shape[-3:-1] if content.rgb else content.data.shape[-2:]
     metadata = _provenance(job, run.settings, scope="stack", planes=run.total, planes_done=0,
                            store=store, temporal_weight=run.temporal_weight)
-    layer = Image(name=f"{job.label} stack", metadata=metadata,
+    name = unique_name(viewer, f"{run_name(job, run.settings, baseline)} · whole stack")
+    layer = Image(name=name, metadata=metadata,
                   **_placement(content.scale, content.translate, plane_in, output.shape[-3:-1]),
                   **_display(data, not content.rgb, content.window, settings))
     viewer.layers.append(layer)

@@ -65,8 +65,7 @@ class StyleTransferWidget(Container):
         self.worker = None
         #: Extra settings for console users, e.g. ``{"vgg_weights": module}``.
         self.settings_overrides: dict = {}
-        self._compare_state = None
-        self._last_jobs: list = []
+        self._compare_view = None  # the Compare grid while it is shown
         self._last_losses: dict | None = None  # shown in the status line between emissions
         self._gone = False  # the Qt widgets are deleted (the dock or the viewer was closed)
         self._failed = False  # the current or last run ended in an error
@@ -112,7 +111,16 @@ class StyleTransferWidget(Container):
                                        tooltip="set every value back to its default")
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
-        self.compare = CheckBox(value=False, text="compare results (grid: content × style)")
+        self.iterates = ComboBox(
+            label="iterates", value="fold",
+            choices=[("fold into one layer (step slider)", "fold"),
+                     ("keep each as a layer", "keep")],
+            tooltip="while a run goes, each emitted step is a new layer; when it ends: fold them "
+                    "into one layer with a 'step' slider (the list stays tidy), or keep them")
+        self.same_layer = Label(value="")
+        self.compare = CheckBox(value=False, text="compare every run side by side (grid)",
+                                tooltip="a column per run, each style above its runs, a row per "
+                                        "content; labels on the canvas. Off: the view as before")
         self.show_explore = CheckBox(value=False, text="explore: sweep settings side by side")
         self.explore = ExplorePanel(viewer, self._sweep_inputs, self.current_settings)
         self.status = Label(value="idle")
@@ -121,11 +129,14 @@ class StyleTransferWidget(Container):
         from qtpy.QtWidgets import QSizePolicy
 
         self.status.native.setWordWrap(True)
-        for label in (self.status, self.restored):
+        self.same_layer.native.setWordWrap(True)
+        self.same_layer.visible = False
+        for label in (self.status, self.restored, self.same_layer):
             label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         basic, advanced = ([self.controls[f.name] for f in _PANEL_FIELDS[panel]]
                            for panel in PANELS)
-        self.extend([self.content, self.style, self.regions, self.scope, *basic, self.show_advanced, *advanced,
+        self.extend([self.content, self.style, self.same_layer, self.regions, self.scope,
+                     self.iterates, *basic, self.show_advanced, *advanced,
                      self.planes, self.scheduler,
                      self.restored, self.reset_button,
                      Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
@@ -142,6 +153,8 @@ class StyleTransferWidget(Container):
         self.compare.changed.connect(self._on_compare)
         self.show_advanced.changed.connect(self._update_visibility)
         self.show_explore.changed.connect(self._update_visibility)
+        self.content.changed.connect(self._warn_same_layer)
+        self.style.changed.connect(self._warn_same_layer)
         self.scope.changed.connect(self._update_visibility)
         self.controls["method"].changed.connect(self._update_visibility)
         self._update_visibility()
@@ -164,9 +177,13 @@ class StyleTransferWidget(Container):
     def _image_layers(self, _widget=None):
         from napari.layers import Image
 
-        # a sweep's cells are for looking at side by side, not inputs: they would crowd the list
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)
-                and "sweep" not in layer.metadata.get("napari_nst", {})]
+        # inputs first, then results; a grid's cells (a sweep's, Compare's) are for looking at
+        # side by side, not inputs: they would crowd the list
+        images = [layer for layer in self._viewer.layers if isinstance(layer, Image)
+                  and not {"sweep", "compare"} & set(layer.metadata.get("napari_nst", {}))]
+        inputs = [layer for layer in images if "napari_nst" not in layer.metadata]
+        return [(layer.name, layer) for layer in
+                inputs + [layer for layer in images if layer not in inputs]]
 
     def _on_layers_changed(self, event=None):
         if self._gone:
@@ -186,6 +203,14 @@ class StyleTransferWidget(Container):
             self.content.value = [inputs[0]]
         if not self.style.value and len(inputs) > 1:
             self.style.value = [inputs[1]]
+
+    def _warn_same_layer(self, _=None):
+        """A style that is the content itself gives back about the content: say so at once."""
+        same = [layer.name for layer in self.content.value if layer in self.style.value]
+        self.same_layer.value = (f"⚠ {', '.join(same)} is both content and style: the result "
+                                 "will look much like the content; choose a painting as the "
+                                 "style" if same else "")
+        self.same_layer.visible = bool(same)
 
     def _sweep_inputs(self):
         """The content and style layers a sweep runs with: the first of each chosen."""
@@ -218,6 +243,7 @@ class StyleTransferWidget(Container):
         self.explore.visible = self.show_explore.value
         whole_stack_advanced = self.show_advanced.value and self.scope.value == "stack"
         self.scheduler.visible = self.planes.visible = whole_stack_advanced
+        self.iterates.visible = self.scope.value == "slice" and applies_to("steps", method)
 
     def _values(self) -> dict:
         """The controls' values as plain data (a chosen folder as a string)."""
@@ -226,6 +252,11 @@ class StyleTransferWidget(Container):
 
     def current_settings(self) -> Settings:
         return Settings(**self._values(), **self.settings_overrides)
+
+    def baseline(self) -> Settings:
+        """The widget's defaults as settings: result names list what differs from them."""
+        plain = {name: str(v) if isinstance(v, Path) else v for name, v in self.defaults.items()}
+        return Settings(**plain, **self.settings_overrides)
 
     def _load_values(self):
         """Restore the last session's values and say which differ from the defaults."""
@@ -287,6 +318,7 @@ class StyleTransferWidget(Container):
             self._started = time.perf_counter()
             worker = run_in_viewer(self._viewer, list(self.content.value), style,
                                    settings, scope=self.scope.value, start=False,
+                                   iterates=self.iterates.value, baseline=self.baseline(),
                                    regions=regions,
                                    client=self.scheduler.value.strip() or None,
                                    temporal_weight=0 if self.planes.value == "own" else None,
@@ -357,8 +389,6 @@ class StyleTransferWidget(Container):
         stopped = worker is not None and worker.abort_requested
         if self._gone:
             return
-        if worker is not None and any(job.results for job in worker.jobs):
-            self._last_jobs = worker.jobs  # what Compare shows: a failed run leaves the last results
         self.run_button.enabled, self.stop_button.enabled = True, False
         if not self._failed:
             self._set_status("stopped" if stopped else
@@ -374,16 +404,13 @@ class StyleTransferWidget(Container):
             self._restore_view()
 
     def _show_comparison(self):
+        """Every finished run in the viewer side by side (a new run is added when it ends)."""
         from ._compare import show_comparison
 
-        if self._compare_state is None:
-            self._compare_state = show_comparison(self._viewer, self._last_jobs)
-        else:  # refresh with the latest results, keeping the view saved before the first one
-            show_comparison(self._viewer, self._last_jobs)
+        self._restore_view()
+        self._compare_view = show_comparison(self._viewer)
 
     def _restore_view(self):
-        from ._compare import restore_view
-
-        if self._compare_state is not None:
-            restore_view(self._viewer, self._compare_state)
-            self._compare_state = None
+        if self._compare_view is not None:
+            view, self._compare_view = self._compare_view, None
+            view.remove()

@@ -21,8 +21,9 @@ import warnings
 import weakref
 
 from ._activity_dock import ActivityDockBar
-from ._layers import (Job, StackJob, add_result_layer, add_stack_layer, job_settings, make_jobs,
-                      make_stack_jobs, show_plane_done, show_stack_finished)
+from ._layers import (Job, StackJob, add_result_layer, add_stack_layer, fold_iterates,
+                      job_settings, make_jobs, make_stack_jobs, show_plane_done,
+                      show_stack_finished)
 from ._status_spinner import status_spinners
 from .settings import Settings, make_settings
 
@@ -32,11 +33,14 @@ class RunFailed(Exception):
 
 
 SCOPES = ("slice", "stack")
+#: What becomes of a run's iterate layers once the run ends (each is a layer while it runs).
+ITERATES = ("fold", "keep")
 
 
 def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, scope: str = "slice",
                   out=None, client=None, temporal_weight: float | None = None, start: bool = True,
-                  on_iterate=None, regions=None, **overrides):
+                  on_iterate=None, regions=None, iterates: str = "fold",
+                  baseline: Settings | None = None, **overrides):
     """Stylize ``content`` with ``style`` in a worker thread.
 
     ``content`` and ``style`` are Image layers or layer names, or lists of them: every content is
@@ -53,6 +57,12 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
       plane keeps to the previous one (``iter_stack``; None: the method's default, 0: planes on
       their own, e.g. tiles or positions). The style is the slice on screen.
 
+    ``iterates``: "fold" (default): when a run ends (done, stopped or failed), its iterate
+    layers become one layer with a "step" slider, named after the run; "keep": they stay layers
+    of their own. Result names say the pair, the method and the settings that differ from
+    ``baseline`` (default: the API's defaults), e.g. "astronaut × starry_night · predict ·
+    strength 0.3", made unique with " (2)".
+
     ``regions``: a Labels layer (or its name) whose labels say which style goes where, with
     ``style`` a dict {label: Image layer (or a list, blended)}, or one style for every
     non-zero label; unlisted labels keep the content (``napari_nst.stylize``'s ``regions``).
@@ -64,6 +74,10 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
     worker, and nothing is added to it after the close.
     """
     settings = make_settings(settings, **overrides)
+    if iterates not in ITERATES:
+        raise ValueError(f"iterates={iterates!r} is not supported; choose one of "
+                         f"{', '.join(ITERATES)}")
+    when_finished = None
     if scope == "slice":
         jobs = make_jobs(viewer, content, style, regions)
         total = settings.total_steps() * len(jobs)
@@ -71,8 +85,17 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
 
         def show(job, iterate):
             if iterate.emitted:
-                add_result_layer(viewer, job, iterate, settings)
+                add_result_layer(viewer, job, iterate, settings, baseline)
+                if iterate.done and iterates == "fold":  # tidy now: a batch goes on
+                    fold_iterates(viewer, job)
             return iterate
+
+        def fold_the_rest():  # a stopped or failed run's iterates: folded too, none lost
+            for job in jobs:
+                if not job.folded:
+                    fold_iterates(viewer, job)
+
+        when_finished = fold_the_rest if iterates == "fold" else None
     elif scope == "stack":
         from .engine.stack import StackRun
 
@@ -82,7 +105,7 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
 
         def show(job, event):
             if isinstance(event, StackRun):  # the output is allocated: the layer can show it
-                add_stack_layer(viewer, job, event, settings)
+                add_stack_layer(viewer, job, event, settings, baseline)
                 return None
             show_plane_done(job, event)
             return event
@@ -93,14 +116,16 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
     else:
         raise ValueError(f"scope={scope!r} is not supported; choose one of {', '.join(SCOPES)}")
     return _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start,
-                         when_closed if scope == "stack" else None)
+                         when_closed if scope == "stack" else None, when_finished)
 
 
 def _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start,
-                  when_closed=None):
+                  when_closed=None, when_finished=None):
     """A thread worker over ``events`` ((job, event) pairs made in its thread); ``show(job,
     event)`` turns each into layers on the main thread and returns what ``on_iterate`` gets.
-    ``when_closed()`` runs on the main thread once ``events`` is closed after the run."""
+    ``when_closed()`` runs on the main thread once ``events`` is closed after the run;
+    ``when_finished()`` on the main thread as the worker finishes, before any slot connected
+    to ``worker.finished`` later (the widget's)."""
     from napari.qt.threading import thread_worker
     from qtpy.QtCore import Qt
 
@@ -124,6 +149,12 @@ def _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start
     def release():
         """After the last callback: napari keeps the worker, so let go of what the run held."""
         worker.yielded.disconnect(on_yielded)
+        if when_finished is not None and not window.closed:
+            try:
+                when_finished()
+            except Exception as exc:  # a Qt slot: an exception would abort the process
+                warnings.warn(f"napari-nst: tidying the run's layers failed ({exc!r}); its "
+                              "layers are kept as they are", RuntimeWarning, stacklevel=1)
         window.disconnect()
         for job in jobs:
             job.release()
