@@ -18,6 +18,7 @@ SHARED = REPO.parent / "shared"
 def fresh_session():
     """(the QApplication, ``settle(seconds)``: process events for that long)."""
     os.environ.setdefault("NAPARI_NST_WEIGHTS_DIR", str(SHARED / "weights"))
+    os.environ.setdefault("NAPARI_NST_SAMPLE_DIR", str(SHARED / "images"))  # the painting
     os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp()
     from qtpy.QtWidgets import QApplication
 

@@ -1,13 +1,14 @@
 """Screenshots of what a new user sees, one per state, into ``docs/states/``:
 
-    1_sample_data.jpg       napari-nst gui: the sample layers and the widget
+    1_sample_data.jpg       napari-nst gui: the sample layers (astronaut, The Starry Night), widget
     2_predict_done.jpg      after a predict Run
     3_optimize_midway.jpg   an optimize run on the distilled network, halfway
-    4_error.jpg             a Run that fails (ImageNet VGG-19 without network access)
-    5_compare.jpg           Compare on: content x style grid of the final results
+    4_optimize_done.jpg     that run ended: its iterates folded into one layer, a step slider
+    5_error.jpg             a Run that fails (ImageNet VGG-19 without network access)
     6_universal_done.jpg    after a universal Run, its controls shown (advanced settings open)
+    7_compare.jpg           Compare on: every finished run, labelled, the style above its runs
 
-    xvfb-run -a python scripts/screenshot_states.py
+    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshot_states.py
 
 Weights come from $NAPARI_NST_WEIGHTS_DIR (or a download); the error state uses an empty cache
 and no weights directory, so it shows the real message of an offline first run.
@@ -44,13 +45,13 @@ def main() -> None:
             app.processEvents()
             time.sleep(0.02)
 
+    from napari_nst.cli import open_at_a_useful_size
+
     viewer = napari.Viewer(title="napari-nst")
-    viewer.window._qt_window.resize(1400, 860)
     viewer.open_sample("napari-nst", "astronaut_painting")
     _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     widget.controls["device"].value = "cpu"
-    settle()
-    viewer.reset_view()  # as napari-nst gui does, once the window has its final layout
+    open_at_a_useful_size(viewer)  # as napari-nst gui does
     shot("1_sample_data.jpg")
 
     widget.controls["method"].value = "predict"
@@ -66,26 +67,32 @@ def main() -> None:
     wait_run(until=halfway)
     shot("3_optimize_midway.jpg")
     wait_run()
+    shot("4_optimize_done.jpg")
 
     weights_dir = os.environ.pop("NAPARI_NST_WEIGHTS_DIR", None)
     os.environ["TORCH_HOME"] = tempfile.mkdtemp()
     widget.controls["network"].value = "vgg19"
     widget.run()
     wait_run()
-    shot("4_error.jpg")
+    shot("5_error.jpg")
     if weights_dir:
         os.environ["NAPARI_NST_WEIGHTS_DIR"] = weights_dir
-
     widget.controls["network"].value = "vgg19-distilled"
-    widget.compare.value = True
-    shot("5_compare.jpg")
 
-    widget.compare.value = False
+    widget.controls["method"].value = "predict"  # another run of the pair, for Compare
+    widget.controls["style_strength"].value = 0.4
+    widget.run()
+    wait_run()
+    widget.controls["style_strength"].value = 1.0
     widget.controls["method"].value = "universal"
     widget.show_advanced.value = True
     widget.run()
     wait_run()
     shot("6_universal_done.jpg")
+
+    widget.show_advanced.value = False
+    widget.compare.value = True
+    shot("7_compare.jpg")
     viewer.close()
 
 

@@ -817,3 +817,33 @@ def test_pickers_list_inputs_first_and_warn_when_content_is_style(qtbot, viewer,
     assert shown() and "content is both content and style" in widget.same_layer.value
     widget.style.value = [viewer.layers["style"]]
     assert not shown()
+
+
+@pytest.mark.shared
+def test_gui_opens_at_a_useful_size_with_every_layer_in_view(qtbot, make_napari_viewer):
+    """``napari-nst gui``'s window: large enough for the layer list, canvas and widget, and the
+    sample's two layers both in view once the canvas has its size."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_nst.cli import GUI_SIZE, open_at_a_useful_size
+
+    shared_path("images", "starry_night.jpg")
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-nst", "astronaut_painting")
+    viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
+    width, height = open_at_a_useful_size(viewer)
+    screen = QApplication.primaryScreen().availableGeometry()
+    assert (width, height) == (min(GUI_SIZE[0], int(screen.width() * 0.95)),
+                               min(GUI_SIZE[1], int(screen.height() * 0.95)))
+    qtbot.wait(200)  # the deferred fit, after the window's new size is laid out
+    window = viewer.window._qt_window  # the test may look inside; the code does not
+    # at least that size (a small screen: no smaller than what the dock's controls need)
+    assert window.width() >= width and window.height() >= height
+    camera, canvas = viewer.scene.camera, np.asarray(viewer.canvas.size, dtype=float)
+    half = canvas / 2 / camera.zoom
+    seen = np.array([np.asarray(camera.center[-2:]) - half, np.asarray(camera.center[-2:]) + half])
+    for layer in viewer.layers:  # every layer inside the visible world rectangle
+        extent = np.asarray(layer.extent.world)[:, -2:]
+        assert (extent[0] >= seen[0] - 1).all() and (extent[1] <= seen[1] + 1).all(), layer.name
+    scene = np.asarray(viewer.layers.extent.world)[:, -2:]
+    assert ((scene[1] - scene[0]) * camera.zoom / canvas).max() > 0.8  # fitted, not a thumbnail

@@ -89,9 +89,11 @@ def test_console_blocks_run_as_written(readme_folder, qtbot, make_napari_viewer)
     for running in (worker, batch):
         running.finished.connect(lambda: finished.append(True))
     qtbot.waitUntil(lambda: len(finished) == 2, timeout=120_000)
-    assert worker.jobs[0].results[-1].name == "astronaut × painting 100"
-    assert [job.results[-1].name for job in batch.jobs] == ["astronaut × painting 1",
-                                                           "astronaut × astronaut 1"]
+    (run,) = worker.jobs[0].results  # 20 iterates (one every 5 steps), folded into one layer
+    assert run.name == ("astronaut × starry_night · optimize · network vgg19-distilled · "
+                        "steps 100 · size 256") and run.data.shape[0] == 20
+    assert [job.results[-1].name for job in batch.jobs] == ["astronaut × starry_night · predict",
+                                                           "astronaut × astronaut · predict"]
     finals = [job.results[-1] for job in worker.jobs + batch.jobs]
     assert viewer.layers[-1] in finals and viewer.layers.selection.active is viewer.layers[-1]
 
@@ -103,8 +105,9 @@ def test_console_blocks_run_as_written(readme_folder, qtbot, make_napari_viewer)
                    if layer.metadata.get("napari_nst", {}).get("settings", {}).get("style_layers")
                    == ["conv1_1", "conv2_1", "conv3_1"]]
     every = Settings().emit_every
-    assert sorted(meta["step"] for meta in from_widget) == list(range(every, 101, every))
-    assert {meta["settings"]["network"] for meta in from_widget} == {"vgg19-distilled"}
+    (meta,) = from_widget  # its iterates, folded into one layer
+    assert [record["step"] for record in meta["iterates"]] == list(range(every, 101, every))
+    assert meta["settings"]["network"] == "vgg19-distilled"
     assert viewer.grid.enabled  # the comparison grid is on
 
 

@@ -253,9 +253,32 @@ def gui_command(args: argparse.Namespace) -> int:
     if not images:
         viewer.open_sample("napari-nst", "astronaut_painting")
     viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
-    viewer.reset_view()  # napari fits the view to the first layer only: show them all
+    open_at_a_useful_size(viewer)
     napari.run()
     return EXIT_OK
+
+
+#: The window ``napari-nst gui`` opens: room for the layer list, the canvas and the widget.
+GUI_SIZE = (1500, 950)
+
+
+def open_at_a_useful_size(viewer) -> tuple[int, int]:
+    """Size the window to ``GUI_SIZE`` (within the screen) and fit the view to every layer once
+    the window has its size: napari opens small and fits to the first layer only (the sample's
+    style, beside the content, was cut off). Returns the (width, height) asked for."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    screen = QApplication.primaryScreen()
+    width, height = GUI_SIZE
+    if screen is not None:
+        available = screen.availableGeometry()
+        width, height = min(width, int(available.width() * 0.95)), min(
+            height, int(available.height() * 0.95))
+    viewer.window.resize(width, height)
+    viewer.reset_view()
+    QTimer.singleShot(0, viewer.reset_view)  # again once the canvas has its new size
+    return width, height
 
 
 def _fail(message: str, code: int) -> int:
