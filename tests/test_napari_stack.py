@@ -142,3 +142,10 @@ def test_widget_runs_the_whole_stack(qtbot, viewer, random_vgg):
     assert results[0].metadata["napari_nst"]["temporal_weight"] == 0.0
     assert any("plane 4/4" in text for text in statuses), statuses
     assert widget.status.value.startswith("done")
+    assert results[0].name.endswith(" · whole stack") and not shown(widget.iterates)
+    viewer.dims.set_point(0, 2 * results[0].scale[0])  # slice 2 on screen: Compare shows it
+    widget.compare.value = True
+    cell = viewer.layers[f"compare: {results[0].name}"]
+    np.testing.assert_array_equal(np.asarray(cell.data), np.asarray(results[0].data[2]))
+    widget.compare.value = False
+    assert not any(layer.name.startswith("compare:") for layer in viewer.layers)

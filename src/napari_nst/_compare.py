@@ -169,11 +169,12 @@ class Run:
 
 def finished_runs(viewer) -> list[Run]:
     """The result of every run in the viewer, in the order of the layer list: a folded run's
-    layer, or the last iterate of a run whose iterates were kept; not sweeps or stacks."""
+    layer, the last iterate of a run whose iterates were kept, a whole stack's layer (its
+    slice on screen); not a sweep's cells."""
     runs: dict = {}
     for layer in viewer.layers:
         record = layer.metadata.get("napari_nst", {})
-        if "run" not in record or record.get("scope") == "stack":
+        if "run" not in record:
             continue
         runs[record["run"]] = Run(layer, record.get("content_layer", record["content"]),
                                   record["style"], record.get("label", record["run"]))

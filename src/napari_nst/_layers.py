@@ -399,7 +399,8 @@ def fold_iterates(viewer, job: Job):
     axes = viewer.dims.axis_labels
     if STEP_AXIS not in axes and viewer.dims.ndim == folded.ndim:  # the axis the fold brought
         viewer.dims.axis_labels = (STEP_AXIS, *axes[1:])
-    viewer.dims.set_point(list(viewer.dims.axis_labels).index(STEP_AXIS), steps[-1])
+    viewer.dims.set_point(list(viewer.dims.axis_labels).index(STEP_AXIS),
+                          first + step_scale * (len(planes) - 1))  # the last step
     viewer.layers.selection.active = folded
     job.replace_results(folded)
     return folded
@@ -498,9 +499,10 @@ def add_stack_layer(viewer, job: StackJob, run, settings: Settings, baseline=Non
         data, store = output, None
     content = job.content
     plane_in = content.data.shape[-3:-1] if content.rgb else content.data.shape[-2:]
-    metadata = _provenance(job, run.settings, scope="stack", planes=run.total, planes_done=0,
-                           store=store, temporal_weight=run.temporal_weight)
     name = unique_name(viewer, f"{run_name(job, run.settings, baseline)} · whole stack")
+    metadata = _provenance(job, run.settings, scope="stack", planes=run.total, planes_done=0,
+                           store=store, temporal_weight=run.temporal_weight, run=name,
+                           label=name.removeprefix(f"{job.label} · "))
     layer = Image(name=name, metadata=metadata,
                   **_placement(content.scale, content.translate, plane_in, output.shape[-3:-1]),
                   **_display(data, not content.rgb, content.window, settings))
