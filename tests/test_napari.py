@@ -847,3 +847,22 @@ def test_gui_opens_at_a_useful_size_with_every_layer_in_view(qtbot, make_napari_
         assert (extent[0] >= seen[0] - 1).all() and (extent[1] <= seen[1] + 1).all(), layer.name
     scene = np.asarray(viewer.layers.extent.world)[:, -2:]
     assert ((scene[1] - scene[0]) * camera.zoom / canvas).max() > 0.8  # fitted, not a thumbnail
+
+
+def test_a_z_slice_run_folds_at_its_slice(qtbot, viewer, random_vgg):
+    """A run of a z-stack's slice on screen folds into (steps, 1, H, W): the step axis comes in
+    front of z, and the result sits at the slice it was made from."""
+    from napari_nst import run_in_viewer
+
+    stack = (np.random.default_rng(0).random((5, 32, 40)) * 4000).astype(np.uint16)
+    viewer.add_image(stack, name="stack", contrast_limits=(0, 4000))
+    viewer.dims.set_point(0, 3)
+    worker = run_in_viewer(viewer, "stack", "style", vgg_weights=random_vgg,
+                           **{**QUICK, "steps": 4, "emit_every": 2}, start=False)
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        worker.start()
+    (folded,) = _results(viewer)
+    assert folded.data.shape == (2, 1, 26, 32)  # at size 32
+    assert viewer.dims.axis_labels[0] == "step" and viewer.dims.ndim == 4
+    assert tuple(folded.translate[:2]) == (2, 3)  # step 2 first; at z = 3
+    assert viewer.dims.point[:2] == (4, 3)  # shown: the last step, the slice it came from
