@@ -10,7 +10,8 @@ Rows separate the costs:
   spinner in the status bar at 33 frames/s, each frame a full-window repaint; once as napari runs
   it, once paused as ``run_in_viewer`` does;
 - ``run_in_viewer`` pushing every iterate as a layer: adds napari's layer creation and the canvas
-  redraw on the main thread, whose CPU time comes out of the cores torch uses;
+  redraw on the main thread, whose CPU time comes out of the cores torch uses; as the run ends
+  its iterates are folded into one layer (one main-thread block, timed on a line of its own);
 - ``run_in_viewer`` with the default ``emit_every`` (one layer at the end here), compared with a
   direct run with the same ``emit_every``, since emitting costs the engine a forward pass.
 A last line gives napari's own main-thread cost of inserting one such layer with nothing else
@@ -86,6 +87,17 @@ def main() -> None:
         return layer
 
     worker_module.add_result_layer = timed_add  # the name the worker calls
+
+    fold_times: list[tuple[int, float]] = []  # (iterate layers folded, main-thread wall s)
+    fold = worker_module.fold_iterates
+
+    def timed_fold(viewer_, job):
+        count, t0 = len(job.results), time.perf_counter()
+        layer = fold(viewer_, job)
+        fold_times.append((count, time.perf_counter() - t0))
+        return layer
+
+    worker_module.fold_iterates = timed_fold
 
     def watch(worker, stamps):
         """Run ``worker`` to the end while a 10 ms QTimer records when the main thread is free.
@@ -183,6 +195,10 @@ def main() -> None:
           f"{1000 * np.median(pushed_every_step):.0f} ms over {len(pushed_every_step)} layers")
     print(f"napari's own viewer.layers.insert of a {args.size}² RGB layer, nothing else running: "
           f"median {1000 * np.median(insert_cpu):.0f} ms main-thread CPU")
+    for count in sorted({n for n, _ in fold_times if n > 1}):
+        walls = [t for n, t in fold_times if n == count]
+        print(f"folding a run's {count} iterate layers into one as it ends (one main-thread "
+              f"block): median {1000 * np.median(walls):.0f} ms over {len(walls)} runs")
     print(f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs")
     viewer.close()
 

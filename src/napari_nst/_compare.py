@@ -146,9 +146,9 @@ class GridView:
 
     def remove(self) -> None:
         """This view's layers out of the viewer, and the view back as it was."""
-        for layer in self.layers:
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
+        from ._layers import remove_layers
+
+        remove_layers(self.viewer, self.layers)
         self.layers = []
         if self.state is not None:
             restore_view(self.viewer, self.state)

@@ -8,6 +8,7 @@ result layer is freed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib.metadata
@@ -364,8 +365,6 @@ def fold_iterates(viewer, job: Job):
     A coarse scale's smaller iterate is resized to the final size. The fold sits where the run
     started on the other non-spatial axes (a z/t slice's result at its slice).
     """
-    from napari.layers import Image
-
     layers = [layer for layer in job.results if layer in viewer.layers]
     job.folded = True
     if len(layers) == 1 and job.name:  # one image: named after the run, no step
@@ -385,25 +384,37 @@ def fold_iterates(viewer, job: Job):
         del labels[where], point[where]
     others = len(point) - 2  # the viewer's other non-spatial axes: z, t, ...
     data = np.stack(planes).reshape(len(planes), *(1,) * others, *final.data.shape)
-    metadata = {**final.metadata}
-    metadata["napari_nst"] = {**records[-1], "iterates": [
+    del planes
+    scale, translate = tuple(final.scale[-2:]), tuple(final.translate[-2:])
+    record = {**records[-1], "iterates": [
         {"step": r["step"], "losses": r["losses"], "elapsed_s": r["elapsed_s"]} for r in records]}
-    folded = Image(data, name=job.name or final.name, metadata=metadata, rgb=final.rgb,
-                   colormap=final.colormap.name, contrast_limits=final.contrast_limits,
-                   scale=(step_scale, *(1.0,) * others, *final.scale),
-                   translate=(first, *point[:others], *final.translate))
-    at = viewer.layers.index(final)
-    viewer.layers.insert(at + 1, folded)
-    for layer in layers:
-        viewer.layers.remove(layer)
+    # the final iterate's layer becomes the fold (half the cost of a new layer: napari's own
+    # work per inserted or removed layer is most of it), the others go in one batch
+    remove_layers(viewer, layers[:-1])
+    final.data = data
+    final.scale = (step_scale, *(1.0,) * others, *scale)
+    final.translate = (first, *point[:others], *translate)
+    final.metadata = {**final.metadata, "napari_nst": record}
+    final.name = job.name or final.name
     axes = viewer.dims.axis_labels
-    if STEP_AXIS not in axes and viewer.dims.ndim == folded.ndim:  # the axis the fold brought
+    if STEP_AXIS not in axes and viewer.dims.ndim == final.ndim:  # the axis the fold brought
         viewer.dims.axis_labels = (STEP_AXIS, *axes[1:])
     viewer.dims.set_point(list(viewer.dims.axis_labels).index(STEP_AXIS),
-                          first + step_scale * (len(planes) - 1))  # the last step
-    viewer.layers.selection.active = folded
-    job.replace_results(folded)
-    return folded
+                          first + step_scale * (len(layers) - 1))  # the last step
+    final.visible = True
+    viewer.layers.selection.active = final
+    job.replace_results(final)
+    return final
+
+
+def remove_layers(viewer, layers) -> None:
+    """Remove ``layers`` from the viewer in one batch: napari runs a full garbage collection
+    for every layer removed outside one (0.17 s each here, 2.7 s for a run of 16 iterates)."""
+    batch = getattr(viewer.layers, "batched_update", None)
+    with batch() if batch is not None else contextlib.nullcontext():
+        for layer in layers:
+            if layer in viewer.layers:
+                viewer.layers.remove(layer)
 
 
 def _resized(image: np.ndarray, shape: tuple) -> np.ndarray:
