@@ -6,7 +6,7 @@
     4_optimize_done.jpg     that run ended: its iterates folded into one layer, a step slider
     5_error.jpg             a Run that fails (ImageNet VGG-19 without network access)
     6_universal_done.jpg    after a universal Run, its controls shown (advanced settings open)
-    7_compare.jpg           Compare on: every finished run, labelled, the style above its runs
+    7_compare.jpg           Compare on: every finished run, labelled, each style before its runs
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshot_states.py
 

@@ -201,7 +201,7 @@ def test_missing_weights_say_what_to_do_and_compare_keeps_the_last_results(qtbot
     widget.compare.value = True
     grid = viewer.canvas.grid
     cell = viewer.layers[f"compare: {last.name}"]  # a view of the last run's final image
-    assert grid.enabled and grid.position(list(viewer.layers).index(cell), viewer.layers) == (1, 1)
+    assert grid.enabled and grid.position(list(viewer.layers).index(cell), viewer.layers) == (0, 2)
     assert cell.data is last.data
 
 
@@ -321,9 +321,10 @@ def _cells(viewer) -> dict:
 
 
 def test_batch_and_compare_grid(qtbot, viewer, widget):
-    """Compare lays out every finished run: a column per run, each style above its runs, the
-    content first in its row, every cell labelled on the canvas; runs of a pair with other
-    settings side by side. Off: the view as it was, the grid's layers gone."""
+    """Compare lays out every finished run: a row per content, the content first, then each
+    style followed by its runs with that content (runs of a pair with other settings side by
+    side, gaps where a content has fewer), every cell labelled on the canvas. Off: the view as
+    it was, the grid's layers gone."""
     widget.iterates.value = "fold"
     widget.style.value = [viewer.layers["style"], viewer.layers["scream"]]
     worker = widget.run()
@@ -333,26 +334,35 @@ def test_batch_and_compare_grid(qtbot, viewer, widget):
     widget.controls["style_strength"].value = 0.5
     widget.run()
     _wait_idle(qtbot, widget)
+    widget.content.value = [viewer.layers["scream"]]
+    widget.controls["style_strength"].value = 1.0
+    widget.run()
+    _wait_idle(qtbot, widget)
     runs = _results(viewer)
-    assert len(runs) == 3 and all(run.data.shape[0] == 3 for run in runs)  # folded: 3 steps each
+    assert len(runs) == 4 and all(run.data.shape[0] == 3 for run in runs)  # folded: 3 steps each
     assert " · strength 0.5 · " in runs[2].name
     order_before = [layer.name for layer in viewer.layers]
     visible_before = [layer.visible for layer in viewer.layers]
     widget.compare.value = True
     grid = viewer.canvas.grid
-    assert grid.enabled and tuple(grid.shape) == (2, 4) and grid.stride == 2
+    assert grid.enabled and tuple(grid.shape) == (2, 6) and grid.stride == 2
     cells = _cells(viewer)
-    assert cells[(0, 1)][1] == "style: style" and cells[(0, 3)][1] == "style: scream"
-    assert cells[(0, 0)][1] == "" and cells[(0, 2)][1] == ""  # gaps: the header over the runs
-    assert cells[(1, 0)][1] == "content: content"
-    np.testing.assert_array_equal(cells[(1, 0)][0].data, viewer.layers["content"].data)
-    assert [cells[(1, col)][1] for col in (1, 2, 3)] == ["optimize", "optimize · strength 0.5",
-                                                         "optimize"]
-    for col, run in zip((1, 2, 3), (runs[0], runs[2], runs[1])):  # style, style 0.5, scream
-        picture = cells[(1, col)][0]
+    assert [cells[(0, col)][1] for col in range(6)] == [
+        "content: content", "style: style", "optimize", "optimize · strength 0.5",
+        "style: scream", "optimize"]
+    assert [cells[(1, col)][1] for col in range(6)] == [
+        "content: scream", "style: style", "optimize", "", "style: scream", ""]  # gaps
+    np.testing.assert_array_equal(cells[(0, 0)][0].data, viewer.layers["content"].data)
+    np.testing.assert_array_equal(cells[(1, 4)][0].data, viewer.layers["scream"].data)
+    for (row, col), run in zip([(0, 2), (0, 3), (0, 5), (1, 2)],
+                               (runs[0], runs[2], runs[1], runs[3])):
+        picture = cells[(row, col)][0]
         assert np.shares_memory(picture.data, run.data)  # a view of its last step, no copy
         np.testing.assert_array_equal(picture.data, run.data[-1])
     assert not any(layer.visible for layer in runs)  # the runs themselves are hidden meanwhile
+    assert [layer.name for layer in widget.content.choices] == [
+        layer.name for layer in viewer.layers if layer.name in order_before
+        and "napari_nst" not in layer.metadata] + [layer.name for layer in runs]  # no cells
     widget.compare.value = False
     assert not grid.enabled
     assert [layer.name for layer in viewer.layers] == order_before

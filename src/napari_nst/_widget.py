@@ -56,6 +56,12 @@ def _control(field: dataclasses.Field, **options):
                          options={"tooltip": meta["help"], **limits, **meta["widget"], **options})
 
 
+def _is_grid_cell(layer) -> bool:
+    """A layer of Compare's or a sweep's grid (made to be looked at, not an input)."""
+    record = getattr(layer, "metadata", {}).get("napari_nst", {})
+    return isinstance(record, dict) and bool({"sweep", "compare"} & set(record))
+
+
 class StyleTransferWidget(Container):
     """Content and style pickers (several for a batch), parameters, Run/Stop, status, Compare."""
 
@@ -119,8 +125,9 @@ class StyleTransferWidget(Container):
                     "into one layer with a 'step' slider (the list stays tidy), or keep them")
         self.same_layer = Label(value="")
         self.compare = CheckBox(value=False, text="compare every run side by side (grid)",
-                                tooltip="a column per run, each style above its runs, a row per "
-                                        "content; labels on the canvas. Off: the view as before")
+                                tooltip="every finished run in napari's grid: a row per content, the "
+                                        "content first, then each style followed by its runs; "
+                                        "labels on the canvas. Off: the view as before")
         self.show_explore = CheckBox(value=False, text="explore: sweep settings side by side")
         self.explore = ExplorePanel(viewer, self._sweep_inputs, self.current_settings)
         self.status = Label(value="idle")
@@ -179,8 +186,8 @@ class StyleTransferWidget(Container):
 
         # inputs first, then results; a grid's cells (a sweep's, Compare's) are for looking at
         # side by side, not inputs: they would crowd the list
-        images = [layer for layer in self._viewer.layers if isinstance(layer, Image)
-                  and not {"sweep", "compare"} & set(layer.metadata.get("napari_nst", {}))]
+        images = [layer for layer in self._viewer.layers
+                  if isinstance(layer, Image) and not _is_grid_cell(layer)]
         inputs = [layer for layer in images if "napari_nst" not in layer.metadata]
         return [(layer.name, layer) for layer in
                 inputs + [layer for layer in images if layer not in inputs]]
@@ -188,8 +195,11 @@ class StyleTransferWidget(Container):
     def _on_layers_changed(self, event=None):
         if self._gone:
             return
+        layer = getattr(event, "value", None)
+        if _is_grid_cell(layer) and getattr(event, "type", "") in ("inserted", "removed"):
+            return  # Compare's and sweeps' cells are never choices: nothing to refresh
         if event is not None and getattr(event, "type", "") == "inserted":
-            event.value.events.name.connect(self._on_layers_changed)
+            layer.events.name.connect(self._on_layers_changed)
         self.content.reset_choices()
         self.style.reset_choices()
         self._select_defaults()
