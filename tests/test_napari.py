@@ -287,19 +287,25 @@ def test_status_bar_spinner_is_paused_during_a_run(qtbot, viewer, random_vgg):
     assert _results(viewer)[0].data.shape[0] == QUICK["steps"]
 
 
-def test_z_stack_uses_the_slice_on_screen(qtbot, viewer, random_vgg):
+def _run_on_z_slice(qtbot, viewer, random_vgg, **settings) -> list:
+    """A uint16 z-stack of noise whose slice 3 is a horizontal ramp, run at slice 3 (on screen)
+    with ``settings``; returns the result layers."""
     from napari_nst import run_in_viewer
 
-    rng = np.random.default_rng(0)
-    stack = (rng.random((5, 32, 40)) * 4000).astype(np.uint16)
-    stack[3] = np.linspace(0, 4000, 40, dtype=np.uint16)[None, :]  # slice 3: a horizontal ramp
+    stack = (np.random.default_rng(0).random((5, 32, 40)) * 4000).astype(np.uint16)
+    stack[3] = np.linspace(0, 4000, 40, dtype=np.uint16)[None, :]
     viewer.add_image(stack, name="stack", contrast_limits=(0, 4000))
     viewer.dims.set_current_step(0, 3)
     worker = run_in_viewer(viewer, "stack", "style", vgg_weights=random_vgg,
-                           **{**QUICK, "steps": 1, "style_strength": 0.0, "tv_weight": 0.0}, start=False)
+                           **{**QUICK, **settings}, start=False)
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         worker.start()
-    (result,) = _results(viewer)
+    return _results(viewer)
+
+
+def test_z_stack_uses_the_slice_on_screen(qtbot, viewer, random_vgg):
+    (result,) = _run_on_z_slice(qtbot, viewer, random_vgg, steps=1, style_strength=0.0,
+                                tv_weight=0.0)
     assert result.name.startswith("stack [slice 3] × style · optimize")
     assert result.data.ndim == 2 and not result.rgb  # grayscale in, grayscale out
     assert result.data[:, -4:].mean() > result.data[:, :4].mean() + 0.3  # the ramp, not noise
@@ -792,6 +798,10 @@ def test_iterates_fold_into_one_layer_with_a_step_slider(qtbot, viewer, widget):
     widget.run()
     _wait_idle(qtbot, widget)
     assert _results(viewer)[-1].name == folded.name + " (2)"
+    from napari_nst import run_in_viewer
+
+    with pytest.raises(ValueError, match="iterates='nope' is not supported; choose one of fold"):
+        run_in_viewer(viewer, "content", "style", iterates="nope")
     widget.iterates.value = "keep"
     widget.run()
     _wait_idle(qtbot, widget)
@@ -862,16 +872,7 @@ def test_gui_opens_at_a_useful_size_with_every_layer_in_view(qtbot, make_napari_
 def test_a_z_slice_run_folds_at_its_slice(qtbot, viewer, random_vgg):
     """A run of a z-stack's slice on screen folds into (steps, 1, H, W): the step axis comes in
     front of z, and the result sits at the slice it was made from."""
-    from napari_nst import run_in_viewer
-
-    stack = (np.random.default_rng(0).random((5, 32, 40)) * 4000).astype(np.uint16)
-    viewer.add_image(stack, name="stack", contrast_limits=(0, 4000))
-    viewer.dims.set_point(0, 3)
-    worker = run_in_viewer(viewer, "stack", "style", vgg_weights=random_vgg,
-                           **{**QUICK, "steps": 4, "emit_every": 2}, start=False)
-    with qtbot.waitSignal(worker.finished, timeout=120_000):
-        worker.start()
-    (folded,) = _results(viewer)
+    (folded,) = _run_on_z_slice(qtbot, viewer, random_vgg, steps=4, emit_every=2)
     assert folded.data.shape == (2, 1, 26, 32)  # at size 32
     assert viewer.dims.axis_labels[0] == "step" and viewer.dims.ndim == 4
     assert tuple(folded.translate[:2]) == (2, 3)  # step 2 first; at z = 3

@@ -14,11 +14,12 @@ folded into a step slider shows its last step).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ._layers import layer_batch, remove_layers
 
 #: Gap between grid cells, in screen pixels (napari's ``GridCanvas.spacing`` of 1 and more).
 SPACING = 6
@@ -156,8 +157,6 @@ class GridView:
 
     def remove(self) -> None:
         """This view's layers out of the viewer, and the view back as it was."""
-        from ._layers import remove_layers
-
         remove_layers(self.viewer, self.layers)
         self.layers = []
         if self.state is not None:
@@ -250,18 +249,12 @@ def show_comparison(viewer, name: str = "compare") -> GridView | None:
         run.label = label
     shape = (len(contents), 1 + sum(1 + width for width in widths.values()))
     view = GridView(viewer, shape, name, kind="compare")
-    with _batch(viewer):  # napari lays the grid out once, not for every cell
+    with layer_batch(viewer):  # napari lays the grid out once, not for every cell
         view.show(grid_on=False)
         _place_rows(viewer, view, contents, styles, pairs, widths)
         view.grid_on()
     view.fit()
     return view
-
-
-def _batch(viewer):
-    """napari's batch of layer-list changes: the canvas lays its scene out once, at the end."""
-    batch = getattr(viewer.layers, "batched_update", None)
-    return batch() if batch is not None else contextlib.nullcontext()
 
 
 def _place_rows(viewer, view: GridView, contents, styles, pairs, widths) -> None:

@@ -64,10 +64,8 @@ class Job:
     style: LayerSnapshot
     result_refs: list = field(default_factory=list, repr=False)  # weak, in order of steps
     regions: LayerSnapshot | None = None
-    #: The run's name in the layer list, unique there, set with its first result, and the part
-    #: of it after the pair ("predict · strength 0.3"), Compare's label of its cell.
+    #: The run's name in the layer list, unique there, set with its first result.
     name: str | None = None
-    run_label: str = ""
     folded: bool = False
 
     @property
@@ -81,6 +79,11 @@ class Job:
 
     def replace_results(self, layer) -> None:
         self.result_refs = [_weak(layer)]
+
+    @property
+    def run_label(self) -> str:
+        """The name after the pair, "predict · strength 0.3": Compare's label of its cell."""
+        return (self.name or "").removeprefix(f"{self.label} · ")
 
     def release(self) -> None:
         """Drop the input copies, once the run has ended."""
@@ -341,7 +344,6 @@ def add_result_layer(viewer, job: Job, iterate, settings: Settings, baseline=Non
 
     if job.name is None:
         job.name = unique_name(viewer, run_name(job, settings, baseline))
-        job.run_label = job.name.removeprefix(f"{job.label} · ")
     layer = Image(**result_layer_kwargs(job, iterate, settings))
     previous = job.results[-1] if job.results else None
     if previous is not None and previous in viewer.layers:
@@ -407,11 +409,17 @@ def fold_iterates(viewer, job: Job):
     return final
 
 
-def remove_layers(viewer, layers) -> None:
-    """Remove ``layers`` from the viewer in one batch: napari runs a full garbage collection
-    for every layer removed outside one (0.17 s each here, 2.7 s for a run of 16 iterates)."""
+def layer_batch(viewer):
+    """napari's batch of layer-list changes (a context manager): its canvas lays the scene out
+    once, at the end, instead of after every change (and runs one garbage collection for the
+    layers removed, not one each: 0.17 s a layer here). A no-op where napari has none."""
     batch = getattr(viewer.layers, "batched_update", None)
-    with batch() if batch is not None else contextlib.nullcontext():
+    return batch() if batch is not None else contextlib.nullcontext()
+
+
+def remove_layers(viewer, layers) -> None:
+    """Remove ``layers`` from the viewer in one batch (2.7 s less for a run of 16 iterates)."""
+    with layer_batch(viewer):
         for layer in layers:
             if layer in viewer.layers:
                 viewer.layers.remove(layer)
