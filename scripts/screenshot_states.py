@@ -24,6 +24,15 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parents[1] / "docs" / "states"
 
 
+def dismiss_notifications(app) -> None:
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in app.topLevelWidgets() + [w for t in app.topLevelWidgets()
+                                           for w in t.findChildren(NapariQtNotification)]:
+        if isinstance(toast, NapariQtNotification):
+            toast.close()
+
+
 def main() -> None:
     import napari
 
@@ -75,6 +84,7 @@ def main() -> None:
     widget.run()
     wait_run()
     shot("5_error.jpg")
+    dismiss_notifications(app)  # as a user closes the toast (napari leaves it up a while)
     if weights_dir:
         os.environ["NAPARI_NST_WEIGHTS_DIR"] = weights_dir
     widget.controls["network"].value = "vgg19-distilled"

@@ -199,9 +199,8 @@ def test_missing_weights_say_what_to_do_and_compare_keeps_the_last_results(qtbot
                                           "Choose the folder that holds it as 'weights folder'")
     assert "404" in widget.status.tooltip and widget.run_button.enabled
     widget.compare.value = True
-    grid = viewer.canvas.grid
     cell = viewer.layers[f"compare: {last.name}"]  # a view of the last run's final image
-    assert grid.enabled and grid.position(list(viewer.layers).index(cell), viewer.layers) == (0, 2)
+    assert viewer.canvas.grid.enabled and _cells(viewer, width=3)[(0, 2)][0] == cell
     assert cell.data is last.data
 
 
@@ -311,14 +310,18 @@ def test_z_stack_uses_the_slice_on_screen(qtbot, viewer, random_vgg):
     assert result.data[:, -4:].mean() > result.data[:, :4].mean() + 0.3  # the ramp, not noise
 
 
-def _cells(viewer) -> dict:
-    """{(row, col): (picture layer, label text)} of the grid shown (cells of two layers)."""
+def _cells(viewer, width: int | None = None) -> dict:
+    """{(row, col): (picture layer, label text)} of the grid shown (cells of two layers), at
+    their place in a table ``width`` cells wide whose rows the grid wraps onto several lines."""
     grid = viewer.canvas.grid
+    columns = grid.shape[1]
+    lines = -(-(width or columns) // columns)
     cells = {}
     for index, layer in enumerate(viewer.layers):
-        position = grid.position(index, viewer.layers)
-        if position == (-1, -1) or not layer.visible:
+        line, col = grid.position(index, viewer.layers)
+        if (line, col) == (-1, -1) or not layer.visible:
             continue
+        position = (line // lines, line % lines * columns + col)
         picture, _ = cells.get(position, (None, None))
         text = layer.text.values[0] if "label" in layer.name and len(layer.text.values) else None
         cells[position] = (picture if text is not None else layer,
@@ -330,7 +333,9 @@ def test_batch_and_compare_grid(qtbot, viewer, widget):
     """Compare lays out every finished run: a row per content, the content first, then each
     style followed by its runs with that content (runs of a pair with other settings side by
     side, gaps where a content has fewer), every cell labelled on the canvas. Off: the view as
-    it was, the grid's layers gone."""
+    it was, the grid's layers gone; a tall canvas wraps the rows."""
+    from napari_nst._compare import CHAR_WIDTH
+
     widget.iterates.value = "fold"
     widget.style.value = [viewer.layers["style"], viewer.layers["scream"]]
     worker = widget.run()
@@ -349,15 +354,17 @@ def test_batch_and_compare_grid(qtbot, viewer, widget):
     assert " · strength 0.5 · " in runs[2].name
     order_before = [layer.name for layer in viewer.layers]
     visible_before = [layer.visible for layer in viewer.layers]
+    selected_before = (viewer.layers.selection.active, set(viewer.layers.selection))
+    viewer.canvas.size = (300, 1200)  # wide: the rows fit on one line each
     widget.compare.value = True
     grid = viewer.canvas.grid
     assert grid.enabled and tuple(grid.shape) == (2, 6) and grid.stride == 2
     cells = _cells(viewer)
-    assert [cells[(0, col)][1] for col in range(6)] == [
-        "content: content", "style: style", "optimize", "optimize · strength 0.5",
-        "style: scream", "optimize"]
-    assert [cells[(1, col)][1] for col in range(6)] == [
-        "content: scream", "style: style", "optimize", "", "style: scream", ""]  # gaps
+    table = [["content: content", "style: style", "optimize", "optimize · strength 0.5",
+              "style: scream", "optimize"],
+             ["content: scream", "style: style", "optimize", "", "style: scream"]]  # a gap
+    assert [[cells[(row, col)][1] for col in range(len(table[row]))] for row in (0, 1)] == table
+    assert (1, 5) not in cells  # no gap after the last picture
     np.testing.assert_array_equal(cells[(0, 0)][0].data, viewer.layers["content"].data)
     np.testing.assert_array_equal(cells[(1, 4)][0].data, viewer.layers["scream"].data)
     for (row, col), run in zip([(0, 2), (0, 3), (0, 5), (1, 2)],
@@ -369,10 +376,37 @@ def test_batch_and_compare_grid(qtbot, viewer, widget):
     assert [layer.name for layer in widget.content.choices] == [
         layer.name for layer in viewer.layers if layer.name in order_before
         and "napari_nst" not in layer.metadata] + [layer.name for layer in runs]  # no cells
+    assert (viewer.layers.selection.active, set(viewer.layers.selection)) == selected_before
+    labels = [layer for layer in viewer.layers if layer.name.startswith("compare: label")]
+    sizes = {round(float(label.text.size * label.scale[-1]), 6) for label in labels}  # world
+    assert len(sizes) == 1 and all(label.text.scaling for label in labels)  # one size, zooms
+    longest = max(len(label.text.values[0]) for label in labels)
+    widest = max(np.ptp(np.asarray(picture.extent.world)[:, -1]) + 1
+                 for picture, _ in cells.values() if picture._type_string == "image")
+    assert CHAR_WIDTH * longest * sizes.pop() <= widest  # fits a cell's width
     widget.compare.value = False
     assert not grid.enabled
     assert [layer.name for layer in viewer.layers] == order_before
     assert [layer.visible for layer in viewer.layers] == visible_before
+    assert (viewer.layers.selection.active, set(viewer.layers.selection)) == selected_before
+
+    viewer.canvas.size = (1200, 300)  # tall: each row wraps onto lines of the same length
+    widget.compare.value = True
+    lines, columns = grid.shape[0] // 2, grid.shape[1]
+    assert columns < 6 and lines * columns >= 6 and grid.shape[0] == 2 * lines
+    cells = _cells(viewer, width=6)
+    assert [[cells[(row, col)][1] for col in range(len(table[row]))] for row in (0, 1)] == table
+    widget.compare.value = False
+    assert [layer.name for layer in viewer.layers] == order_before
+
+
+def test_compare_wraps_a_long_row_only_where_its_cells_grow():
+    from napari_nst._compare import wrapped_columns
+
+    assert wrapped_columns(1, 6, (1.0, 1.0), (800, 700)) == 3  # 2 lines of 3: cells 2x larger
+    assert wrapped_columns(1, 6, (1.0, 1.0), (300, 1800)) == 6  # one line fits best
+    assert wrapped_columns(2, 6, (1.1, 1.0), (850, 1160)) == 6  # no gain: no gaps either
+    assert wrapped_columns(1, 1, (1.0, 1.0), (10, 10)) == 1
 
 
 @pytest.mark.shared
