@@ -378,7 +378,7 @@ def test_batch_and_compare_grid(qtbot, viewer, widget):
         and "napari_nst" not in layer.metadata] + [layer.name for layer in runs]  # no cells
     assert (viewer.layers.selection.active, set(viewer.layers.selection)) == selected_before
     labels = [layer for layer in viewer.layers if layer.name.startswith("compare: label")]
-    sizes = {round(float(label.text.size * label.scale[-1]), 6) for label in labels}  # world
+    sizes = {float(label.text.size) for label in labels}  # in world units
     assert len(sizes) == 1 and all(label.text.scaling for label in labels)  # one size, zooms
     longest = max(len(label.text.values[0]) for label in labels)
     widest = max(np.ptp(np.asarray(picture.extent.world)[:, -1]) + 1

@@ -30,7 +30,8 @@ from ._layers import layer_batch, remove_layers
 #: Gap between grid cells, in screen pixels (napari's ``GridCanvas.spacing`` of 1 and more).
 SPACING = 6
 #: A label's text, per unit of napari's text size (measured on this font, with scaling on): the
-#: width of an average character and the height of a line, in the layer's data pixels.
+#: width of an average character and the height of a line, in world units (napari's font size
+#: is the text size times the zoom, whatever the layer's scale).
 CHAR_WIDTH, LINE_HEIGHT = 0.9, 1.65
 #: Labels are at most this share of a cell's height, and sit this share above its picture.
 LABEL_HEIGHT, LABEL_GAP = 0.075, 0.02
@@ -218,7 +219,7 @@ class GridView:
                       for label in self.labels)
         size = label_size(longest, width, height)
         for label in self.labels:
-            label.text.size = size / float(label.scale[-1])  # in the label's data pixels
+            label.text.size = size  # world units: napari divides by world per pixel
         return size * LINE_HEIGHT
 
     def fit(self, margin: float = 0.04) -> None:
