@@ -184,16 +184,19 @@ class GridView:
         self._insert(blank, label)  # both visible: napari's grid counts visible layers only
 
     def _insert(self, picture, label) -> None:
-        """The cell's layers at the end of the view's, the selection left as it was (napari
-        selects what it inserts: a label's points would take the layer controls)."""
-        selected = selection(self.viewer)
         position = len(self.layers)
         self.viewer.layers.insert(position, picture)
         self.viewer.layers.insert(position + 1, label)
         self.layers += [picture, label]
-        select(self.viewer, selected)
         if len(self.layers) == 2:
             self.fit()
+
+    def reselect(self) -> None:
+        """The selection as it was before the view (napari selects each layer it inserts: a
+        label's points would take the layer controls). Once after placing cells: every
+        selection change costs napari a pass over all layers' overlays."""
+        if self.state is not None and selection(self.viewer) != self.state.selected:
+            select(self.viewer, self.state.selected)
 
     @property
     def labels(self) -> list:
@@ -354,6 +357,7 @@ def show_comparison(viewer, name: str = "compare", wrap: bool = True) -> GridVie
             for picture, text in cells:
                 view.place(picture, text) if picture is not None else view.place_blank(text)
         view.grid_on()
+        view.reselect()
     view.fit()
     return view
 

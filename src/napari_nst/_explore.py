@@ -68,6 +68,7 @@ class SweepView(GridView):
                         contrast_limits=(0.0, 1.0), **placement, **data)
         self.place(picture, sweep.short_label(cell.row, cell.col))
         self.size_labels()  # the longest label so far sets the size
+        self.reselect()
 
 
 def run_sweep_in_viewer(viewer, content, style, rows, cols=None,
