@@ -14,8 +14,8 @@ cell, and grow as the user zooms in.
 Compare shows every finished run of the viewer: a row per content, the content first, then for
 each style the style and its runs (cells are views of the layers' data, not copies; a run
 folded into a step slider shows its last step). A row longer than the canvas has room for wraps
-onto as many lines as make the cells largest, every content's row the same way, so that the
-columns stay aligned.
+onto several lines when that makes the cells at least ``WRAP_GAIN`` larger, every content's
+row the same way, so that the columns stay aligned.
 """
 
 from __future__ import annotations
