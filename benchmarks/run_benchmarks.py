@@ -339,7 +339,7 @@ def main() -> None:
 
     quality_overrides: dict = {}
     if args.smoke:
-        args.sizes, args.steps, args.quality_size, args.quality_steps = [48, 64], 2, 64, 2
+        args.sizes, args.steps, args.quality_size, args.quality_steps = [64], 2, 64, 2
         quality_overrides = {"steps": 2, "min_size": 32, "min_working_size": 64}
 
     info = machine()
