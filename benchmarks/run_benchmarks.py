@@ -2,7 +2,7 @@
 this machine's matrix-multiply throughput. Prints markdown tables and writes JSON.
 
     python benchmarks/run_benchmarks.py                      # full run (about 20 min on 2 cores)
-    python benchmarks/run_benchmarks.py --smoke              # tiny sizes, two steps: keeps it working
+    python benchmarks/run_benchmarks.py --smoke              # one tiny size, two steps: keeps it working
 
 Every measurement runs in its own child process, so that peak resident memory (ru_maxrss) belongs
 to that measurement alone. Both implementations get the same seeded random VGG-19, the same images
@@ -325,7 +325,7 @@ def main() -> None:
     parser.add_argument("--max-size", action="store_true",
                         help="also find the largest size within 8 GiB (a few minutes)")
     parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes and two steps: checks that everything runs, times nothing")
+                        help="one tiny size and two steps: checks that everything runs, times nothing")
     parser.add_argument("--json", type=Path, default=HERE / "results.json")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
