@@ -21,7 +21,7 @@ from napari_nst.cli import main as cli_main
 from napari_nst.settings import Settings
 
 from napari_nst.engine import clear_caches
-from tests.helpers import shared_path
+from tests.helpers import magenta_weights_dir
 
 FLOAT_FIELDS = [f.name for f in dataclasses.fields(Settings) if type(f.default) is float]
 
@@ -245,7 +245,7 @@ def test_damaged_read_only_cache_falls_back_to_converting_in_memory(tmp_path, mo
     from napari_nst.engine.methods.predict import magenta
     from napari_nst.engine.methods.predict import magenta_weights
 
-    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(shared_path("weights")))
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(magenta_weights_dir()))
     monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
     source = weights.locate(weights.MAGENTA_PREDICTOR, download=False)
     cached = magenta_weights.converted_cache_path(weights.MAGENTA_PREDICTOR, weights.sha256_of(source))
@@ -344,7 +344,7 @@ def test_the_engine_normalises_weights_by_the_settings_rule(random_vgg):
     import torch
 
     from napari_nst.engine.methods.optimize import losses
-    from napari_nst.settings import normalized_blend_weights, normalized_weights
+    from napari_nst.validation import normalized_blend_weights, normalized_weights
 
     assert losses.normalized_blend_weights is normalized_blend_weights
     assert normalized_blend_weights((1, 3), 2) == [0.25, 0.75]

@@ -4,12 +4,10 @@ sweep's layers removed together or saved as one labelled contact sheet."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, PushButton
 
-from .engine.explore import MAX_CELLS, PRESETS, cells_of, describe
-from .settings import Settings
+from .engine.explore import MAX_CELLS, PRESETS, cells_of, describe, sweep_cost
+from .settings import SWEEPABLE
 
 _NONE = "(none)"
 
@@ -19,10 +17,6 @@ def _value_text(value) -> str:
         ",".join(value)
 
 
-def _sweepable() -> list[str]:
-    from .engine.explore import NOT_SWEPT
-
-    return [f.name for f in dataclasses.fields(Settings) if f.name not in NOT_SWEPT]
 
 
 class ExplorePanel(Container):
@@ -34,7 +28,7 @@ class ExplorePanel(Container):
         self._viewer, self._inputs, self._settings = viewer, inputs, settings
         self.worker = None
         self.job = None
-        names = _sweepable()
+        names = list(SWEEPABLE)
         self.preset = ComboBox(label="preset", value="custom", choices=[
             ("custom", "custom"), *((title, key) for key, (title, *_) in PRESETS.items())],
             tooltip="the seed paper's comparisons: Fig. 3 (style layer sets x content/style "
@@ -100,11 +94,11 @@ class ExplorePanel(Container):
                 raise ValueError(f"{total} cells, each a whole run: tick 'allow more than "
                                  f"{MAX_CELLS} cells' to run them, or give fewer values")
             content, style = self._inputs()
-            extra = PRESETS[self.preset.value][3] if self.preset.value != "custom" else {}
-            settings = self._settings()
-            kind = extra.get("reconstruct")
-            if kind is None and extra:
-                settings = settings.replace(**extra)
+            extra = dict(PRESETS[self.preset.value][3]) if self.preset.value != "custom" else {}
+            kind = extra.pop("reconstruct", None)
+            settings = self._settings().replace(**extra)  # a preset's steps and starts
+            cost = sweep_cost(rows, cols, settings) if kind is None else \
+                sweep_cost(None, cols, settings.replace(method="optimize"))
             self.remove()
             self.worker = run_sweep_in_viewer(
                 self._viewer, content, style, rows, cols, settings, start=False,
@@ -119,12 +113,17 @@ class ExplorePanel(Container):
         self.worker.errored.connect(lambda exc: setattr(self.status, "value", f"error: {exc}"))
         self.run_button.enabled, self.stop_button.enabled = False, True
         self.remove_button.enabled = True
-        self.status.value = f"sweep of {total} cells…"
+        self.status.value = f"sweep: {cost}…"
+        self._seconds = 0.0
         self.worker.start()
         return self.worker
 
     def _on_cell(self, _job, cell):
-        self.status.value = f"cell {cell.done}/{cell.total}: {cell.label} ({cell.seconds:.1f} s)"
+        self._seconds += cell.seconds
+        left = (cell.total - cell.done) * self._seconds / cell.done
+        self.status.value = (f"cell {cell.done}/{cell.total}: {cell.label} ({cell.seconds:.1f} s)"
+                             + (f" · about {left / 60:.1f} min left" if cell.done < cell.total
+                                else ""))
 
     def _on_finished(self):
         self.worker = None

@@ -10,10 +10,11 @@ def clear_caches() -> None:
     imported yet hold nothing, so this imports nothing (no torch)."""
     import sys
 
-    for module_name, cache in (("weights", "_verified"),
-                               ("methods.optimize.gatys", "_features_cache"),
-                               ("methods.predict.magenta_weights", "_loaded_models"),
-                               ("methods.universal.networks", "_loaded")):
-        module = sys.modules.get(f"{__name__}.{module_name}")
+    from .methods import REGISTRY
+
+    caches = [("napari_nst.engine.weights", "_verified")]
+    caches += [tuple(cache.split(":")) for entry in REGISTRY.values() for cache in entry.caches]
+    for module_name, cache in caches:
+        module = sys.modules.get(module_name)
         if module is not None:
             getattr(module, cache).clear()

@@ -8,9 +8,10 @@ image matched at one layer per cell, or a style image's Gram matrices matched at
 layers. ``iter_sweep`` is the same run as a generator (per step and per finished cell), for
 progress and for stopping between any two steps: the cells done stay in the sweep.
 
-Cells share what does not change between them: the networks (each method's per-process cache)
-and the style target, computed once for every cell whose settings give the same one
-(``Method.target_key``).
+Cells share what does not change between them: the networks (each method's per-process cache),
+the prepared inputs and the style target, each computed once for every cell whose settings give
+the same key (``settings.inputs_key``, ``settings.target_key``: derived from each setting's
+``stage`` in the registry, so a new setting cannot be left out).
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..settings import DEFAULT_STYLE_LAYERS, Settings, field_default, make_settings
+from ..settings import (DEFAULT_STYLE_LAYERS, SWEEPABLE, Settings, field_default, inputs_key,
+                        make_settings)
+from .methods import NAMES as METHOD_NAMES
 
 #: A sweep of more cells than this is refused unless ``max_cells`` says otherwise (the widget
 #: asks first): each cell is a whole run.
 MAX_CELLS = 36
-#: Settings a sweep cannot vary: images and files, and what every cell must share.
-NOT_SWEPT = {"regions", "init_image", "vgg_weights", "predictor_weights",
-              "transformer_weights", "weights_dir", "device", "output_range", "emit_every"}
 #: The growing style-layer sets of the paper's figures: conv1_1; conv1_1, conv2_1; ... all five.
 GROWING_STYLE_LAYERS = tuple(DEFAULT_STYLE_LAYERS[:n] for n in range(1, 6))
 
@@ -114,7 +114,7 @@ def describe(name: str, value) -> str:
 def _axis(name: str, axis) -> tuple[str | None, list]:
     if axis is None:
         return None, [None]
-    if not (isinstance(axis, (tuple, list)) and len(axis) == 2):
+    if not (isinstance(axis, (tuple, list)) and len(axis) == 2 and isinstance(axis[0], str)):
         raise ValueError(f"{name}: give (setting name, values), e.g. ('content_weight', "
                          f"[0.1, 1, 10]); got {axis!r}")
     setting, values = axis
@@ -122,13 +122,16 @@ def _axis(name: str, axis) -> tuple[str | None, list]:
     if setting not in fields:
         raise ValueError(f"{name}: {setting!r} is not a setting; see napari_nst.Settings for the "
                          "names (e.g. style_layers, content_weight, style_strength, method)")
-    if setting in NOT_SWEPT:
+    if setting not in SWEEPABLE:
         raise ValueError(f"{name}: {setting} cannot be swept (every cell shares it); set it for "
                          "the whole sweep instead")
-    values = list(values) if not isinstance(values, (str, bytes)) else [values]
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise ValueError(f"{name}: the values of {setting} must be a list, e.g. ({setting!r}, "
+                         f"[{values!r}, ...]) for several cells; got {values!r} alone (for a "
+                         f"single value, set {setting}={values!r} for the whole sweep)")
     if not values:
         raise ValueError(f"{name}: no values for {setting}; give at least one")
-    return setting, values
+    return setting, list(values)
 
 
 def cell_settings(base: Settings, row_name, row_value, col_name, col_value) -> Settings:
@@ -155,6 +158,10 @@ def iter_sweep(content, style, rows, cols=None, *, settings: Settings | None = N
     base = make_settings(settings, **overrides).replace(output_range="unit")
     row_name, row_values = _axis("rows", rows)
     col_name, col_values = _axis("cols", cols)
+    if row_name is not None and row_name == col_name:
+        raise ValueError(f"rows and cols both sweep {row_name}: a cell would take one value and "
+                         "drop the other, and its label would lie; give its values on one axis "
+                         "only (or another setting on the other)")
     total = len(row_values) * len(col_values)
     if total > max_cells:
         raise ValueError(f"a sweep of {len(row_values)} x {len(col_values)} = {total} cells is "
@@ -165,7 +172,7 @@ def iter_sweep(content, style, rows, cols=None, *, settings: Settings | None = N
     prepared = {}
     for line in grid:
         for cell in line:
-            key = _inputs_key(cell)
+            key = inputs_key(cell)
             if key not in prepared:  # the inputs as each method and size reads them
                 prepared[key] = prepare_inputs(content, style, cell)
     first = next(iter(prepared.values()))[0]
@@ -180,11 +187,6 @@ def iter_sweep(content, style, rows, cols=None, *, settings: Settings | None = N
     return result, _cells(result, grid, prepared, shape)
 
 
-def _inputs_key(cell: Settings) -> tuple:
-    """What the prepared inputs depend on (``run.prepare_inputs``): cells that agree share them."""
-    return (cell.method, cell.size, cell.style_scale, cell.min_working_size, cell.init)
-
-
 def _cells(result: Sweep, grid, prepared: dict, shape) -> Iterator:
     from .devices import resolve_device
     from .images import resize_array
@@ -196,7 +198,7 @@ def _cells(result: Sweep, grid, prepared: dict, shape) -> Iterator:
     for r, line in enumerate(grid):
         for c, cell in enumerate(line):
             start = time.perf_counter()
-            content, styles, initial = prepared[_inputs_key(cell)]
+            content, styles, initial = prepared[inputs_key(cell)]
             final = None
             # a cell keeps its final image only: no iterate images before it (each costs a
             # forward pass; emit_every is not swept)
@@ -245,6 +247,8 @@ def reconstruction_sweep(image, kind: str = "content", layers: Sequence[str] | N
     for style, as in the paper) at the growing sets ``layers[:1]``, ``layers[:2]``, ..."""
     if kind not in ("content", "style"):
         raise ValueError(f"kind={kind!r}: give 'content' or 'style'")
+    if isinstance(layers, str):  # one layer's name, not its letters
+        layers = (layers,)
     layers = tuple(layers) if layers is not None else DEFAULT_STYLE_LAYERS
     if not layers:
         raise ValueError("layers: give at least one VGG-19 layer name")
@@ -297,27 +301,68 @@ def parse_values(name: str, text: str) -> list:
     return values
 
 
-#: The widget's and the CLI's presets: (title, rows, cols, settings) with the paper's choices.
+#: The steps of every cell of the paper's figures: 300 L-BFGS steps from the content or noise
+#: (benchmarks/paper_figures.py; at 20, coarse-to-fine gives 4 steps a scale: barely styled).
+FIGURE_STEPS = 300
+
+#: The widget's and the CLI's presets: (title, rows, cols, settings) with the paper's choices;
+#: ``settings["reconstruct"]``: Fig. 1's reconstructions of the content or the style image.
 PRESETS = {
     "fig3": ("Fig. 3: style layer sets x content/style ratio",
              ("style_layers", list(GROWING_STYLE_LAYERS)),
              ("content_weight", [0.01, 0.1, 1.0, 10.0]),
              # from the content, as the reproduction in docs/ (a predict start would carry
              # predict's look into every cell and hide the layer sets' differences)
-             {"method": "optimize", "init": "content", "coarse_to_fine": True}),
+             {"method": "optimize", "init": "content", "coarse_to_fine": True,
+              "steps": FIGURE_STEPS}),
     "fig1-content": ("Fig. 1: content reconstructions", None,
                      ("content_layers", [(layer,) for layer in DEFAULT_STYLE_LAYERS]),
-                     {"reconstruct": "content"}),
+                     {"reconstruct": "content", "steps": FIGURE_STEPS}),
     "fig1-style": ("Fig. 1: style reconstructions", None,
-                   ("style_layers", list(GROWING_STYLE_LAYERS)), {"reconstruct": "style"}),
-    "methods": ("methods side by side", None, ("method", ["optimize", "predict", "universal"]),
-                {}),
+                   ("style_layers", list(GROWING_STYLE_LAYERS)),
+                   {"reconstruct": "style", "steps": FIGURE_STEPS}),
+    "methods": ("methods side by side", None, ("method", list(METHOD_NAMES)), {}),
 }
+
+#: Rough seconds of one optimisation step per megapixel of the working size on a 2-core CPU
+#: (BENCHMARKS.md: 0.13-0.15 s a step at 512 px with the distilled VGG-19, 1.44 s with
+#: ImageNet VGG-19, bfloat16); a GPU is tens of times faster.
+_CPU_STEP_SECONDS_PER_MEGAPIXEL = {"vgg19-distilled": 0.55, "vgg19": 5.5}
+
+
+def sweep_cost(rows, cols, settings: Settings | None = None, **overrides) -> str:
+    """What a sweep will cost, said before it starts: its cells, the steps of each, and for
+    optimize cells a rough time on a CPU, e.g. "20 cells x 300 optimisation steps at 256 px
+    (6000 steps; about 4 min on a 2-core CPU with vgg19-distilled)"."""
+    base = make_settings(settings, **overrides)
+    row_name, row_values = _axis("rows", rows)
+    col_name, col_values = _axis("cols", cols)
+    grid = [cell_settings(base, row_name, rv, col_name, cv)
+            for rv in row_values for cv in col_values]
+    optimised = [cell for cell in grid if cell.method == "optimize"]
+    words = f"{len(grid)} cell{'s' * (len(grid) != 1)}"
+    if not optimised:
+        return f"{words}, one pass each"
+    steps = sorted({cell.steps for cell in optimised})
+    each = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+    each += " optimisation steps"
+    if len(optimised) < len(grid):
+        words += f" ({len(optimised)} optimised)"
+    sizes = sorted({cell.working_size() for cell in optimised})
+    at = f"{sizes[0]} px" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]} px"
+    seconds = sum(cell.steps * (cell.working_size() ** 2 * 0.75 / 1e6)
+                  * _CPU_STEP_SECONDS_PER_MEGAPIXEL[cell.network] for cell in optimised)
+    minutes = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    networks = " and ".join(sorted({cell.network for cell in optimised}))
+    total = sum(cell.steps for cell in optimised)
+    return (f"{words} x {each} at {at} ({total} steps; about {minutes} on a 2-core CPU "
+            f"with {networks})")
 
 
 def cells_of(rows, cols) -> int:
     return math.prod(len(axis[1]) for axis in (rows, cols) if axis is not None)
 
 
-__all__ = ["GROWING_STYLE_LAYERS", "MAX_CELLS", "PRESETS", "CellDone", "Sweep", "describe",
-           "iter_sweep", "parse_values", "reconstruct", "reconstruction_sweep", "sweep"]
+__all__ = ["FIGURE_STEPS", "GROWING_STYLE_LAYERS", "MAX_CELLS", "PRESETS", "CellDone", "Sweep",
+           "describe", "iter_sweep", "parse_values", "reconstruct", "reconstruction_sweep",
+           "sweep", "sweep_cost"]

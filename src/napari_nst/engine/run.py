@@ -8,7 +8,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from ..settings import Settings, make_settings, normalized_blend_weights
+from ..settings import Settings, make_settings, target_key
+from ..validation import normalized_blend_weights
 from .devices import resolve_device
 from .images import prepare_image, working_shape
 from . import methods
@@ -119,7 +120,7 @@ def _run(contents: list, styles: list, initial, settings: Settings,
 def run_prepared(content, styles: list, initial, settings: Settings, device,
                  targets: dict | None = None) -> Iterator[StepResult]:
     """The method's iterates for one prepared content. ``targets``: style targets already
-    computed, by ``Method.target_key`` (a batch or a sweep shares them; filled in here)."""
+    computed, by ``settings.target_key`` (a batch or a sweep shares them; filled in here)."""
     from ._triton_guard import guard_triton_import
 
     guard_triton_import()
@@ -130,7 +131,7 @@ def run_prepared(content, styles: list, initial, settings: Settings, device,
     if content.regions is not None:
         shared["regions"] = content.regions.describe()
     with torch.inference_mode(False):
-        key = (settings.method, method.target_key(settings))
+        key = target_key(settings)
         if targets is None or key not in targets:
             target = method.target(styles, settings, device)
             if targets is not None:

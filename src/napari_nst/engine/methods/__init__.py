@@ -4,7 +4,8 @@ registered here by name (``Settings.method``) and loaded on first use.
 run.py, stack.py and the front ends ask the registered method (``get``) what it does and what it
 can do; nothing outside a method's own package compares its name. Adding a method means one new
 package with a ``Method`` subclass and one entry in ``REGISTRY`` (and, in ``settings``, the
-``methods=`` of the settings it reads).
+``methods=`` of the settings it reads: what a run reads, what a sweep's cells share and what a
+result's name says all follow from that field metadata).
 
 This module imports no torch: ``settings`` reads the names from it.
 """
@@ -13,15 +14,36 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-#: {method name: "module:Class"}, in the order the front ends list them.
+@dataclass(frozen=True)
+class Entry:
+    """A registered method, known without importing it (no torch): where its class is
+    (``"module:Class"``), whether its result can start an optimisation (``Settings.init``), and
+    the per-process caches its modules keep (``"module:attribute"``, dicts that
+    ``engine.clear_caches`` empties)."""
+
+    path: str
+    starts_optimize: bool = True
+    caches: tuple[str, ...] = ()
+
+
+_HERE = "napari_nst.engine.methods"
+#: {method name: its entry}, in the order the front ends list them. A new method is one package
+#: and one line here: ``Settings.init``'s choices, the "methods" sweep preset and
+#: ``clear_caches`` follow.
 REGISTRY = {
-    "optimize": "napari_nst.engine.methods.optimize:Optimize",
-    "predict": "napari_nst.engine.methods.predict:Predict",
-    "universal": "napari_nst.engine.methods.universal:Universal",
+    "optimize": Entry(f"{_HERE}.optimize:Optimize", starts_optimize=False,
+                      caches=(f"{_HERE}.optimize.gatys:_features_cache",)),
+    "predict": Entry(f"{_HERE}.predict:Predict",
+                     caches=(f"{_HERE}.predict.magenta_weights:_loaded_models",)),
+    "universal": Entry(f"{_HERE}.universal:Universal",
+                       caches=(f"{_HERE}.universal.networks:_loaded",)),
 }
 NAMES = tuple(REGISTRY)
+#: The methods whose result can be an optimisation's start image (``Settings.init``).
+STARTS = tuple(name for name, entry in REGISTRY.items() if entry.starts_optimize)
 
 _instances: dict = {}
 
@@ -31,7 +53,7 @@ def get(name: str) -> Method:
     if name not in REGISTRY:
         raise ValueError(f"method={name!r} is not supported; choose one of {', '.join(NAMES)}")
     if name not in _instances:
-        module, _, cls = REGISTRY[name].partition(":")
+        module, _, cls = REGISTRY[name].path.partition(":")
         _instances[name] = getattr(importlib.import_module(module), cls)()
     return _instances[name]
 
@@ -73,12 +95,6 @@ class Method:
         tile by tile, no temporal term)."""
         return False
 
-    def target_key(self, settings) -> tuple:
-        """What the style target depends on among the settings (for the same styles): runs
-        whose keys agree share one target (a sweep's cells). By default every setting."""
-        return tuple(sorted((name, repr(value))
-                            for name, value in settings.to_metadata().items()))
-
     def target(self, styles: list, settings, device) -> Any:
         """What every content of a run is compared against, computed once from the prepared
         styles; on the CPU."""
@@ -101,4 +117,4 @@ class Method:
         raise NotImplementedError(f"{self.name} does not stream planes")
 
 
-__all__ = ["NAMES", "REGISTRY", "Method", "get"]
+__all__ = ["NAMES", "REGISTRY", "STARTS", "Entry", "Method", "get"]

@@ -37,13 +37,6 @@ class Optimize(Method):
             return None if other is None else max(own, other)
         return own
 
-    def target_key(self, settings) -> tuple:
-        from .gatys import run_scales
-
-        return (settings.network, repr(settings.to_metadata()["vgg_weights"]),
-                settings.weights_dir, settings.pooling, settings.style_layers,
-                settings.style_scale, tuple(size for size, _ in run_scales(settings)))
-
     def target(self, styles, settings, device) -> OptimizeTarget:
         from .gatys import style_targets
 

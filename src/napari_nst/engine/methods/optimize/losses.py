@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ....settings import normalized_blend_weights, normalized_weights  # the one rule for weights
+from ....validation import normalized_blend_weights, normalized_weights  # the one rule
 
 EPS = 1e-12
 

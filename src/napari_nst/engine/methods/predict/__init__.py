@@ -41,9 +41,6 @@ class Predict(Method):
 
         return streams(height, width, settings)
 
-    def target_key(self, settings) -> tuple:
-        return (str(settings.predictor_weights), settings.weights_dir, settings.style_crops)
-
     def target(self, styles, settings, device) -> PredictTarget:
         import torch
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ....settings import normalized_blend_weights
+from ....validation import normalized_blend_weights
 from .magenta import STYLE_INPUT_SIZE, StylePredictor
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ....settings import normalized_blend_weights
+from ....validation import normalized_blend_weights
 from ...images import working_shape
 from ...output import finish_into, luminance, output_dtype, output_image, finish_image
 from ...memory import FileArray
@@ -48,10 +48,6 @@ class Universal(Method):
         from .transfer import WHOLE_PIXELS
 
         return WHOLE_PIXELS  # the transform per region runs on the whole image's features
-
-    def target_key(self, settings) -> tuple:
-        return (settings.weights_dir, tuple(settings.levels), settings.size,
-                settings.style_scale)
 
     def target(self, styles, settings, device) -> UniversalTarget:
         from .networks import load_level

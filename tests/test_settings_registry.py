@@ -1,0 +1,219 @@
+"""The settings registry's contract: what a sweep shares between its cells (prepared inputs, style
+targets) is derived from each field's metadata, so a sweep of any setting gives, cell for cell,
+what direct runs give.
+
+The contract is walked for every sweepable setting and every method that reads it, on inputs
+that exercise every stage: uint16 content and styles (the windows matter), regions with a blend
+of two styles on one label (region_edge and style_blend matter), a small working size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tests.helpers import shared_image, shared_path
+
+#: Two values of every sweepable setting, the first the base run's. A setting added to
+#: ``Settings`` without values here fails ``test_every_sweepable_setting_has_values``: the
+#: contract then covers it as soon as it exists.
+VALUES = {
+    "method": ("optimize", "predict", "universal"),
+    "network": ("vgg19-distilled", "vgg19"),
+    "steps": (2, 3),
+    "size": (64, 56),
+    "style_strength": (1.0, 0.5),
+    "keep_colors": (False, True),
+    "seed": (0, 1),
+    "content_weight": (1.0, 10.0),
+    "style_weight": (30.0, 3.0),
+    "tv_weight": (0.0, 1.0),
+    "init": ("predict", "content"),
+    "optimizer": ("lbfgs", "adam"),
+    "learning_rate": (0.02, 0.05),
+    "style_scale": (1.0, 1.5),
+    "coarse_to_fine": (False, True),
+    "min_working_size": (0, 96),
+    "precision": ("float32", "bfloat16"),
+    "style_crops": (1, 2),
+    "region_edge": (2.0, 0.0),
+    "pooling": ("avg", "max"),
+    "min_size": (52, 60),
+    "tile_size": (1024, 64),
+    "levels": ((5, 4, 3, 2, 1), (3, 2, 1)),
+    "content_layers": (("conv4_2",), ("conv2_1",)),
+    "style_layers": (("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
+                     ("conv1_1", "conv2_1")),
+    "style_layer_weights": (None, (1.0, 2.0)),
+    "style_blend": (None, (0.2, 0.8)),
+    "content_window": ((0, 65535), (20000, 40000)),
+    "style_window": ((0, 65535), (15000, 45000)),
+}
+#: Settings whose second value needs another one to be valid in the base run.
+REQUIRES = {"style_layer_weights": {"style_layers": ("conv1_1", "conv2_1")},
+            "learning_rate": {"optimizer": "adam"},
+            "coarse_to_fine": {"min_size": 52, "steps": 4},
+            "min_size": {"coarse_to_fine": True, "size": 96, "steps": 4},
+            "tile_size": {"size": 128}}
+
+
+def test_every_sweepable_setting_has_values():
+    from napari_nst.settings import SWEEPABLE
+
+    assert set(VALUES) == set(SWEEPABLE)
+
+
+def _cases():
+    from napari_nst.settings import SWEEPABLE, Settings
+
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    for name in SWEEPABLE:
+        methods = ("optimize",) if name == "method" else fields[name].metadata["methods"]
+        for method in methods:
+            yield pytest.param(name, method, id=f"{name}-{method}")
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    """uint16 content and two uint16 styles, labels: 1 (left, a blend of both styles), 2 (right,
+    the second style), 0 (a strip at the top: the content kept)."""
+    shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
+    content = shared_image("tubingen.jpg", 64).astype(np.uint16) * 200 + 5000
+    first = shared_image("starry_night.jpg", 128).astype(np.uint16) * 180 + 9000
+    second = shared_image("starry_night.jpg", 128)[::-1, ::-1].astype(np.uint16) * 150 + 12000
+    labels = np.ones(content.shape[:2], np.uint8)
+    labels[:, content.shape[1] // 2:] = 2
+    labels[:6] = 0
+    return content, {1: [first, second], 2: second}, labels
+
+
+def _base(labels, **changes):
+    from napari_nst.settings import Settings
+
+    options = dict(network="vgg19-distilled", device="cpu", size=64, steps=2,
+                   precision="float32", regions=labels)
+    return Settings(**{**options, **changes})
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name, method", list(_cases()))
+def test_a_sweep_gives_what_direct_runs_give(inputs, name, method):
+    """Two cells of a one-setting sweep are, cell for cell, the two direct runs."""
+    from napari_nst import stylize, sweep
+    from napari_nst.engine.images import resize_array
+
+    if name == "network":
+        pytest.skip("ImageNet VGG-19's weights exist nowhere on this machine (the distilled "
+                    "network is the only real one): the network cannot be swept here")
+    content, style, labels = inputs
+    values = VALUES["method"] if name == "method" else VALUES[name]
+    base = _base(labels, method=method, **REQUIRES.get(name, {}))
+    result = sweep(content, style, rows=(name, list(values)), settings=base)
+    assert result.done.all()
+    for row, value in enumerate(values):
+        direct = stylize(content, style, settings=base.replace(**{name: value}))
+        direct = np.asarray(direct, np.float32)
+        if direct.shape[:2] != result.images.shape[2:4]:  # a size sweep: cells at one size
+            direct = resize_array(direct, result.images.shape[2:4])
+        np.testing.assert_allclose(result.images[row, 0], direct, atol=2e-3,
+                                   err_msg=f"sweep cell {name}={value!r} ({method}) is not "
+                                           "the direct run")
+    # the values are told apart: a sweep whose cells all came out the same would hide a bug
+    # in this test itself (a second value that changes nothing)
+    if name not in ("tile_size", "precision", "seed", "style_crops"):
+        assert not np.allclose(result.images[0, 0], result.images[1, 0], atol=2e-3), \
+            f"{name}: the two values give the same image; choose values that differ"
+
+
+def test_keys_follow_the_stages():
+    """A setting of the inputs stage changes the inputs key and the target key; of the target
+    stage, the target key only; of the run stage, neither (for a method that reads it)."""
+    from napari_nst.settings import SWEEPABLE, Settings, inputs_key, target_key
+
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    for name in SWEEPABLE:
+        if name == "method":
+            continue
+        meta = fields[name].metadata
+        for method in meta["methods"]:
+            base = Settings(method=method, **REQUIRES.get(name, {}))
+            base = base.replace(**{name: VALUES[name][0]})
+            other = base.replace(**{name: VALUES[name][1]})
+            changed = (inputs_key(base) != inputs_key(other),
+                       target_key(base) != target_key(other))
+            expected = {"inputs": (True, True), "target": (False, True),
+                        "run": (False, False)}[meta["stage"]]
+            assert changed == expected, (name, method, meta["stage"], changed)
+
+
+def test_same_setting_on_both_axes_is_refused(content_small, style_small):
+    from napari_nst import sweep
+
+    with pytest.raises(ValueError, match="rows and cols both sweep style_strength"):
+        sweep(content_small, style_small, rows=("style_strength", [0.2, 1.0]),
+              cols=("style_strength", [0.5]), method="predict")
+
+
+@pytest.mark.parametrize("values", [0.5, "0.1;1"])
+def test_bare_values_are_refused(content_small, style_small, values):
+    from napari_nst import sweep
+
+    with pytest.raises(ValueError, match="must be a list"):
+        sweep(content_small, style_small, rows=("style_strength", values), method="predict")
+
+
+def test_not_sweepable_settings_are_refused(content_small, style_small):
+    from napari_nst import sweep
+    from napari_nst.settings import SWEEPABLE, Settings
+
+    for f in dataclasses.fields(Settings):
+        if f.name not in SWEEPABLE:
+            with pytest.raises(ValueError, match="cannot be swept"):
+                sweep(content_small, style_small, rows=(f.name, [None, None]))
+
+
+def test_result_names_come_from_the_registry():
+    """Words for what differs, only where the method reads it and its condition holds."""
+    from napari_nst.settings import Settings, name_words
+
+    base = Settings()
+    assert name_words(base.replace(style_strength=0.3), base) == ["strength 0.3"]
+    assert name_words(base.replace(min_size=64), base) == []  # only with coarse_to_fine
+    assert name_words(base.replace(min_size=64, coarse_to_fine=True), base) == \
+        ["coarse to fine", "min size 64"]
+    assert name_words(base.replace(method="predict", steps=50),
+                      base.replace(method="predict")) == []  # predict reads no steps
+    assert name_words(base.replace(content_window=(0, 10)), base) == []  # never named
+
+
+def test_init_choices_come_from_the_method_registry():
+    from napari_nst.engine.methods import REGISTRY
+    from napari_nst.settings import INITS
+
+    starts = [name for name, entry in REGISTRY.items() if entry.starts_optimize]
+    assert INITS == ("content", "noise", *starts)
+    assert "optimize" not in INITS
+
+
+def test_methods_preset_lists_every_registered_method():
+    from napari_nst.engine.explore import PRESETS
+    from napari_nst.engine.methods import NAMES
+
+    assert PRESETS["methods"][2] == ("method", list(NAMES))
+
+
+def test_clear_caches_empties_every_registered_cache():
+    import importlib
+
+    from napari_nst.engine import clear_caches
+    from napari_nst.engine.methods import REGISTRY
+
+    caches = [cache.split(":") for entry in REGISTRY.values() for cache in entry.caches]
+    assert caches
+    for module, attribute in caches:
+        getattr(importlib.import_module(module), attribute)["probe"] = object()
+    clear_caches()
+    for module, attribute in caches:
+        assert "probe" not in getattr(importlib.import_module(module), attribute)
