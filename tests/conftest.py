@@ -75,6 +75,15 @@ def shared_weights(monkeypatch):
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
 
 
+@pytest.fixture
+def magenta_weights(monkeypatch):
+    """$NAPARI_NST_WEIGHTS_DIR at ../shared/weights with the Magenta .tflite files, for predict
+    and optimize's default start (init="predict"): skips naming the missing file (fails in CI)."""
+    from tests.helpers import magenta_weights_dir
+
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
+
+
 @pytest.fixture(params=_method_names())
 def method(request):
     """Each registered method in turn (``engine.methods.REGISTRY``)."""

@@ -40,6 +40,20 @@ def shared_path(*parts) -> Path:
     return path
 
 
+def magenta_weights_dir() -> Path:
+    """../shared/weights holding both Magenta .tflite files (predict reads them, and so does
+    optimize's default start, init="predict"), or skip (fail in CI) naming the missing file."""
+    from napari_nst.engine.weights import MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER
+
+    folder = shared_path("weights")
+    for entry in (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER):
+        if not (folder / entry.filename).is_file():
+            skip_or_fail(f"{folder / entry.filename} is missing: predict, and optimize's default "
+                         "start (init='predict'), need the Magenta weights "
+                         "(../shared/weights/README.md)")
+    return folder
+
+
 def shared_image(name: str, size: int | None = None) -> np.ndarray:
     """A real image from ../shared/images as uint8 RGB, optionally scaled to ``size`` on the long side."""
     from PIL import Image
