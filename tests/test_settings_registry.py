@@ -217,3 +217,20 @@ def test_clear_caches_empties_every_registered_cache():
     clear_caches()
     for module, attribute in caches:
         assert "probe" not in getattr(importlib.import_module(module), attribute)
+
+
+@pytest.mark.shared
+def test_provenance_names_every_weights_file_with_its_sha256(content_small, style_small):
+    """The default optimize run (a predict start) names the VGG file and the two Magenta files
+    that made its start, each with its sha256."""
+    import napari_nst
+    from napari_nst.engine.weights import MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, VGG19_DISTILLED
+
+    shared_path("weights", MAGENTA_PREDICTOR.filename)
+    final = list(napari_nst.iterate(content_small, style_small, network="vgg19-distilled",
+                                    size=64, steps=2, device="cpu"))[-1]
+    assert final.info["weights_sha256"] == {VGG19_DISTILLED.filename: VGG19_DISTILLED.sha256}
+    start = final.info["start"]
+    assert start["method"] == "predict"
+    assert start["weights_sha256"] == {MAGENTA_PREDICTOR.filename: MAGENTA_PREDICTOR.sha256,
+                                       MAGENTA_TRANSFORMER.filename: MAGENTA_TRANSFORMER.sha256}

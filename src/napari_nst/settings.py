@@ -343,14 +343,17 @@ def methods_note(f: dataclasses.Field) -> str:
 
 def stage_key(settings: Settings, stage: str) -> tuple:
     """What a run of ``settings.method`` computes at ``stage`` depends on (one of ``STAGES``):
-    the method and the values of the settings it reads whose ``stage`` is that one or an
-    earlier one. Runs whose keys agree share what that stage made (a sweep's cells share
+    the method and the values of the settings it reads -- or the method of its start image
+    (``init``) reads -- whose ``stage`` is that one or an earlier one. Runs whose keys agree share what that stage made (a sweep's cells share
     prepared inputs by ``inputs_key``, style targets by ``target_key``)."""
     stages = STAGES[:STAGES.index(stage) + 1]
+    readers = {settings.method}
+    if settings.method in _FIELDS["init"].metadata["methods"] and settings.init in _STARTS:
+        readers.add(settings.init)  # the start image's method reads its own settings
     return (settings.method, *((f.name, _key_value(getattr(settings, f.name)))
                                for f in _FIELDS.values()
                                if f.metadata["stage"] in stages
-                               and settings.method in f.metadata["methods"]))
+                               and readers & set(f.metadata["methods"])))
 
 
 def inputs_key(settings: Settings) -> tuple:

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from ..settings import VGG19_LAYERS
-from .weights import VGG19, VGG19_DISTILLED, WeightsError, WeightsFile, load_torch_state_dict, locate
+from .weights import (VGG19, VGG19_DISTILLED, WeightsError, WeightsFile, file_sha256,
+                      load_torch_state_dict, locate)
 
 # ImageNet statistics the torchvision weights were trained with (RGB in [0, 1]).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -234,5 +235,7 @@ def load_features(network_name: str = "vgg19", weights=None, *, directory=None,
         _check_layout(features, net)
         return features, f"module:{type(weights).__name__}"
     path = locate(net.weights, weights, directory=directory, progress=progress)
-    return _READERS[net.name](load_torch_state_dict(path), path), f"file:{path.name}"
+    features = _READERS[net.name](load_torch_state_dict(path), path)
+    features.weights_sha256 = {path.name: file_sha256(path)}  # for the results' provenance
+    return features, f"file:{path.name}"
 

@@ -157,6 +157,20 @@ def _verified_key(path: Path, entry: WeightsFile) -> tuple:
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns, entry.sha256
 
 
+#: {(resolved path, size, mtime): sha256} of the files hashed in this process.
+_digests: dict = {}
+
+
+def file_sha256(path) -> str:
+    """The sha256 of a weights file a run used (its provenance), hashed once per process."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _digests:
+        _digests[key] = sha256_of(path)
+    return _digests[key]
+
+
 def verify(path: Path, entry: WeightsFile) -> Path:
     """``path`` if its sha256 matches ``entry``, else WeightsError saying what to do.
 
@@ -164,7 +178,7 @@ def verify(path: Path, entry: WeightsFile) -> Path:
     """
     if _verified_key(path, entry) in _verified:
         return path
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if actual.startswith(entry.sha256):
         _verified.add(_verified_key(path, entry))
     else:

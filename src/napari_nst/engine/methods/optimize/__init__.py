@@ -17,11 +17,13 @@ from .. import NAMES, Method, get
 
 @dataclass
 class OptimizeTarget:
-    """The prepared styles (for a start image made by another method) and their Gram matrices
-    at every scale of the run ({scale size: per style, per layer}), on the CPU."""
+    """The styles' Gram matrices at every scale of the run ({scale size: per style, per
+    layer}) and, for a start image made by another method (``init``), that method's own style
+    target: both computed once for every content of a run, on the CPU."""
 
     styles: list
     grams: dict
+    start: object = None
 
 
 class Optimize(Method):
@@ -41,16 +43,21 @@ class Optimize(Method):
         from .gatys import style_targets
 
         grams = style_targets(styles, settings, device)
+        start = None
+        if settings.init in NAMES:  # the start method's target, once for every content
+            start = get(settings.init).target(styles, start_settings(settings), device)
         return OptimizeTarget(styles, {size: [[g.cpu() for g in layers] for layers in per_style]
-                                       for size, per_style in grams.items()})
+                                       for size, per_style in grams.items()}, start)
 
     def run(self, content, target, settings, device, *, initial=None):
         from .gatys import optimize
 
+        start = None
         if initial is None and settings.init in NAMES:
-            initial = start_image(content, target.styles, settings, device)
-        return optimize(content, target.styles, settings, device, initial=initial,
-                        targets=target.grams)
+            initial, start = start_from(content, target, settings, device)
+        steps = optimize(content, target.styles, settings, device, initial=initial,
+                         targets=target.grams)
+        return steps if start is None else _with_start(steps, start)
 
     def plane(self, content, target, settings, device, chain):
         """The plane's raw optimised result at the working size (``Settings.working_size``).
@@ -68,10 +75,10 @@ class Optimize(Method):
         working = content.resized(working_shape(*content.shape[:2], working_size)).rgb
         luma = luminance(working)
         link = chain.link(luma, content.shape[0])
-        initial = None
+        initial = start = None
         if settings.init in NAMES:
-            initial = resized(start_image(content, target.styles, settings, device),
-                              working.shape[:2])
+            initial, start = start_from(content, target, settings, device)
+            initial = resized(initial, working.shape[:2])
         if link is not None and chain.warm_start:
             # the moved result where it is trusted; elsewhere (what came into view, what
             # changed) the start a plane on its own would have, not the moved result's edges
@@ -91,22 +98,37 @@ class Optimize(Method):
                               temporal_weight=chain.temporal_weight,
                               warm=pair if chain.warm_start else None):
             pass
-        return Carry(final.image, luma), final.info
+        info = final.info if start is None else {**final.info, "start": start}
+        return Carry(final.image, luma), info
 
 
-def start_image(content, styles, settings, device) -> np.ndarray:
-    """The start image of ``init=<a method>``: that method's result for the content, (H, W, 3)
-    in [0, 1] at ``size`` (finished as its own run finishes it), mixed with the content by
-    ``style_strength``: strength 0 starts from the content itself (which is then the optimum,
-    as the style targets are the content's own), 1 from the other method's result alone."""
+def start_settings(settings):
+    """The settings of the run that makes the start image of ``init=<a method>``."""
+    return settings.replace(method=settings.init, init="content", output_range="unit")
+
+
+def start_from(content, target: OptimizeTarget, settings, device) -> tuple[np.ndarray, dict]:
+    """The start image of ``init=<a method>`` and its provenance: that method's result for the
+    content, (H, W, 3) in [0, 1] at ``size`` (finished as its own run finishes it, against its
+    style target ``target.start``), mixed with the content by ``style_strength``: strength 0
+    starts from the content itself (which is then the optimum, as the style targets are the
+    content's own), 1 from the other method's result alone."""
     other = get(settings.init)
-    own = settings.replace(method=settings.init, init="content", output_range="unit")
+    own = start_settings(settings)
     final = None
-    for final in other.run(content, other.target(styles, own, device), own, device):
+    for final in other.run(content, target.start, own, device):
         pass
     start = np.asarray(final.image[..., :3], dtype=np.float32)
+    info = {"method": settings.init, **final.info}
     strength = float(settings.style_strength)
     if strength >= 1.0:
-        return start
+        return start, info
     plain = resized(np.asarray(content.rgb, dtype=np.float32), start.shape[:2])
-    return strength * start + (1.0 - strength) * plain
+    return strength * start + (1.0 - strength) * plain, info
+
+
+def _with_start(steps, start: dict):
+    """The run's steps with the provenance of their start image (``info["start"]``: the
+    method and the weights files, with their sha256, that made it)."""
+    for step in steps:
+        yield dataclasses.replace(step, info={**step.info, "start": start})

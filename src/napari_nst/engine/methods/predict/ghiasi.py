@@ -182,6 +182,8 @@ def _predicted(content: PreparedImage, style_embeddings: list, predictor, transf
 def weights_info(predictor, transformer) -> dict:
     """The provenance of a prediction: which weights, in which arithmetic."""
     return {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
+            "weights_sha256": {**getattr(predictor, "weights_sha256", {}),
+                               **getattr(transformer, "weights_sha256", {})},
             "precision": "float32"}
 
 
