@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,7 +129,9 @@ def prepare_image(data, window=None, *, name: str = "image", size=None,
     elif array.ndim == 3 and array.shape[2] == 1:
         colour = array[..., 0]
     grayscale = colour.ndim == 2
-    low, high = _window(colour, window, grayscale, name)
+    finite, nan_pixels = _float_scan(colour) if colour.dtype.kind == "f" else (None, 0)
+    low, high = _window(colour, window, grayscale, name, finite)
+    _warn_nan(name, nan_pixels, height * width)
 
     target = _target_shape(height, width, size)
     if _shrinks((height, width), target):
@@ -169,11 +172,15 @@ class LazyValues:
         self.ndim = len(self.shape)
 
     def __getitem__(self, key) -> np.ndarray:
+        block = self.raw(key)
+        return block if self.compact else _to_unit(block, *self.window)
+
+    def raw(self, key) -> np.ndarray:
+        """The block ``key`` of the source's own values, read now."""
         block = self.source[key]
         if hasattr(block, "dask"):  # read here, in the task's thread: not on whatever dask
             block = block.compute(scheduler="sync")  # scheduler is the default (a Client)
-        block = np.asarray(block)
-        return block if self.compact else _to_unit(block, *self.window)
+        return np.asarray(block)
 
 
 def prepare_lazy(plane, window: tuple[float, float], *, name: str = "image",
@@ -183,7 +190,9 @@ def prepare_lazy(plane, window: tuple[float, float], *, name: str = "image",
     tile at a time. The window must be known (a whole-plane pass is what this avoids).
 
     ``size`` (as ``prepare_image``'s): a plane larger than that is resized now, read a band of
-    rows at a time, into temporary files (``memory.FileArray``), for a render through files."""
+    rows at a time, into temporary files (``memory.FileArray``), for a render through files.
+    NaN pixels are counted (and warned of: ``_warn_nan``) while a plane is resized, which reads it
+    whole anyway; a plane kept at full size is not scanned for them."""
     if plane.ndim == 3 and plane.shape[2] == 1:
         plane = plane[..., 0]
     if not (plane.ndim == 2 or (plane.ndim == 3 and plane.shape[2] == 3)):
@@ -194,11 +203,19 @@ def prepare_lazy(plane, window: tuple[float, float], *, name: str = "image",
     height, width = plane.shape[:2]
     target = _target_shape(height, width, size)
     if _shrinks((height, width), target):
-        def read(r0, r1):
-            return _to_unit(values[r0:r1], low, high) if values.compact else values[r0:r1]
+        nan_pixels = 0
 
-        return _resampled(read, None, (height, width), target, grayscale, (low, high),
-                          np.dtype(plane.dtype), in_file=True)
+        def read(r0, r1):
+            nonlocal nan_pixels
+            block = values.raw(slice(r0, r1))
+            if block.dtype.kind == "f":
+                nan_pixels += _count_nan_pixels(block)
+            return _to_unit(block, low, high)
+
+        image = _resampled(read, None, (height, width), target, grayscale, (low, high),
+                           np.dtype(plane.dtype), in_file=True)
+        _warn_nan(name, nan_pixels, height * width)
+        return image
     return PreparedImage(values, grayscale, None, (low, high), np.dtype(plane.dtype))
 
 
@@ -236,9 +253,10 @@ def _image_array(data, name: str) -> np.ndarray:
     return array
 
 
-def _window(colour: np.ndarray, window, grayscale: bool, name: str) -> tuple[float, float]:
-    """The (low, high) mapped to (0, 1); the data's finite min..max found a band at a time."""
-    finite = _finite_range(colour) if colour.dtype.kind == "f" else None
+def _window(colour: np.ndarray, window, grayscale: bool, name: str,
+            finite: tuple[float, float] | None) -> tuple[float, float]:
+    """The (low, high) mapped to (0, 1); ``finite``: float data's finite min..max
+    (``_float_scan``), None for integers or float data without any."""
     if colour.dtype.kind == "f" and finite is None:
         raise ValueError(f"{name}: the image has no finite values (all NaN or inf)")
     if window is not None:
@@ -259,15 +277,34 @@ def _window(colour: np.ndarray, window, grayscale: bool, name: str) -> tuple[flo
     return low, high
 
 
-def _finite_range(values: np.ndarray) -> tuple[float, float] | None:
-    """(min, max) of the finite values of float data, None without any."""
-    low, high = math.inf, -math.inf
+def _float_scan(values: np.ndarray) -> tuple[tuple[float, float] | None, int]:
+    """((min, max) of the finite values of float data, None without any; the number of pixels
+    holding a NaN), in one pass a band at a time (no float copy of the whole input)."""
+    low, high, nan_pixels = math.inf, -math.inf, 0
     for r0, r1 in bands(values):
         block = values[r0:r1]
         finite = np.isfinite(block)
         low = min(low, float(block.min(where=finite, initial=np.inf)))
         high = max(high, float(block.max(where=finite, initial=-np.inf)))
-    return (low, high) if low <= high else None
+        nan_pixels += _count_nan_pixels(block)
+    return ((low, high) if low <= high else None), nan_pixels
+
+
+def _count_nan_pixels(block: np.ndarray) -> int:
+    """Pixels of a float block (rows, cols[, channels]) with a NaN in any channel."""
+    nan = np.isnan(block)
+    return int((nan.any(axis=2) if nan.ndim == 3 else nan).sum())
+
+
+def _warn_nan(name: str, nan_pixels: int, pixels: int) -> None:
+    """A UserWarning, when an input has NaN pixels, of how many and what they become: NaN maps to
+    0, the window's low end (``_to_unit``), so they would otherwise turn black silently."""
+    if not nan_pixels:
+        return
+    warnings.warn(f"{name}: {nan_pixels} of {pixels} pixels ({100.0 * nan_pixels / pixels:.3g}%) "
+                  "are NaN; they are treated as the low end of the intensity window (black) and "
+                  "styled as such. To give them another value, replace them first, e.g. "
+                  "np.nan_to_num(image, nan=value)", UserWarning, stacklevel=3)
 
 
 def _target_shape(height: int, width: int, size) -> tuple[int, int]:

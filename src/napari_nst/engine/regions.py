@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..settings import normalized_blend_weights
+from ..validation import check_label_array, normalized_blend_weights
 
 
 @dataclass(frozen=True)
@@ -114,20 +114,6 @@ def _label_key(key) -> int:
     return int(key)
 
 
-def check_label_array(labels, name: str = "regions") -> np.ndarray:
-    """``labels`` as an integer array (bool is read as 0/1), or a ValueError saying what is
-    expected. Reads no values (the negative check is ``check_not_negative``)."""
-    array = labels if hasattr(labels, "dtype") and hasattr(labels, "shape") else np.asarray(labels)
-    dtype = np.dtype(array.dtype)
-    if dtype == bool:
-        return array
-    if not np.issubdtype(dtype, np.integer):
-        raise ValueError(f"{name}: a {dtype} image is not a label image; pass integer labels "
-                         "(a napari Labels layer's data: 0 = background, 1, 2, ... one value "
-                         "per region), e.g. mask.astype(np.uint8)")
-    return array
-
-
 def check_not_negative(labels: np.ndarray, name: str = "regions") -> None:
     if np.issubdtype(labels.dtype, np.signedinteger) and labels.size and labels.min() < 0:
         raise ValueError(f"{name}: label values below 0 (min {int(labels.min())}); labels are "
@@ -138,7 +124,8 @@ def fitted_labels(labels, shape: tuple[int, int], name: str = "regions",
                   to: tuple[int, int] | None = None) -> np.ndarray:
     """A 2-D label image checked against the content's spatial ``shape`` (the same, or a plain
     scale of it: the same aspect ratio) and resampled (nearest) to ``to`` (default: ``shape``),
-    as int32."""
+    in its own integer dtype (bool as uint8): segmentation tools write uint32/uint64 ids, which
+    a cast to int32 would wrap (3_000_000_000 negative, 2**32 + 1 onto 1)."""
     array = check_label_array(labels, name)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
@@ -154,7 +141,9 @@ def fitted_labels(labels, shape: tuple[int, int], name: str = "regions",
                              "the content's height and width")
     array = np.asarray(array)
     check_not_negative(array, name)
-    return nearest(array, shape if to is None else to).astype(np.int32, copy=False)
+    if array.dtype == bool:
+        array = array.view(np.uint8)
+    return nearest(array, shape if to is None else to)
 
 
 def nearest(labels: np.ndarray, shape) -> np.ndarray:
@@ -181,17 +170,25 @@ class Regions:
     def of(cls, labels, content_shape, shape, assignment: StyleAssignment, edge: float,
            name: str = "regions", warn: bool = True) -> Regions:
         """The regions of a content of spatial ``content_shape``, at ``shape`` (its prepared
-        size; ``edge`` in pixels there), with a warning for each label the style mapping names
-        that does not occur."""
+        size; ``edge`` in pixels there), with a warning when no pixel is labelled (all 0, and no
+        style for 0: the content comes back unchanged), else for each label the style mapping
+        names that does not occur."""
         fitted = fitted_labels(labels, content_shape, name, to=shape)
         present = np.unique(fitted)
-        if warn and assignment.named is not None:
+        groups = assignment.for_labels(present)
+        unlabelled = not present[-1] and not any(0 in group.labels for group in groups)
+        if warn and unlabelled:
+            warnings.warn(f"{name}: no pixel is labelled (every value is 0, the background), so "
+                          "the content is kept unchanged; paint labels (1, 2, ...) where the "
+                          "styles should go, or run without regions to style the whole image",
+                          UserWarning, stacklevel=3)
+        elif warn and assignment.named is not None:
             missing = sorted(set(assignment.named) - {int(v) for v in present})
             if missing:
                 warnings.warn(f"{name}: label(s) {', '.join(map(str, missing))} of the style "
                               "mapping do not occur in the label image; they style nothing",
                               UserWarning, stacklevel=3)
-        return cls(fitted, assignment.for_labels(present), float(edge))
+        return cls(fitted, groups, float(edge))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -211,12 +208,24 @@ class Regions:
     def index_map(self, shape=None) -> np.ndarray:
         """(h, w) int: each pixel's group (0 .. G-1), or G where the content is kept."""
         labels = self.labels if shape is None else nearest(self.labels, shape)
-        lookup = np.full(int(labels.max()) + 1 if labels.size else 1, len(self.groups), np.int32)
-        for number, group in enumerate(self.groups):
-            for label in group.labels:
-                if label < lookup.size:
-                    lookup[label] = number
-        return lookup[labels]
+        index = np.full(labels.shape, len(self.groups), np.int32)
+        ids, numbers = self._group_ids(labels.dtype)
+        if ids.size:
+            at = np.minimum(np.searchsorted(ids, labels), ids.size - 1)
+            hit = ids[at] == labels
+            index[hit] = numbers[at[hit]]
+        return index
+
+    def _group_ids(self, dtype) -> tuple[np.ndarray, np.ndarray]:
+        """(the groups' label ids sorted, in ``dtype``; the group of each): what ``index_map``
+        looks pixels up in. A search over the distinct ids, not a table indexed by label value
+        (ids of segmentations reach 2**32 and beyond), and in the labels' own dtype (mixing
+        uint64 with int64 compares in float64, which merges ids above 2**53)."""
+        limits = np.iinfo(dtype)
+        pairs = sorted((label, number) for number, group in enumerate(self.groups)
+                       for label in group.labels if limits.min <= label <= limits.max)
+        return (np.array([label for label, _ in pairs], dtype),
+                np.array([number for _, number in pairs], np.int32))
 
     def _sigma(self, shape) -> float:
         return self.edge * max(shape) / max(self.shape)

@@ -78,6 +78,7 @@ def feature_extractor(settings: Settings, device: torch.device) -> tuple[VGGFeat
     layers = tuple(settings.content_layers) + tuple(settings.style_layers)
     extractor = VGGFeatures(features, layers, pooling=settings.pooling,
                             network_name=settings.network)
+    extractor.weights_sha256 = dict(getattr(features, "weights_sha256", {}))  # provenance
     return extractor.to(device), identity
 
 
@@ -97,14 +98,17 @@ def _style_tensors(styles: list[PreparedImage], settings: Settings, size: int,
 
 def style_targets(styles: list[PreparedImage], settings: Settings, device: torch.device,
                   extractor: VGGFeatures | None = None) -> dict[int, list]:
-    """The style Gram matrices of every scale of a run ({scale size: ``style_gram_targets``}):
-    they depend on the styles and the settings only, so a stack computes them once and passes
-    them to ``optimize`` for every plane."""
+    """The style Gram matrices of every scale a run of these settings may have ({scale size:
+    ``style_gram_targets``}): they depend on the styles and the settings only, so a stack
+    computes them once and passes them to ``optimize`` for every plane. Every scale of the
+    schedule, whatever the step count (a run of fewer steps than scales skips the smallest), so
+    that runs differing only in ``steps`` share them (a sweep's cells)."""
     if extractor is None:
         extractor, _ = feature_extractor(settings, device)
+    sizes = scale_sizes(settings.working_size(), settings.min_size, settings.coarse_to_fine)
     return {size: style_gram_targets(extractor, _style_tensors(styles, settings, size, device),
                                      settings.style_layers)
-            for size, _ in run_scales(settings)}
+            for size in sizes}
 
 
 def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Settings,
@@ -131,7 +135,7 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
     if extractor is None:
         extractor, identity = feature_extractor(settings, device)
     compute_dtype = resolve_dtype(settings.precision, device)
-    info = {"weights": identity,
+    info = {"weights": identity, "weights_sha256": dict(getattr(extractor, "weights_sha256", {})),
             "precision": str(compute_dtype).removeprefix("torch.")}
     height, width = content.rgb.shape[:2]
     out_shape = working_shape(height, width, settings.size)
@@ -148,46 +152,15 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
     for scale_index, (size, budget) in enumerate(scales):
         shape = working_shape(height, width, size)
         content_t = to_tensor(content.rgb, shape, device)
-        style_ts = None if targets is not None else _style_tensors(styles, settings, size, device)
-        link = None if temporal is None else (to_tensor(temporal[0], shape, device),
-                                              to_tensor(temporal[1][..., None], shape, device))
-        loss_fn = StyleTransferLoss(
-            extractor, content_t, style_ts, content_layers=settings.content_layers,
-            style_layers=settings.style_layers, style_layer_weights=settings.style_layer_weights,
-            content_weight=settings.content_weight,
-            style_weight=settings.style_weight, style_strength=settings.style_strength,
-            tv_weight=settings.tv_weight, style_blend=settings.style_blend,
-            compute_dtype=compute_dtype, style_grams=None if targets is None else targets[size],
-            temporal=link, temporal_weight=temporal_weight,
-            regions=None if content.regions is None else _guides(content.regions, shape, device))
-        del style_ts
-
-        if image is not None:  # the previous scale's result, upsampled
-            start_t = F.interpolate(image.detach(), size=shape, mode="bicubic", align_corners=False)
-            if warm is not None:
-                trust_t = to_tensor(warm[1][..., None], shape, device)
-                start_t = trust_t * to_tensor(warm[0], shape, device) + (1 - trust_t) * start_t
-        elif initial is not None:
-            start_t = to_tensor(initial, shape, device)
-        elif settings.init == "noise":
-            start_t = torch.rand((1, 3, *shape), generator=generator).to(device)
-        else:
-            start_t = content_t.clone()
-        image = start_t.contiguous().requires_grad_(True)
+        loss_fn = _scale_loss(extractor, content, content_t, styles, settings, size, shape,
+                              device, compute_dtype, targets, temporal, temporal_weight)
+        image = _start_image(image, content_t, shape, settings, device, initial, warm,
+                             generator).contiguous().requires_grad_(True)
         optimizer = _make_optimizer(settings, image)
         last_scale = scale_index == len(scales) - 1
 
-        def closure():
-            optimizer.zero_grad(set_to_none=True)
-            total, _ = loss_fn(image)
-            total.backward()
-            return total
-
         for local in range(1, budget + 1):
-            optimizer.step(closure)
-            if settings.optimizer == "adam":
-                with torch.no_grad():
-                    image.clamp_(0.0, 1.0)
+            _take_step(optimizer, loss_fn, image, clamp=settings.optimizer == "adam")
             step += 1
             progress = (work_before + local * costs[scale_index]) / total_work
             if step % settings.emit_every == 0 or (last_scale and local == budget):
@@ -199,6 +172,60 @@ def optimize(content: PreparedImage, styles: list[PreparedImage], settings: Sett
                                  info, snapshot=lambda: _result(image, content, settings, out_shape),
                                  progress=progress)
         work_before += budget * costs[scale_index]
+
+
+def _scale_loss(extractor, content: PreparedImage, content_t: torch.Tensor, styles, settings,
+                size: int, shape, device, compute_dtype, targets, temporal,
+                temporal_weight: float) -> StyleTransferLoss:
+    """The loss of one scale (longer side ``size``, ``shape``): against the styles' Gram
+    matrices from ``targets`` when given (else the styles at this scale), with the temporal link
+    and the regions' guides at this shape."""
+    style_ts = None if targets is not None else _style_tensors(styles, settings, size, device)
+    link = None if temporal is None else (to_tensor(temporal[0], shape, device),
+                                          to_tensor(temporal[1][..., None], shape, device))
+    return StyleTransferLoss(
+        extractor, content_t, style_ts, content_layers=settings.content_layers,
+        style_layers=settings.style_layers, style_layer_weights=settings.style_layer_weights,
+        content_weight=settings.content_weight,
+        style_weight=settings.style_weight, style_strength=settings.style_strength,
+        tv_weight=settings.tv_weight, style_blend=settings.style_blend,
+        compute_dtype=compute_dtype, style_grams=None if targets is None else targets[size],
+        temporal=link, temporal_weight=temporal_weight,
+        regions=None if content.regions is None else _guides(content.regions, shape, device))
+
+
+def _start_image(previous, content_t: torch.Tensor, shape, settings, device, initial, warm,
+                 generator) -> torch.Tensor:
+    """Where a scale's optimisation starts: the previous scale's result upsampled (with
+    ``warm`` where it is trusted), else ``initial``, noise (``init="noise"``) or the content."""
+    if previous is not None:
+        start_t = F.interpolate(previous.detach(), size=shape, mode="bicubic",
+                                align_corners=False)
+        if warm is not None:
+            trust_t = to_tensor(warm[1][..., None], shape, device)
+            start_t = trust_t * to_tensor(warm[0], shape, device) + (1 - trust_t) * start_t
+        return start_t
+    if initial is not None:
+        return to_tensor(initial, shape, device)
+    if settings.init == "noise":
+        return torch.rand((1, 3, *shape), generator=generator).to(device)
+    return content_t.clone()
+
+
+def _take_step(optimizer: torch.optim.Optimizer, loss_fn, image: torch.Tensor,
+               clamp: bool) -> None:
+    """One optimiser step on ``image`` (one loss evaluation and backward pass); ``clamp``: the
+    image clamped into [0, 1] after it (Adam's steps)."""
+    def closure():
+        optimizer.zero_grad(set_to_none=True)
+        total, _ = loss_fn(image)
+        total.backward()
+        return total
+
+    optimizer.step(closure)
+    if clamp:
+        with torch.no_grad():
+            image.clamp_(0.0, 1.0)
 
 
 def _guides(regions, shape, device) -> list[tuple[torch.Tensor, tuple]]:

@@ -27,7 +27,7 @@ from torch import nn
 from .magenta import NORM_EPSILON, StylePredictor, StyleTransformer
 from .tflite import TFLiteError, TFLiteGraph, read_tflite
 from ...weights import (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, WeightsError, WeightsFile,
-                      load_torch_state_dict, locate, sha256_of)
+                      file_sha256, load_torch_state_dict, locate, sha256_of)
 
 
 def layer_name(tensor_name: str) -> str:
@@ -127,9 +127,15 @@ def load_state_dict(kind: str, path: Path) -> dict:
             _discard(cached, exc, path)
     try:
         graph = read_tflite(path)
-    except (TFLiteError, OSError) as exc:
-        raise WeightsError(f"cannot read the {entry.description} from {path}: {exc}. Replace it "
-                           f"with {entry.filename} from {entry.url}") from exc
+    except TFLiteError as exc:  # one message, the file named once (the reason says the rest)
+        raise WeightsError(
+            f"cannot read the {entry.description} from {path}: it is not a valid TFLite model "
+            f"({exc.reason}: truncated or corrupt?). Delete it and pass the right file as "
+            f"{kind}_weights (download it from {entry.url}), or leave {kind}_weights unset for "
+            "the default lookup") from None
+    except OSError as exc:
+        raise WeightsError(f"cannot read the {entry.description} from {path}: "
+                           f"{exc.strerror or exc}") from exc
     if input_name not in graph.inputs:
         raise WeightsError(f"{path} is not the {entry.description}: its inputs are "
                            f"{', '.join(graph.inputs)}, expected {input_name!r} "
@@ -179,8 +185,10 @@ def load_model(kind: str, explicit=None, device: torch.device | str = "cpu", *,
         if model is None:
             model = module_type()
             model.weights_identity = f"file:{path.name}"  # for the results' provenance
+            model.weights_sha256 = {path.name: file_sha256(path)}
+            state = load_state_dict(kind, path)  # its WeightsError says what to do as it is
             try:
-                model.load_state_dict(load_state_dict(kind, path))
+                model.load_state_dict(state)
             except RuntimeError as exc:  # only a foreign file that passed every check gets here
                 raise WeightsError(f"{path} does not match the {entry.description}: {exc}") from exc
             model = model.eval().requires_grad_(False).to(device)

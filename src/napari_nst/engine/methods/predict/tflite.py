@@ -20,7 +20,16 @@ _FILE_IDENTIFIER = b"TFL3"
 
 
 class TFLiteError(ValueError):
-    """A file that is not a readable TFLite model."""
+    """A file that is not a readable TFLite model: ``path`` and ``reason`` (what is wrong, without
+    the file's name, for a caller that words its own message around the file)."""
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path} is not a TFLite model ({reason})")
+
+
+class _Malformed(Exception):
+    """A problem found inside a parsed file (``read_tflite`` names the file)."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +99,8 @@ def _dequantize(values: np.ndarray, quantization) -> np.ndarray:
         shape = [1] * values.ndim
         shape[axis] = scales.size
         if values.shape[axis] != scales.size:
-            raise TFLiteError(f"{scales.size} quantisation scales for axis {axis} of a tensor of "
-                              f"shape {values.shape}")
+            raise _Malformed(f"{scales.size} quantisation scales for axis {axis} of a tensor "
+                             f"of shape {values.shape}")
         real = (values.astype(np.float64) - zero_points.reshape(shape)) * scales.reshape(shape)
     return real.astype(np.float32)
 
@@ -123,22 +132,22 @@ _ACTIVATIONS = {0: None, 1: "relu", 2: "relu_n1_to_1", 3: "relu6", 4: "tanh"}
 
 
 def read_tflite(path) -> TFLiteGraph:
-    """Parse ``path``; TFLiteError when it is not a TFLite flatbuffer."""
+    """Parse ``path``; TFLiteError when it is not a TFLite flatbuffer (or a damaged one)."""
     try:
         import tflite
         from tflite.utils import opcode2name
     except ImportError as exc:  # a declared dependency; say so rather than fail obscurely
-        raise TFLiteError("reading .tflite weights needs the 'tflite' package: pip install tflite") from exc
+        raise ImportError("reading .tflite weights needs the 'tflite' package: "
+                          "pip install tflite") from exc
 
     path = Path(path)
     raw = path.read_bytes()
     if len(raw) < 8 or raw[4:8] != _FILE_IDENTIFIER:
-        raise TFLiteError(f"{path} is not a TFLite model (no '{_FILE_IDENTIFIER.decode()}' file "
-                          "identifier)")
+        raise TFLiteError(path, f"no '{_FILE_IDENTIFIER.decode()}' file identifier")
     try:
         model = tflite.Model.GetRootAs(raw, 0)
         if model.SubgraphsLength() < 1:
-            raise TFLiteError(f"{path} holds no subgraph")
+            raise _Malformed("no subgraph")
         graph = model.Subgraphs(0)
         names = []
         constants = {}
@@ -180,7 +189,10 @@ def read_tflite(path) -> TFLiteGraph:
                                       tensor_names(op.OutputsAsNumpy()), _options(tflite, op, kind)))
         return TFLiteGraph(path, shapes(graph.InputsAsNumpy()), shapes(graph.OutputsAsNumpy()),
                            operators, constants)
-    except TFLiteError:
-        raise
+    except _Malformed as exc:
+        raise TFLiteError(path, str(exc)) from None
     except Exception as exc:  # a damaged flatbuffer raises whatever the accessors hit first
-        raise TFLiteError(f"{path} is not a readable TFLite model ({exc.__class__.__name__}: {exc})") from exc
+        error = type(exc).__qualname__
+        if type(exc).__module__ != "builtins":  # struct.error, not a bare "error"
+            error = f"{type(exc).__module__}.{error}"
+        raise TFLiteError(path, f"{error}: {exc}") from exc
