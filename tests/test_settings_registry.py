@@ -234,3 +234,32 @@ def test_provenance_names_every_weights_file_with_its_sha256(content_small, styl
     assert start["method"] == "predict"
     assert start["weights_sha256"] == {MAGENTA_PREDICTOR.filename: MAGENTA_PREDICTOR.sha256,
                                        MAGENTA_TRANSFORMER.filename: MAGENTA_TRANSFORMER.sha256}
+
+
+def test_a_layer_name_is_one_layer_not_its_letters():
+    from napari_nst.engine.explore import reconstruction_sweep
+
+    image = np.zeros((40, 64, 3), np.uint8)
+    _, _, cols, _ = reconstruction_sweep(image, "content", layers="conv1_1")
+    assert cols == ("content_layers", [("conv1_1",)])
+    _, _, cols, _ = reconstruction_sweep(image, "style", layers="conv2_1")
+    assert cols == ("style_layers", [("conv2_1",)])
+
+
+def test_a_sweep_says_what_it_will_cost_before_it_starts():
+    """The figures' presets give each cell the steps the paper's figures need, and the cost
+    counts them: cells, steps, size, a rough time that grows with the pixels and the network."""
+    from napari_nst.engine.explore import FIGURE_STEPS, PRESETS, sweep_cost
+
+    _, rows, cols, extra = PRESETS["fig3"]
+    assert extra["steps"] == FIGURE_STEPS == 300 and extra["init"] == "content"
+    for key in ("fig1-content", "fig1-style"):
+        assert PRESETS[key][3]["steps"] == FIGURE_STEPS
+    small = sweep_cost(rows, cols, network="vgg19-distilled", size=256,
+                       **{k: v for k, v in extra.items() if k != "reconstruct"})
+    assert small.startswith("20 cells x 300 optimisation steps at 256 px (6000 steps; about ")
+    big = sweep_cost(rows, cols, network="vgg19", size=512, steps=300)
+    minutes = [float(text.split("about ")[1].split()[0]) for text in (small, big)]
+    assert minutes[1] > 30 * minutes[0]  # 4x the pixels, 10x the network
+    assert sweep_cost(("method", ["predict", "universal"]), None) == "2 cells, one pass each"
+    assert "(1 optimised)" in sweep_cost(*PRESETS["methods"][1:3])
