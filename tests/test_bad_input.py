@@ -16,7 +16,7 @@ import pytest
 import napari_nst
 from napari_nst.engine.regions import Regions, assign_styles
 from napari_nst.engine.weights import WeightsError
-from tests.helpers import shared_image, shared_path
+from tests.helpers import magenta_weights_dir, shared_image, shared_path
 
 SIZE = 64
 #: A short run per method at 64 px; optimize on the distilled VGG-19, a few steps.
@@ -60,6 +60,8 @@ def _kept(result, content, cols) -> bool:
 @pytest.mark.parametrize("method", ["predict", "universal", "optimize"])
 def test_a_label_above_int32_is_styled_like_any_other(shared_weights, content, starry, method,
                                                       dtype):
+    if method != "universal":  # optimize: its default start, init="predict"
+        magenta_weights_dir()
     big = napari_nst.stylize(content, {3_000_000_000: starry},
                              regions=_right_half(content, 3_000_000_000, dtype), **quick(method))
     small = napari_nst.stylize(content, {7: starry}, regions=_right_half(content, 7, np.uint8),
@@ -70,7 +72,7 @@ def test_a_label_above_int32_is_styled_like_any_other(shared_weights, content, s
     np.testing.assert_allclose(big, small, atol=1e-5)  # exactly as label 7 would be
 
 
-def test_uint64_ids_that_differ_by_2_to_the_32_are_distinct(shared_weights, content, starry,
+def test_uint64_ids_that_differ_by_2_to_the_32_are_distinct(magenta_weights, content, starry,
                                                            scream):
     labels = np.zeros(content.shape[:2], np.uint64)
     labels[:, :32] = 1
@@ -117,7 +119,7 @@ def test_a_label_near_2e9_allocates_no_table_of_that_size():
     assert kept[:, :24].max() == 0.0 and kept[:, 40:].min() == 1.0
 
 
-def test_a_run_with_a_label_near_2e9_stays_small(shared_weights, content, starry):
+def test_a_run_with_a_label_near_2e9_stays_small(magenta_weights, content, starry):
     labels = _right_half(content, 2_000_000_000, np.int64)
     napari_nst.stylize(content, {2_000_000_000: starry}, regions=labels, **quick("predict"))
     tracemalloc.start()  # the second run: the networks are loaded
@@ -138,6 +140,8 @@ def test_a_run_with_a_label_near_2e9_stays_small(shared_weights, content, starry
 @pytest.mark.parametrize("method", ["predict", "universal"])
 def test_all_zero_labels_warn_and_keep_the_content(shared_weights, content, starry, method,
                                                    style_of):
+    if method == "predict":
+        magenta_weights_dir()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = napari_nst.stylize(content, style_of(starry),
@@ -150,13 +154,13 @@ def test_all_zero_labels_warn_and_keep_the_content(shared_weights, content, star
     assert np.abs(result - content / 255.0).max() < 2e-3
 
 
-def test_all_zero_labels_warn_with_pytest_warns(shared_weights, content, starry):
+def test_all_zero_labels_warn_with_pytest_warns(magenta_weights, content, starry):
     with pytest.warns(UserWarning, match="no pixel is labelled.*content is kept unchanged"):
         napari_nst.stylize(content, starry, regions=np.zeros(content.shape[:2], bool),
                            **quick("predict"))
 
 
-def test_all_zero_labels_with_a_background_style_do_not_warn(shared_weights, content, starry):
+def test_all_zero_labels_with_a_background_style_do_not_warn(magenta_weights, content, starry):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         result = napari_nst.stylize(content, {0: starry},
@@ -176,7 +180,7 @@ def _with_nan(image: np.ndarray, rows, cols, channel=None) -> np.ndarray:
     return data
 
 
-def test_nan_pixels_in_the_content_warn_with_their_count(shared_weights, content, starry):
+def test_nan_pixels_in_the_content_warn_with_their_count(magenta_weights, content, starry):
     data = _with_nan(content, slice(0, 4), slice(0, 5))  # 20 pixels, every channel
     data[10, 10, 1] = np.nan  # one more pixel, one channel
     pixels = 48 * 64
@@ -241,7 +245,7 @@ def _corrupt_file(tmp_path, kind: str, how: str):
 
 @pytest.mark.parametrize("how", ["random bytes", "truncated"])
 @pytest.mark.parametrize("kind", ["predictor", "transformer"])
-def test_a_corrupt_tflite_file_gives_one_clear_error(shared_weights, tmp_path, content, starry,
+def test_a_corrupt_tflite_file_gives_one_clear_error(magenta_weights, tmp_path, content, starry,
                                                      kind, how):
     path = _corrupt_file(tmp_path, kind, how)
     with pytest.raises(WeightsError, match=rf"cannot read the Magenta .* {kind} \(.*\) from .*"

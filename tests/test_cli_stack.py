@@ -9,7 +9,7 @@ import pytest
 
 import napari_nst
 from napari_nst.cli import main
-from tests.helpers import shared_path
+from tests.helpers import magenta_weights_dir
 
 PREDICT = ["--method", "predict", "--size", "32", "--device", "cpu", "-q"]
 
@@ -19,7 +19,7 @@ def files(tmp_path, monkeypatch):
     """A (T, Z, H, W) uint16 stack, its planes as PNGs in a folder, and a style PNG."""
     from PIL import Image
 
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     rng = np.random.default_rng(0)
     stack = rng.integers(300, 3000, (2, 3, 40, 48)).astype(np.uint16)
     style = (rng.random((40, 40, 3)) * 255).astype(np.uint8)

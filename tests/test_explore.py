@@ -56,7 +56,8 @@ def test_a_sweep_of_two_settings_fills_its_grid(content, style):
     assert not np.allclose(result.images[0, 0], result.images[1, 0])
 
 
-def test_cells_share_the_style_target_where_it_is_the_same(content, style, monkeypatch):
+def test_cells_share_the_style_target_where_it_is_the_same(content, style, monkeypatch,
+                                                          magenta_weights):
     impl = methods.get("optimize")
     calls = []
     real = type(impl).target
@@ -68,7 +69,7 @@ def test_cells_share_the_style_target_where_it_is_the_same(content, style, monke
     assert len(calls) == 4  # one per layer set
 
 
-def test_methods_side_by_side_at_one_size(content, style):
+def test_methods_side_by_side_at_one_size(content, style, magenta_weights):
     result = napari_nst.sweep(content, style, None, ("method", ["optimize", "predict",
                                                                  "universal"]), **FAST)
     assert result.images.shape == (1, 3, 48, 64, 3)
@@ -76,7 +77,7 @@ def test_methods_side_by_side_at_one_size(content, style):
     assert len({round(float(result.images[0, c].mean()), 4) for c in range(3)}) == 3
 
 
-def test_a_size_sweep_gives_every_cell_the_working_size(content, style):
+def test_a_size_sweep_gives_every_cell_the_working_size(content, style, magenta_weights):
     result = napari_nst.sweep(content, style, ("size", [32, 64]), method="predict",
                               device="cpu", size=64)
     assert result.images.shape == (2, 1, 48, 64, 3) and result.done.all()
@@ -102,7 +103,7 @@ def test_style_reconstructions_grow_their_layer_sets(style):
     assert result.done.all() and np.isfinite(result.images).all()
 
 
-def test_the_contact_sheet_shows_cells_and_labels(content, style):
+def test_the_contact_sheet_shows_cells_and_labels(content, style, magenta_weights):
     result = napari_nst.sweep(content, style, ("style_strength", [0.0, 1.0]),
                               ("keep_colors", [False, True]), method="predict", device="cpu",
                               size=64)
@@ -117,7 +118,7 @@ def test_the_contact_sheet_shows_cells_and_labels(content, style):
     assert result.contact_sheet(cell=128).shape[1] > sheet.shape[1]
 
 
-def test_stopping_a_sweep_keeps_the_cells_done(content, style):
+def test_stopping_a_sweep_keeps_the_cells_done(content, style, magenta_weights):
     result, steps = iter_sweep(content, style, ("content_weight", [0.1, 1.0, 10.0]), **FAST)
     for event in steps:
         if isinstance(event, CellDone):
@@ -150,7 +151,7 @@ def test_values_from_text():
         parse_values("seed", " ; ")
 
 
-def test_cli_sweep_writes_the_sheet(tmp_path, capsys):
+def test_cli_sweep_writes_the_sheet(tmp_path, capsys, magenta_weights):
     content, style = tmp_path / "content.png", tmp_path / "style.png"
     Image.fromarray(shared_image("tubingen.jpg", 64)).save(content)
     Image.fromarray(shared_image("starry_night.jpg", 64)).save(style)

@@ -21,7 +21,7 @@ from napari_nst.engine.output import output_image
 from napari_nst.engine.memory import FileArray
 from napari_nst.engine.run import prepare_inputs
 
-from tests.helpers import shared_image, shared_path
+from tests.helpers import magenta_weights_dir, shared_image
 
 RNG = np.random.default_rng(12)
 
@@ -49,7 +49,7 @@ def inputs() -> dict:
 
 @pytest.fixture
 def env(monkeypatch, tmp_path):
-    monkeypatch.setenv(weights_module.WEIGHTS_DIR_ENV, str(shared_path("weights")))
+    monkeypatch.setenv(weights_module.WEIGHTS_DIR_ENV, str(magenta_weights_dir()))
     monkeypatch.setenv(weights_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
 
 

@@ -11,15 +11,19 @@ import pytest
 
 import napari_nst
 from napari_nst.engine import methods
-from tests.helpers import shared_image
+from tests.helpers import magenta_weights_dir, shared_image
 
 #: Per method, what keeps its run short here (a handful of optimisation steps at the size).
 QUICK = {"optimize": dict(steps=4, network="vgg19-distilled", min_working_size=64, min_size=64)}
 
 
 @pytest.fixture(autouse=True)
-def weights_here(shared_weights):
-    """Every test here reads ../shared/weights."""
+def weights_here(shared_weights, request):
+    """Every test here reads ../shared/weights; predict, and optimize from its default start
+    (init="predict"), the Magenta files there too."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("method") in ("predict", "optimize"):
+        magenta_weights_dir()
 
 
 
@@ -90,11 +94,38 @@ def test_a_stack_slice_and_the_whole_stack_agree(method, content, style):
     assert np.abs(chained[0] - own[0]).max() < 2e-3  # the first plane has nothing to follow
 
 
-def test_a_batch_shares_one_style_target(method, content, style):
+def count_targets(monkeypatch, name: str) -> list:
+    """The calls of the registered ``name`` method's ``target`` from now to the test's end: the
+    real method runs, each call's arguments are recorded."""
+    impl = methods.get(name)
+    real = impl.target
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setitem(vars(impl), "target", counting)  # removed again at the test's end
+    return calls
+
+
+def test_a_batch_shares_one_style_target(method, content, style, monkeypatch):
+    calls = count_targets(monkeypatch, method)
     images = napari_nst.predict_batch([content, content[:50]], style, **quick(method))
+    assert len(calls) == 1  # two contents, one style target
     assert [image.shape for image in images] == [(48, 64, 3), (40, 64, 3)]
-    np.testing.assert_allclose(images[0], napari_nst.stylize(content, style, **quick(method)),
-                               atol=2e-3)
+    single = napari_nst.stylize(content, style, **quick(method))
+    assert len(calls) == 2  # a run of its own computes its own
+    np.testing.assert_allclose(images[0], single, atol=2e-3)
+
+
+def test_a_batch_shares_the_style_target_of_its_start_image(content, style, monkeypatch,
+                                                           magenta_weights):
+    """optimize's default start (init="predict") needs predict's style target too: once for
+    the batch, like optimize's own."""
+    calls = count_targets(monkeypatch, "predict")
+    napari_nst.predict_batch([content, content[:50]], style, **quick("optimize", init="predict"))
+    assert len(calls) == 1
 
 
 def test_a_stopped_stack_keeps_the_planes_done(method, content, style):

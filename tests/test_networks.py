@@ -89,7 +89,7 @@ def test_distilled_lookup_and_checks(distilled_file, vgg_file, tmp_path, monkeyp
         napari_nst.Settings(network="vgg")
 
 
-def test_network_setting_runs_and_is_recorded(distilled_file):
+def test_network_setting_runs_and_is_recorded(distilled_file, magenta_weights):
     content, style = shared_image("tubingen.jpg", 64), shared_image("starry_night.jpg", 64)
     final = list(napari_nst.iterate(content, style, network="vgg19-distilled", size=64, steps=4,
                                     device="cpu", coarse_to_fine=False, min_working_size=64))[-1]
@@ -101,7 +101,7 @@ def _distance_to_content(content, image):
     return float(np.abs(image - prepare_image(content).rgb).mean())
 
 
-def test_balance_controls_act_on_real_features():
+def test_balance_controls_act_on_real_features(magenta_weights):
     """On learned features: strength 0 gives back the content, and a larger content weight or a
     smaller strength keeps the result closer to the content (real features, a few steps).
 

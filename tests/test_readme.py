@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from napari_nst.settings import Settings
-from tests.helpers import REPO, shared_path, skip_or_fail
+from tests.helpers import REPO, magenta_weights_dir, shared_path, skip_or_fail
 
 BLOCKS = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), re.S)
 API_BLOCKS = [block for block in BLOCKS if "viewer" not in block]
@@ -32,7 +32,7 @@ def readme_folder(tmp_path, monkeypatch):
     shutil.copy(shared_path("images", "starry_night.jpg"), tmp_path / "painting.jpg")
     shutil.copy(shared_path("images", "the_scream.jpg"), tmp_path / "scream.jpg")
     shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -12,7 +12,7 @@ import pytest
 
 import napari_nst
 from napari_nst.engine.regions import Regions, assign_styles
-from tests.helpers import shared_image
+from tests.helpers import magenta_weights_dir, shared_image
 
 #: Per method, a short run; optimize at a working size where its guides hold every layer.
 QUICK = {"optimize": dict(steps=30, network="vgg19-distilled", min_working_size=128,
@@ -20,8 +20,12 @@ QUICK = {"optimize": dict(steps=30, network="vgg19-distilled", min_working_size=
 
 
 @pytest.fixture(autouse=True)
-def weights_here(shared_weights):
-    """Every test here reads ../shared/weights."""
+def weights_here(shared_weights, request):
+    """Every test here reads ../shared/weights; predict, and optimize from its default start
+    (init="predict"), the Magenta files there too."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("method") in ("predict", "optimize"):
+        magenta_weights_dir()
 
 
 
@@ -79,7 +83,8 @@ def test_each_label_gets_its_style_and_unlabelled_pixels_keep_the_content(
     assert info["regions"] == {1: {"style 1": 1.0}, 2: {"style 2": 1.0}}
 
 
-def test_predict_regions_match_a_plain_run_inside_each_region(content, starry, scream, halves):
+def test_predict_regions_match_a_plain_run_inside_each_region(content, starry, scream, halves,
+                                                               magenta_weights):
     """Render and composite: inside a region, exactly the plain run with its style."""
     result = napari_nst.stylize(content, {1: starry, 2: scream}, regions=halves,
                                 **quick("predict"))
@@ -150,7 +155,7 @@ def test_bad_regions_say_what_is_expected(content, starry, labels, style, messag
         napari_nst.stylize(content, style, regions=labels, **quick("predict"))
 
 
-def test_a_label_that_does_not_occur_warns(content, starry, halves):
+def test_a_label_that_does_not_occur_warns(content, starry, halves, magenta_weights):
     with pytest.warns(UserWarning, match="label.s. 9 of the style mapping do not occur"):
         result = napari_nst.stylize(content, {1: starry, 9: starry}, regions=halves,
                                     **quick("predict"))

@@ -23,14 +23,14 @@ from napari_nst.engine.methods.predict.renderer import (bottleneck_shape, render
                                         space_to_depth_kernel, subpixel_kernel, tile_grid)
 from napari_nst.engine.methods.predict.style_embedding import embed
 
-from tests.helpers import shared_image, shared_path
+from tests.helpers import magenta_weights_dir, shared_image
 
 
 @pytest.fixture(scope="module")
 def networks(tmp_path_factory):
     """(predictor, transformer) from ../shared/weights, converted into a temporary cache."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(weights_module.WEIGHTS_DIR_ENV, str(shared_path("weights")))
+        patch.setenv(weights_module.WEIGHTS_DIR_ENV, str(magenta_weights_dir()))
         patch.setenv(weights_module.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("cache")))
         yield load_model("predictor"), load_model("transformer")
 

@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tests.helpers import shared_image, shared_path
+from tests.helpers import magenta_weights_dir, shared_image, shared_path
 
 #: Two values of every sweepable setting, the first the base run's. A setting added to
 #: ``Settings`` without values here fails ``test_every_sweepable_setting_has_values``: the
@@ -99,8 +99,11 @@ def _base(labels, **changes):
 
 @pytest.mark.shared
 @pytest.mark.parametrize("name, method", list(_cases()))
-def test_a_sweep_gives_what_direct_runs_give(inputs, name, method):
+def test_a_sweep_gives_what_direct_runs_give(inputs, name, method, monkeypatch):
     """Two cells of a one-setting sweep are, cell for cell, the two direct runs."""
+    # predict, and optimize from its default start (init="predict"), read the Magenta files
+    weights = shared_path("weights") if method == "universal" else magenta_weights_dir()
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(weights))
     from napari_nst import stylize, sweep
     from napari_nst.engine.images import resize_array
 
@@ -220,13 +223,13 @@ def test_clear_caches_empties_every_registered_cache():
 
 
 @pytest.mark.shared
-def test_provenance_names_every_weights_file_with_its_sha256(content_small, style_small):
+def test_provenance_names_every_weights_file_with_its_sha256(content_small, style_small,
+                                                             magenta_weights):
     """The default optimize run (a predict start) names the VGG file and the two Magenta files
     that made its start, each with its sha256."""
     import napari_nst
     from napari_nst.engine.weights import MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, VGG19_DISTILLED
 
-    shared_path("weights", MAGENTA_PREDICTOR.filename)
     final = list(napari_nst.iterate(content_small, style_small, network="vgg19-distilled",
                                     size=64, steps=2, device="cpu"))[-1]
     assert final.info["weights_sha256"] == {VGG19_DISTILLED.filename: VGG19_DISTILLED.sha256}

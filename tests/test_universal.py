@@ -62,7 +62,8 @@ def test_the_transform_gives_the_features_the_style_statistics():
     # strength 0 is the identity
     matrix, bias = affine(Moments(8).add(content), [StyleStatistics.from_moments(Moments.of(style.float()))],
                           [1.0], strength=0.0)
-    np.testing.assert_allclose(matrix, np.eye(8)) and np.testing.assert_allclose(bias, 0)
+    np.testing.assert_allclose(matrix, np.eye(8))
+    np.testing.assert_allclose(bias, np.zeros(8))
 
 
 def test_a_flat_region_stays_finite():

@@ -373,7 +373,7 @@ def test_the_engine_normalises_weights_by_the_settings_rule(random_vgg):
 
 # --- issue 13, finding 2: init (a choice) and init_image (an array) -------------------------------
 
-def test_init_image_is_the_start_image(random_vgg, content_small, style_small):
+def test_init_image_is_the_start_image(random_vgg, content_small, style_small, magenta_weights):
     """A start image given as init_image is where the optimisation starts; init=<array> still
     works, with a DeprecationWarning that names the caller's line and init_image."""
     run = dict(vgg_weights=random_vgg, size=32, steps=1, device="cpu", coarse_to_fine=False,
