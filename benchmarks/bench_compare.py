@@ -27,7 +27,7 @@ def main() -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_nst.cli import open_at_a_useful_size
+    from napari_nst.cli.gui import open_at_a_useful_size
 
     viewer = napari.Viewer(title="napari-nst")
     viewer.open_sample("napari-nst", "astronaut_painting")

@@ -5,7 +5,7 @@ their difference is the cost of one emission, and that cost divided by N is the 
 keeping an image every N steps.
 
 The CLI keeps the latest emitted image so that Ctrl-C can write it at any step; this table is
-why it keeps one every 10 steps (``napari_nst.cli.KEEP_EVERY``).
+why it keeps one every 10 steps (``napari_nst.cli.progress.KEEP_EVERY``).
 
     python benchmarks/bench_emit_cost.py [--sizes 128 256 512] [--steps 40] [--device cpu]
 

@@ -54,7 +54,7 @@ def main() -> None:
             app.processEvents()
             time.sleep(0.02)
 
-    from napari_nst.cli import open_at_a_useful_size
+    from napari_nst.cli.gui import open_at_a_useful_size
 
     viewer = napari.Viewer(title="napari-nst")
     viewer.open_sample("napari-nst", "astronaut_painting")

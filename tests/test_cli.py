@@ -21,7 +21,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_nst.cli import save_intervals, display_problem, main
+from napari_nst.cli import main
+from napari_nst.cli.gui import display_problem
+from napari_nst.cli.progress import save_intervals
 from napari_nst.io import read_image
 from tests.helpers import shared_image, shared_path, skip_or_fail
 
@@ -169,7 +171,7 @@ def _stylize_options() -> dict:
     """The ``stylize`` parser's options by destination."""
     import argparse
 
-    from napari_nst.cli import build_parser
+    from napari_nst.cli.parser import build_parser
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return {action.dest: action for action in commands.choices["stylize"]._actions}
@@ -211,7 +213,8 @@ def test_every_api_setting_is_reachable_from_the_cli(tmp_path):
     as comma lists and arrive in Settings as the API's tuples."""
     import dataclasses
 
-    from napari_nst.cli import build_parser, settings_options
+    from napari_nst.cli.options import settings_options
+    from napari_nst.cli.parser import build_parser
     from napari_nst.settings import Settings
 
     options = _stylize_options()
@@ -266,7 +269,7 @@ def test_init_image_and_same_style_as_content(images, vgg_file, tmp_path, capsys
 def test_loss_summary_per_scale():
     """One scale: first -> last; coarse-to-fine: per scale, since a finer scale's loss measures
     more detail (it may start above the coarser scale's end without the run getting worse)."""
-    from napari_nst.cli import loss_summary
+    from napari_nst.cli.progress import loss_summary
 
     one = {(24, 32): [{"total": 2.0}, {"total": 0.5}]}
     assert loss_summary(one) == "; total loss 2 -> 0.5"
@@ -352,8 +355,8 @@ def test_unwritable_output_fails_before_any_work(images, tmp_path, capsys, where
 #: interpreter may live where nobody cannot read, e.g. under /root).
 _AS_NOBODY = """
 import os, pwd, sys
-import napari_nst.cli, napari_nst.io
-napari_nst.cli.build_parser().parse_args(sys.argv[1:])  # argparse's lazy imports, as root too
+import napari_nst.cli, napari_nst.cli.parser, napari_nst.io
+napari_nst.cli.parser.build_parser().parse_args(sys.argv[1:])  # argparse's lazy imports, as root too
 if os.geteuid() == 0:
     nobody = pwd.getpwnam("nobody")
     os.setgroups([])

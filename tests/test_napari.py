@@ -879,7 +879,7 @@ def test_gui_opens_at_a_useful_size_with_every_layer_in_view(qtbot, make_napari_
     sample's two layers both in view once the canvas has its size."""
     from qtpy.QtWidgets import QApplication
 
-    from napari_nst.cli import GUI_SIZE, open_at_a_useful_size
+    from napari_nst.cli.gui import GUI_SIZE, open_at_a_useful_size
 
     shared_path("images", "starry_night.jpg")
     viewer = make_napari_viewer(show=True)

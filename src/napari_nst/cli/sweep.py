@@ -11,6 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, fail
+from .options import add_settings_arguments, settings_options
+
 
 def _axis(text: str) -> tuple[str, str]:
     name, sep, values = text.partition("=")
@@ -20,8 +23,8 @@ def _axis(text: str) -> tuple[str, str]:
     return name.strip(), values
 
 
-def add_sweep_parser(commands, add_settings_arguments) -> None:
-    from .engine.explore import MAX_CELLS, PRESETS
+def add_sweep_parser(commands) -> None:
+    from ..engine.explore import MAX_CELLS, PRESETS
 
     parser = commands.add_parser(
         "sweep", help="run a sweep of settings and write a labelled contact sheet",
@@ -46,45 +49,14 @@ def add_sweep_parser(commands, add_settings_arguments) -> None:
     add_settings_arguments(parser)
 
 
-def sweep_command(args: argparse.Namespace, fail, codes) -> int:
-    from .engine.explore import (PRESETS, CellDone, iter_sweep, parse_values,
-                                 reconstruction_sweep)
-    from .io import check_writable, read_image
-
-    ok, usage, interrupted = codes
-    from .cli import settings_options
-
-    options = settings_options(args)
+def sweep_command(args: argparse.Namespace) -> int:
     try:
-        check_writable(args.output)
-        if args.output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-            raise ValueError(f"{args.output.name}: write the contact sheet as .png or .jpg")
-        content = read_image(args.content)
-        title, rows, cols, kind = "", None, None, None
-        if args.preset is not None:
-            title, rows, cols, extra = PRESETS[args.preset]
-            extra = dict(extra)
-            kind = extra.pop("reconstruct", None)  # Fig. 1: from noise, one row
-            options = {**extra, **options}
-        if args.rows is not None:
-            rows = (args.rows[0], parse_values(*args.rows))
-        if args.cols is not None:
-            cols = (args.cols[0], parse_values(*args.cols))
-        if rows is None and cols is None:
-            raise ValueError("nothing to sweep: give --rows NAME=V1;V2 (and --cols), or --preset")
-        if kind is not None:
-            image = read_image(args.style) if kind == "style" and args.style else content
-            content, style, cols, settings = reconstruction_sweep(image, kind, **options)
-        else:
-            if args.style is None:
-                raise ValueError("a style image file is needed (only fig1-content works "
-                                 "without one)")
-            style, settings = read_image(args.style), options
-        result, steps = iter_sweep(content, style, rows, cols, max_cells=args.max_cells,
-                                   title=title, **settings)
+        result, steps = _start_sweep(args)
     except ValueError as exc:
-        return fail(str(exc), usage)
-    code = ok
+        return fail(str(exc), EXIT_USAGE)
+    from ..engine.explore import CellDone
+
+    code = EXIT_OK
     try:
         for event in steps:
             if isinstance(event, CellDone):
@@ -92,7 +64,7 @@ def sweep_command(args: argparse.Namespace, fail, codes) -> int:
                       file=sys.stderr)
     except KeyboardInterrupt:
         steps.close()
-        code = interrupted
+        code = EXIT_INTERRUPTED
     from PIL import Image
 
     Image.fromarray(result.contact_sheet(args.cell)).save(args.output)
@@ -100,3 +72,37 @@ def sweep_command(args: argparse.Namespace, fail, codes) -> int:
     print(f"wrote {args.output} ({done} of {result.done.size} cells"
           f"{', interrupted' if code else ''})", file=sys.stderr)
     return code
+
+
+def _start_sweep(args: argparse.Namespace):
+    """The sweep's (result, steps) from the arguments; ValueError for bad input."""
+    from ..engine.explore import PRESETS, iter_sweep, parse_values, reconstruction_sweep
+    from ..io import check_writable, read_image
+
+    options = settings_options(args)
+    check_writable(args.output)
+    if args.output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ValueError(f"{args.output.name}: write the contact sheet as .png or .jpg")
+    content = read_image(args.content)
+    title, rows, cols, kind = "", None, None, None
+    if args.preset is not None:
+        title, rows, cols, extra = PRESETS[args.preset]
+        extra = dict(extra)
+        kind = extra.pop("reconstruct", None)  # Fig. 1: from noise, one row
+        options = {**extra, **options}
+    if args.rows is not None:
+        rows = (args.rows[0], parse_values(*args.rows))
+    if args.cols is not None:
+        cols = (args.cols[0], parse_values(*args.cols))
+    if rows is None and cols is None:
+        raise ValueError("nothing to sweep: give --rows NAME=V1;V2 (and --cols), or --preset")
+    if kind is not None:
+        image = read_image(args.style) if kind == "style" and args.style else content
+        content, style, cols, settings = reconstruction_sweep(image, kind, **options)
+    else:
+        if args.style is None:
+            raise ValueError("a style image file is needed (only fig1-content works "
+                             "without one)")
+        style, settings = read_image(args.style), options
+    return iter_sweep(content, style, rows, cols, max_cells=args.max_cells, title=title,
+                      **settings)
