@@ -786,7 +786,7 @@ def test_result_names_say_pair_method_and_what_differs():
     settings' order, in short words; the widget's baseline is its own defaults."""
     from types import SimpleNamespace
 
-    from napari_nst._layers import differing_settings, run_name
+    from napari_nst._naming import differing_settings, run_name
 
     job = SimpleNamespace(label="tubingen × starry_night")
     assert run_name(job, Settings(method="predict", style_strength=0.3)) == \

@@ -262,7 +262,8 @@ def test_result_layers_keep_alpha_and_the_contents_display():
     """Layer arguments for results, handed to a real napari Image layer (no viewer needed)."""
     from napari.layers import Image as ImageLayer
 
-    from napari_nst._layers import Job, LayerSnapshot, result_layer_kwargs
+    from napari_nst._jobs import Job, LayerSnapshot
+    from napari_nst._result_layers import result_layer_kwargs
     from napari_nst.engine.result import StepResult
 
     def layer(data, window, rgb, output_range):

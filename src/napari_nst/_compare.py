@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ._layers import layer_batch, remove_layers
+from ._result_layers import layer_batch, remove_layers
 
 #: Gap between grid cells, in screen pixels (napari's ``GridCanvas.spacing`` of 1 and more).
 SPACING = 6

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ._compare import GridView
-from ._layers import LayerSnapshot, _image_layers, _placement, _versions, snapshot_layer
+from ._jobs import LayerSnapshot, image_layers, snapshot_layer
+from ._result_layers import placement, versions
 from .settings import Settings, make_settings
 
 @dataclass
@@ -58,14 +59,13 @@ class SweepView(GridView):
                          and np.allclose(image[..., 1], image[..., 2], atol=1e-6))
         metadata = {"napari_nst": {"sweep": self.name, "cell": [cell.row, cell.col],
                                    "label": cell.label, "seconds": round(cell.seconds, 3),
-                                   "settings": settings.to_metadata(), "versions": _versions()}}
+                                   "settings": settings.to_metadata(), "versions": versions()}}
         data = dict(data=image[..., 0], rgb=False, colormap="gray") if grayscale else \
             dict(data=image, rgb=True)
         scale, shape = self.over
-        placement = _placement(tuple(scale), (0.0, 0.0), shape or image.shape[:2],
-                               image.shape[:2])
+        where = placement(tuple(scale), (0.0, 0.0), shape or image.shape[:2], image.shape[:2])
         picture = Image(name=f"{self.name}: {cell.label}", metadata=metadata,
-                        contrast_limits=(0.0, 1.0), **placement, **data)
+                        contrast_limits=(0.0, 1.0), **where, **data)
         self.place(picture, sweep.short_label(cell.row, cell.col))
         self.size_labels()  # the longest label so far sets the size
         self.reselect()
@@ -87,8 +87,8 @@ def run_sweep_in_viewer(viewer, content, style, rows, cols=None,
     from .engine.explore import MAX_CELLS, CellDone, iter_sweep, reconstruction_sweep
 
     settings = make_settings(settings, **overrides)
-    job = SweepJob(snapshot_layer(viewer, _image_layers(viewer, content)[0]),
-                   snapshot_layer(viewer, _image_layers(viewer, style)[0]))
+    job = SweepJob(snapshot_layer(viewer, image_layers(viewer, content)[0]),
+                   snapshot_layer(viewer, image_layers(viewer, style)[0]))
     options = dict(content_window=job.content.window, style_window=job.style.window)
     image_in, style_in = job.content.data, job.style.data
     if reconstruct is not None:  # from noise: the settings' own steps, size and network

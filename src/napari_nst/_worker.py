@@ -3,7 +3,7 @@ for the widget and the console.
 
 The engine runs in a generator ``thread_worker`` (torch is imported only there); on the main
 thread every emitted iterate becomes a new Image layer, or, for a whole stack, one layer is
-filled in as its planes finish (``_layers``).
+filled in as its planes finish (``_stack_layers``).
 
 A finished worker is never freed: napari's task registry (of the window that was current when
 the worker was made) keeps it, and with it ``worker.jobs``. So a run lets go of everything heavy
@@ -21,9 +21,10 @@ import warnings
 import weakref
 
 from ._activity_dock import ActivityDockBar
-from ._layers import (Job, StackJob, add_result_layer, add_stack_layer, fold_iterates,
-                      job_settings, make_jobs, make_stack_jobs, show_plane_done,
-                      show_stack_finished)
+from ._jobs import Job, job_settings, make_jobs
+from ._result_layers import add_result_layer, fold_iterates
+from ._stack_layers import (StackJob, add_stack_layer, make_stack_jobs, show_plane_done,
+                            show_stack_finished)
 from ._status_spinner import status_spinners
 from .settings import Settings, make_settings
 
