@@ -126,11 +126,10 @@ def test_a_plane_that_ends_after_the_stop_is_counted(random_vgg, style, monkeypa
     import threading
     import time
 
-    from napari_nst.engine import stack as stack_module
-    from napari_nst.engine import stack_io
+    from napari_nst.engine import stack_tasks
 
     second, closing = threading.Event(), threading.Event()
-    plane_task = stack_module._plane_task
+    plane_task = stack_tasks.plane_task
     started = []
 
     def slow_second_plane(plane, index, *args):
@@ -141,7 +140,7 @@ def test_a_plane_that_ends_after_the_stop_is_counted(random_vgg, style, monkeypa
             time.sleep(0.5)
         return plane_task(plane, index, *args)
 
-    monkeypatch.setattr(stack_module, "_plane_task", slow_second_plane)
+    monkeypatch.setattr(stack_tasks, "plane_task", slow_second_plane)
     run = napari_nst.iter_stack(_stack(planes=4), style, vgg_weights=random_vgg,
                                 temporal_weight=0, warm_start=False, **QUICK)
     planes = iter(run)

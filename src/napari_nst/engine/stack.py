@@ -42,10 +42,7 @@ replaced by dask, which reruns its tasks.
 from __future__ import annotations
 
 import math
-import queue
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,12 +51,12 @@ import numpy as np
 
 from ..settings import Settings, make_settings
 from . import methods
-from .images import MIN_SIDE, PreparedImage, prepare_image, working_shape
-from .output import finish_image, output_image
-from .motion import Carry, Chain, check_motion, resized
+from .images import MIN_SIDE, working_shape
+from .motion import check_motion
+from .stack_graph import build_graph, run_distributed, run_local
 from .stack_io import PlaneSource, as_dask, has_channels, is_zarr, leading_axes, \
-    output_array, plane_name, result_dtype, result_shape, scattered, stack_window, \
-    temporary_store
+    output_array, result_dtype, result_shape, scattered, stack_window, temporary_store
+from .stack_tasks import PlaneJob, PlaneRecord
 
 
 @dataclass(frozen=True)
@@ -80,29 +77,6 @@ class PlaneDone:
     def image(self) -> np.ndarray:
         """The plane's result as it is in the output (read back from a zarr store)."""
         return np.asarray(self.output[self.index])
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What every plane task needs besides its plane: the settings (with the stack's window),
-    the stack options, and where results go (None: back to the caller)."""
-
-    settings: Settings
-    warm_start: bool
-    motion: str
-    temporal_weight: float
-    writer: Any = None
-    #: The styles' ``regions.StyleAssignment`` when the planes have regions (their labels come
-    #: with each plane's task).
-    assignment: Any = None
-
-
-@dataclass
-class _PlaneRecord:
-    index: tuple
-    seconds: float
-    info: dict
-    image: np.ndarray | None = None  # None when the task wrote it to the output itself
 
 
 class StackRun:
@@ -185,185 +159,30 @@ class StackRun:
                     content_window=(0.0, 255.0) if self._lazy.dtype == np.uint8 else (0.0, 1.0))
         self.settings = settings
         writer = self.output if is_zarr(self.output) or self._client is None else None
-        job = _Job(settings, self.warm_start, self._motion,
-                   self.temporal_weight if self.chained else 0.0, writer, self._assignment)
-        records = self._graph(job)
-        execute = _run_distributed if self._client is not None else _run_local
+        job = PlaneJob(settings, self.warm_start, self._motion,
+                       self.temporal_weight if self.chained else 0.0, writer, self._assignment)
+        records = build_graph(self._styles, job, self.chains(), self._plane_inputs)
+        execute = run_distributed if self._client is not None else run_local
         for record in execute(records, self._client, self._keep):
             self._keep(record)
             yield PlaneDone(record.index, self.done, self.total, record.seconds,
                             time.perf_counter() - start, record.info, self.output)
 
-    def _keep(self, record: _PlaneRecord) -> None:
+    def _keep(self, record: PlaneRecord) -> None:
         """A finished plane into the output (also one that finished after the iteration was
         closed: the planes under way at a Stop are kept too)."""
         if record.image is not None:
             self.output[record.index] = record.image
         self.done += 1
 
-    def _graph(self, job: _Job) -> list:
-        """One delayed record per plane: the style target once, then the planes (chained where
-        they start from their predecessor)."""
-        import dask
-
-        token = uuid.uuid4().hex[:8]
-        target = dask.delayed(_style_target, pure=False)(
-            self._styles, job.settings, dask_key_name=f"napari-nst-style-{token}")
-        records = []
-        for chain in self.chains():
-            previous = None
-            for index in chain:
-                name = "-".join(map(str, index)) or "0"
-                plane = PlaneSource(self._source, index) if self.streamed else self._lazy[index]
-                labels = None
-                if self._regions is not None:  # one label image for all, or the plane's own
-                    labels = self._regions if self._regions.ndim == 2 else self._regions[index]
-                task = dask.delayed(_plane_task, nout=2)(
-                    plane, index, target, job, previous, labels,
-                    dask_key_name=f"{_PLANE_TASK}{token}-{name}")
-                records.append(task[0])
-                previous = task[1]
-        return records
-
-
-#: The start of the dask key of every plane's task (which returns (record, carry)).
-_PLANE_TASK = "napari-nst-plane-"
-
-
-def _run_local(records: list, client=None, late=None) -> Iterator[_PlaneRecord]:
-    """The graph on dask's threaded scheduler (one worker thread) in a background thread; records
-    come back through a queue as each plane finishes. Closing stops before the next task; the
-    planes under way finish and go to ``late``."""
-    import dask
-
-    results: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    finished = object()
-
-    class _Stopped(Exception):
-        pass
-
-    def pretask(key, dsk, state):
-        if stop.is_set():
-            raise _Stopped
-
-    def posttask(key, result, dsk, state, worker_id):
-        # a record as soon as its plane's task ends, which wrote the plane: the task that
-        # takes the record out of its result is one of its own, which a Stop could prevent
-        if isinstance(key, str) and key.startswith(_PLANE_TASK):
-            results.put(result[0])
-
-    def compute():
-        try:
-            # our callbacks passed explicitly: with dask's global ones (``with Callback()``) the
-            # scheduler swaps ``Callback.active`` out for the whole run, from this thread, under
-            # napari, which registers its own cache there while it slices dask layers
-            # (start, start_state, pretask, posttask, finish), dask's documented tuple form
-            dask.compute(*records, scheduler="threads", num_workers=1,
-                         callbacks=[(None, None, pretask, posttask, None)])
-            results.put(finished)
-        except _Stopped:
-            results.put(finished)
-        except BaseException as error:  # handed to the consumer's thread
-            results.put(error)
-
-    thread = threading.Thread(target=compute, name="napari-nst-stack", daemon=True)
-    thread.start()
-    try:
-        while (item := results.get()) is not finished:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-        while not results.empty():
-            item = results.get()
-            if isinstance(item, _PlaneRecord) and late is not None:
-                late(item)
-
-
-def _run_distributed(records: list, client, late=None) -> Iterator[_PlaneRecord]:
-    """The graph on a ``dask.distributed`` cluster; records as their planes finish. Closing
-    cancels the planes not done; those finished but not yet handed out go to ``late``."""
-    from distributed import as_completed
-
-    futures = client.compute(records)
-    handed = set()
-    try:
-        for future in as_completed(futures):
-            record = future.result()
-            handed.add(future.key)
-            future.release()
-            yield record
-    finally:
-        finished = [f.result() for f in futures if f.key not in handed and f.status == "finished"]
-        client.cancel(futures)
-        for record in finished if late is not None else ():
-            late(record)
-
-
-
-# --- the tasks -----------------------------------------------------------------------------------
-
-def _style_target(styles: list[PreparedImage], settings: Settings):
-    """The method's style target, computed once per run (one task), on the CPU so that it can
-    travel between worker processes."""
-    import torch
-
-    with torch.inference_mode(False):
-        return methods.get(settings.method).target(styles, settings, _device(settings))
-
-
-def _device(settings: Settings):
-    from ._triton_guard import guard_triton_import
-
-    guard_triton_import()
-    from .devices import resolve_device
-
-    return resolve_device(settings.device)
-
-
-def _plane_task(plane, index: tuple, target, job: _Job, previous: Carry | None, labels=None):
-    """Stylise one plane: (its record, what the next plane of its chain gets: a ``Carry`` or
-    None). ``previous``: the ``Carry`` of the plane before it in its chain; ``labels``: the
-    plane's regions (with ``job.assignment``).
-
-    Writes the result to ``job.writer`` when there is one (the record then carries no image)."""
-    import torch
-
-    start = time.perf_counter()
-    settings = job.settings
-    method = methods.get(settings.method)
-    device = _device(settings)
-    shared = {"method": settings.method, "device": str(device)}
-    if isinstance(plane, PlaneSource):
-        info = method.plane_streamed(plane.plane(), index, target, settings, device, job.writer)
-        return _PlaneRecord(index, time.perf_counter() - start, {**shared, **info}), None
-    content = prepare_image(plane, settings.content_window, name=plane_name(index),
-                            size=settings.size)
-    if job.assignment is not None:
-        from .run import with_regions
-
-        content = with_regions(content, plane, settings, job.assignment, np.asarray(labels),
-                               f"regions of {plane_name(index)}", warn=False)
-        shared["regions"] = content.regions.describe()
-    del plane
-    chain = Chain(previous, job.motion, job.temporal_weight, job.warm_start)
-    with torch.inference_mode(False):
-        raw, info = method.plane(content, target, settings, device, chain)
-    info = {**shared, **info}
-    # a method may work above ``size`` (optimize's working size); the plane's result is at
-    # ``size``, as a single run's; the next plane links to the raw result
-    result = resized(raw.image, working_shape(*content.shape[:2], settings.size))
-    image = output_image(finish_image(result, content, settings.keep_colors), content,
-                         settings.output_range)
-    record = _PlaneRecord(index, time.perf_counter() - start, info)
-    if job.writer is not None:
-        job.writer[index] = image
-    else:
-        record.image = image
-    return record, raw if job.temporal_weight > 0 or job.warm_start else None
+    def _plane_inputs(self, index: tuple) -> tuple:
+        """A plane's task arguments: its content (a dask slice of the input: only that plane's
+        chunks; a streamed plane unread) and its labels (None without regions)."""
+        plane = PlaneSource(self._source, index) if self.streamed else self._lazy[index]
+        labels = None
+        if self._regions is not None:  # one label image for all, or the plane's own
+            labels = self._regions if self._regions.ndim == 2 else self._regions[index]
+        return plane, labels
 
 
 # --- the API -------------------------------------------------------------------------------------
