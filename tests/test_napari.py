@@ -573,6 +573,22 @@ def test_panels_and_methods_come_from_the_settings_metadata(widget):
     assert widget.controls["weights_dir"].label == "weights folder"
 
 
+def test_optimize_notes_where_its_steps_start(widget):
+    """Just after optimize's steps, a note: a run starts from predict's result, and the paper's
+    starts (content, noise) are set with init and need more steps; hidden for predict."""
+    shown = lambda: not widget.init_note.native.isHidden()  # noqa: E731 (the dock is hidden)
+    order = list(widget)
+    assert order.index(widget.init_note) == order.index(widget.controls["steps"]) + 1
+    widget.controls["method"].value = "optimize"
+    assert shown()
+    note = widget.init_note.value
+    assert "predict" in note and "init" in note and "content or noise" in note and "200" in note
+    widget.controls["method"].value = "predict"
+    assert not shown()
+    widget.controls["method"].value = "optimize"
+    assert shown()
+
+
 @pytest.mark.shared
 def test_distilled_network_from_the_widget(qtbot, viewer, widget):
     """The basic panel's network choice reaches the engine: weights found through

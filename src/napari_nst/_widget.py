@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 #: The settings each panel shows, in ``Settings``' field order.
 _PANEL_FIELDS = {panel: [f for f in dataclasses.fields(Settings) if f.metadata["panel"] == panel]
                  for panel in PANELS}
+#: Beside optimize's steps: where a run starts, and how to start as the paper does.
+_INIT_NOTE = ("optimize starts from predict's result (init \"predict\", the default), so a few "
+              "steps finish it. To start from the content or from noise as the paper does, set "
+              "init (advanced settings) to content or noise and give more steps (e.g. 200+).")
 
 
 def settings_path() -> Path:
@@ -75,14 +79,31 @@ class StyleTransferWidget(Container):
         self._last_losses: dict | None = None  # shown in the status line between emissions
         self._gone = False  # the Qt widgets are deleted (the dock or the viewer was closed)
         self._failed = False  # the current or last run ended in an error
+        self._make_pickers()
+        self._make_run_options()
+        self._make_controls()
+        self._make_actions()
+        self._arrange()
+        self._load_values()
+        self._show_restored()
+        self._add_callbacks()
+        self._update_visibility()
+        self._select_defaults()
 
+    def _make_pickers(self):
+        """The content and style pickers, the warning when one layer is both, the regions."""
         self.content = Select(label="content", choices=self._image_layers, allow_multiple=True,
                               tooltip="content image layer(s); several run one after another")
         self.style = Select(label="style", choices=self._image_layers, allow_multiple=True,
                             tooltip="style image layer(s); every content is run with every style")
         for picker in (self.content, self.style):
             picker.native.setMaximumHeight(90)
-        self.regions = RegionsPanel(viewer, self._image_layers, self._default_region_style)
+        self.same_layer = Label(value="")
+        self.same_layer.visible = False
+        self.regions = RegionsPanel(self._viewer, self._image_layers, self._default_region_style)
+
+    def _make_run_options(self):
+        """Slice or whole stack, a stack's scheduler and planes, what becomes of iterates."""
         self.scope = ComboBox(
             label="run on", value="slice",
             choices=[("slice on screen", "slice"), ("whole stack", "stack")],
@@ -101,6 +122,15 @@ class StyleTransferWidget(Container):
                     "result, moved by the optical flow, so textures do not flicker through z or "
                     "t; each on its own -- for tiles or plate positions (and in parallel on a "
                     "cluster)")
+        self.iterates = ComboBox(
+            label="iterates", value="fold",
+            choices=[("fold into one layer (step slider)", "fold"),
+                     ("keep each as a layer", "keep")],
+            tooltip="while a run goes, each emitted step is a new layer; when it ends: fold them "
+                    "into one layer with a 'step' slider (the list stays tidy), or keep them")
+
+    def _make_controls(self):
+        """A control per setting (the Settings metadata), their defaults here, the rest."""
         devices = self._device_choices()
         known_now = {"device": {"choices": devices}}
         self.controls = {f.name: _control(f, **known_now.get(f.name, {}))
@@ -111,65 +141,57 @@ class StyleTransferWidget(Container):
             self.defaults["network"] = "vgg19-distilled"
             self.controls["network"].value = "vgg19-distilled"
         self.show_advanced = CheckBox(value=False, text="advanced settings")
+        self.init_note = Label(value=_INIT_NOTE)  # beside optimize's steps
         self.restored = Label(value="")
-        self.restored.native.setWordWrap(True)
         self.reset_button = PushButton(text="reset to defaults",
                                        tooltip="set every value back to its default")
+
+    def _make_actions(self):
+        """Run and Stop, Compare, the explore section and the status line."""
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
-        self.iterates = ComboBox(
-            label="iterates", value="fold",
-            choices=[("fold into one layer (step slider)", "fold"),
-                     ("keep each as a layer", "keep")],
-            tooltip="while a run goes, each emitted step is a new layer; when it ends: fold them "
-                    "into one layer with a 'step' slider (the list stays tidy), or keep them")
-        self.same_layer = Label(value="")
         self.compare = CheckBox(value=False, text="compare every run side by side (grid)",
                                 tooltip="every finished run in napari's grid: a row per content, the "
                                         "content first, then each style followed by its runs; "
                                         "labels on the canvas. Off: the view as before")
         self.show_explore = CheckBox(value=False, text="explore: sweep settings side by side")
-        self.explore = ExplorePanel(viewer, self._sweep_inputs, self.current_settings)
+        self.explore = ExplorePanel(self._viewer, self._sweep_inputs, self.current_settings)
         self.status = Label(value="idle")
+
+    def _arrange(self):
+        """The widgets in order, optimize's note just after its steps (magicgui has _layout)."""
         # a long message (a download error names a URL and a directory) must not widen the dock:
-        # the label wraps, takes no width of its own, and keeps the whole text in its tooltip
+        # the labels wrap, take no width of their own, and keep the whole text in a tooltip
         from qtpy.QtWidgets import QSizePolicy
 
-        self.status.native.setWordWrap(True)
-        self.same_layer.native.setWordWrap(True)
-        self.same_layer.visible = False
-        for label in (self.status, self.restored, self.same_layer):
+        for label in (self.status, self.restored, self.same_layer, self.init_note):
+            label.native.setWordWrap(True)
             label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         basic, advanced = ([self.controls[f.name] for f in _PANEL_FIELDS[panel]]
                            for panel in PANELS)
+        at = next((i + 1 for i, c in enumerate(basic) if c is self.controls.get("steps")), 0)
         self.extend([self.content, self.style, self.same_layer, self.regions, self.scope,
-                     self.iterates, *basic, self.show_advanced, *advanced,
-                     self.planes, self.scheduler,
+                     self.iterates, *basic[:at], self.init_note, *basic[at:],
+                     self.show_advanced, *advanced, self.planes, self.scheduler,
                      self.restored, self.reset_button,
                      Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
                                labels=False),
                      self.compare, self.status, self.show_explore, self.explore])
 
-        self._load_values()
-        self._show_restored()
+    def _add_callbacks(self):
         for control in self.controls.values():
             control.changed.connect(self._show_restored)
-        self.reset_button.changed.connect(self.reset_values)
-        self.run_button.changed.connect(self.run)
-        self.stop_button.changed.connect(self.stop)
-        self.compare.changed.connect(self._on_compare)
-        self.show_advanced.changed.connect(self._update_visibility)
-        self.show_explore.changed.connect(self._update_visibility)
-        self.content.changed.connect(self._warn_same_layer)
-        self.style.changed.connect(self._warn_same_layer)
-        self.scope.changed.connect(self._update_visibility)
-        self.controls["method"].changed.connect(self._update_visibility)
-        self._update_visibility()
+        for widget, slot in ((self.reset_button, self.reset_values), (self.run_button, self.run),
+                             (self.stop_button, self.stop), (self.compare, self._on_compare),
+                             (self.content, self._warn_same_layer),
+                             (self.style, self._warn_same_layer)):
+            widget.changed.connect(slot)
+        for toggle in (self.show_advanced, self.show_explore, self.scope, self.controls["method"]):
+            toggle.changed.connect(self._update_visibility)
         for event in ("inserted", "removed", "reordered"):
-            getattr(viewer.layers.events, event).connect(self._on_layers_changed)
-        for layer in viewer.layers:
+            getattr(self._viewer.layers.events, event).connect(self._on_layers_changed)
+        for layer in self._viewer.layers:
             layer.events.name.connect(self._on_layers_changed)
-        self._select_defaults()
         self.native.destroyed.connect(self._on_destroyed)
 
     def _on_destroyed(self, _=None):
@@ -254,6 +276,7 @@ class StyleTransferWidget(Container):
         whole_stack_advanced = self.show_advanced.value and self.scope.value == "stack"
         self.scheduler.visible = self.planes.visible = whole_stack_advanced
         self.iterates.visible = self.scope.value == "slice" and applies_to("steps", method)
+        self.init_note.visible = applies_to("init", method)  # optimize: where its steps start
 
     def _values(self) -> dict:
         """The controls' values as plain data (a chosen folder as a string)."""
