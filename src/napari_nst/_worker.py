@@ -78,46 +78,62 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
     if iterates not in ITERATES:
         raise ValueError(f"iterates={iterates!r} is not supported; choose one of "
                          f"{', '.join(ITERATES)}")
-    when_finished = None
     if scope == "slice":
-        jobs = make_jobs(viewer, content, style, regions)
-        total = settings.total_steps() * len(jobs)
-        events = _run_jobs(jobs, settings)
-
-        def show(job, iterate):
-            if iterate.emitted:
-                add_result_layer(viewer, job, iterate, settings, baseline)
-                if iterate.done and iterates == "fold":  # tidy now: a batch goes on
-                    fold_iterates(viewer, job)
-            return iterate
-
-        def fold_the_rest():  # a stopped or failed run's iterates: folded too, none lost
-            for job in jobs:
-                if not job.folded:
-                    fold_iterates(viewer, job)
-
-        when_finished = fold_the_rest if iterates == "fold" else None
+        plan = _slice_run(viewer, content, style, regions, settings, baseline, iterates)
     elif scope == "stack":
-        from .engine.stack import StackRun
-
-        jobs = make_stack_jobs(viewer, content, style, out, regions)
-        total = sum(job.content.planes for job in jobs)
-        events = _run_stack_jobs(jobs, settings, client, temporal_weight)
-
-        def show(job, event):
-            if isinstance(event, StackRun):  # the output is allocated: the layer can show it
-                add_stack_layer(viewer, job, event, settings, baseline)
-                return None
-            show_plane_done(job, event)
-            return event
-
-        def when_closed():  # the planes under way at a Stop were finished and kept meanwhile
-            for job in jobs:
-                show_stack_finished(job)
+        plan = _stack_run(viewer, content, style, out, regions, settings, baseline, client,
+                          temporal_weight)
     else:
         raise ValueError(f"scope={scope!r} is not supported; choose one of {', '.join(SCOPES)}")
+    jobs, total, events, show, when_closed, when_finished = plan
     return _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start,
-                         when_closed if scope == "stack" else None, when_finished)
+                         when_closed, when_finished)
+
+
+def _slice_run(viewer, content, style, regions, settings, baseline, iterates):
+    """(jobs, total, events, show, when_closed, when_finished) of a run on the slices on
+    screen: a layer per emitted iterate, folded as each job ends (``iterates="fold"``)."""
+    jobs = make_jobs(viewer, content, style, regions)
+    total = settings.total_steps() * len(jobs)
+    events = _run_jobs(jobs, settings)
+
+    def show(job, iterate):
+        if iterate.emitted:
+            add_result_layer(viewer, job, iterate, settings, baseline)
+            if iterate.done and iterates == "fold":  # tidy now: a batch goes on
+                fold_iterates(viewer, job)
+        return iterate
+
+    def fold_the_rest():  # a stopped or failed run's iterates: folded too, none lost
+        for job in jobs:
+            if not job.folded:
+                fold_iterates(viewer, job)
+
+    return jobs, total, events, show, None, fold_the_rest if iterates == "fold" else None
+
+
+def _stack_run(viewer, content, style, out, regions, settings, baseline, client,
+               temporal_weight):
+    """(jobs, total, events, show, when_closed, when_finished) of a run on whole stacks: one
+    layer per job, added when its output is allocated, redrawn as planes finish."""
+    from .engine.stack import StackRun
+
+    jobs = make_stack_jobs(viewer, content, style, out, regions)
+    total = sum(job.content.planes for job in jobs)
+    events = _run_stack_jobs(jobs, settings, client, temporal_weight)
+
+    def show(job, event):
+        if isinstance(event, StackRun):  # the output is allocated: the layer can show it
+            add_stack_layer(viewer, job, event, settings, baseline)
+            return None
+        show_plane_done(job, event)
+        return event
+
+    def when_closed():  # the planes under way at a Stop were finished and kept meanwhile
+        for job in jobs:
+            show_stack_finished(job)
+
+    return jobs, total, events, show, when_closed, None
 
 
 def _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start,
