@@ -49,7 +49,7 @@ def images(tmp_path):
     return content, style
 
 
-def test_png_round_trip_with_intermediates(images, vgg_file, tmp_path, capsys):
+def test_png_round_trip_with_intermediates(images, vgg_file, tmp_path, capsys, magenta_weights):
     content, style = images
     out = tmp_path / "out.png"
     code = main(["stylize", str(content), str(style), "-o", str(out), "--vgg-weights", str(vgg_file),
@@ -136,7 +136,7 @@ def test_failure_during_run_exits_1(images, tmp_path, capsys, mirror):
     assert "could not download" in err and mirror.url in err
 
 
-def test_console_script_runs_on_shared_images(vgg_file, tmp_path):
+def test_console_script_runs_on_shared_images(vgg_file, tmp_path, magenta_weights):
     """The installed command, as the README uses it, on the full-size shared images."""
     out = tmp_path / "out.png"
     proc = subprocess.run(
@@ -150,7 +150,7 @@ def test_console_script_runs_on_shared_images(vgg_file, tmp_path):
     assert len(losses) >= 2 and losses[-1] < losses[0]
 
 
-def test_network_option(images, tmp_path, capsys):
+def test_network_option(images, tmp_path, capsys, magenta_weights):
     """--network vgg19-distilled runs on the distilled weights found in $NAPARI_NST_WEIGHTS_DIR."""
     shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
     _, style = images
@@ -281,9 +281,8 @@ def test_loss_summary_per_scale():
 
 
 @pytest.mark.shared
-def test_predict_counts_one_step(images, tmp_path, capsys):
+def test_predict_counts_one_step(images, tmp_path, capsys, magenta_weights):
     """The progress bar's total is the run's step count from the settings: 1 for predict."""
-    shared_path("weights", "magenta_arbitrary-image-stylization-v1-256_int8_prediction_1.tflite")
     content, style = images
     out = tmp_path / "out.png"
     assert main(["stylize", str(content), str(style), "-o", str(out), "--method", "predict",
@@ -309,9 +308,8 @@ def test_universal_with_its_levels(images, tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.shared
-def test_regions_with_a_style_per_label(images, tmp_path, capsys, monkeypatch):
+def test_regions_with_a_style_per_label(images, tmp_path, capsys, magenta_weights):
     """--regions labels.tif --style 1=a --style 2=b: each half its style, label 0 kept."""
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
     content, style = images
     other = tmp_path / "starry.jpg"
     Image.fromarray(shared_image("starry_night.jpg", 40)).save(other)
@@ -472,7 +470,7 @@ def cli_process():
         process.kill()
 
 
-def test_ctrl_c_writes_the_latest_image(images, vgg_file, tmp_path, cli_process):
+def test_ctrl_c_writes_the_latest_image(images, vgg_file, tmp_path, cli_process, magenta_weights):
     """SIGINT at step 3 or so of 2000: the first loss line and intermediate would only come at
     step 200, and the first kept image at step 10, yet the image of the step the run was at is
     written (its snapshot) and the last line says which."""
@@ -513,7 +511,8 @@ def test_ctrl_c_during_start_up_prints_one_line(images, vgg_file, tmp_path, cli_
     assert not out.exists()
 
 
-def test_output_that_fails_at_the_end_is_kept_elsewhere(images, vgg_file, tmp_path, cli_process):
+def test_output_that_fails_at_the_end_is_kept_elsewhere(images, vgg_file, tmp_path, cli_process,
+                                                        magenta_weights):
     """The output folder turns into a file during the run: one line names the file in the temp
     folder that holds the result, exit 1."""
     content, style = images

@@ -145,8 +145,7 @@ def test_optimize_content_range_on_16_bit_grayscale(random_vgg, content_small, s
 
 
 @pytest.fixture
-def predict_env(monkeypatch, tmp_path):
-    monkeypatch.setenv(weights_module.WEIGHTS_DIR_ENV, str(shared_path("weights")))
+def predict_env(magenta_weights, monkeypatch, tmp_path):
     monkeypatch.setenv(weights_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
 
 
@@ -178,7 +177,7 @@ def style_file(tmp_path):
     return path
 
 
-def test_cli_16_bit_tiff_keeps_its_range(style_file, vgg_file, tmp_path):
+def test_cli_16_bit_tiff_keeps_its_range(style_file, vgg_file, tmp_path, magenta_weights):
     content = tmp_path / "cells.tif"
     tifffile.imwrite(content, gray16(shared_image("tubingen.jpg", 40)))
     def stylize(out, *args):
@@ -217,7 +216,7 @@ def test_cli_content_range_that_a_file_cannot_hold(style_file, tmp_path, capsys,
     assert message in capsys.readouterr().err
 
 
-def test_cli_rgba_keeps_alpha(style_file, vgg_file, tmp_path, capsys):
+def test_cli_rgba_keeps_alpha(style_file, vgg_file, tmp_path, capsys, magenta_weights):
     rgba = with_alpha(shared_image("tubingen.jpg", 40))
     content = tmp_path / "content.png"
     Image.fromarray(rgba).save(content)

@@ -37,7 +37,7 @@ from napari_nst.engine.weights import (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, W
 
 from ._predict_helpers import (litert_embedding, litert_interpreter, litert_tensor,
                                litert_transfer, square_image)
-from tests.helpers import shared_image, shared_path, skip_or_fail
+from tests.helpers import magenta_weights_dir, shared_image, skip_or_fail
 
 FAST = dict(method="predict", device="cpu", size=64)
 STYLES = ("starry_night.jpg", "the_scream.jpg", "woman-with-hat-matisse.jpg")
@@ -45,7 +45,7 @@ STYLES = ("starry_night.jpg", "the_scream.jpg", "woman-with-hat-matisse.jpg")
 
 @pytest.fixture(scope="module")
 def weights_dir():
-    return shared_path("weights")
+    return magenta_weights_dir()
 
 
 @pytest.fixture(scope="module")
@@ -420,11 +420,34 @@ def test_predict_as_initial_image_for_optimize(env, content, style, vgg_file):
 
 
 @pytest.mark.shared
+@pytest.mark.parametrize("strength", [1.0, 0.5, 0.0])
+def test_optimize_starts_from_predicts_result_by_default(env, content, style, vgg_file, strength):
+    """optimize's default start (init="predict", ``optimize.start_from``) is predict's result
+    for the same content, style and size, mixed with the content by style_strength (0: the
+    content itself). One Adam step of 1e-5 moves no pixel by more than that."""
+    assert napari_nst.Settings().init == "predict"
+    first = next(iter(napari_nst.iterate(
+        content, style, method="optimize", device="cpu", size=64, steps=1, optimizer="adam",
+        learning_rate=1e-5, coarse_to_fine=False, vgg_weights=vgg_file, style_strength=strength)))
+    predicted = napari_nst.stylize(content, style, **FAST, style_strength=strength)
+    plain = working(content)
+    expected = strength * predicted + (1.0 - strength) * plain
+    assert first.step == 1 and first.image.shape == expected.shape == (48, 64, 3)
+    np.testing.assert_allclose(first.image, expected, atol=1e-4)
+    if strength > 0:  # not the content's start
+        assert np.abs(first.image - plain).mean() > 0.03 * strength
+
+
+@pytest.mark.shared
 def test_device_is_honoured(env, content, style):
     with pytest.raises(napari_nst.DeviceError):
         napari_nst.stylize(content, style, method="predict", device="cuda:7", size=64)
-    if not torch.cuda.is_available():
-        return
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no CUDA device: the GPU half of the device test (cuda vs cpu) was not run")
+def test_a_cuda_run_matches_the_cpu_run(env, content, style):
     on_gpu = napari_nst.stylize(content, style, **{**FAST, "device": "cuda"})
     np.testing.assert_allclose(on_gpu, napari_nst.stylize(content, style, **FAST), atol=2e-3)
 
@@ -514,7 +537,10 @@ def test_predict_results_carry_provenance(env, content, style):
     final = list(napari_nst.iterate(content, style, **FAST))[-1]
     assert final.info == {"method": "predict", "device": "cpu", "precision": "float32",
                           "weights": f"file:{MAGENTA_PREDICTOR.filename} + "
-                                     f"file:{MAGENTA_TRANSFORMER.filename}"}
+                                     f"file:{MAGENTA_TRANSFORMER.filename}",
+                          "weights_sha256": {MAGENTA_PREDICTOR.filename: MAGENTA_PREDICTOR.sha256,
+                                             MAGENTA_TRANSFORMER.filename:
+                                                 MAGENTA_TRANSFORMER.sha256}}
 
 
 @pytest.mark.shared

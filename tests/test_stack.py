@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import napari_nst
-from tests.helpers import shared_image, shared_path
+from tests.helpers import magenta_weights_dir, shared_image, shared_path
 
 QUICK = dict(size=32, steps=3, device="cpu", coarse_to_fine=False, min_working_size=32, init="content")
 
@@ -154,7 +154,7 @@ def test_a_plane_that_ends_after_the_stop_is_counted(random_vgg, style, monkeypa
 
 
 def test_rgb_predict_stack_shares_one_embedding(style, monkeypatch):
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     photo = shared_image("tubingen.jpg", 64)
     stack = np.stack([photo, photo[::-1], photo[:, ::-1]])
     frames = napari_nst.stylize_stack(stack, style, method="predict", size=48, device="cpu",
@@ -278,7 +278,7 @@ def _consecutive_flicker(frames: np.ndarray, shift: int) -> float:
 
 
 def test_temporal_term_steadies_a_predicted_pan(style, monkeypatch):
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     photo = shared_image("golden_gate.jpg", 96)
     pan = np.stack([photo[:64, 3 * i:3 * i + 64] for i in range(4)])
     options = dict(method="predict", size=64, device="cpu")
@@ -302,7 +302,7 @@ def test_predict_pulls_a_plane_at_the_features_and_at_the_pixels(style, monkeypa
     from napari_nst.engine.motion import Carry, blend_with_previous, follow_motion
     from napari_nst.engine.methods.predict.style_embedding import embed
 
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     photo = shared_image("tubingen.jpg", 96)[:64, :64]
     noise = np.random.default_rng(0).normal(0, 12, photo.shape)
     planes = np.stack([photo, np.clip(photo + noise, 0, 255).astype(np.uint8)])  # a noisy twin
@@ -408,7 +408,8 @@ def test_one_shot_methods_on_the_cluster_give_the_local_result(cluster, style, m
                                                                   monkeypatch):
     """The style target (embeddings, universal's statistics) travels to the workers; each
     worker loads the networks itself from the weights folder."""
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    weights = magenta_weights_dir() if method == "predict" else shared_path("weights")
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(weights))
     stack = _stack()
     settings = dict(method=method, size=48, device="cpu", temporal_weight=0)
     local = _one_thread(lambda: napari_nst.stylize_stack(stack, style, **settings))
@@ -485,7 +486,7 @@ def test_huge_planes_stream_tile_by_tile_without_seams(style, monkeypatch, tmp_p
     from napari_nst.engine import stack as stack_module
     from napari_nst.engine import stack_io
 
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     photo = shared_image("tubingen.jpg", 300)  # 300 x 225
     planes = np.stack([photo, photo[::-1]]).astype(np.uint16) * 200  # uint16, RGB
     if not colour:
@@ -527,7 +528,7 @@ def test_huge_planes_resized_stream_through_files_too(style, monkeypatch, tmp_pa
     from napari_nst.engine import stack as stack_module
     from napari_nst.engine import stack_io
 
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     photo = shared_image("tubingen.jpg", 300)  # 300 x 225
     planes = np.stack([photo, photo[::-1]]).astype(np.uint16) * 200
     options = dict(method="predict", size=200, tile_size=128, device="cpu",
@@ -563,7 +564,7 @@ def test_a_streamed_plane_is_read_by_tiles(style, monkeypatch, tmp_path, given):
     from napari_nst.engine import stack as stack_module
     from napari_nst.engine import stack_io
 
-    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
+    monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     plane = np.tile(shared_image("tubingen.jpg", 400), (2, 2, 1))[:600, :800]  # uint8 RGB
     monkeypatch.setattr(predict_module, "STREAM_PIXELS", 100 * 100)
     monkeypatch.setattr(predict_module, "STREAM_BLOCK", 128)
