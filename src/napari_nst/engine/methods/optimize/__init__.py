@@ -103,8 +103,11 @@ class Optimize(Method):
 
 
 def start_settings(settings):
-    """The settings of the run that makes the start image of ``init=<a method>``."""
-    return settings.replace(method=settings.init, init="content", output_range="unit")
+    """The settings of the run that makes the start image of ``init=<a method>``: at full
+    strength, as ``start_from`` mixes it with the content by ``style_strength`` (once: the
+    other method's own strength knob is not applied on top)."""
+    return settings.replace(method=settings.init, init="content", output_range="unit",
+                            style_strength=1.0)
 
 
 def start_from(content, target: OptimizeTarget, settings, device) -> tuple[np.ndarray, dict]:
