@@ -802,21 +802,22 @@ def test_result_names_say_pair_method_and_what_differs():
     settings' order, in short words; the widget's baseline is its own defaults."""
     from types import SimpleNamespace
 
-    from napari_nst._naming import differing_settings, run_name
+    from napari_nst._naming import run_name
+    from napari_nst.settings import name_words
 
     job = SimpleNamespace(label="tubingen × starry_night")
     assert run_name(job, Settings(method="predict", style_strength=0.3)) == \
         "tubingen × starry_night · predict · strength 0.3"
     assert run_name(job, Settings(method="predict", steps=50)) == \
         "tubingen × starry_night · predict"  # predict does not read steps
-    assert differing_settings(Settings(steps=50, keep_colors=True, init="content",
+    assert name_words(Settings(steps=50, keep_colors=True, init="content",
                                        style_layers=("conv1_1",), min_size=64), Settings()) == [
         "steps 50", "keep colors", "init content", "style layers conv1_1"]  # min size: only
     # with coarse-to-fine
     distilled = Settings(network="vgg19-distilled")
-    assert differing_settings(distilled, Settings()) == ["network vgg19-distilled"]
-    assert differing_settings(distilled, distilled) == []
-    assert differing_settings(Settings(init_image=np.zeros((4, 4))), Settings()) == [
+    assert name_words(distilled, Settings()) == ["network vgg19-distilled"]
+    assert name_words(distilled, distilled) == []
+    assert name_words(Settings(init_image=np.zeros((4, 4))), Settings()) == [
         "init content", "start image"]
 
 
