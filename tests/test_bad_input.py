@@ -269,3 +269,23 @@ def test_the_reader_names_the_file_once(tmp_path):
         read_tflite(path)
     assert str(caught.value).count("broken.tflite") == 1
     assert caught.value.path == path and "broken.tflite" not in caught.value.reason
+
+
+def test_a_stack_with_nothing_labelled_warns_once(magenta_weights):
+    """A whole stack whose labels are all 0 says so once, not once per plane."""
+    import warnings
+
+    import napari_nst
+    from tests.helpers import shared_image
+
+    content = shared_image("tubingen.jpg", 64)
+    stack = np.stack([content] * 3)
+    labels = np.zeros(content.shape[:2], np.uint8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = napari_nst.stylize_stack(stack, shared_image("starry_night.jpg", 64),
+                                          regions=labels, method="predict", size=64,
+                                          device="cpu", temporal_weight=0)
+    unlabelled = [w for w in caught if "no pixel is labelled" in str(w.message)]
+    assert len(unlabelled) == 1
+    assert np.isfinite(np.asarray(result)).all()

@@ -159,13 +159,18 @@ def test_cli_sweep_writes_the_sheet(tmp_path, capsys, magenta_weights):
     assert main(["sweep", str(content), str(style), "--rows", "style_strength=0;1",
                  "--cols", "method=predict;universal", "-o", str(out), "--size", "64",
                  "--device", "cpu"]) == 0
-    assert "cell 4/4" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "sweep: 4 cells, one pass each" in err and "cell 4/4" in err  # the cost first
     sheet = np.asarray(Image.open(out))
     assert sheet.shape[0] > 2 * 48 and sheet.shape[1] > 2 * 64
     assert main(["sweep", str(content), "--preset", "fig1-content", "-o", str(out), "--size",
                  "64", "--steps", "4", "--network", "vgg19-distilled", "--min-working-size",
                  "64", "--device", "cpu"]) == 0
-    assert "cell 5/5" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "sweep: 5 cells x 4 optimisation steps at 64 px" in err and "cell 5/5" in err
+    # the style preset reconstructs the style: without one it says so (it took the content)
+    assert main(["sweep", str(content), "--preset", "fig1-style", "-o", str(out)]) == 2
+    assert "fig1-style preset reconstructs the style image" in capsys.readouterr().err
     assert main(["sweep", str(content), str(style), "--rows", "colour=1;2", "-o",
                  str(out)]) == 2
     assert "'colour' is not a setting" in capsys.readouterr().err

@@ -35,7 +35,8 @@ def add_sweep_parser(commands) -> None:
                     "sets. Ctrl-C writes the cells done.")
     parser.add_argument("content", type=Path, help="content image file")
     parser.add_argument("style", type=Path, nargs="?", default=None,
-                        help="style image file (not needed for the fig1-content preset)")
+                        help="style image file (not needed for the fig1-content preset; the "
+                        "fig1-style preset reconstructs it)")
     parser.add_argument("-o", "--output", type=Path, required=True,
                         help="the contact sheet (.png or .jpg)")
     parser.add_argument("--rows", type=_axis, default=None, metavar="NAME=V1;V2;...")
@@ -76,7 +77,8 @@ def sweep_command(args: argparse.Namespace) -> int:
 
 def _start_sweep(args: argparse.Namespace):
     """The sweep's (result, steps) from the arguments; ValueError for bad input."""
-    from ..engine.explore import PRESETS, iter_sweep, parse_values, reconstruction_sweep
+    from ..engine.explore import (PRESETS, iter_sweep, parse_values, reconstruction_sweep,
+                                  sweep_cost)
     from ..io import check_writable, read_image
 
     options = settings_options(args)
@@ -97,12 +99,17 @@ def _start_sweep(args: argparse.Namespace):
     if rows is None and cols is None:
         raise ValueError("nothing to sweep: give --rows NAME=V1;V2 (and --cols), or --preset")
     if kind is not None:
-        image = read_image(args.style) if kind == "style" and args.style else content
+        if kind == "style" and args.style is None:
+            raise ValueError(f"the {args.preset} preset reconstructs the style image's textures: "
+                             "give a style image file after the content")
+        image = read_image(args.style) if kind == "style" else content
         content, style, cols, settings = reconstruction_sweep(image, kind, **options)
     else:
         if args.style is None:
             raise ValueError("a style image file is needed (only fig1-content works "
                              "without one)")
         style, settings = read_image(args.style), options
-    return iter_sweep(content, style, rows, cols, max_cells=args.max_cells, title=title,
-                      **settings)
+    sweep = iter_sweep(content, style, rows, cols, max_cells=args.max_cells, title=title,
+                       **settings)
+    print(f"sweep: {sweep_cost(rows, cols, **settings)}", file=sys.stderr)
+    return sweep

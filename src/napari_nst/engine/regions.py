@@ -114,6 +114,21 @@ def _label_key(key) -> int:
     return int(key)
 
 
+def warn_if_unlabelled(present, assignment: StyleAssignment, name: str = "regions",
+                       stacklevel: int = 3) -> bool:
+    """Warn, and say so, when no pixel is labelled: ``present`` (the label values that occur)
+    is only 0, and no style is given for 0, so the content comes back unchanged."""
+    present = np.asarray(present)
+    groups = assignment.for_labels(present)
+    if present.size and present.max() == 0 and not any(0 in g.labels for g in groups):
+        warnings.warn(f"{name}: no pixel is labelled (every value is 0, the background), so "
+                      "the content is kept unchanged; paint labels (1, 2, ...) where the "
+                      "styles should go, or run without regions to style the whole image",
+                      UserWarning, stacklevel=stacklevel)
+        return True
+    return False
+
+
 def check_not_negative(labels: np.ndarray, name: str = "regions") -> None:
     if np.issubdtype(labels.dtype, np.signedinteger) and labels.size and labels.min() < 0:
         raise ValueError(f"{name}: label values below 0 (min {int(labels.min())}); labels are "
@@ -176,13 +191,8 @@ class Regions:
         fitted = fitted_labels(labels, content_shape, name, to=shape)
         present = np.unique(fitted)
         groups = assignment.for_labels(present)
-        unlabelled = not present[-1] and not any(0 in group.labels for group in groups)
-        if warn and unlabelled:
-            warnings.warn(f"{name}: no pixel is labelled (every value is 0, the background), so "
-                          "the content is kept unchanged; paint labels (1, 2, ...) where the "
-                          "styles should go, or run without regions to style the whole image",
-                          UserWarning, stacklevel=3)
-        elif warn and assignment.named is not None:
+        if warn and not warn_if_unlabelled(present, assignment, name, stacklevel=4) \
+                and assignment.named is not None:
             missing = sorted(set(assignment.named) - {int(v) for v in present})
             if missing:
                 warnings.warn(f"{name}: label(s) {', '.join(map(str, missing))} of the style "

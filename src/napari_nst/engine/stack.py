@@ -237,6 +237,7 @@ def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None
                          f"are too small; each side needs at least {MIN_SIDE} pixels")
     if 0 in lazy.shape[:leading]:
         raise ValueError(f"content: the stack of shape {lazy.shape} has no planes")
+    from .regions import warn_if_unlabelled
     from .run import check_regions_size, prepare_inputs, style_inputs
 
     style_images, assignment = style_inputs(style, settings)
@@ -244,6 +245,10 @@ def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None
     if assignment is not None:
         regions = _stack_regions(settings.regions, lazy.shape[:leading + 2], leading)
         check_regions_size((height, width), settings)
+        # the planes do not warn one by one: once for the stack (labels in memory: a store's
+        # are read plane by plane, not scanned here)
+        if isinstance(regions, np.ndarray) and not regions.any():
+            warn_if_unlabelled([0], assignment, stacklevel=4)
         settings = settings.replace(regions=None, style_blend=None)  # blends: the assignment's
     corner = np.asarray(lazy[(0,) * leading + (slice(0, 64), slice(0, 64))])
     _, styles, _ = prepare_inputs(corner, style_images, settings)  # checks dtype and styles
