@@ -26,8 +26,7 @@ def main() -> None:
     viewer.add_image(load("tubingen.jpg", 256), name="tubingen", rgb=True)
     viewer.add_image(load("starry_night.jpg", 256), name="starry night", rgb=True)
     _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
-    for name, value in dict(device="cpu", network="vgg19-distilled", size=128,
-                            steps=100).items():
+    for name, value in dict(device="cpu", network="vgg19-distilled", size=128, steps=100).items():
         widget.controls[name].value = value
     widget.show_advanced.value = True
     widget.controls["min_working_size"].value = 128

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-
 from napari_session import REPO, fresh_session, load
 
 
@@ -25,13 +24,13 @@ def sky_and_river(content: np.ndarray) -> np.ndarray:
     rgb = content.astype(np.float32)
     height = content.shape[0]
     blue = (rgb[..., 2] > rgb[..., 0] + 25) & (rgb[..., 2] > 120)
-    blue[height // 2:] = False
+    blue[height // 2 :] = False
     blue = morphology.opening(blue, morphology.disk(2))
     parts = measure.label(blue)
     top = set(np.unique(parts[0])) - {0}
     labels = np.zeros(content.shape[:2], np.uint8)
     labels[np.isin(parts, list(top))] = 1
-    labels[int(height * 0.76):] = 2
+    labels[int(height * 0.76) :] = 2
     return labels
 
 
@@ -46,12 +45,19 @@ def main() -> None:
     viewer.window._qt_window.resize(1500, 900)
     viewer.add_image(content, name="tubingen", rgb=True)
     width = content.shape[1]
-    viewer.add_image(load("starry_night.jpg", 256), name="starry night", rgb=True,
-                     translate=(content.shape[0] + 24, 0))
-    viewer.add_image(load("the_scream.jpg", 256), name="the scream", rgb=True,
-                     translate=(content.shape[0] + 24, 280))
-    labels = viewer.add_labels(np.zeros(content.shape[:2], np.uint8), name="regions",
-                               opacity=0.35)
+    viewer.add_image(
+        load("starry_night.jpg", 256),
+        name="starry night",
+        rgb=True,
+        translate=(content.shape[0] + 24, 0),
+    )
+    viewer.add_image(
+        load("the_scream.jpg", 256),
+        name="the scream",
+        rgb=True,
+        translate=(content.shape[0] + 24, 280),
+    )
+    labels = viewer.add_labels(np.zeros(content.shape[:2], np.uint8), name="regions", opacity=0.35)
     _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     widget.controls["device"].value = "cpu"
     widget.controls["method"].value = "universal"

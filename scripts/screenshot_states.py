@@ -27,15 +27,15 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "states"
 def dismiss_notifications(app) -> None:
     from napari._qt.dialogs.qt_notification import NapariQtNotification
 
-    for toast in app.topLevelWidgets() + [w for t in app.topLevelWidgets()
-                                           for w in t.findChildren(NapariQtNotification)]:
+    for toast in app.topLevelWidgets() + [
+        w for t in app.topLevelWidgets() for w in t.findChildren(NapariQtNotification)
+    ]:
         if isinstance(toast, NapariQtNotification):
             toast.close()
 
 
 def main() -> None:
     import napari
-
     from napari_session import fresh_session
 
     app, settle = fresh_session()
@@ -71,8 +71,12 @@ def main() -> None:
     widget.controls["method"].value = "optimize"
     widget.controls["network"].value = "vgg19-distilled"
     widget.run()
-    halfway = lambda: any(layer.metadata.get("napari_nst", {}).get("step") == 10  # noqa: E731
-                          for layer in viewer.layers)
+
+    def halfway():
+        return any(
+            layer.metadata.get("napari_nst", {}).get("step") == 10 for layer in viewer.layers
+        )
+
     wait_run(until=halfway)
     shot("3_optimize_midway.jpg")
     wait_run()

@@ -14,8 +14,11 @@ def litert_interpreter(path, threads: int = 2, keep_intermediates: bool = False)
     """An allocated ai-edge-litert interpreter for ``path`` (ImportError when not installed)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path), num_threads=threads,
-                              experimental_preserve_all_tensors=keep_intermediates)
+    interpreter = Interpreter(
+        model_path=str(path),
+        num_threads=threads,
+        experimental_preserve_all_tensors=keep_intermediates,
+    )
     interpreter.allocate_tensors()
     return interpreter
 
@@ -35,8 +38,9 @@ def litert_transfer(interpreter, content: np.ndarray, embedding: np.ndarray) -> 
     """The stylised (384, 384, 3) image for a (384, 384, 3) content and a 100-d embedding."""
     inputs = _inputs(interpreter)
     interpreter.set_tensor(inputs[TRANSFER_CONTENT], content[None].astype(np.float32))
-    interpreter.set_tensor(inputs[TRANSFER_EMBEDDING],
-                           embedding.reshape(1, 1, 1, -1).astype(np.float32))
+    interpreter.set_tensor(
+        inputs[TRANSFER_EMBEDDING], embedding.reshape(1, 1, 1, -1).astype(np.float32)
+    )
     interpreter.invoke()
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].copy()
 
@@ -61,6 +65,6 @@ def square_image(rgb: np.ndarray, size: int) -> np.ndarray:
     height, width = rgb.shape[:2]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    image = Image.fromarray(rgb[top:top + side, left:left + side])
+    image = Image.fromarray(rgb[top : top + side, left : left + side])
     image = image.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.float32) / 255.0

@@ -28,7 +28,9 @@ def gui_session(tmp_path, monkeypatch) -> None:
     """For napari tests: a display (else skip, fail in CI) and a fresh config folder, so widget
     values saved by one test do not reach the next."""
     if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
-        skip_or_fail("no display: napari tests need Xvfb (apt-get install xvfb; pytest-xvfb starts it)")
+        skip_or_fail(
+            "no display: napari tests need Xvfb (apt-get install xvfb; pytest-xvfb starts it)"
+        )
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
 
@@ -36,7 +38,9 @@ def shared_path(*parts) -> Path:
     """Path under ../shared, or skip (fail in CI) when it is absent."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        skip_or_fail(f"{path} is missing: ../shared (test images and weights) is not beside the repo")
+        skip_or_fail(
+            f"{path} is missing: ../shared (test images and weights) is not beside the repo"
+        )
     return path
 
 
@@ -48,9 +52,11 @@ def magenta_weights_dir() -> Path:
     folder = shared_path("weights")
     for entry in (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER):
         if not (folder / entry.filename).is_file():
-            skip_or_fail(f"{folder / entry.filename} is missing: predict, and optimize's default "
-                         "start (init='predict'), need the Magenta weights "
-                         "(../shared/weights/README.md)")
+            skip_or_fail(
+                f"{folder / entry.filename} is missing: predict, and optimize's default "
+                "start (init='predict'), need the Magenta weights "
+                "(../shared/weights/README.md)"
+            )
     return folder
 
 
@@ -62,8 +68,10 @@ def shared_image(name: str, size: int | None = None) -> np.ndarray:
         image = image.convert("RGB")
         if size is not None:
             scale = size / max(image.size)
-            image = image.resize((max(16, round(image.width * scale)), max(16, round(image.height * scale))),
-                                 Image.Resampling.LANCZOS)
+            image = image.resize(
+                (max(16, round(image.width * scale)), max(16, round(image.height * scale))),
+                Image.Resampling.LANCZOS,
+            )
         return np.asarray(image)
 
 
@@ -89,7 +97,8 @@ class Mirror:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder))
+        )
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

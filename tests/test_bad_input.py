@@ -20,8 +20,7 @@ from tests.helpers import magenta_weights_dir, shared_image, shared_path
 
 SIZE = 64
 #: A short run per method at 64 px; optimize on the distilled VGG-19, a few steps.
-QUICK = {"predict": {}, "universal": {},
-         "optimize": {"steps": 3, "network": "vgg19-distilled"}}
+QUICK = {"predict": {}, "universal": {}, "optimize": {"steps": 3, "network": "vgg19-distilled"}}
 
 
 def quick(method: str, **settings) -> dict:
@@ -56,31 +55,40 @@ def _kept(result, content, cols) -> bool:
 
 # --- large label ids ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [np.uint32, np.uint64])
 @pytest.mark.parametrize("method", ["predict", "universal", "optimize"])
-def test_a_label_above_int32_is_styled_like_any_other(shared_weights, content, starry, method,
-                                                      dtype):
+def test_a_label_above_int32_is_styled_like_any_other(
+    shared_weights, content, starry, method, dtype
+):
     if method != "universal":  # optimize: its default start, init="predict"
         magenta_weights_dir()
-    big = napari_nst.stylize(content, {3_000_000_000: starry},
-                             regions=_right_half(content, 3_000_000_000, dtype), **quick(method))
-    small = napari_nst.stylize(content, {7: starry}, regions=_right_half(content, 7, np.uint8),
-                               **quick(method))
+    big = napari_nst.stylize(
+        content,
+        {3_000_000_000: starry},
+        regions=_right_half(content, 3_000_000_000, dtype),
+        **quick(method),
+    )
+    small = napari_nst.stylize(
+        content, {7: starry}, regions=_right_half(content, 7, np.uint8), **quick(method)
+    )
     assert big.shape == (48, 64, 3) and np.isfinite(big).all()
     assert _kept(big, content, slice(0, 24))
     assert not _kept(big, content, slice(40, 64))  # styled
     np.testing.assert_allclose(big, small, atol=1e-5)  # exactly as label 7 would be
 
 
-def test_uint64_ids_that_differ_by_2_to_the_32_are_distinct(magenta_weights, content, starry,
-                                                           scream):
+def test_uint64_ids_that_differ_by_2_to_the_32_are_distinct(
+    magenta_weights, content, starry, scream
+):
     labels = np.zeros(content.shape[:2], np.uint64)
     labels[:, :32] = 1
     labels[:, 32:] = 2**32 + 1  # 1 in its low 32 bits
     one_kept = napari_nst.stylize(content, {1: starry}, regions=labels, **quick("predict"))
     assert not _kept(one_kept, content, slice(0, 24)) and _kept(one_kept, content, slice(40, 64))
-    both = napari_nst.stylize(content, {1: starry, 2**32 + 1: scream}, regions=labels,
-                              **quick("predict"))
+    both = napari_nst.stylize(
+        content, {1: starry, 2**32 + 1: scream}, regions=labels, **quick("predict")
+    )
     only_scream = napari_nst.stylize(content, scream, **quick("predict"))
     assert np.abs(both[:, 40:] - only_scream[:, 40:]).max() < 1e-5
     assert np.abs(both[:, :24] - one_kept[:, :24]).max() < 1e-5
@@ -93,8 +101,9 @@ def test_uint64_ids_beyond_float64_precision_map_to_their_own_groups():
     styles = [np.zeros((16, 16, 3)), np.ones((16, 16, 3))]
     _, assignment = assign_styles({1: styles[0], 2**32 + 1: styles[1], 2**60: styles[0]}, None)
     regions = Regions.of(labels, (16, 80), (16, 80), assignment, edge=0.0)
-    groups = {label: number for number, group in enumerate(regions.groups)
-              for label in group.labels}
+    groups = {
+        label: number for number, group in enumerate(regions.groups) for label in group.labels
+    }
     index = regions.index_map()[0, ::16]
     kept = len(regions.groups)
     assert list(index) == [groups[1], groups[2**32 + 1], groups[2**60], kept, kept]
@@ -124,8 +133,9 @@ def test_a_run_with_a_label_near_2e9_stays_small(magenta_weights, content, starr
     napari_nst.stylize(content, {2_000_000_000: starry}, regions=labels, **quick("predict"))
     tracemalloc.start()  # the second run: the networks are loaded
     try:
-        result = napari_nst.stylize(content, {2_000_000_000: starry}, regions=labels,
-                                    **quick("predict"))
+        result = napari_nst.stylize(
+            content, {2_000_000_000: starry}, regions=labels, **quick("predict")
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -135,18 +145,24 @@ def test_a_run_with_a_label_near_2e9_stays_small(magenta_weights, content, starr
 
 # --- nothing labelled -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("style_of", [lambda s: s, lambda s: {1: s}],
-                         ids=["one style", "a style dict"])
+
+@pytest.mark.parametrize(
+    "style_of", [lambda s: s, lambda s: {1: s}], ids=["one style", "a style dict"]
+)
 @pytest.mark.parametrize("method", ["predict", "universal"])
-def test_all_zero_labels_warn_and_keep_the_content(shared_weights, content, starry, method,
-                                                   style_of):
+def test_all_zero_labels_warn_and_keep_the_content(
+    shared_weights, content, starry, method, style_of
+):
     if method == "predict":
         magenta_weights_dir()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = napari_nst.stylize(content, style_of(starry),
-                                    regions=np.zeros(content.shape[:2], np.uint32),
-                                    **quick(method))
+        result = napari_nst.stylize(
+            content,
+            style_of(starry),
+            regions=np.zeros(content.shape[:2], np.uint32),
+            **quick(method),
+        )
     messages = [str(w.message) for w in caught if str(w.message).startswith("regions")]
     assert len(messages) == 1, messages  # this one, not also "label 1 does not occur"
     assert "no pixel is labelled" in messages[0] and "kept unchanged" in messages[0]
@@ -156,20 +172,22 @@ def test_all_zero_labels_warn_and_keep_the_content(shared_weights, content, star
 
 def test_all_zero_labels_warn_with_pytest_warns(magenta_weights, content, starry):
     with pytest.warns(UserWarning, match="no pixel is labelled.*content is kept unchanged"):
-        napari_nst.stylize(content, starry, regions=np.zeros(content.shape[:2], bool),
-                           **quick("predict"))
+        napari_nst.stylize(
+            content, starry, regions=np.zeros(content.shape[:2], bool), **quick("predict")
+        )
 
 
 def test_all_zero_labels_with_a_background_style_do_not_warn(magenta_weights, content, starry):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        result = napari_nst.stylize(content, {0: starry},
-                                    regions=np.zeros(content.shape[:2], np.uint8),
-                                    **quick("predict"))
+        result = napari_nst.stylize(
+            content, {0: starry}, regions=np.zeros(content.shape[:2], np.uint8), **quick("predict")
+        )
     assert not _kept(result, content, slice(0, 64))  # label 0 is styled: the whole image
 
 
 # --- NaN pixels -----------------------------------------------------------------------------------
+
 
 def _with_nan(image: np.ndarray, rows, cols, channel=None) -> np.ndarray:
     data = image.astype(np.float32) / 255.0
@@ -184,9 +202,11 @@ def test_nan_pixels_in_the_content_warn_with_their_count(magenta_weights, conten
     data = _with_nan(content, slice(0, 4), slice(0, 5))  # 20 pixels, every channel
     data[10, 10, 1] = np.nan  # one more pixel, one channel
     pixels = 48 * 64
-    with pytest.warns(UserWarning,
-                      match=rf"content: 21 of {pixels} pixels \(0\.684%\) are NaN; they are "
-                            "treated as the low end of the intensity window"):
+    with pytest.warns(
+        UserWarning,
+        match=rf"content: 21 of {pixels} pixels \(0\.684%\) are NaN; they are "
+        "treated as the low end of the intensity window",
+    ):
         result = napari_nst.stylize(data, starry, **quick("predict"))
     assert result.shape == (48, 64, 3) and np.isfinite(result).all()
 
@@ -229,8 +249,10 @@ def test_no_nan_no_warning(content):
 
 # --- corrupt .tflite files ------------------------------------------------------------------------
 
-_TFLITE = {"predictor": "magenta_arbitrary-image-stylization-v1-256_int8_prediction_1.tflite",
-           "transformer": "magenta_arbitrary-image-stylization-v1-256_int8_transfer_1.tflite"}
+_TFLITE = {
+    "predictor": "magenta_arbitrary-image-stylization-v1-256_int8_prediction_1.tflite",
+    "transformer": "magenta_arbitrary-image-stylization-v1-256_int8_transfer_1.tflite",
+}
 
 
 def _corrupt_file(tmp_path, kind: str, how: str):
@@ -239,18 +261,21 @@ def _corrupt_file(tmp_path, kind: str, how: str):
         path.write_bytes(np.random.default_rng(0).bytes(4096))
     else:  # a download cut off half way
         raw = shared_path("weights", _TFLITE[kind]).read_bytes()
-        path.write_bytes(raw[:len(raw) // 2])
+        path.write_bytes(raw[: len(raw) // 2])
     return path
 
 
 @pytest.mark.parametrize("how", ["random bytes", "truncated"])
 @pytest.mark.parametrize("kind", ["predictor", "transformer"])
-def test_a_corrupt_tflite_file_gives_one_clear_error(magenta_weights, tmp_path, content, starry,
-                                                     kind, how):
+def test_a_corrupt_tflite_file_gives_one_clear_error(
+    magenta_weights, tmp_path, content, starry, kind, how
+):
     path = _corrupt_file(tmp_path, kind, how)
-    with pytest.raises(WeightsError, match=rf"cannot read the Magenta .* {kind} \(.*\) from .*"
-                                           r"not a valid TFLite model .*truncated or corrupt"
-                       ) as caught:
+    with pytest.raises(
+        WeightsError,
+        match=rf"cannot read the Magenta .* {kind} \(.*\) from .*"
+        r"not a valid TFLite model .*truncated or corrupt",
+    ) as caught:
         napari_nst.stylize(content, starry, **quick("predict"), **{f"{kind}_weights": path})
     message = str(caught.value)
     assert message.count(path.name) == 1  # named once: not an error wrapping an error
@@ -283,9 +308,15 @@ def test_a_stack_with_nothing_labelled_warns_once(magenta_weights):
     labels = np.zeros(content.shape[:2], np.uint8)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = napari_nst.stylize_stack(stack, shared_image("starry_night.jpg", 64),
-                                          regions=labels, method="predict", size=64,
-                                          device="cpu", temporal_weight=0)
+        result = napari_nst.stylize_stack(
+            stack,
+            shared_image("starry_night.jpg", 64),
+            regions=labels,
+            method="predict",
+            size=64,
+            device="cpu",
+            temporal_weight=0,
+        )
     unlabelled = [w for w in caught if "no pixel is labelled" in str(w.message)]
     assert len(unlabelled) == 1
     assert np.isfinite(np.asarray(result)).all()

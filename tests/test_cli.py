@@ -28,8 +28,20 @@ from napari_nst.io import read_image
 from tests.helpers import shared_image, shared_path, skip_or_fail
 
 # the CLI's mechanics from the content (the default predict start needs Magenta's weights)
-QUICK = ["--size", "32", "--steps", "3", "--device", "cpu", "-q", "--no-coarse-to-fine",
-         "--init", "content", "--min-working-size", "32"]
+QUICK = [
+    "--size",
+    "32",
+    "--steps",
+    "3",
+    "--device",
+    "cpu",
+    "-q",
+    "--no-coarse-to-fine",
+    "--init",
+    "content",
+    "--min-working-size",
+    "32",
+]
 
 
 def run_cli(argv) -> int:
@@ -52,9 +64,28 @@ def images(tmp_path):
 def test_png_round_trip_with_intermediates(images, vgg_file, tmp_path, capsys, magenta_weights):
     content, style = images
     out = tmp_path / "out.png"
-    code = main(["stylize", str(content), str(style), "-o", str(out), "--vgg-weights", str(vgg_file),
-                 "--size", "32", "--steps", "4", "--save-every", "2", "--device", "cpu",
-                 "--no-coarse-to-fine", "--min-working-size", "32"])
+    code = main(
+        [
+            "stylize",
+            str(content),
+            str(style),
+            "-o",
+            str(out),
+            "--vgg-weights",
+            str(vgg_file),
+            "--size",
+            "32",
+            "--steps",
+            "4",
+            "--save-every",
+            "2",
+            "--device",
+            "cpu",
+            "--no-coarse-to-fine",
+            "--min-working-size",
+            "32",
+        ]
+    )
     assert code == 0
     result = np.asarray(Image.open(out))
     assert result.shape == (24, 32, 3) and result.dtype == np.uint8
@@ -65,29 +96,60 @@ def test_png_round_trip_with_intermediates(images, vgg_file, tmp_path, capsys, m
 
 def test_16bit_tiff_in_and_out(images, vgg_file, tmp_path):
     content, style = images
-    gray16 = (np.asarray(Image.open(content).convert("L")).astype(np.uint16) * 257)[:, :] // 4 + 1000
+    gray16 = (np.asarray(Image.open(content).convert("L")).astype(np.uint16) * 257)[
+        :, :
+    ] // 4 + 1000
     tif = tmp_path / "gray16.tif"
     tifffile.imwrite(tif, gray16)
     out = tmp_path / "out.tif"
-    assert main(["stylize", str(tif), str(style), "-o", str(out), "--vgg-weights", str(vgg_file),
-                 *QUICK]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                str(tif),
+                str(style),
+                "-o",
+                str(out),
+                "--vgg-weights",
+                str(vgg_file),
+                *QUICK,
+            ]
+        )
+        == 0
+    )
     result = tifffile.imread(out)
     assert result.dtype == np.uint16 and result.ndim == 2  # grayscale in, grayscale 16-bit out
     assert result.max() > 255  # really uses the 16-bit range
     rgb16 = tmp_path / "rgb16.tif"
     tifffile.imwrite(rgb16, (np.asarray(Image.open(content)).astype(np.uint16) * 257))
     out8 = tmp_path / "out8.jpg"
-    assert main(["stylize", str(rgb16), str(style), "-o", str(out8), "--vgg-weights", str(vgg_file),
-                 *QUICK]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                str(rgb16),
+                str(style),
+                "-o",
+                str(out8),
+                "--vgg-weights",
+                str(vgg_file),
+                *QUICK,
+            ]
+        )
+        == 0
+    )
     assert np.asarray(Image.open(out8)).shape == (24, 32, 3)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--steps", "0"], "steps=0 is out of range"),
-    (["--device", "cuda:7"], "cuda:7"),
-    (["--optimizer", "sgd"], "invalid choice"),
-    (["--bit-depth", "16"], "16-bit output needs a .tif"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--steps", "0"], "steps=0 is out of range"),
+        (["--device", "cuda:7"], "cuda:7"),
+        (["--optimizer", "sgd"], "invalid choice"),
+        (["--bit-depth", "16"], "16-bit output needs a .tif"),
+    ],
+)
 def test_bad_arguments_exit_2(images, tmp_path, capsys, args, message):
     content, style = images
     assert run_cli(["stylize", str(content), str(style), "-o", str(tmp_path / "o.png"), *args]) == 2
@@ -96,7 +158,10 @@ def test_bad_arguments_exit_2(images, tmp_path, capsys, args, message):
 
 def test_bad_input_files_exit_2(images, tmp_path, capsys):
     content, style = images
-    assert main(["stylize", str(tmp_path / "missing.png"), str(style), "-o", str(tmp_path / "o.png")]) == 2
+    assert (
+        main(["stylize", str(tmp_path / "missing.png"), str(style), "-o", str(tmp_path / "o.png")])
+        == 2
+    )
     assert "no such file" in capsys.readouterr().err
     tiny = tmp_path / "tiny.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tiny)
@@ -118,11 +183,37 @@ def test_bad_weights_file_exits_2(images, tmp_path, capsys):
     corrupt = tmp_path / "vgg.pth"
     corrupt.write_bytes(b"\0" * 100)
     out = tmp_path / "o.png"
-    assert main(["stylize", str(content), str(style), "-o", str(out), "--vgg-weights", str(corrupt),
-                 *QUICK]) == 2
+    assert (
+        main(
+            [
+                "stylize",
+                str(content),
+                str(style),
+                "-o",
+                str(out),
+                "--vgg-weights",
+                str(corrupt),
+                *QUICK,
+            ]
+        )
+        == 2
+    )
     assert "cannot read weights" in capsys.readouterr().err
-    assert main(["stylize", str(content), str(style), "-o", str(out), "--vgg-weights",
-                 str(tmp_path / "missing.pth"), *QUICK]) == 2
+    assert (
+        main(
+            [
+                "stylize",
+                str(content),
+                str(style),
+                "-o",
+                str(out),
+                "--vgg-weights",
+                str(tmp_path / "missing.pth"),
+                *QUICK,
+            ]
+        )
+        == 2
+    )
     assert "missing.pth does not exist" in capsys.readouterr().err
     assert not out.exists()
 
@@ -130,8 +221,21 @@ def test_bad_weights_file_exits_2(images, tmp_path, capsys):
 def test_failure_during_run_exits_1(images, tmp_path, capsys, mirror):
     """Weights that the lookup cannot download (an empty mirror) are a failure, not bad input."""
     content, style = images
-    assert main(["stylize", str(content), str(style), "-o", str(tmp_path / "o.png"),
-                 "--network", "vgg19-distilled", *QUICK]) == 1
+    assert (
+        main(
+            [
+                "stylize",
+                str(content),
+                str(style),
+                "-o",
+                str(tmp_path / "o.png"),
+                "--network",
+                "vgg19-distilled",
+                *QUICK,
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "could not download" in err and mirror.url in err
 
@@ -140,13 +244,37 @@ def test_console_script_runs_on_shared_images(vgg_file, tmp_path, magenta_weight
     """The installed command, as the README uses it, on the full-size shared images."""
     out = tmp_path / "out.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "napari_nst.cli", "stylize", str(shared_path("images", "tubingen.jpg")),
-         str(shared_path("images", "starry_night.jpg")), "-o", str(out), "--size", "64", "--steps", "20",
-         "--min-working-size", "64", "--vgg-weights", str(vgg_file), "--device", "cpu"], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "napari_nst.cli",
+            "stylize",
+            str(shared_path("images", "tubingen.jpg")),
+            str(shared_path("images", "starry_night.jpg")),
+            "-o",
+            str(out),
+            "--size",
+            "64",
+            "--steps",
+            "20",
+            "--min-working-size",
+            "64",
+            "--vgg-weights",
+            str(vgg_file),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size == (64, 48)
-    losses = [float(line.split("total=")[1].split()[0]) for line in proc.stderr.splitlines()
-              if line.startswith("step ")]
+    losses = [
+        float(line.split("total=")[1].split()[0])
+        for line in proc.stderr.splitlines()
+        if line.startswith("step ")
+    ]
     assert len(losses) >= 2 and losses[-1] < losses[0]
 
 
@@ -157,15 +285,36 @@ def test_network_option(images, tmp_path, capsys, magenta_weights):
     content = tmp_path / "content64.png"
     Image.fromarray(shared_image("tubingen.jpg", 64)).save(content)
     out = tmp_path / "out.png"
-    assert main(["stylize", str(content), str(style), "-o", str(out), "--network",
-                 "vgg19-distilled", "--size", "64", "--steps", "2", "--device", "cpu",
-                 "--no-coarse-to-fine", "--min-working-size", "64"]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                str(content),
+                str(style),
+                "-o",
+                str(out),
+                "--network",
+                "vgg19-distilled",
+                "--size",
+                "64",
+                "--steps",
+                "2",
+                "--device",
+                "cpu",
+                "--no-coarse-to-fine",
+                "--min-working-size",
+                "64",
+            ]
+        )
+        == 0
+    )
     assert np.asarray(Image.open(out)).shape == (48, 64, 3)
     assert run_cli(["stylize", str(content), str(style), "-o", str(out), "--network", "vgg16"]) == 2
     assert "invalid choice: 'vgg16'" in capsys.readouterr().err
 
 
 # --- options derived from the Settings field metadata ---------------------------------------------
+
 
 def _stylize_options() -> dict:
     """The ``stylize`` parser's options by destination."""
@@ -204,8 +353,11 @@ def test_options_come_from_the_settings_metadata():
 
 
 #: API settings that the CLI sets through options of its own: image files and --save-every.
-_SET_BY_OTHER_OPTIONS = {"init_image": "--init-image", "regions": "--regions",
-                         "emit_every": "--save-every"}
+_SET_BY_OTHER_OPTIONS = {
+    "init_image": "--init-image",
+    "regions": "--regions",
+    "emit_every": "--save-every",
+}
 
 
 def test_every_api_setting_is_reachable_from_the_cli(tmp_path):
@@ -221,29 +373,55 @@ def test_every_api_setting_is_reachable_from_the_cli(tmp_path):
     flags = {flag for action in options.values() for flag in action.option_strings}
     for f in dataclasses.fields(Settings):
         assert f.name in options or _SET_BY_OTHER_OPTIONS.get(f.name) in flags, f.name
-    args = build_parser().parse_args([
-        "stylize", "c.png", "s.png", "-o", str(tmp_path / "o.png"),
-        "--style-layers", "conv1_1,conv3_1", "--content-layers", "conv5_2",
-        "--style-layer-weights", "1,3", "--style-blend", "2,1", "--content-window", "300,3352",
-        "--style-window", "0,1", "--levels", "3,2,1", "--predictor-weights", "p.tflite"])
+    args = build_parser().parse_args(
+        [
+            "stylize",
+            "c.png",
+            "s.png",
+            "-o",
+            str(tmp_path / "o.png"),
+            "--style-layers",
+            "conv1_1,conv3_1",
+            "--content-layers",
+            "conv5_2",
+            "--style-layer-weights",
+            "1,3",
+            "--style-blend",
+            "2,1",
+            "--content-window",
+            "300,3352",
+            "--style-window",
+            "0,1",
+            "--levels",
+            "3,2,1",
+            "--predictor-weights",
+            "p.tflite",
+        ]
+    )
     settings = Settings(**settings_options(args))
     assert settings.style_layers == ("conv1_1", "conv3_1")
     assert settings.content_layers == ("conv5_2",)
     assert settings.style_layer_weights == (1.0, 3.0) and settings.style_blend == (2.0, 1.0)
     assert settings.content_window == (300.0, 3352.0) and settings.style_window == (0.0, 1.0)
     assert settings.levels == (3, 2, 1) and settings.predictor_weights == "p.tflite"
-    empty = build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png",
-                                       "--content-layers", ""])
+    empty = build_parser().parse_args(
+        ["stylize", "c.png", "s.png", "-o", "o.png", "--content-layers", ""]
+    )
     assert Settings(**settings_options(empty)).content_layers == ()  # style only
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--style-layer-weights", "1,2"], "style_layer_weights needs one weight per entry of "
-                                       "style_layers (5), got 2"),
-    (["--style-blend", "a,b"], "give numbers separated by commas"),
-    (["--style-layers", "conv9_1"], "unknown VGG-19 layer(s) 'conv9_1'"),
-    (["--content-window", "5,1"], "content_window must be (low, high) with high > low"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--style-layer-weights", "1,2"],
+            "style_layer_weights needs one weight per entry of style_layers (5), got 2",
+        ),
+        (["--style-blend", "a,b"], "give numbers separated by commas"),
+        (["--style-layers", "conv9_1"], "unknown VGG-19 layer(s) 'conv9_1'"),
+        (["--content-window", "5,1"], "content_window must be (low, high) with high > low"),
+    ],
+)
 def test_sequence_options_are_checked(images, tmp_path, capsys, args, message):
     content, style = images
     code = run_cli(["stylize", str(content), str(style), "-o", str(tmp_path / "o.png"), *args])
@@ -258,8 +436,22 @@ def test_init_image_and_same_style_as_content(images, vgg_file, tmp_path, capsys
     results = []
     for extra in ([], ["--init-image", str(style)]):
         out = tmp_path / f"out{len(results)}.png"
-        assert main(["stylize", str(content), str(content), "-o", str(out), "--vgg-weights",
-                     str(vgg_file), *QUICK, *extra]) == 0
+        assert (
+            main(
+                [
+                    "stylize",
+                    str(content),
+                    str(content),
+                    "-o",
+                    str(out),
+                    "--vgg-weights",
+                    str(vgg_file),
+                    *QUICK,
+                    *extra,
+                ]
+            )
+            == 0
+        )
         results.append(np.asarray(Image.open(out)).astype(int))
     err = capsys.readouterr().err
     assert "warning: the style" in err and "is the content file itself" in err
@@ -274,8 +466,10 @@ def test_loss_summary_per_scale():
     one = {(24, 32): [{"total": 2.0}, {"total": 0.5}]}
     assert loss_summary(one) == "; total loss 2 -> 0.5"
     assert loss_summary({(24, 32): [{"total": 2.0}]}) == ""
-    scales = {(12, 16): [{"total": 3.0}, {"total": 0.3}], (24, 32): [{"total": 0.4},
-                                                                      {"total": 0.35}]}
+    scales = {
+        (12, 16): [{"total": 3.0}, {"total": 0.3}],
+        (24, 32): [{"total": 0.4}, {"total": 0.35}],
+    }
     text = loss_summary(scales)
     assert "per scale" in text and "16x12 px 3 -> 0.3" in text and "32x24 px 0.4 -> 0.35" in text
 
@@ -285,8 +479,26 @@ def test_predict_counts_one_step(images, tmp_path, capsys, magenta_weights):
     """The progress bar's total is the run's step count from the settings: 1 for predict."""
     content, style = images
     out = tmp_path / "out.png"
-    assert main(["stylize", str(content), str(style), "-o", str(out), "--method", "predict",
-                 "--size", "32", "--device", "cpu", "--steps", "50"]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                str(content),
+                str(style),
+                "-o",
+                str(out),
+                "--method",
+                "predict",
+                "--size",
+                "32",
+                "--device",
+                "cpu",
+                "--steps",
+                "50",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "1/1" in err and "/50" not in err
     assert out.is_file()
@@ -297,13 +509,46 @@ def test_universal_with_its_levels(images, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(shared_path("weights")))
     content, style = images
     out = tmp_path / "out.png"
-    assert main(["stylize", str(content), str(style), "-o", str(out), "--method", "universal",
-                 "--levels", "3,2,1", "--style-strength", "0.6", "--size", "48",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                str(content),
+                str(style),
+                "-o",
+                str(out),
+                "--method",
+                "universal",
+                "--levels",
+                "3,2,1",
+                "--style-strength",
+                "0.6",
+                "--size",
+                "48",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "1/1" in capsys.readouterr().err
     assert np.asarray(Image.open(out)).shape == (36, 48, 3)
-    assert run_cli(["stylize", str(content), str(style), "-o", str(out), "--method",
-                    "universal", "--levels", "6,2"]) == 2
+    assert (
+        run_cli(
+            [
+                "stylize",
+                str(content),
+                str(style),
+                "-o",
+                str(out),
+                "--method",
+                "universal",
+                "--levels",
+                "6,2",
+            ]
+        )
+        == 2
+    )
     assert "levels must be distinct levels from 1 to 5" in capsys.readouterr().err
 
 
@@ -317,9 +562,29 @@ def test_regions_with_a_style_per_label(images, tmp_path, capsys, magenta_weight
     labels[10:, :20], labels[10:, 20:] = 1, 2
     tifffile.imwrite(tmp_path / "labels.tif", labels)
     out = tmp_path / "out.png"
-    assert main(["stylize", str(content), "--regions", str(tmp_path / "labels.tif"),
-                 "--style", f"1={style}", "--style", f"2={other}", "-o", str(out),
-                 "--method", "predict", "--size", "40", "--region-edge", "0"]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                str(content),
+                "--regions",
+                str(tmp_path / "labels.tif"),
+                "--style",
+                f"1={style}",
+                "--style",
+                f"2={other}",
+                "-o",
+                str(out),
+                "--method",
+                "predict",
+                "--size",
+                "40",
+                "--region-edge",
+                "0",
+            ]
+        )
+        == 0
+    )
     result = np.asarray(Image.open(out)).astype(int)
     original = np.asarray(Image.open(content)).astype(int)
     assert np.abs(result[:8] - original[:8]).max() <= 2  # label 0 kept
@@ -333,18 +598,35 @@ def test_regions_with_a_style_per_label(images, tmp_path, capsys, magenta_weight
 
 # --- the output location, checked before any work ------------------------------------------------
 
-@pytest.mark.parametrize("where, message", [
-    ("folder", "is a folder; name an output file"),
-    ("under_file", "is a file, not a folder"),
-])
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("folder", "is a folder; name an output file"),
+        ("under_file", "is a file, not a folder"),
+    ],
+)
 def test_unwritable_output_fails_before_any_work(images, tmp_path, capsys, where, message):
     """Exit 2 with one line before the run: the weights named here do not even exist, so any
     work started would end in a different error."""
     content, style = images
     (tmp_path / "a_file").write_text("not a folder")
     out = {"folder": tmp_path, "under_file": tmp_path / "a_file" / "sub" / "out.png"}[where]
-    assert main(["stylize", str(content), str(style), "-o", str(out),
-                 "--vgg-weights", str(tmp_path / "missing.pth"), *QUICK]) == 2
+    assert (
+        main(
+            [
+                "stylize",
+                str(content),
+                str(style),
+                "-o",
+                str(out),
+                "--vgg-weights",
+                str(tmp_path / "missing.pth"),
+                *QUICK,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
 
@@ -383,9 +665,24 @@ def test_output_folder_without_permission_fails_before_any_work(images):
         locked.mkdir()
         locked.chmod(0o555)
         proc = subprocess.run(
-            [sys.executable, "-c", _AS_NOBODY, "stylize", images[0].name, images[1].name,
-             "-o", str(locked / "new" / "out.png"), "--vgg-weights", "missing.pth", *QUICK],
-            capture_output=True, text=True, timeout=120, cwd=base)
+            [
+                sys.executable,
+                "-c",
+                _AS_NOBODY,
+                "stylize",
+                images[0].name,
+                images[1].name,
+                "-o",
+                str(locked / "new" / "out.png"),
+                "--vgg-weights",
+                "missing.pth",
+                *QUICK,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=base,
+        )
         assert proc.returncode == 2, proc.stderr
         err = proc.stderr.strip().splitlines()
         assert len(err) == 1 and f"no permission to write in {locked}" in err[0]
@@ -396,6 +693,7 @@ def test_output_folder_without_permission_fails_before_any_work(images):
 
 
 # --- the CLI as a user runs it: a subprocess, real SIGINTs -------------------------------------
+
 
 class CLIProcess:
     """``python -m napari_nst.cli ARGV`` with its stderr read line by line in a thread (tqdm's
@@ -409,8 +707,12 @@ class CLIProcess:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, *python_flags, "-m", "napari_nst.cli", *argv],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                text=True, env=env)
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
         finally:
             signal.signal(signal.SIGINT, previous)
         self.lines: list[str] = []
@@ -476,9 +778,24 @@ def test_ctrl_c_writes_the_latest_image(images, vgg_file, tmp_path, cli_process,
     written (its snapshot) and the last line says which."""
     content, style = images
     out = tmp_path / "out.png"
-    cli = cli_process("stylize", content, style, "-o", out, "--vgg-weights", vgg_file,
-                      "--size", "32", "--steps", "2000", "--device", "cpu", "--no-coarse-to-fine",
-                      "--min-working-size", "32")
+    cli = cli_process(
+        "stylize",
+        content,
+        style,
+        "-o",
+        out,
+        "--vgg-weights",
+        vgg_file,
+        "--size",
+        "32",
+        "--steps",
+        "2000",
+        "--device",
+        "cpu",
+        "--no-coarse-to-fine",
+        "--min-working-size",
+        "32",
+    )
 
     def at_step(line):
         match = re.search(r"(\d+)/2000 \[", line)
@@ -486,8 +803,11 @@ def test_ctrl_c_writes_the_latest_image(images, vgg_file, tmp_path, cli_process,
 
     cli.wait_for(at_step)
     assert cli.interrupt() == 130
-    match = re.fullmatch(r"napari-nst: interrupted at step (\d+)/2000; wrote the image of step "
-                         r"(\d+) to (.+)", cli.lines[-1])
+    match = re.fullmatch(
+        r"napari-nst: interrupted at step (\d+)/2000; wrote the image of step "
+        r"(\d+) to (.+)",
+        cli.lines[-1],
+    )
     assert match, cli.lines[-3:]
     stopped, kept = int(match.group(1)), int(match.group(2))
     assert Path(match.group(3)) == out
@@ -501,18 +821,31 @@ def test_ctrl_c_during_start_up_prints_one_line(images, vgg_file, tmp_path, cli_
     finishes): one line and exit 130, not a traceback."""
     content, style = images
     out = tmp_path / "out.png"
-    cli = cli_process("stylize", content, style, "-o", out, "--vgg-weights", vgg_file, *QUICK,
-                      python_flags=("-X", "importtime"))
-    cli.wait_for(lambda line: line.startswith("import time:")
-                 and line.rsplit("|", 1)[-1].strip().startswith("torch."))
+    cli = cli_process(
+        "stylize",
+        content,
+        style,
+        "-o",
+        out,
+        "--vgg-weights",
+        vgg_file,
+        *QUICK,
+        python_flags=("-X", "importtime"),
+    )
+    cli.wait_for(
+        lambda line: (
+            line.startswith("import time:") and line.rsplit("|", 1)[-1].strip().startswith("torch.")
+        )
+    )
     assert cli.interrupt() == 130
     own = [line for line in cli.lines if not line.startswith("import time:")]
     assert own == ["napari-nst: interrupted during start-up; nothing written"]
     assert not out.exists()
 
 
-def test_output_that_fails_at_the_end_is_kept_elsewhere(images, vgg_file, tmp_path, cli_process,
-                                                        magenta_weights):
+def test_output_that_fails_at_the_end_is_kept_elsewhere(
+    images, vgg_file, tmp_path, cli_process, magenta_weights
+):
     """The output folder turns into a file during the run: one line names the file in the temp
     folder that holds the result, exit 1."""
     content, style = images
@@ -520,15 +853,33 @@ def test_output_that_fails_at_the_end_is_kept_elsewhere(images, vgg_file, tmp_pa
     folder.mkdir()
     temp = tmp_path / "tmp"
     temp.mkdir()
-    cli = cli_process("stylize", content, style, "-o", folder / "out.png", "--vgg-weights",
-                      vgg_file, "--size", "32", "--steps", "100", "--device", "cpu",
-                      "--no-coarse-to-fine", "--min-working-size", "32", env={**os.environ, "TMPDIR": str(temp)})
+    cli = cli_process(
+        "stylize",
+        content,
+        style,
+        "-o",
+        folder / "out.png",
+        "--vgg-weights",
+        vgg_file,
+        "--size",
+        "32",
+        "--steps",
+        "100",
+        "--device",
+        "cpu",
+        "--no-coarse-to-fine",
+        "--min-working-size",
+        "32",
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
     cli.wait_for(lambda line: line.startswith("step 10/100"))
     shutil.rmtree(folder)
     folder.write_text("a file where the output folder was")
     assert cli.finish() == 1
     last = cli.lines[-1]
-    assert last.startswith(f"napari-nst: error: cannot write {folder / 'out.png'} ("), cli.lines[-3:]
+    assert last.startswith(f"napari-nst: error: cannot write {folder / 'out.png'} ("), cli.lines[
+        -3:
+    ]
     kept = Path(last.split("; the result is in ")[1])
     assert kept.parent == temp and kept.name.startswith("napari-nst-out-") and kept.suffix == ".png"
     assert np.asarray(Image.open(kept)).shape == (24, 32, 3)
@@ -550,6 +901,7 @@ def test_intervals_keep_an_image_every_ten_steps():
 
 # --- TIFF stacks ----------------------------------------------------------------------------------
 
+
 def test_tiff_stack_needs_a_plane(images, vgg_file, tmp_path, capsys):
     """A (Z, H, W) stack: the error says how to pick a plane; --plane 3 stylizes plane 3 (its
     intensities, 3000 above plane 0's per plane, come back in the 16-bit output)."""
@@ -558,7 +910,16 @@ def test_tiff_stack_needs_a_plane(images, vgg_file, tmp_path, capsys):
     stack = tmp_path / "stack.tif"
     tifffile.imwrite(stack, np.stack([gray + 3000 * z for z in range(12)]))
     out = tmp_path / "out.tif"
-    base = ["stylize", str(stack), str(style), "-o", str(out), "--vgg-weights", str(vgg_file), *QUICK]
+    base = [
+        "stylize",
+        str(stack),
+        str(style),
+        "-o",
+        str(out),
+        "--vgg-weights",
+        str(vgg_file),
+        *QUICK,
+    ]
     assert run_cli(base) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "a stack of 12 planes" in err[0] and "--plane N, N = 0..11" in err[0]
@@ -590,17 +951,28 @@ def test_read_image_planes(tmp_path):
 
 # --- napari-nst gui --------------------------------------------------------------------------------
 
+
 def test_gui_without_a_display_says_so(tmp_path):
     """No DISPLAY, no WAYLAND_DISPLAY, no headless Qt platform: one line and exit 1 instead of
     Qt aborting the process."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    proc = subprocess.run([sys.executable, "-m", "napari_nst.cli", "gui"], capture_output=True,
-                          text=True, timeout=120, env=env, cwd=tmp_path)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_nst.cli", "gui"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "napari-nst: error: napari-nst gui needs a display: run it on a desktop, or under "
-        "xvfb-run (no DISPLAY or WAYLAND_DISPLAY is set)"]
+        "xvfb-run (no DISPLAY or WAYLAND_DISPLAY is set)"
+    ]
 
 
 def test_display_problem_follows_qt_platform():
@@ -616,20 +988,41 @@ def test_display_problem_follows_qt_platform():
 
 def test_gui_with_a_missing_image_exits_2(tmp_path):
     """Image files are read before napari starts: a bad one is one line, exit 2."""
-    proc = subprocess.run([sys.executable, "-m", "napari_nst.cli", "gui", str(tmp_path / "no.png")],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_nst.cli", "gui", str(tmp_path / "no.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"napari-nst: error: {tmp_path / 'no.png'}: no such file"]
+    assert proc.stderr.strip().splitlines() == [
+        f"napari-nst: error: {tmp_path / 'no.png'}: no such file"
+    ]
 
 
 def test_emit_cost_benchmark_smoke():
     """benchmarks/bench_emit_cost.py (the figures behind KEEP_EVERY) in smoke mode: a row per
     network and size, with a positive step time."""
     shared_path("images", "tubingen.jpg")
-    done = subprocess.run([sys.executable, "benchmarks/bench_emit_cost.py", "--sizes", "64",
-                           "--steps", "6", "--every", "2"], capture_output=True, text=True,
-                          timeout=600, cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/bench_emit_cost.py",
+            "--sizes",
+            "64",
+            "--steps",
+            "6",
+            "--every",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert done.returncode == 0, done.stderr[-4000:]
-    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| vgg19")]
+    rows = [
+        line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| vgg19")
+    ]
     assert rows and all(row[1].strip() == "64" and float(row[2]) > 0 for row in rows)

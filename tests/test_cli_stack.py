@@ -36,13 +36,23 @@ def test_tiff_stack_in_tiff_out_plane_by_plane(files):
 
     folder, stack, style = files
     tifffile.imwrite(folder / "stack.tif", stack, metadata={"axes": "TZYX"})
-    code = main(["stylize", str(folder / "stack.tif"), str(folder / "style.png"),
-                 "-o", str(folder / "out.tif"), "--stack", *PREDICT])
+    code = main(
+        [
+            "stylize",
+            str(folder / "stack.tif"),
+            str(folder / "style.png"),
+            "-o",
+            str(folder / "out.tif"),
+            "--stack",
+            *PREDICT,
+        ]
+    )
     assert code == 0
     written = tifffile.imread(folder / "out.tif")
     assert written.shape == (2, 3, 27, 32) and written.dtype == np.uint16  # 16-bit stays 16-bit
-    expected = napari_nst.stylize_stack(stack, style, method="predict", size=32, device="cpu",
-                                        output_range="content")
+    expected = napari_nst.stylize_stack(
+        stack, style, method="predict", size=32, device="cpu", output_range="content"
+    )
     np.testing.assert_array_equal(written, expected[..., 0])
     assert 300 <= written.min() and written.max() <= 2999  # the content's own range
 
@@ -52,22 +62,38 @@ def test_folder_in_zarr_out_and_a_folder_that_does_not_stack(files, capsys):
     from PIL import Image
 
     folder, _, _ = files
-    code = main(["stylize", str(folder / "planes"), str(folder / "style.png"),
-                 "-o", str(folder / "out.zarr"), *PREDICT])  # a folder implies --stack
+    code = main(
+        [
+            "stylize",
+            str(folder / "planes"),
+            str(folder / "style.png"),
+            "-o",
+            str(folder / "out.zarr"),
+            *PREDICT,
+        ]
+    )  # a folder implies --stack
     assert code == 0
     written = zarr.open_array(str(folder / "out.zarr"), mode="r")
     assert written.shape == (6, 27, 32, 3) and written.dtype == np.uint8
     assert all(np.asarray(written[i]).any() for i in range(6))
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(folder / "planes" / "plane_99.png")
-    code = main(["stylize", str(folder / "planes"), str(folder / "style.png"),
-                 "-o", str(folder / "again.zarr"), *PREDICT])
+    code = main(
+        [
+            "stylize",
+            str(folder / "planes"),
+            str(folder / "style.png"),
+            "-o",
+            str(folder / "again.zarr"),
+            *PREDICT,
+        ]
+    )
     assert code == 2 and "plane_99.png is (20, 20) pixels" in capsys.readouterr().err
     assert not (folder / "again.zarr").exists()
 
 
 def test_ome_zarr_in_on_a_dask_scheduler(files):
     import zarr
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
     folder, stack, style = files
     image = zarr.open_group(str(folder / "image.zarr"), mode="w")
@@ -75,28 +101,88 @@ def test_ome_zarr_in_on_a_dask_scheduler(files):
     image.create_array("1", data=stack[..., ::2, ::2])
     image.attrs["multiscales"] = [{"datasets": [{"path": "0"}, {"path": "1"}]}]
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
-        code = main(["stylize", str(folder / "image.zarr"), str(folder / "style.png"),
-                     "-o", str(folder / "out.zarr"), "--scheduler", cluster.scheduler_address,
-                     *PREDICT])
+        code = main(
+            [
+                "stylize",
+                str(folder / "image.zarr"),
+                str(folder / "style.png"),
+                "-o",
+                str(folder / "out.zarr"),
+                "--scheduler",
+                cluster.scheduler_address,
+                *PREDICT,
+            ]
+        )
     assert code == 0
     written = np.asarray(zarr.open_array(str(folder / "out.zarr"), mode="r"))
     assert written.shape == (2, 3, 27, 32, 3)  # the full-resolution level
-    local = napari_nst.stylize_stack(stack, style, method="predict", size=32, device="cpu",
-                                     output_range="content")
+    local = napari_nst.stylize_stack(
+        stack, style, method="predict", size=32, device="cpu", output_range="content"
+    )
     np.testing.assert_array_equal(written, local)  # the same process's threads: bit for bit
 
 
 def test_stack_options_are_checked_before_the_run(files, capsys):
     folder, _, _ = files
-    assert main(["stylize", str(folder / "planes"), str(folder / "style.png"),
-                 "-o", str(folder / "out.png"), *PREDICT]) == 2
+    assert (
+        main(
+            [
+                "stylize",
+                str(folder / "planes"),
+                str(folder / "style.png"),
+                "-o",
+                str(folder / "out.png"),
+                *PREDICT,
+            ]
+        )
+        == 2
+    )
     assert "a .zarr store or a .tif file, not out.png" in capsys.readouterr().err
-    assert main(["stylize", str(folder / "style.png"), str(folder / "style.png"),
-                 "-o", str(folder / "out.png"), "--scheduler", "tcp://127.0.0.1:9", *PREDICT]) == 2
+    assert (
+        main(
+            [
+                "stylize",
+                str(folder / "style.png"),
+                str(folder / "style.png"),
+                "-o",
+                str(folder / "out.png"),
+                "--scheduler",
+                "tcp://127.0.0.1:9",
+                *PREDICT,
+            ]
+        )
+        == 2
+    )
     assert "--scheduler is for the planes of a stack: add --stack" in capsys.readouterr().err
-    assert main(["stylize", str(folder / "style.png"), str(folder / "style.png"),
-                 "-o", str(folder / "out.png"), "--temporal-weight", "0", *PREDICT]) == 2
+    assert (
+        main(
+            [
+                "stylize",
+                str(folder / "style.png"),
+                str(folder / "style.png"),
+                "-o",
+                str(folder / "out.png"),
+                "--temporal-weight",
+                "0",
+                *PREDICT,
+            ]
+        )
+        == 2
+    )
     assert "--temporal-weight is for the planes of a stack" in capsys.readouterr().err
-    assert main(["stylize", str(folder / "planes"), str(folder / "style.png"),
-                 "-o", str(folder / "out.zarr"), "--temporal-weight", "-2", *PREDICT]) == 2
+    assert (
+        main(
+            [
+                "stylize",
+                str(folder / "planes"),
+                str(folder / "style.png"),
+                "-o",
+                str(folder / "out.zarr"),
+                "--temporal-weight",
+                "-2",
+                *PREDICT,
+            ]
+        )
+        == 2
+    )
     assert "temporal_weight=-2.0: give a number >= 0" in capsys.readouterr().err

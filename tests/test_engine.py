@@ -12,15 +12,27 @@ import torch
 import napari_nst
 from napari_nst import Settings
 from napari_nst.engine.images import prepare_image
-from napari_nst.engine.methods.optimize.losses import (StyleTransferLoss, gram_matrix, normalized_blend_weights,
-                                      relative_squared_error, total_variation)
 from napari_nst.engine.methods.optimize.gatys import scale_sizes, steps_per_scale
+from napari_nst.engine.methods.optimize.losses import (
+    StyleTransferLoss,
+    gram_matrix,
+    normalized_blend_weights,
+    relative_squared_error,
+    total_variation,
+)
 from napari_nst.engine.vgg import LAYER_NAMES, VGGFeatures
 from tests.helpers import shared_image
 
 # the engine's mechanics from the content (the default predict start needs Magenta's weights)
-FAST = dict(size=48, steps=4, emit_every=2, device="cpu", coarse_to_fine=False, min_working_size=16,
-            init="content")
+FAST = dict(
+    size=48,
+    steps=4,
+    emit_every=2,
+    device="cpu",
+    coarse_to_fine=False,
+    min_working_size=16,
+    init="content",
+)
 
 
 def test_import_does_not_load_torch():
@@ -29,6 +41,7 @@ def test_import_does_not_load_torch():
 
 
 # --- losses, by hand ---------------------------------------------------------------------------
+
 
 def test_gram_matrix_by_hand():
     features = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 2, 1, 2)  # 2 channels, 2 positions
@@ -61,8 +74,9 @@ def test_relative_error_is_free_of_feature_scale_and_pulls_like_a_spring():
     target = torch.from_numpy(rng.random((1, 8, 6, 6), dtype=np.float32))
     direction = torch.from_numpy(rng.standard_normal((1, 8, 6, 6), dtype=np.float32))
     near = relative_squared_error(target + 0.1 * direction, target)
-    assert relative_squared_error(1e3 * (target + 0.1 * direction), 1e3 * target).item() \
-        == pytest.approx(near.item(), rel=1e-5)
+    assert relative_squared_error(
+        1e3 * (target + 0.1 * direction), 1e3 * target
+    ).item() == pytest.approx(near.item(), rel=1e-5)
     norms = []
     for distance in (0.1, 0.4):
         point = (target + distance * direction).requires_grad_(True)
@@ -92,15 +106,23 @@ def test_style_loss_weights_layers_and_gradient_flows(random_vgg):
     features = VGGFeatures(random_vgg, ["conv4_2", "conv1_1", "conv2_1"])
     content = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     style = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    loss_fn = StyleTransferLoss(features, content, [style], content_layers=["conv4_2"],
-                                style_layers=["conv1_1", "conv2_1"], style_layer_weights=[3, 1])
+    loss_fn = StyleTransferLoss(
+        features,
+        content,
+        [style],
+        content_layers=["conv4_2"],
+        style_layers=["conv1_1", "conv2_1"],
+        style_layer_weights=[3, 1],
+    )
     assert loss_fn.style_layer_weights == pytest.approx([0.75, 0.25])
     image = content.clone().requires_grad_(True)
     total, terms = loss_fn(image)
     assert terms["content"].item() == 0.0  # the content itself has no content loss
     assert terms["style"].item() > 0
     total.backward()
-    assert image.grad is not None and torch.isfinite(image.grad).all() and image.grad.abs().sum() > 0
+    assert (
+        image.grad is not None and torch.isfinite(image.grad).all() and image.grad.abs().sum() > 0
+    )
     # the VGG weights are frozen: only the pixels are optimised
     assert all(p.grad is None for p in features.parameters())
 
@@ -114,13 +136,20 @@ def test_bfloat16_passes_keep_float32_losses_close_to_float32(random_vgg):
     image = (content + 0.1 * torch.randn(1, 3, 64, 64, generator=generator)).clamp(0, 1)
     results = {}
     for dtype in (torch.float32, torch.bfloat16):
-        loss_fn = StyleTransferLoss(features, content, [style], content_layers=["conv4_2"],
-                                    style_layers=["conv1_1", "conv3_1", "conv5_1"],
-                                    compute_dtype=dtype)
+        loss_fn = StyleTransferLoss(
+            features,
+            content,
+            [style],
+            content_layers=["conv4_2"],
+            style_layers=["conv1_1", "conv3_1", "conv5_1"],
+            compute_dtype=dtype,
+        )
         pixels = image.clone().requires_grad_(True)
         total, terms = loss_fn(pixels)
         total.backward()
-        assert total.dtype == torch.float32 and all(t.dtype == torch.float32 for t in terms.values())
+        assert total.dtype == torch.float32 and all(
+            t.dtype == torch.float32 for t in terms.values()
+        )
         assert all(loss.target.dtype == torch.float32 for loss in loss_fn.style_losses)
         results[dtype] = (total.item(), pixels.grad.flatten())
     (loss32, grad32), (loss16, grad16) = results[torch.float32], results[torch.bfloat16]
@@ -141,8 +170,11 @@ def test_precision_setting(random_vgg, content_small, style_small):
     with pytest.raises(ValueError, match="precision='half' is not supported"):
         napari_nst.Settings(precision="half")
     for precision in ("float32", "bfloat16"):
-        final = list(napari_nst.iterate(content_small, style_small, **FAST, precision=precision,
-                                        vgg_weights=random_vgg))[-1]
+        final = list(
+            napari_nst.iterate(
+                content_small, style_small, **FAST, precision=precision, vgg_weights=random_vgg
+            )
+        )[-1]
         assert final.info["precision"] == precision
         assert final.image.dtype == np.float32 and np.isfinite(final.image).all()
 
@@ -164,7 +196,9 @@ def test_vgg_layer_names_and_cut(random_vgg):
     features = VGGFeatures(random_vgg, ["conv3_1"], pooling="avg")
     assert len(features.body) == LAYER_NAMES.index("conv3_1") + 1
     assert isinstance(features.body[4], torch.nn.AvgPool2d)
-    assert isinstance(VGGFeatures(random_vgg, ["conv3_1"], pooling="max").body[4], torch.nn.MaxPool2d)
+    assert isinstance(
+        VGGFeatures(random_vgg, ["conv3_1"], pooling="max").body[4], torch.nn.MaxPool2d
+    )
     out = features(torch.rand(1, 3, 32, 32))
     assert list(out) == ["conv3_1"] and out["conv3_1"].shape == (1, 256, 8, 8)
     with pytest.raises(ValueError, match="unknown VGG-19 layer"):
@@ -173,9 +207,16 @@ def test_vgg_layer_names_and_cut(random_vgg):
 
 # --- the optimisation loop ---------------------------------------------------------------------
 
+
 def test_total_loss_falls_on_real_images(random_vgg, content_small, style_small):
-    iterates = list(napari_nst.iterate(content_small, style_small, vgg_weights=random_vgg,
-                                       **{**FAST, "steps": 12, "emit_every": 3}))
+    iterates = list(
+        napari_nst.iterate(
+            content_small,
+            style_small,
+            vgg_weights=random_vgg,
+            **{**FAST, "steps": 12, "emit_every": 3},
+        )
+    )
     totals = [it.losses["total"] for it in iterates]
     assert [it.step for it in iterates] == [3, 6, 9, 12]
     assert totals[-1] < 0.7 * totals[0]
@@ -186,16 +227,29 @@ def test_total_loss_falls_on_real_images(random_vgg, content_small, style_small)
 
 
 def test_adam_and_noise_init(random_vgg, content_small, style_small):
-    iterates = list(napari_nst.iterate(content_small, style_small, vgg_weights=random_vgg,
-                                       optimizer="adam", learning_rate=0.05,
-                                       **{**FAST, "steps": 10, "emit_every": 5, "init": "noise"}))
+    iterates = list(
+        napari_nst.iterate(
+            content_small,
+            style_small,
+            vgg_weights=random_vgg,
+            optimizer="adam",
+            learning_rate=0.05,
+            **{**FAST, "steps": 10, "emit_every": 5, "init": "noise"},
+        )
+    )
     assert iterates[-1].losses["total"] < iterates[0].losses["total"]
 
 
 def test_seed_makes_runs_reproducible(random_vgg, content_small, style_small):
     def run(seed):
-        return napari_nst.stylize(content_small, style_small, vgg_weights=random_vgg, seed=seed,
-                                  **{**FAST, "init": "noise"})
+        return napari_nst.stylize(
+            content_small,
+            style_small,
+            vgg_weights=random_vgg,
+            seed=seed,
+            **{**FAST, "init": "noise"},
+        )
+
     a, b, c = run(1), run(1), run(2)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -207,9 +261,21 @@ def test_coarse_to_fine_schedule(random_vgg, content_small, style_small):
     assert scale_sizes(100, 128, True) == [100]
     assert steps_per_scale(10, 3) == [3, 3, 4]
     assert steps_per_scale(2, 5) == [1, 1]
-    steps = list(napari_nst.run_steps(
-        content_small, style_small, vgg_weights=random_vgg, size=48, min_size=24, steps=6,
-        min_working_size=48, emit_every=100, device="cpu", init="content", coarse_to_fine=True))
+    steps = list(
+        napari_nst.run_steps(
+            content_small,
+            style_small,
+            vgg_weights=random_vgg,
+            size=48,
+            min_size=24,
+            steps=6,
+            min_working_size=48,
+            emit_every=100,
+            device="cpu",
+            init="content",
+            coarse_to_fine=True,
+        )
+    )
     scales = [it.scale for it in steps]
     assert scales[0] == (18, 24)  # 24 px long side and scales[-1] == (36, 48)
     assert len(steps) == 6 and steps[-1].emitted and not any(it.emitted for it in steps[:-1])
@@ -223,8 +289,12 @@ def test_coarse_to_fine_schedule(random_vgg, content_small, style_small):
 
 
 def test_size_and_style_scale(random_vgg, content_small, style_small):
-    image = napari_nst.stylize(content_small, style_small, vgg_weights=random_vgg,
-                               **{**FAST, "size": 40, "style_scale": 0.5})
+    image = napari_nst.stylize(
+        content_small,
+        style_small,
+        vgg_weights=random_vgg,
+        **{**FAST, "size": 40, "style_scale": 0.5},
+    )
     assert image.shape == (30, 40, 3)
 
 
@@ -235,16 +305,24 @@ def test_a_result_below_the_working_floor_is_the_floors_result_shrunk(random_vgg
 
     content = shared_image("tubingen.jpg", 32)  # 24 x 32: both runs enlarge the same pixels
     run = dict(FAST, vgg_weights=random_vgg, steps=3, emit_every=1, min_working_size=0)
-    small = list(napari_nst.iterate(content, style_small, **dict(run, size=32, min_working_size=48)))
+    small = list(
+        napari_nst.iterate(content, style_small, **dict(run, size=32, min_working_size=48))
+    )
     large = list(napari_nst.iterate(content, style_small, **dict(run, size=48)))
     assert [it.scale for it in small] == [(36, 48)] * 3  # worked at the floor
     assert [it.losses for it in small] == [it.losses for it in large]
     for a, b in zip(small, large):
         assert a.image.shape == (24, 32, 3) and b.image.shape == (36, 48, 3)
-        shrunk = F.interpolate(torch.from_numpy(b.image).permute(2, 0, 1)[None], size=(24, 32),
-                               mode="bicubic", antialias=True, align_corners=False)
-        np.testing.assert_allclose(a.image, shrunk[0].permute(1, 2, 0).clamp(0, 1).numpy(),
-                                   atol=1e-6)
+        shrunk = F.interpolate(
+            torch.from_numpy(b.image).permute(2, 0, 1)[None],
+            size=(24, 32),
+            mode="bicubic",
+            antialias=True,
+            align_corners=False,
+        )
+        np.testing.assert_allclose(
+            a.image, shrunk[0].permute(1, 2, 0).clamp(0, 1).numpy(), atol=1e-6
+        )
     assert Settings(size=256, min_working_size=512).working_size() == 512
     assert Settings(size=256).working_size() == 256  # no floor by default: the predict start
     assert Settings(size=1024, min_working_size=512).working_size() == 1024
@@ -255,26 +333,42 @@ def test_keep_colors_keeps_content_chroma(random_vgg, content_small, style_small
     from skimage.color import rgb2yiq  # an independent definition of YIQ
 
     free = napari_nst.stylize(content_small, style_small, vgg_weights=random_vgg, **FAST)
-    kept = napari_nst.stylize(content_small, style_small, vgg_weights=random_vgg, keep_colors=True,
-                              **FAST)
+    kept = napari_nst.stylize(
+        content_small, style_small, vgg_weights=random_vgg, keep_colors=True, **FAST
+    )
     content = prepare_image(content_small).rgb[:36, :48]
     chroma = lambda rgb: rgb2yiq(rgb)[..., 1:]  # noqa: E731
-    assert np.abs(chroma(kept) - chroma(content)).mean() < np.abs(chroma(free) - chroma(content)).mean()
+    assert (
+        np.abs(chroma(kept) - chroma(content)).mean()
+        < np.abs(chroma(free) - chroma(content)).mean()
+    )
 
 
 def test_grayscale_content_gives_grayscale_result(random_vgg, style_small, content_small):
     gray = (content_small.astype(np.float32) @ [0.3, 0.6, 0.1]).astype(np.uint16) * 200
     image = napari_nst.stylize(gray, style_small, vgg_weights=random_vgg, **FAST)
-    assert np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2])
+    assert np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(
+        image[..., 0], image[..., 2]
+    )
 
 
 def test_init_array_and_strength_zero(random_vgg, content_small, style_small):
     start = np.full((36, 48, 3), 0.5, np.float32)
-    first = next(napari_nst.iterate(content_small, style_small, vgg_weights=random_vgg,
-                                    init_image=start, **{**FAST, "emit_every": 1, "steps": 1}))
+    first = next(
+        napari_nst.iterate(
+            content_small,
+            style_small,
+            vgg_weights=random_vgg,
+            init_image=start,
+            **{**FAST, "emit_every": 1, "steps": 1},
+        )
+    )
     assert abs(first.image.mean() - 0.5) < 0.1
-    only_content = list(napari_nst.iterate(content_small, style_small, vgg_weights=random_vgg,
-                                           style_strength=0.0, **FAST))[-1]
+    only_content = list(
+        napari_nst.iterate(
+            content_small, style_small, vgg_weights=random_vgg, style_strength=0.0, **FAST
+        )
+    )[-1]
     full = list(napari_nst.iterate(content_small, style_small, vgg_weights=random_vgg, **FAST))[-1]
     # strength 0: the style targets are the content's own statistics, so the content is the optimum
     assert np.abs(only_content.image - prepare_image(content_small).rgb).mean() < 0.01
@@ -287,19 +381,27 @@ def test_style_strength_moves_style_targets_from_content_to_style(random_vgg):
     content, style = (torch.rand(1, 3, 32, 32, generator=generator) for _ in range(2))
     targets = {}
     for strength in (0.0, 0.25, 1.0):
-        loss_fn = StyleTransferLoss(features, content, [style], content_layers=["conv4_2"],
-                                    style_layers=["conv1_1", "conv2_1"], style_strength=strength)
+        loss_fn = StyleTransferLoss(
+            features,
+            content,
+            [style],
+            content_layers=["conv4_2"],
+            style_layers=["conv1_1", "conv2_1"],
+            style_strength=strength,
+        )
         targets[strength] = [loss.target for loss in loss_fn.style_losses]
     with torch.no_grad():
         own, styled = features(content), features(style)
     for i, name in enumerate(["conv1_1", "conv2_1"]):
         assert torch.allclose(targets[0.0][i], gram_matrix(own[name]))
         assert torch.allclose(targets[1.0][i], gram_matrix(styled[name]))
-        assert torch.allclose(targets[0.25][i], 0.75 * targets[0.0][i] + 0.25 * targets[1.0][i],
-                              rtol=1e-5, atol=1e-6)
+        assert torch.allclose(
+            targets[0.25][i], 0.75 * targets[0.0][i] + 0.25 * targets[1.0][i], rtol=1e-5, atol=1e-6
+        )
 
 
 # --- input contract ----------------------------------------------------------------------------
+
 
 def test_intensity_mapping_rules():
     u8 = np.array([[0, 255], [51, 102]], np.uint8).repeat(8, 0).repeat(8, 1)
@@ -335,17 +437,20 @@ def test_rgba_nan_and_inputs_untouched():
     assert prepare_image(rgba[..., :1]).grayscale
 
 
-@pytest.mark.parametrize("data, message", [
-    (np.zeros((0, 20, 3), np.uint8), "empty"),
-    (np.full((20, 20), np.nan), "no finite values"),
-    (np.full((20, 20, 3), np.inf), "no finite values"),
-    (np.zeros((2, 20, 20, 3), np.uint8), "4 dimensions"),
-    (np.zeros((20, 20, 5), np.uint8), "5 channels"),
-    (np.zeros((10, 20), np.uint8), "too small"),
-    (np.array([["a"] * 20] * 20), "not an image"),
-    (np.zeros((20, 20), bool), "not an image"),
-    (np.zeros(20, np.uint8), "1 dimension"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (np.zeros((0, 20, 3), np.uint8), "empty"),
+        (np.full((20, 20), np.nan), "no finite values"),
+        (np.full((20, 20, 3), np.inf), "no finite values"),
+        (np.zeros((2, 20, 20, 3), np.uint8), "4 dimensions"),
+        (np.zeros((20, 20, 5), np.uint8), "5 channels"),
+        (np.zeros((10, 20), np.uint8), "too small"),
+        (np.array([["a"] * 20] * 20), "not an image"),
+        (np.zeros((20, 20), bool), "not an image"),
+        (np.zeros(20, np.uint8), "1 dimension"),
+    ],
+)
 def test_bad_input_errors(data, message, random_vgg):
     with pytest.raises(ValueError, match=message) as info:
         napari_nst.iterate(data, np.zeros((20, 20, 3), np.uint8), vgg_weights=random_vgg)
@@ -365,15 +470,18 @@ def test_bad_style_and_settings_errors(random_vgg, content_small):
         napari_nst.iterate(content_small, content_small, content_window=(5, 1))
 
 
-def test_snapshot_between_emissions_is_the_image_of_that_step(random_vgg, content_small,
-                                                              style_small):
+def test_snapshot_between_emissions_is_the_image_of_that_step(
+    random_vgg, content_small, style_small
+):
     """What the CLI writes on Ctrl-C between emissions: a non-emitted step's snapshot is the
     image an emission at that step would have given (no extra pass changes the run)."""
     from napari_nst import run_steps
 
     settings = dict(FAST, steps=5, vgg_weights=random_vgg)
-    every_step = {it.step: it.image for it in run_steps(content_small, style_small,
-                                                        **{**settings, "emit_every": 1})}
+    every_step = {
+        it.step: it.image
+        for it in run_steps(content_small, style_small, **{**settings, "emit_every": 1})
+    }
     for it in run_steps(content_small, style_small, **{**settings, "emit_every": 100}):
         if it.step == 3:
             assert not it.emitted and it.snapshot is not None

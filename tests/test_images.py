@@ -17,10 +17,9 @@ import napari_nst
 from napari_nst.engine import images
 from napari_nst.engine import weights as weights_module
 from napari_nst.engine.images import prepare_image, resize_array, working_shape
-from napari_nst.engine.output import output_image
 from napari_nst.engine.memory import FileArray
+from napari_nst.engine.output import output_image
 from napari_nst.engine.run import prepare_inputs
-
 from tests.helpers import magenta_weights_dir, shared_image
 
 RNG = np.random.default_rng(12)
@@ -30,8 +29,9 @@ def torch_resized(rgb: np.ndarray, shape) -> np.ndarray:
     """What the engine did before: the whole image as float32, resized with torch (bicubic,
     antialiased) and clamped -- optimize's ``to_tensor`` and predict's working image."""
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
-    out = F.interpolate(tensor, size=tuple(shape), mode="bicubic", antialias=True,
-                        align_corners=False).clamp_(0.0, 1.0)
+    out = F.interpolate(
+        tensor, size=tuple(shape), mode="bicubic", antialias=True, align_corners=False
+    ).clamp_(0.0, 1.0)
     return out[0].permute(1, 2, 0).numpy()
 
 
@@ -40,11 +40,13 @@ def inputs() -> dict:
     rgbf[3, 4, 0], rgbf[5, 6, 1], rgbf[7, 8, 2] = np.nan, np.inf, -np.inf
     rgba = RNG.integers(0, 256, (90, 130, 4), dtype=np.uint8)
     rgba[:, :60, 3] = 0
-    return {"uint8 RGB": RNG.integers(0, 256, (300, 517, 3), dtype=np.uint8),
-            "uint16 grayscale": RNG.integers(300, 3353, (257, 200), dtype=np.uint16),
-            "float32 RGB with NaN and inf": rgbf,
-            "uint8 RGBA": rgba,
-            "int16 (H, W, 1)": RNG.integers(-500, 500, (80, 120, 1), dtype=np.int16)}
+    return {
+        "uint8 RGB": RNG.integers(0, 256, (300, 517, 3), dtype=np.uint8),
+        "uint16 grayscale": RNG.integers(300, 3353, (257, 200), dtype=np.uint16),
+        "float32 RGB with NaN and inf": rgbf,
+        "uint8 RGBA": rgba,
+        "int16 (H, W, 1)": RNG.integers(-500, 500, (80, 120, 1), dtype=np.int16),
+    }
 
 
 @pytest.fixture
@@ -54,6 +56,7 @@ def env(monkeypatch, tmp_path):
 
 
 # --- resizing while mapping ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", list(inputs()))
 def test_size_resizes_while_mapping_as_the_engine_resized(kind):
@@ -69,16 +72,16 @@ def test_size_resizes_while_mapping_as_the_engine_resized(kind):
         assert small.alpha is None
     else:  # as output_image resized the alpha before (bilinear)
         assert small.alpha.shape == shape
-        np.testing.assert_allclose(small.alpha, resize_array(full.alpha[..., None], shape)[..., 0],
-                                   rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            small.alpha, resize_array(full.alpha[..., None], shape)[..., 0], rtol=0, atol=1e-6
+        )
     # the same thing from an already prepared image
     np.testing.assert_allclose(full.resized(shape).rgb, small.rgb, rtol=0, atol=1e-6)
     # a big working image (predict through files) keeps its pixels in files, the same ones
     in_file = prepare_image(data, size=64, in_file_above=64 * 20)
     assert isinstance(in_file.values, FileArray) and in_file.shape == small.shape
     np.testing.assert_array_equal(in_file.rgb, small.rgb)
-    np.testing.assert_array_equal(in_file.read(slice(5, 17), slice(3, 40)),
-                                  small.rgb[5:17, 3:40])
+    np.testing.assert_array_equal(in_file.read(slice(5, 17), slice(3, 40)), small.rgb[5:17, 3:40])
     block = in_file.crop(slice(5, 17), slice(3, 40))
     assert isinstance(block.values, np.ndarray)
     np.testing.assert_array_equal(block.rgb, small.rgb[5:17, 3:40])
@@ -98,8 +101,9 @@ def test_bands_do_not_change_the_result(monkeypatch):
     expected = {k: (prepare_image(v, size=48).rgb, prepare_image(v).rgb) for k, v in data.items()}
     monkeypatch.setattr(images, "BLOCK_VALUES", 997)  # bands of a few rows, one row for some
     for kind, (small, full) in expected.items():
-        np.testing.assert_allclose(prepare_image(data[kind], size=48).rgb, small, rtol=0,
-                                   atol=1e-5, err_msg=kind)
+        np.testing.assert_allclose(
+            prepare_image(data[kind], size=48).rgb, small, rtol=0, atol=1e-5, err_msg=kind
+        )
         np.testing.assert_array_equal(prepare_image(data[kind]).rgb, full, err_msg=kind)
 
 
@@ -139,8 +143,9 @@ def test_a_full_size_image_stays_compact_and_reads_as_before():
     assert not prepared.values.flags.writeable and rgb8.flags.writeable
     expected = rgb8.astype(np.float32) / np.float32(255)
     np.testing.assert_allclose(prepared.rgb, expected, rtol=1e-7, atol=0)
-    np.testing.assert_array_equal(prepared.read(slice(3, 9), slice(10, 30)),
-                                  prepared.rgb[3:9, 10:30])
+    np.testing.assert_array_equal(
+        prepared.read(slice(3, 9), slice(10, 30)), prepared.rgb[3:9, 10:30]
+    )
     rows, cols = np.array([2, 1, 0, 1]), np.array([5, 4, 49])
     np.testing.assert_array_equal(prepared.read(rows, cols), prepared.rgb[rows][:, cols])
     np.testing.assert_array_equal(rgb8, (expected * 255).round().astype(np.uint8))
@@ -168,7 +173,9 @@ def test_prepare_inputs_resizes_where_the_size_is_known():
     assert styles[0].shape == (*working_shape(500, 200, 32), 3) == (40, 16, 3)
     assert initial.shape == (48, 64, 3)
     # below the working floor (512 px) the content stays at size, the styles go to the floor's
-    prepared, styles, initial = prepare_inputs(content, style, settings.replace(min_working_size=512))
+    prepared, styles, initial = prepare_inputs(
+        content, style, settings.replace(min_working_size=512)
+    )
     assert prepared.shape == initial.shape == (48, 64, 3)
     assert styles[0].shape == (*working_shape(500, 200, 256), 3)
     # prediction embeds crops of the whole style image: the style keeps its size
@@ -186,13 +193,15 @@ def test_a_working_image_predict_renders_through_files_is_prepared_in_files(monk
     assert prepared.shape == (120, 160, 3) and isinstance(prepared.values, FileArray)
     assert predict.streams(300, 400, settings)  # the same rule decides both
     small, _, _ = prepare_inputs(content, content, settings.replace(size=128))
-    assert isinstance(small.values, np.ndarray) and not predict.streams(300, 400,
-                                                                        settings.replace(size=128))
+    assert isinstance(small.values, np.ndarray) and not predict.streams(
+        300, 400, settings.replace(size=128)
+    )
     optimized, _, _ = prepare_inputs(content, content, settings.replace(method="optimize"))
     assert isinstance(optimized.values, np.ndarray)  # optimize holds its image in memory
 
 
 # --- predict reads a compact image tile by tile --------------------------------------------------
+
 
 @pytest.mark.shared
 def test_tiled_render_reads_the_compact_image(env):
@@ -207,27 +216,32 @@ def test_tiled_render_reads_the_compact_image(env):
     embedding = embed(load_model("predictor"), style)
     transformer = load_model("transformer")
     from_array = render(transformer, prepared.rgb, embedding, tile_size=64)
-    np.testing.assert_array_equal(render(transformer, prepared, embedding, tile_size=64),
-                                  from_array)
-    np.testing.assert_array_equal(render(transformer, prepared, embedding), render(
-        transformer, prepared.rgb, embedding))
+    np.testing.assert_array_equal(
+        render(transformer, prepared, embedding, tile_size=64), from_array
+    )
+    np.testing.assert_array_equal(
+        render(transformer, prepared, embedding), render(transformer, prepared.rgb, embedding)
+    )
     # the whole pipeline at full size, tiled: uint8 in gives what the same image as floats gives
     style = shared_image("starry_night.jpg", 128)
     run = dict(method="predict", device="cpu", size=200, tile_size=64)
     result = napari_nst.stylize(content, style, **run)
     assert result.shape == content.shape
-    np.testing.assert_allclose(result, napari_nst.stylize(content / 255.0, style, **run),
-                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        result, napari_nst.stylize(content / 255.0, style, **run), rtol=0, atol=1e-5
+    )
 
 
 # --- float64 beyond float32's range (item 8) -----------------------------------------------------
+
 
 def test_float64_beyond_float32_range_is_mapped_in_float64():
     ramp = np.linspace(-1.0, 1.0, 32 * 40).reshape(32, 40) * 1e308
     prepared = prepare_image(ramp)
     assert prepared.window == (-1e308, 1e308)
-    np.testing.assert_allclose(prepared.rgb[..., 0].ravel(), np.linspace(0, 1, 32 * 40),
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        prepared.rgb[..., 0].ravel(), np.linspace(0, 1, 32 * 40), rtol=0, atol=1e-6
+    )
     # in colour, with non-finite values, a window and a size as well
     rgb = np.stack([ramp, -ramp, np.full_like(ramp, 3e300)], axis=2)
     rgb[0, 0, 0], rgb[0, 1, 0] = np.nan, np.inf
@@ -251,12 +265,17 @@ def test_float64_beyond_float32_range_is_mapped_in_float64():
 
 # --- what a file name and channel-first data are told (item 10) ----------------------------------
 
-@pytest.mark.parametrize("path", ["photos/tubingen.jpg", Path("photos/tubingen.jpg"),
-                                  np.array("photos/tubingen.jpg")])
+
+@pytest.mark.parametrize(
+    "path", ["photos/tubingen.jpg", Path("photos/tubingen.jpg"), np.array("photos/tubingen.jpg")]
+)
 def test_a_file_name_is_told_to_load_the_image(path):
-    with pytest.raises(ValueError, match=r"content: 'photos/tubingen.jpg' is a file name, not "
-                                         r"image data; load it first, e\.g\. "
-                                         r"napari_nst\.io\.read_image\(path\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"content: 'photos/tubingen.jpg' is a file name, not "
+        r"image data; load it first, e\.g\. "
+        r"napari_nst\.io\.read_image\(path\)",
+    ):
         prepare_image(path, name="content")
     with pytest.raises(ValueError, match=r"style: .* is a file name.*napari-nst stylize"):
         napari_nst.stylize(np.zeros((32, 32, 3), np.uint8), str(path), device="cpu")
@@ -265,8 +284,11 @@ def test_a_file_name_is_told_to_load_the_image(path):
 @pytest.mark.parametrize("shape", [(3, 64, 80), (4, 40, 30), (1, 16, 16)])
 def test_channel_first_data_is_told_to_move_the_axis(shape):
     data = RNG.integers(0, 256, shape, dtype=np.uint8)
-    with pytest.raises(ValueError, match=rf"shape \({shape[0]}, {shape[1]}, {shape[2]}\) looks "
-                                         r"channel-first.*np\.moveaxis\(data, 0, -1\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"shape \({shape[0]}, {shape[1]}, {shape[2]}\) looks "
+        r"channel-first.*np\.moveaxis\(data, 0, -1\)",
+    ):
         prepare_image(data)
     # and that advice works
     assert prepare_image(np.moveaxis(data, 0, -1)).shape == (shape[1], shape[2], 3)

@@ -32,7 +32,7 @@ def test_a_file_array_keeps_what_is_written_block_by_block(tmp_path, monkeypatch
     expected = np.random.default_rng(0).random((300, 200, 3), dtype=np.float32)
     for r0 in range(0, 300, 128):  # blocks that do not line up with anything
         for c0 in range(0, 200, 70):
-            array[r0:r0 + 128, c0:c0 + 70] = expected[r0:r0 + 128, c0:c0 + 70]
+            array[r0 : r0 + 128, c0 : c0 + 70] = expected[r0 : r0 + 128, c0 : c0 + 70]
     np.testing.assert_array_equal(array[:, :], expected)
     block = array[10:20, 30:40]
     block[...] = -1  # a copy: the file is not changed through it
@@ -43,8 +43,10 @@ def test_a_file_array_keeps_what_is_written_block_by_block(tmp_path, monkeypatch
     np.testing.assert_array_equal(mapped, expected)
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/status") or memory._malloc_trim() is None,
-                    reason="needs Linux with glibc (malloc_trim)")
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/status") or memory._malloc_trim() is None,
+    reason="needs Linux with glibc (malloc_trim)",
+)
 def test_freed_memory_goes_back_to_the_system():
     """Blocks below glibc's mmap threshold stay with the process after they are freed while a
     later block pins the top of the heap; ``release_freed_memory`` hands them back."""
@@ -72,6 +74,9 @@ def test_a_full_disk_is_told_before_any_work(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "posix_fallocate", full)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    with pytest.raises(OSError, match=rf"no room for a 2\.00 GB temporary file in "
-                                      rf"{re.escape(str(tmp_path))} .*TMPDIR"):
+    with pytest.raises(
+        OSError,
+        match=rf"no room for a 2\.00 GB temporary file in "
+        rf"{re.escape(str(tmp_path))} .*TMPDIR",
+    ):
         FileArray((1024, 1024, 512), np.float32)

@@ -26,7 +26,6 @@ def weights_here(shared_weights, request):
         magenta_weights_dir()
 
 
-
 def quick(method: str, **settings) -> dict:
     return {"method": method, "device": "cpu", "size": 64, **QUICK.get(method, {}), **settings}
 
@@ -73,8 +72,9 @@ def test_rgba_keeps_its_alpha(method, content, style):
 def test_uint16_with_contrast_limits_comes_back_in_its_own_units(method, content, style):
     raw = (content.mean(axis=2) * 10 + 300).astype(np.uint16)  # 300 .. 2850
     low, high = float(raw.min()), float(raw.max())
-    result = napari_nst.stylize(raw, style, **quick(method, content_window=(low, high),
-                                                    output_range="content"))
+    result = napari_nst.stylize(
+        raw, style, **quick(method, content_window=(low, high), output_range="content")
+    )
     assert result.dtype == np.uint16 and result.shape == (48, 64, 3)
     assert low <= result.min() and result.max() <= high
     assert result.max() - result.min() > 0.1 * (high - low)
@@ -119,8 +119,9 @@ def test_a_batch_shares_one_style_target(method, content, style, monkeypatch):
     np.testing.assert_allclose(images[0], single, atol=2e-3)
 
 
-def test_a_batch_shares_the_style_target_of_its_start_image(content, style, monkeypatch,
-                                                           magenta_weights):
+def test_a_batch_shares_the_style_target_of_its_start_image(
+    content, style, monkeypatch, magenta_weights
+):
     """optimize's default start (init="predict") needs predict's style target too: once for
     the batch, like optimize's own."""
     calls = count_targets(monkeypatch, "predict")
@@ -130,8 +131,7 @@ def test_a_batch_shares_the_style_target_of_its_start_image(content, style, monk
 
 def test_a_stopped_stack_keeps_the_planes_done(method, content, style):
     stack = np.stack([content] * 4)
-    run = napari_nst.iter_stack(stack, style, temporal_weight=0, warm_start=False,
-                                **quick(method))
+    run = napari_nst.iter_stack(stack, style, temporal_weight=0, warm_start=False, **quick(method))
     planes = iter(run)
     first = next(planes)
     planes.close()  # napari's Stop, a break
@@ -155,11 +155,14 @@ def test_results_say_what_made_them(method, content, style):
     assert final.info["weights"]  # which files, for provenance
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((10, 40, 3), np.uint8), "too small"),
-    (np.zeros((40, 40, 2), np.uint8), "channel"),
-    (np.full((40, 40), np.nan, np.float32), "finite"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((10, 40, 3), np.uint8), "too small"),
+        (np.zeros((40, 40, 2), np.uint8), "channel"),
+        (np.full((40, 40), np.nan, np.float32), "finite"),
+    ],
+)
 def test_bad_content_is_a_clear_error_before_any_work(method, style, bad, message):
     with pytest.raises(ValueError, match=message):
         napari_nst.stylize(bad, style, **quick(method))

@@ -14,8 +14,15 @@ from napari_nst.settings import Settings
 from tests.helpers import gui_session, shared_image, shared_path
 
 pytestmark = pytest.mark.gui
-QUICK = dict(size=32, steps=3, emit_every=1, device="cpu", coarse_to_fine=False,
-             min_working_size=32, init="content")  # random VGG weights: no predict start
+QUICK = dict(
+    size=32,
+    steps=3,
+    emit_every=1,
+    device="cpu",
+    coarse_to_fine=False,
+    min_working_size=32,
+    init="content",
+)  # random VGG weights: no predict start
 
 
 @pytest.fixture(autouse=True)
@@ -120,8 +127,10 @@ def test_default_choices_skip_results(qtbot, viewer, random_vgg):
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         worker.start()
     result = _results(viewer)[-1]
-    assert result.name.startswith("content × style · optimize") and "iterates" in \
-        result.metadata["napari_nst"]  # folded
+    assert (
+        result.name.startswith("content × style · optimize")
+        and "iterates" in result.metadata["napari_nst"]
+    )  # folded
     viewer.layers.move(viewer.layers.index(result), 0)
     _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     assert [layer.name for layer in widget.content.value] == ["content"]
@@ -134,8 +143,10 @@ def test_run_to_completion_adds_named_layers_with_metadata(qtbot, viewer, widget
     assert not widget.run_button.enabled and widget.stop_button.enabled
     _wait_idle(qtbot, widget)
     results = _results(viewer)
-    run = "content × style · optimize · network vgg19 · steps 3 · size 32 · init content · " \
-          "working floor 32"  # what differs from the widget's defaults
+    run = (
+        "content × style · optimize · network vgg19 · steps 3 · size 32 · init content · "
+        "working floor 32"
+    )  # what differs from the widget's defaults
     assert [layer.name for layer in results] == [f"{run} · step {i}" for i in (1, 2, 3)]
     final = results[-1]
     meta = final.metadata["napari_nst"]
@@ -147,7 +158,9 @@ def test_run_to_completion_adds_named_layers_with_metadata(qtbot, viewer, widget
     # overlays the content (same extent in world coordinates) and is seen: the newest result is
     # the top-most visible layer, above the unrelated "scream", and the selected one
     content = viewer.layers["content"]
-    assert np.allclose(np.array(final.data.shape[:2]) * final.scale, np.array(content.data.shape[:2]))
+    assert np.allclose(
+        np.array(final.data.shape[:2]) * final.scale, np.array(content.data.shape[:2])
+    )
     visible = [layer.name for layer in viewer.layers if layer.visible]
     assert visible[-1] == f"{run} · step 3" and viewer.layers[-1] is final
     assert viewer.layers.selection.active is final and set(viewer.layers.selection) == {final}
@@ -183,8 +196,9 @@ def test_error_notifies_and_resets(qtbot, viewer, widget, notifications, tmp_pat
     assert widget.status.value.startswith("error")
 
 
-def test_missing_weights_say_what_to_do_and_compare_keeps_the_last_results(qtbot, viewer, widget,
-                                                                           mirror):
+def test_missing_weights_say_what_to_do_and_compare_keeps_the_last_results(
+    qtbot, viewer, widget, mirror
+):
     """Offline, ImageNet VGG-19 is neither found nor downloaded: the status line starts with what
     to do (it is elided after a few lines, so the advice comes first), and Compare still lays out
     the results of the run before (the failed run has none)."""
@@ -195,8 +209,10 @@ def test_missing_weights_say_what_to_do_and_compare_keeps_the_last_results(qtbot
     widget.settings_overrides.pop("vgg_weights")  # nothing anywhere, and the mirror has no file
     widget.run()
     _wait_idle(qtbot, widget)
-    assert widget.status.value.startswith("error: weights file not found or not downloaded. "
-                                          "Choose the folder that holds it as 'weights folder'")
+    assert widget.status.value.startswith(
+        "error: weights file not found or not downloaded. "
+        "Choose the folder that holds it as 'weights folder'"
+    )
     assert "404" in widget.status.tooltip and widget.run_button.enabled
     widget.compare.value = True
     cell = viewer.layers[f"compare: {last.name}"]  # a view of the last run's final image
@@ -229,7 +245,14 @@ def test_long_error_keeps_the_dock_width(qtbot, viewer, widget, notifications):
 def test_missing_device_is_a_clear_error(qtbot, viewer, random_vgg, notifications):
     from napari_nst import run_in_viewer
 
-    worker = run_in_viewer(viewer, "content", "style", vgg_weights=random_vgg, **{**QUICK, "device": "cuda:7"}, start=False)
+    worker = run_in_viewer(
+        viewer,
+        "content",
+        "style",
+        vgg_weights=random_vgg,
+        **{**QUICK, "device": "cuda:7"},
+        start=False,
+    )
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         worker.start()
     assert any("cuda:7" in str(n.message) for n in notifications)
@@ -249,8 +272,14 @@ def test_bad_layer_is_rejected_before_running(viewer, random_vgg):
 def test_input_layer_removed_mid_run(qtbot, viewer, random_vgg, notifications):
     from napari_nst import run_in_viewer
 
-    worker = run_in_viewer(viewer, "content", "style", vgg_weights=random_vgg,
-                           **{**QUICK, "steps": 6, "size": 64}, start=False)
+    worker = run_in_viewer(
+        viewer,
+        "content",
+        "style",
+        vgg_weights=random_vgg,
+        **{**QUICK, "steps": 6, "size": 64},
+        start=False,
+    )
     finished = []
     worker.finished.connect(lambda: finished.append(True))
     worker.start()
@@ -273,16 +302,29 @@ def test_status_bar_spinner_is_paused_during_a_run(qtbot, viewer, random_vgg):
     from napari_nst import run_in_viewer
 
     status_bar = viewer.window._qt_window.statusBar()  # the test may look inside; the code does not
-    movies = [label.movie() for label in status_bar.findChildren(QLabel) if label.movie() is not None]
-    assert movies, "napari's status bar has no animated spinner any more: revisit _status_spinner.StatusSpinners"
+    movies = [
+        label.movie() for label in status_bar.findChildren(QLabel) if label.movie() is not None
+    ]
+    assert movies, (
+        "napari's status bar has no animated spinner any more: revisit _status_spinner.StatusSpinners"
+    )
     states = []
-    worker = run_in_viewer(viewer, "content", "style", vgg_weights=random_vgg, **QUICK, start=False,
-                           on_iterate=lambda job, it: states.append([m.state() for m in movies]))
+    worker = run_in_viewer(
+        viewer,
+        "content",
+        "style",
+        vgg_weights=random_vgg,
+        **QUICK,
+        start=False,
+        on_iterate=lambda job, it: states.append([m.state() for m in movies]),
+    )
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         worker.start()
     assert len(states) == QUICK["steps"]
     assert all(state == [QMovie.MovieState.Paused] * len(movies) for state in states)
-    qtbot.waitUntil(lambda: all(m.state() != QMovie.MovieState.Paused for m in movies), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: all(m.state() != QMovie.MovieState.Paused for m in movies), timeout=10_000
+    )
     assert _results(viewer)[0].data.shape[0] == QUICK["steps"]
 
 
@@ -295,16 +337,18 @@ def _run_on_z_slice(qtbot, viewer, random_vgg, **settings) -> list:
     stack[3] = np.linspace(0, 4000, 40, dtype=np.uint16)[None, :]
     viewer.add_image(stack, name="stack", contrast_limits=(0, 4000))
     viewer.dims.set_current_step(0, 3)
-    worker = run_in_viewer(viewer, "stack", "style", vgg_weights=random_vgg,
-                           **{**QUICK, **settings}, start=False)
+    worker = run_in_viewer(
+        viewer, "stack", "style", vgg_weights=random_vgg, **{**QUICK, **settings}, start=False
+    )
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         worker.start()
     return _results(viewer)
 
 
 def test_z_stack_uses_the_slice_on_screen(qtbot, viewer, random_vgg):
-    (result,) = _run_on_z_slice(qtbot, viewer, random_vgg, steps=1, style_strength=0.0,
-                                tv_weight=0.0)
+    (result,) = _run_on_z_slice(
+        qtbot, viewer, random_vgg, steps=1, style_strength=0.0, tv_weight=0.0
+    )
     assert result.name.startswith("stack [slice 3] × style · optimize")
     assert result.data.ndim == 2 and not result.rgb  # grayscale in, grayscale out
     assert result.data[:, -4:].mean() > result.data[:, :4].mean() + 0.3  # the ramp, not noise
@@ -324,8 +368,10 @@ def _cells(viewer, width: int | None = None) -> dict:
         position = (line // lines, line % lines * columns + col)
         picture, _ = cells.get(position, (None, None))
         text = layer.text.values[0] if "label" in layer.name and len(layer.text.values) else None
-        cells[position] = (picture if text is not None else layer,
-                           text if text is not None else cells.get(position, (None, None))[1])
+        cells[position] = (
+            picture if text is not None else layer,
+            text if text is not None else cells.get(position, (None, None))[1],
+        )
     return cells
 
 
@@ -360,29 +406,43 @@ def test_batch_and_compare_grid(qtbot, viewer, widget):
     grid = viewer.canvas.grid
     assert grid.enabled and tuple(grid.shape) == (2, 6) and grid.stride == 2
     cells = _cells(viewer)
-    table = [["content: content", "style: style", "optimize", "optimize · strength 0.5",
-              "style: scream", "optimize"],
-             ["content: scream", "style: style", "optimize", "", "style: scream"]]  # a gap
+    table = [
+        [
+            "content: content",
+            "style: style",
+            "optimize",
+            "optimize · strength 0.5",
+            "style: scream",
+            "optimize",
+        ],
+        ["content: scream", "style: style", "optimize", "", "style: scream"],
+    ]  # a gap
     assert [[cells[(row, col)][1] for col in range(len(table[row]))] for row in (0, 1)] == table
     assert (1, 5) not in cells  # no gap after the last picture
     np.testing.assert_array_equal(cells[(0, 0)][0].data, viewer.layers["content"].data)
     np.testing.assert_array_equal(cells[(1, 4)][0].data, viewer.layers["scream"].data)
-    for (row, col), run in zip([(0, 2), (0, 3), (0, 5), (1, 2)],
-                               (runs[0], runs[2], runs[1], runs[3])):
+    for (row, col), run in zip(
+        [(0, 2), (0, 3), (0, 5), (1, 2)], (runs[0], runs[2], runs[1], runs[3])
+    ):
         picture = cells[(row, col)][0]
         assert np.shares_memory(picture.data, run.data)  # a view of its last step, no copy
         np.testing.assert_array_equal(picture.data, run.data[-1])
     assert not any(layer.visible for layer in runs)  # the runs themselves are hidden meanwhile
     assert [layer.name for layer in widget.content.choices] == [
-        layer.name for layer in viewer.layers if layer.name in order_before
-        and "napari_nst" not in layer.metadata] + [layer.name for layer in runs]  # no cells
+        layer.name
+        for layer in viewer.layers
+        if layer.name in order_before and "napari_nst" not in layer.metadata
+    ] + [layer.name for layer in runs]  # no cells
     assert (viewer.layers.selection.active, set(viewer.layers.selection)) == selected_before
     labels = [layer for layer in viewer.layers if layer.name.startswith("compare: label")]
     sizes = {float(label.text.size) for label in labels}  # in world units
     assert len(sizes) == 1 and all(label.text.scaling for label in labels)  # one size, zooms
     longest = max(len(label.text.values[0]) for label in labels)
-    widest = max(np.ptp(np.asarray(picture.extent.world)[:, -1]) + 1
-                 for picture, _ in cells.values() if picture._type_string == "image")
+    widest = max(
+        np.ptp(np.asarray(picture.extent.world)[:, -1]) + 1
+        for picture, _ in cells.values()
+        if picture._type_string == "image"
+    )
     assert CHAR_WIDTH * longest * sizes.pop() <= widest  # fits a cell's width
     widget.compare.value = False
     assert not grid.enabled
@@ -454,21 +514,29 @@ def test_sample_painting_offline_falls_back_and_says_why(mirror, monkeypatch):
 def test_console_api_and_widget_fields(qtbot, viewer, random_vgg):
     import napari_nst
 
-    worker = napari_nst.run_in_viewer(viewer, viewer.layers["content"], ["style", "scream"],
-                                      vgg_weights=random_vgg, **{**QUICK, "emit_every": 3}, start=False)
+    worker = napari_nst.run_in_viewer(
+        viewer,
+        viewer.layers["content"],
+        ["style", "scream"],
+        vgg_weights=random_vgg,
+        **{**QUICK, "emit_every": 3},
+        start=False,
+    )
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         worker.start()
     assert len(_results(viewer)) == 2 and [job.results[-1].name for job in worker.jobs] == [
         f"content × {style} · optimize · steps 3 · size 32 · init content · working floor 32"
-        for style in ("style", "scream")]  # what differs from the API's defaults
+        for style in ("style", "scream")
+    ]  # what differs from the API's defaults
     _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     widget.controls["steps"].value = 2
     widget.settings_overrides["vgg_weights"] = random_vgg
     assert widget.current_settings().steps == 2
 
 
-def test_values_persist_between_sessions_visibly_and_reset(viewer, widget, make_napari_viewer,
-                                                           tmp_path):
+def test_values_persist_between_sessions_visibly_and_reset(
+    viewer, widget, make_napari_viewer, tmp_path
+):
     widget.controls["steps"].value = 7
     widget.controls["keep_colors"].value = True
     widget.controls["weights_dir"].value = str(tmp_path)
@@ -518,8 +586,9 @@ def test_weights_download_shows_in_the_activity_dock(qtbot, viewer, mirror):
         shutil.copy(shared_path("weights", entry.filename), mirror.folder)
     bars = []
     progress._all_instances.events.changed.connect(lambda event: bars.extend(event.added))
-    worker = napari_nst.run_in_viewer(viewer, "content", "style", method="predict", size=64,
-                                      device="cpu", start=False)
+    worker = napari_nst.run_in_viewer(
+        viewer, "content", "style", method="predict", size=64, device="cpu", start=False
+    )
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         worker.start()
     qtbot.wait(50)  # the bars' last queued updates
@@ -531,8 +600,9 @@ def test_weights_download_shows_in_the_activity_dock(qtbot, viewer, mirror):
         assert bar.total == size and bar.n == size
     meta = _results(viewer)[-1].metadata["napari_nst"]  # a predict layer's provenance
     assert meta["method"] == "predict" and meta["device"] == "cpu"
-    assert meta["weights"] == (f"file:{MAGENTA_PREDICTOR.filename} + "
-                               f"file:{MAGENTA_TRANSFORMER.filename}")
+    assert meta["weights"] == (
+        f"file:{MAGENTA_PREDICTOR.filename} + file:{MAGENTA_TRANSFORMER.filename}"
+    )
 
 
 def test_panels_and_methods_come_from_the_settings_metadata(widget):
@@ -540,25 +610,32 @@ def test_panels_and_methods_come_from_the_settings_metadata(widget):
     Settings field metadata; the choices are the Literal annotations' arguments."""
     import dataclasses
 
-    from napari_nst.settings import METHODS, PANELS, Settings, applies_to, field_choices
+    from napari_nst.setting_fields import PANELS
+    from napari_nst.settings import METHODS, Settings, applies_to, field_choices
 
     fields = [f for f in dataclasses.fields(Settings) if f.metadata["panel"] is not None]
     panel = {f.name: f.metadata["panel"] for f in fields}
-    assert list(widget.controls) == [f.name for panel_name in PANELS for f in fields
-                                     if f.metadata["panel"] == panel_name]
+    assert list(widget.controls) == [
+        f.name for panel_name in PANELS for f in fields if f.metadata["panel"] == panel_name
+    ]
     assert {"method", "steps", "style_crops", "weights_dir"} <= set(panel)  # the metadata is used
     # the basic controls, the advanced toggle, then the advanced controls
     order = list(widget)
     toggle = order.index(widget.show_advanced)
-    assert all((order.index(widget.controls[name]) < toggle) == (where == "basic")
-               for name, where in panel.items())
+    assert all(
+        (order.index(widget.controls[name]) < toggle) == (where == "basic")
+        for name, where in panel.items()
+    )
     shown = lambda name: not widget.controls[name].native.isHidden()  # noqa: E731
     for method in METHODS:
         widget.controls["method"].value = method
         for advanced in (False, True):
             widget.show_advanced.value = advanced
-            expected = {name for name, where in panel.items()
-                        if (where == "basic" or advanced) and applies_to(name, method)}
+            expected = {
+                name
+                for name, where in panel.items()
+                if (where == "basic" or advanced) and applies_to(name, method)
+            }
             assert {name for name in panel if shown(name)} == expected, (method, advanced)
     assert not applies_to("steps", "predict") and not applies_to("style_crops", "optimize")
     for f in fields:
@@ -596,7 +673,9 @@ def test_distilled_network_from_the_widget(qtbot, viewer, widget):
     shared_path("weights", "cd_vgg19_distilled_16x_conv5_1.pth")
     widget.settings_overrides.pop("vgg_weights")
     widget.controls["network"].value = "vgg19-distilled"
-    widget.content.value = [viewer.add_image(shared_image("tubingen.jpg", 64), name="big", rgb=True)]
+    widget.content.value = [
+        viewer.add_image(shared_image("tubingen.jpg", 64), name="big", rgb=True)
+    ]
     widget.controls["size"].value = 64
     widget.run()
     _wait_idle(qtbot, widget)
@@ -626,8 +705,11 @@ def test_universal_from_the_widget(qtbot, viewer, widget):
     meta = _results(viewer)[-1].metadata["napari_nst"]
     assert meta["method"] == "universal" and meta["levels"] == [4, 3, 2, 1]
     assert list(meta["settings"]["levels"]) == [4, 3, 2, 1]
-    expected = {entry.filename: entry.sha256 for level in (1, 2, 3, 4)
-                for entry in (UNIVERSAL_ENCODERS[level], UNIVERSAL_DECODERS[level])}
+    expected = {
+        entry.filename: entry.sha256
+        for level in (1, 2, 3, 4)
+        for entry in (UNIVERSAL_ENCODERS[level], UNIVERSAL_DECODERS[level])
+    }
     assert meta["weights_sha256"] == expected
 
 
@@ -686,9 +768,9 @@ def test_a_sweep_fills_the_grid_with_labelled_cells(qtbot, viewer, widget, tmp_p
     assert len(layers) == 6  # an image and a label per cell
     texts = [layer.text.values[0] for layer in layers if layer._type_string == "points"]
     assert texts == ["optimize", "predict", "universal"]  # the values on the canvas
-    assert [layer.metadata["napari_nst"]["label"] for layer in layers
-            if layer._type_string == "image"] == ["method=optimize", "method=predict",
-                                                  "method=universal"]
+    assert [
+        layer.metadata["napari_nst"]["label"] for layer in layers if layer._type_string == "image"
+    ] == ["method=optimize", "method=predict", "method=universal"]
     assert not any(layer in layers for _, layer in widget._image_layers())  # not as inputs
     grid = viewer.grid
     assert grid.enabled and tuple(grid.shape) == (1, 3) and grid.stride == 2
@@ -699,8 +781,10 @@ def test_a_sweep_fills_the_grid_with_labelled_cells(qtbot, viewer, widget, tmp_p
     widget.explore.remove()
     assert list(viewer.layers) == before and all(layer.visible for layer in before)
     assert not viewer.grid.enabled
-    widget.explore.rows.value, widget.explore.row_values.value = "seed", ";".join(
-        map(str, range(40)))
+    widget.explore.rows.value, widget.explore.row_values.value = (
+        "seed",
+        ";".join(map(str, range(40))),
+    )
     widget.explore.cols.value = "(none)"
     assert widget.explore.run() is None
     assert "tick 'allow more than 36 cells'" in widget.explore.status.value
@@ -787,8 +871,15 @@ def test_a_stopped_run_lets_go_of_the_engine(qtbot, viewer, random_vgg):
     from napari_nst import run_in_viewer
 
     seen = []
-    worker = run_in_viewer(viewer, "content", "style", vgg_weights=random_vgg, **LONG, start=False,
-                           on_iterate=lambda job, iterate: seen.append(weakref.ref(iterate)))
+    worker = run_in_viewer(
+        viewer,
+        "content",
+        "style",
+        vgg_weights=random_vgg,
+        **LONG,
+        start=False,
+        on_iterate=lambda job, iterate: seen.append(weakref.ref(iterate)),
+    )
     worker.start()
     qtbot.waitUntil(lambda: len(seen) >= 2, timeout=120_000)
     with qtbot.waitSignal(worker.finished, timeout=30_000):
@@ -803,22 +894,30 @@ def test_result_names_say_pair_method_and_what_differs():
     from types import SimpleNamespace
 
     from napari_nst._naming import run_name
-    from napari_nst.settings import name_words
+    from napari_nst.registry import name_words
 
     job = SimpleNamespace(label="tubingen × starry_night")
-    assert run_name(job, Settings(method="predict", style_strength=0.3)) == \
-        "tubingen × starry_night · predict · strength 0.3"
-    assert run_name(job, Settings(method="predict", steps=50)) == \
-        "tubingen × starry_night · predict"  # predict does not read steps
-    assert name_words(Settings(steps=50, keep_colors=True, init="content",
-                                       style_layers=("conv1_1",), min_size=64), Settings()) == [
-        "steps 50", "keep colors", "init content", "style layers conv1_1"]  # min size: only
+    assert (
+        run_name(job, Settings(method="predict", style_strength=0.3))
+        == "tubingen × starry_night · predict · strength 0.3"
+    )
+    assert (
+        run_name(job, Settings(method="predict", steps=50)) == "tubingen × starry_night · predict"
+    )  # predict does not read steps
+    assert name_words(
+        Settings(
+            steps=50, keep_colors=True, init="content", style_layers=("conv1_1",), min_size=64
+        ),
+        Settings(),
+    ) == ["steps 50", "keep colors", "init content", "style layers conv1_1"]  # min size: only
     # with coarse-to-fine
     distilled = Settings(network="vgg19-distilled")
     assert name_words(distilled, Settings()) == ["network vgg19-distilled"]
     assert name_words(distilled, distilled) == []
     assert name_words(Settings(init_image=np.zeros((4, 4))), Settings()) == [
-        "init content", "start image"]
+        "init content",
+        "start image",
+    ]
 
 
 def test_iterates_fold_into_one_layer_with_a_step_slider(qtbot, viewer, widget):
@@ -832,7 +931,8 @@ def test_iterates_fold_into_one_layer_with_a_step_slider(qtbot, viewer, widget):
     widget.settings_overrides["min_size"] = 16
     pushed = []
     viewer.layers.events.inserted.connect(
-        lambda event: pushed.append((event.value.name, event.value.data.shape)))
+        lambda event: pushed.append((event.value.name, event.value.data.shape))
+    )
     widget.run()
     _wait_idle(qtbot, widget)
     (folded,) = _results(viewer)
@@ -857,7 +957,8 @@ def test_iterates_fold_into_one_layer_with_a_step_slider(qtbot, viewer, widget):
     widget.run()
     _wait_idle(qtbot, widget)
     assert [layer.name for layer in _results(viewer)[2:]] == [
-        f"{folded.name} (3) · step {step}" for step in (2, 4, 6)]
+        f"{folded.name} (3) · step {step}" for step in (2, 4, 6)
+    ]
 
 
 def test_a_stopped_run_folds_what_it_pushed(qtbot, viewer, widget):
@@ -881,7 +982,9 @@ def test_pickers_list_inputs_first_and_warn_when_content_is_style(qtbot, viewer,
     _wait_idle(qtbot, widget)
     viewer.layers.move(viewer.layers.index(_results(viewer)[-1]), 0)  # a result at the bottom
     names = [layer.name for layer in widget.content.choices]
-    assert names[:3] == ["content", "style", "scream"] and len(names) == 3 + len(worker.jobs[0].results)
+    assert names[:3] == ["content", "style", "scream"] and len(names) == 3 + len(
+        worker.jobs[0].results
+    )
     shown = lambda: not widget.same_layer.native.isHidden()  # noqa: E731 (the dock is hidden)
     assert not shown()
     widget.style.value = [viewer.layers["content"]]
@@ -904,8 +1007,10 @@ def test_gui_opens_at_a_useful_size_with_every_layer_in_view(qtbot, make_napari_
     viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     width, height = open_at_a_useful_size(viewer)
     screen = QApplication.primaryScreen().availableGeometry()
-    assert (width, height) == (min(GUI_SIZE[0], int(screen.width() * 0.95)),
-                               min(GUI_SIZE[1], int(screen.height() * 0.95)))
+    assert (width, height) == (
+        min(GUI_SIZE[0], int(screen.width() * 0.95)),
+        min(GUI_SIZE[1], int(screen.height() * 0.95)),
+    )
     qtbot.wait(200)  # the deferred fit, after the window's new size is laid out
     window = viewer.window._qt_window  # the test may look inside; the code does not
     # at least that size (a small screen: no smaller than what the dock's controls need)

@@ -13,8 +13,15 @@ from tests.helpers import gui_session
 
 pytestmark = pytest.mark.gui
 
-QUICK = dict(size=32, steps=2, emit_every=1, device="cpu", coarse_to_fine=False,
-             min_working_size=32, init="content")  # random VGG weights: no predict start
+QUICK = dict(
+    size=32,
+    steps=2,
+    emit_every=1,
+    device="cpu",
+    coarse_to_fine=False,
+    min_working_size=32,
+    init="content",
+)  # random VGG weights: no predict start
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +32,9 @@ def _display_and_config(tmp_path, monkeypatch):
 def _pan(planes: int, height: int = 48, width: int = 64) -> np.ndarray:
     """A uint16 z-stack: one random texture shifted 2 px per plane, brighter plane by plane."""
     texture = np.random.default_rng(0).integers(200, 3000, (height, width + 2 * planes))
-    return np.stack([texture[:, 2 * i:2 * i + width] + 50 * i for i in range(planes)]).astype(np.uint16)
+    return np.stack([texture[:, 2 * i : 2 * i + width] + 50 * i for i in range(planes)]).astype(
+        np.uint16
+    )
 
 
 @pytest.fixture
@@ -49,8 +58,16 @@ def test_whole_stack_fills_one_layer_in_place(qtbot, viewer, random_vgg, tmp_pat
         seen.append((plane.done, len(job.results), filled))
 
     store = tmp_path / "result.zarr"
-    worker = napari_nst.run_in_viewer(viewer, "zstack", "style", scope="stack", out=str(store),
-                                      vgg_weights=random_vgg, on_iterate=on_plane, **QUICK)
+    worker = napari_nst.run_in_viewer(
+        viewer,
+        "zstack",
+        "style",
+        scope="stack",
+        out=str(store),
+        vgg_weights=random_vgg,
+        on_iterate=on_plane,
+        **QUICK,
+    )
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         pass
     qtbot.waitUntil(lambda: len(seen) == 4, timeout=10_000)
@@ -71,8 +88,9 @@ def test_whole_stack_fills_one_layer_in_place(qtbot, viewer, random_vgg, tmp_pat
     assert store.exists() and os.fspath(store) in record["store"]
     import zarr
 
-    np.testing.assert_array_equal(zarr.open_array(os.fspath(store), mode="r")[..., 0],
-                                  np.asarray(layer.data))
+    np.testing.assert_array_equal(
+        zarr.open_array(os.fspath(store), mode="r")[..., 0], np.asarray(layer.data)
+    )
     np.testing.assert_array_equal(viewer.layers["zstack"].data, source)  # input untouched
 
 
@@ -80,9 +98,15 @@ def test_stop_keeps_the_planes_done(qtbot, viewer, random_vgg):
     import napari_nst
 
     viewer.add_image(_pan(12), name="long", scale=(2.0, 0.5, 0.5))
-    worker = napari_nst.run_in_viewer(viewer, "long", "style", scope="stack", vgg_weights=random_vgg,
-                                      on_iterate=lambda job, plane: worker.quit(),
-                                      **{**QUICK, "steps": 20})
+    worker = napari_nst.run_in_viewer(
+        viewer,
+        "long",
+        "style",
+        scope="stack",
+        vgg_weights=random_vgg,
+        on_iterate=lambda job, plane: worker.quit(),
+        **{**QUICK, "steps": 20},
+    )
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         pass
     qtbot.waitUntil(lambda: worker.jobs[0].run is None, timeout=30_000)  # the run has closed
@@ -102,14 +126,17 @@ def test_lazy_rgb_stack_and_bad_scope(qtbot, viewer, random_vgg):
     planes = np.random.default_rng(2).integers(0, 255, (3, 40, 40, 3), dtype=np.uint8)
     lazy = da.from_array(planes, chunks=(1, 40, 40, 3))
     viewer.add_image(lazy, name="lazy", rgb=True)
-    worker = napari_nst.run_in_viewer(viewer, "lazy", "style", scope="stack",
-                                      vgg_weights=random_vgg, **QUICK)
+    worker = napari_nst.run_in_viewer(
+        viewer, "lazy", "style", scope="stack", vgg_weights=random_vgg, **QUICK
+    )
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         pass
     layer = viewer.layers[-1]
     assert layer.rgb and layer.data.shape == (3, 32, 32, 3)
     assert (np.asarray(layer.data).reshape(3, -1).max(axis=1) > 0).all()
-    with pytest.raises(ValueError, match="scope='volume' is not supported; choose one of slice, stack"):
+    with pytest.raises(
+        ValueError, match="scope='volume' is not supported; choose one of slice, stack"
+    ):
         napari_nst.run_in_viewer(viewer, "lazy", "style", scope="volume")
     with pytest.raises(ValueError, match="names one store"):
         napari_nst.run_in_viewer(viewer, ["lazy", "zstack"], "style", scope="stack", out="x.zarr")

@@ -11,12 +11,10 @@ import torch
 import torch.nn.functional as F
 
 import napari_nst
-from napari_nst.engine import weights
+from napari_nst.engine import clear_caches, weights
 from napari_nst.engine.images import prepare_image
 from napari_nst.engine.vgg import VGGFeatures, load_features
 from napari_nst.engine.weights import VGG19_DISTILLED, WeightsError
-
-from napari_nst.engine import clear_caches
 from tests.helpers import shared_image, shared_path
 
 pytestmark = pytest.mark.shared
@@ -33,11 +31,20 @@ def original_forward(state: dict, image: torch.Tensor) -> dict:
     [0, 1], then reflection-padded 3x3 convolutions with ReLU, 2x2 max pooling between blocks."""
     out = {}
     x = F.conv2d(image, state["conv0.weight"], state["conv0.bias"])
-    blocks = (("11", "12"), ("21", "22"), ("31", "32", "33", "34"), ("41", "42", "43", "44"), ("51",))
+    blocks = (
+        ("11", "12"),
+        ("21", "22"),
+        ("31", "32", "33", "34"),
+        ("41", "42", "43", "44"),
+        ("51",),
+    )
     for index, block in enumerate(blocks):
         for name in block:
-            x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), state[f"conv{name}.weight"],
-                         state[f"conv{name}.bias"])
+            x = F.conv2d(
+                F.pad(x, (1, 1, 1, 1), mode="reflect"),
+                state[f"conv{name}.weight"],
+                state[f"conv{name}.bias"],
+            )
             x = F.relu(x)
             out[f"relu{name[0]}_{name[1]}"] = x
         if index < len(blocks) - 1:
@@ -60,7 +67,9 @@ def test_distilled_layout_matches_the_original_forward_pass(distilled_file):
 
 def test_distilled_network_ends_at_conv5_1(distilled_file):
     features, _ = load_features("vgg19-distilled", distilled_file)
-    with pytest.raises(ValueError, match="conv5_2 do not exist in vgg19-distilled: it ends at relu5_1"):
+    with pytest.raises(
+        ValueError, match="conv5_2 do not exist in vgg19-distilled: it ends at relu5_1"
+    ):
         VGGFeatures(features, ["conv4_2", "conv5_2"], network_name="vgg19-distilled")
     extractor = VGGFeatures(features, ["conv5_1"], network_name="vgg19-distilled")
     with pytest.raises(ValueError, match="too small for vgg19-distilled.*at least 32 px"):
@@ -91,8 +100,18 @@ def test_distilled_lookup_and_checks(distilled_file, vgg_file, tmp_path, monkeyp
 
 def test_network_setting_runs_and_is_recorded(distilled_file, magenta_weights):
     content, style = shared_image("tubingen.jpg", 64), shared_image("starry_night.jpg", 64)
-    final = list(napari_nst.iterate(content, style, network="vgg19-distilled", size=64, steps=4,
-                                    device="cpu", coarse_to_fine=False, min_working_size=64))[-1]
+    final = list(
+        napari_nst.iterate(
+            content,
+            style,
+            network="vgg19-distilled",
+            size=64,
+            steps=4,
+            device="cpu",
+            coarse_to_fine=False,
+            min_working_size=64,
+        )
+    )[-1]
     assert final.info["weights"] == f"file:{VGG19_DISTILLED.filename}"
     assert final.image.shape == (48, 64, 3) and np.isfinite(final.image).all()
 
@@ -109,16 +128,26 @@ def test_balance_controls_act_on_real_features(magenta_weights):
     targets and the optimised image's features round differently, so strength 0 moves the
     pixels by rounding noise (about 2e-4 on average), far below what a style does."""
     content, style = shared_image("tubingen.jpg", 64), shared_image("the_scream.jpg", 64)
-    run = dict(network="vgg19-distilled", size=64, steps=20, device="cpu", coarse_to_fine=False,
-               min_working_size=64, precision="float32")
+    run = dict(
+        network="vgg19-distilled",
+        size=64,
+        steps=20,
+        device="cpu",
+        coarse_to_fine=False,
+        min_working_size=64,
+        precision="float32",
+    )
     distance = {}
-    for name, overrides in {"strength 0": {"style_strength": 0.0},
-                            "strength 0.5": {"style_strength": 0.5}, "defaults": {},
-                            "content x10": {"content_weight": 10.0},
-                            "strength 0, bfloat16": {"style_strength": 0.0,
-                                                     "precision": "bfloat16"}}.items():
-        distance[name] = _distance_to_content(content, napari_nst.stylize(
-            content, style, **{**run, **overrides}))
+    for name, overrides in {
+        "strength 0": {"style_strength": 0.0},
+        "strength 0.5": {"style_strength": 0.5},
+        "defaults": {},
+        "content x10": {"content_weight": 10.0},
+        "strength 0, bfloat16": {"style_strength": 0.0, "precision": "bfloat16"},
+    }.items():
+        distance[name] = _distance_to_content(
+            content, napari_nst.stylize(content, style, **{**run, **overrides})
+        )
     assert distance["strength 0"] < 1e-6
     assert distance["strength 0"] < distance["strength 0.5"] < distance["defaults"]
     assert distance["content x10"] < distance["defaults"]

@@ -19,10 +19,27 @@ from napari_nst.engine.output import output_image
 from napari_nst.io import write_image
 from tests.helpers import shared_image, shared_path, skip_or_fail
 
-FAST = dict(size=32, steps=2, emit_every=1, device="cpu", coarse_to_fine=False, min_working_size=32,
-            init="content")
-QUICK = ["--size", "32", "--steps", "2", "--device", "cpu", "-q", "--no-coarse-to-fine",
-         "--min-working-size", "32"]
+FAST = dict(
+    size=32,
+    steps=2,
+    emit_every=1,
+    device="cpu",
+    coarse_to_fine=False,
+    min_working_size=32,
+    init="content",
+)
+QUICK = [
+    "--size",
+    "32",
+    "--steps",
+    "2",
+    "--device",
+    "cpu",
+    "-q",
+    "--no-coarse-to-fine",
+    "--min-working-size",
+    "32",
+]
 LOW, HIGH = 300, 3352
 
 
@@ -36,7 +53,7 @@ def gray16(rgb: np.ndarray) -> np.ndarray:
 def with_alpha(rgb: np.ndarray, opaque=255) -> np.ndarray:
     """``rgb`` plus an alpha channel: the left half transparent, the right half opaque."""
     alpha = np.zeros(rgb.shape[:2] + (1,), rgb.dtype)
-    alpha[:, rgb.shape[1] // 2:] = opaque
+    alpha[:, rgb.shape[1] // 2 :] = opaque
     return np.concatenate([rgb, alpha], axis=2)
 
 
@@ -48,6 +65,7 @@ def run_cli(argv) -> int:
 
 
 # --- the mapping and its inverse -----------------------------------------------------------------
+
 
 def test_prepare_image_records_alpha_window_and_dtype():
     rng = np.random.default_rng(0)
@@ -76,10 +94,12 @@ def test_prepare_image_records_alpha_window_and_dtype():
 
 def test_content_range_inverts_the_mapping():
     rng = np.random.default_rng(1)
-    cases = [rng.integers(LOW, HIGH + 1, (18, 20), dtype=np.uint16),  # own min..max
-             rng.integers(0, 256, (18, 20, 3), dtype=np.uint8),  # 0..255
-             rng.integers(-100, 100, (18, 20), dtype=np.int16),  # signed
-             (rng.random((18, 20, 3)) * 7 - 2).astype(np.float64)]  # float outside 0..1
+    cases = [
+        rng.integers(LOW, HIGH + 1, (18, 20), dtype=np.uint16),  # own min..max
+        rng.integers(0, 256, (18, 20, 3), dtype=np.uint8),  # 0..255
+        rng.integers(-100, 100, (18, 20), dtype=np.int16),  # signed
+        (rng.random((18, 20, 3)) * 7 - 2).astype(np.float64),
+    ]  # float outside 0..1
     for data in cases:
         prepared = prepare_image(data)
         back = output_image(prepared.rgb, prepared, "content")
@@ -117,6 +137,7 @@ def test_unit_range_adds_resized_alpha_and_leaves_inputs_alone():
 
 # --- runs: optimize and predict ------------------------------------------------------------------
 
+
 def test_optimize_keeps_alpha(random_vgg, content_small, style_small):
     rgba = with_alpha(content_small)
     plain = napari_nst.stylize(content_small, style_small, vgg_weights=random_vgg, **FAST)
@@ -124,17 +145,23 @@ def test_optimize_keeps_alpha(random_vgg, content_small, style_small):
     assert result.shape == (24, 32, 4) and result.dtype == np.float32
     np.testing.assert_array_equal(result[..., :3], plain)  # alpha does not change the colours
     assert result[:, :14, 3].max() == 0.0 and result[:, 18:, 3].min() == 1.0
-    in_content = napari_nst.stylize(rgba, style_small, vgg_weights=random_vgg, **FAST,
-                                    output_range="content")
+    in_content = napari_nst.stylize(
+        rgba, style_small, vgg_weights=random_vgg, **FAST, output_range="content"
+    )
     assert in_content.dtype == np.uint8 and in_content.shape == (24, 32, 4)
-    assert set(np.unique(in_content[:, :14, 3])) == {0} and set(np.unique(in_content[:, 18:, 3])) == {255}
+    assert set(np.unique(in_content[:, :14, 3])) == {0} and set(
+        np.unique(in_content[:, 18:, 3])
+    ) == {255}
 
 
 def test_optimize_content_range_on_16_bit_grayscale(random_vgg, content_small, style_small):
     gray = gray16(content_small)
     before = gray.copy()
-    iterates = list(napari_nst.iterate(gray, style_small, vgg_weights=random_vgg, **FAST,
-                                       output_range="content"))
+    iterates = list(
+        napari_nst.iterate(
+            gray, style_small, vgg_weights=random_vgg, **FAST, output_range="content"
+        )
+    )
     final = iterates[-1].image
     assert final.dtype == np.uint16 and final.shape == (24, 32, 3)
     assert LOW <= final.min() and final.max() <= HIGH
@@ -163,12 +190,18 @@ def test_predict_keeps_alpha_and_content_range(predict_env, random_vgg, content_
     assert batch[0].dtype == np.uint16 and LOW <= batch[0].min() and batch[0].max() <= HIGH
     assert batch[1].dtype == np.uint8 and batch[1].shape == (36, 48, 4)
     # init="predict" starts optimize from the prediction's RGB in 0..1, whatever the output range
-    start = napari_nst.stylize(gray, style_small, **{**FAST, "size": 48, "init": "predict"},
-                               output_range="content", vgg_weights=random_vgg)
+    start = napari_nst.stylize(
+        gray,
+        style_small,
+        **{**FAST, "size": 48, "init": "predict"},
+        output_range="content",
+        vgg_weights=random_vgg,
+    )
     assert start.dtype == np.uint16 and LOW <= start.min() and start.max() <= HIGH
 
 
 # --- files ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def style_file(tmp_path):
@@ -180,9 +213,21 @@ def style_file(tmp_path):
 def test_cli_16_bit_tiff_keeps_its_range(style_file, vgg_file, tmp_path, magenta_weights):
     content = tmp_path / "cells.tif"
     tifffile.imwrite(content, gray16(shared_image("tubingen.jpg", 40)))
+
     def stylize(out, *args):
-        return main(["stylize", str(content), str(style_file), "-o", str(out), "--vgg-weights",
-                     str(vgg_file), *QUICK, *args])
+        return main(
+            [
+                "stylize",
+                str(content),
+                str(style_file),
+                "-o",
+                str(out),
+                "--vgg-weights",
+                str(vgg_file),
+                *QUICK,
+                *args,
+            ]
+        )
 
     out = tmp_path / "out.tif"
     assert stylize(out) == 0
@@ -202,17 +247,34 @@ def test_cli_16_bit_tiff_keeps_its_range(style_file, vgg_file, tmp_path, magenta
     assert np.asarray(Image.open(png)).dtype == np.uint8
 
 
-@pytest.mark.parametrize("dtype, output, extra, message", [
-    ("uint16", "o.png", [], "needs a .tif output"),
-    ("float32", "o.tif", [], "this content is float32"),
-    ("uint16", "o.tif", ["--bit-depth", "8"], "not --bit-depth 8"),
-])
-def test_cli_content_range_that_a_file_cannot_hold(style_file, tmp_path, capsys, dtype, output,
-                                                   extra, message):
+@pytest.mark.parametrize(
+    "dtype, output, extra, message",
+    [
+        ("uint16", "o.png", [], "needs a .tif output"),
+        ("float32", "o.tif", [], "this content is float32"),
+        ("uint16", "o.tif", ["--bit-depth", "8"], "not --bit-depth 8"),
+    ],
+)
+def test_cli_content_range_that_a_file_cannot_hold(
+    style_file, tmp_path, capsys, dtype, output, extra, message
+):
     content = tmp_path / "content.tif"
     tifffile.imwrite(content, gray16(shared_image("tubingen.jpg", 40)).astype(dtype))
-    assert run_cli(["stylize", str(content), str(style_file), "-o", str(tmp_path / output),
-                    "--output-range", "content", *extra]) == 2
+    assert (
+        run_cli(
+            [
+                "stylize",
+                str(content),
+                str(style_file),
+                "-o",
+                str(tmp_path / output),
+                "--output-range",
+                "content",
+                *extra,
+            ]
+        )
+        == 2
+    )
     assert message in capsys.readouterr().err
 
 
@@ -221,7 +283,9 @@ def test_cli_rgba_keeps_alpha(style_file, vgg_file, tmp_path, capsys, magenta_we
     content = tmp_path / "content.png"
     Image.fromarray(rgba).save(content)
     run = ["--vgg-weights", str(vgg_file), *QUICK]
-    assert main(["stylize", str(content), str(style_file), "-o", str(tmp_path / "o.png"), *run]) == 0
+    assert (
+        main(["stylize", str(content), str(style_file), "-o", str(tmp_path / "o.png"), *run]) == 0
+    )
     png = np.asarray(Image.open(tmp_path / "o.png"))
     assert png.shape == (24, 32, 4) and png.dtype == np.uint8
     assert set(np.unique(png[:, :14, 3])) == {0} and set(np.unique(png[:, 18:, 3])) == {255}
@@ -257,6 +321,7 @@ def test_write_image_takes_integers_as_they_are(tmp_path):
 
 # --- napari --------------------------------------------------------------------------------------
 
+
 def test_result_layers_keep_alpha_and_the_contents_display():
     """Layer arguments for results, handed to a real napari Image layer (no viewer needed)."""
     from napari.layers import Image as ImageLayer
@@ -291,18 +356,28 @@ def test_result_layers_keep_alpha_and_the_contents_display():
 @pytest.mark.gui
 def test_viewer_run_in_content_range(qtbot, request, random_vgg, monkeypatch, tmp_path):
     if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
-        skip_or_fail("no display: napari tests need Xvfb (apt-get install xvfb; pytest-xvfb starts it)")
+        skip_or_fail(
+            "no display: napari tests need Xvfb (apt-get install xvfb; pytest-xvfb starts it)"
+        )
     shared_path("images")  # before the viewer exists (see tests/test_napari.py)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     viewer = request.getfixturevalue("make_napari_viewer")()
-    viewer.add_image(gray16(shared_image("tubingen.jpg", 40)), name="cells",
-                     contrast_limits=(LOW, 2500))
+    viewer.add_image(
+        gray16(shared_image("tubingen.jpg", 40)), name="cells", contrast_limits=(LOW, 2500)
+    )
     viewer.add_image(with_alpha(shared_image("tubingen.jpg", 40)), name="cutout", rgb=True)
     viewer.add_image(shared_image("starry_night.jpg", 40), name="style", rgb=True)
     _, widget = viewer.window.add_plugin_dock_widget("napari-nst", "Style transfer")
     assert widget.controls["output_range"].choices == ("unit", "content")
-    worker = napari_nst.run_in_viewer(viewer, ["cells", "cutout"], "style", vgg_weights=random_vgg,
-                                      **{**FAST, "steps": 1}, output_range="content", start=False)
+    worker = napari_nst.run_in_viewer(
+        viewer,
+        ["cells", "cutout"],
+        "style",
+        vgg_weights=random_vgg,
+        **{**FAST, "steps": 1},
+        output_range="content",
+        start=False,
+    )
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         worker.start()
     cells, cutout = (job.results[-1] for job in worker.jobs)

@@ -25,19 +25,32 @@ import torch
 
 import napari_nst
 from napari_nst.engine import weights as weights_module
-from napari_nst.engine.output import luminance
-from napari_nst.engine.methods.predict.magenta_weights import (converted_cache_path, layer_name, load_model,
-                                               load_state_dict)
+from napari_nst.engine.methods.predict.magenta_weights import (
+    converted_cache_path,
+    layer_name,
+    load_model,
+    load_state_dict,
+)
 from napari_nst.engine.methods.predict.renderer import render
-from napari_nst.engine.run import predict_batch
 from napari_nst.engine.methods.predict.style_embedding import blend_embeddings, embed, style_crops
 from napari_nst.engine.methods.predict.tflite import read_tflite
-from napari_nst.engine.weights import (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, WeightsError,
-                                       sha256_of)
-
-from ._predict_helpers import (litert_embedding, litert_interpreter, litert_tensor,
-                               litert_transfer, square_image)
+from napari_nst.engine.output import luminance
+from napari_nst.engine.run import predict_batch
+from napari_nst.engine.weights import (
+    MAGENTA_PREDICTOR,
+    MAGENTA_TRANSFORMER,
+    WeightsError,
+    sha256_of,
+)
 from tests.helpers import magenta_weights_dir, shared_image, skip_or_fail
+
+from ._predict_helpers import (
+    litert_embedding,
+    litert_interpreter,
+    litert_tensor,
+    litert_transfer,
+    square_image,
+)
 
 FAST = dict(method="predict", device="cpu", size=64)
 STYLES = ("starry_night.jpg", "the_scream.jpg", "woman-with-hat-matisse.jpg")
@@ -67,8 +80,10 @@ def litert():
     try:
         import ai_edge_litert  # noqa: F401
     except ImportError:
-        skip_or_fail("ai-edge-litert (the reference TFLite runtime, a test dependency) is not "
-                     "installed: pip install ai-edge-litert")
+        skip_or_fail(
+            "ai-edge-litert (the reference TFLite runtime, a test dependency) is not "
+            "installed: pip install ai-edge-litert"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +119,17 @@ def as_embedding(vector: np.ndarray) -> torch.Tensor:
 
 # --- the TFLite reader ---------------------------------------------------------------------------
 
+
 @pytest.mark.shared
 def test_reader_dequantises_like_the_reference_runtime(env, litert):
     """Every int8/int32 constant, dequantised with its per-channel scales, equals the reference
     runtime's own view of the same tensor."""
     path = env / MAGENTA_TRANSFORMER.filename
     graph = read_tflite(path)
-    assert graph.inputs == {"content_image": (1, 384, 384, 3),
-                            "mobilenet_conv/Conv/BiasAdd": (1, 1, 1, 100)}
+    assert graph.inputs == {
+        "content_image": (1, 384, 384, 3),
+        "mobilenet_conv/Conv/BiasAdd": (1, 1, 1, 100),
+    }
     interpreter = litert_interpreter(path)
     checked = 0
     for detail in interpreter.get_tensor_details():
@@ -141,6 +159,7 @@ def test_reader_rejects_a_file_that_is_not_tflite(tmp_path):
 
 # --- parity with the reference runtime ------------------------------------------------------------
 
+
 @pytest.mark.shared
 @pytest.mark.parametrize("kind", ["predictor", "transformer"])
 def test_every_convolution_matches_the_reference_within_half_a_step(env, litert, kind):
@@ -157,8 +176,9 @@ def test_every_convolution_matches_the_reference_within_half_a_step(env, litert,
     model = load_model(kind)
     layers = dict(model.named_modules())
     details = {d["name"]: d for d in interpreter.get_tensor_details()}
-    convolutions = [op for op in read_tflite(path).operators
-                    if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    convolutions = [
+        op for op in read_tflite(path).operators if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D")
+    ]
     assert len(convolutions) == (53 if kind == "predictor" else 42)
     for op in convolutions:
         layer = layers[layer_name(op.inputs[1])]
@@ -167,7 +187,9 @@ def test_every_convolution_matches_the_reference_within_half_a_step(env, litert,
         with torch.inference_mode():
             x = torch.from_numpy(x)
             if op.options["padding"] == "VALID":  # the transformer: input already mirror-padded
-                y = torch.nn.functional.conv2d(x, layer.weight, layer.bias, stride=op.options["stride"])
+                y = torch.nn.functional.conv2d(
+                    x, layer.weight, layer.bias, stride=op.options["stride"]
+                )
             else:
                 y = layer(x)
             y = {"relu": y.relu(), "relu6": y.clamp(0, 6), None: y}[op.options["activation"]]
@@ -222,6 +244,7 @@ def test_stylised_output_matches_the_reference(env, litert):
 
 # --- the readable reference module (the renderer's own tests: tests/test_renderer.py) ----------
 
+
 @pytest.mark.shared
 def test_module_rejects_sizes_that_are_not_multiples_of_4(env):
     transformer = load_model("transformer")
@@ -230,6 +253,7 @@ def test_module_rejects_sizes_that_are_not_multiples_of_4(env):
 
 
 # --- tiling ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.shared
 def test_tile_size_setting_reaches_the_renderer(env, content, style):
@@ -241,8 +265,9 @@ def test_tile_size_setting_reaches_the_renderer(env, content, style):
 
 @pytest.mark.shared
 @pytest.mark.parametrize("case", ["rgb", "rgba, keep_colors, strength", "gray16, content range"])
-def test_a_result_too_big_for_memory_goes_through_files(env, content, style, monkeypatch,
-                                                        tmp_path, case):
+def test_a_result_too_big_for_memory_goes_through_files(
+    env, content, style, monkeypatch, tmp_path, case
+):
     """Above ``STREAM_PIXELS`` a working image is rendered through files (the features and the
     raw output on disk, finished a block at a time, into a file the result maps): the result is
     the in-memory one, for every kind of input and output, and no temporary file is left
@@ -254,8 +279,13 @@ def test_a_result_too_big_for_memory_goes_through_files(env, content, style, mon
     image = content
     options = dict(FAST, size=96, tile_size=64)
     if case.startswith("rgba"):
-        image = np.concatenate([content, np.arange(content[..., :1].size, dtype=np.uint8)
-                                .reshape(content.shape[:2] + (1,))], axis=2)
+        image = np.concatenate(
+            [
+                content,
+                np.arange(content[..., :1].size, dtype=np.uint8).reshape(content.shape[:2] + (1,)),
+            ],
+            axis=2,
+        )
         options.update(keep_colors=True, style_strength=0.5)
     elif case.startswith("gray16"):
         image = content[..., 1].astype(np.uint16) * 200
@@ -264,7 +294,7 @@ def test_a_result_too_big_for_memory_goes_through_files(env, content, style, mon
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(predict_module, "STREAM_PIXELS", 50 * 50)
     monkeypatch.setattr(predict_module, "STREAM_BLOCK", 40)  # blocks across the tiles
-    final, = napari_nst.iterate(image, style, **options)
+    (final,) = napari_nst.iterate(image, style, **options)
     assert final.info["tiled"] == "through files"
     assert final.image.shape == expected.shape and final.image.dtype == expected.dtype
     # the result is a map of an unnamed file: read where needed, writable like any array
@@ -274,11 +304,12 @@ def test_a_result_too_big_for_memory_goes_through_files(env, content, style, mon
     else:
         np.testing.assert_allclose(final.image, expected, atol=1e-6)
     assert not list(tmp_path.iterdir())
-    batched, = predict_batch([image], style, **options)
+    (batched,) = predict_batch([image], style, **options)
     np.testing.assert_array_equal(batched, final.image)
 
 
 # --- the engine's input contract -----------------------------------------------------------------
+
 
 @pytest.mark.shared
 def test_iterate_yields_one_final_iterate(env, content, style):
@@ -313,8 +344,11 @@ def test_grayscale_rgba_and_16_bit_inputs(env, content, style):
     wide = content.astype(np.uint16) * 257  # 16 bits, mapped by its own min..max
     low, high = float(content.min()), float(content.max())
     stretched = (content.astype(np.float32) - low) / (high - low)
-    np.testing.assert_allclose(napari_nst.stylize(wide, style, **FAST),
-                               napari_nst.stylize(stretched, style, **FAST), atol=1e-5)
+    np.testing.assert_allclose(
+        napari_nst.stylize(wide, style, **FAST),
+        napari_nst.stylize(stretched, style, **FAST),
+        atol=1e-5,
+    )
 
     gray = napari_nst.stylize(content[..., 1], style, **FAST)
     assert gray.shape == (48, 64, 3)
@@ -332,11 +366,15 @@ def test_keep_colors_keeps_the_content_chroma(env, content, style):
     chroma = lambda image: (image @ _RGB_TO_YIQ.T)[..., 1:]  # noqa: E731
     inside = (kept > 0.01).all(axis=2) & (kept < 0.99).all(axis=2)  # not clipped
     assert np.abs(chroma(kept) - chroma(small))[inside].mean() < 0.03
-    assert np.abs(chroma(plain) - chroma(small)).mean() > 2 * np.abs(chroma(kept) - chroma(small)).mean()
+    assert (
+        np.abs(chroma(plain) - chroma(small)).mean()
+        > 2 * np.abs(chroma(kept) - chroma(small)).mean()
+    )
     np.testing.assert_allclose(luminance(kept)[inside], luminance(plain)[inside], atol=0.02)
 
 
 # --- strength, blending, crops, batches -----------------------------------------------------------
+
 
 @pytest.mark.shared
 def test_strength_interpolates_from_the_contents_own_style(env, content, style):
@@ -344,10 +382,12 @@ def test_strength_interpolates_from_the_contents_own_style(env, content, style):
     rgb = working(content)
     own = render(transformer, rgb, embed(predictor, rgb))
     full = render(transformer, rgb, embed(predictor, style.astype(np.float32) / 255))
-    np.testing.assert_allclose(napari_nst.stylize(content, style, **FAST, style_strength=0.0),
-                               own, atol=1e-6)
-    np.testing.assert_allclose(napari_nst.stylize(content, style, **FAST, style_strength=1.0),
-                               full, atol=1e-6)
+    np.testing.assert_allclose(
+        napari_nst.stylize(content, style, **FAST, style_strength=0.0), own, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        napari_nst.stylize(content, style, **FAST, style_strength=1.0), full, atol=1e-6
+    )
     half = napari_nst.stylize(content, style, **FAST, style_strength=0.5)
     assert 0.2 < np.abs(half - own).mean() / np.abs(full - own).mean() < 0.8
 
@@ -356,8 +396,9 @@ def test_strength_interpolates_from_the_contents_own_style(env, content, style):
 def test_blend_weights_are_normalised_and_validated(env, content, style, style2):
     both = [style, style2]
     equal = napari_nst.stylize(content, both, **FAST)
-    np.testing.assert_allclose(napari_nst.stylize(content, both, **FAST, style_blend=(3, 3)),
-                               equal, atol=1e-6)
+    np.testing.assert_allclose(
+        napari_nst.stylize(content, both, **FAST, style_blend=(3, 3)), equal, atol=1e-6
+    )
     only_first = napari_nst.stylize(content, both, **FAST, style_blend=(2.0, 0.0))
     np.testing.assert_allclose(only_first, napari_nst.stylize(content, style, **FAST), atol=1e-6)
     assert np.abs(equal - only_first).mean() > 0.01
@@ -369,7 +410,11 @@ def test_blend_weights_are_normalised_and_validated(env, content, style, style2)
 
 
 def test_blend_embeddings_arithmetic():
-    a, b, own = torch.full((1, 100, 1, 1), 1.0), torch.full((1, 100, 1, 1), 3.0), torch.zeros(1, 100, 1, 1)
+    a, b, own = (
+        torch.full((1, 100, 1, 1), 1.0),
+        torch.full((1, 100, 1, 1), 3.0),
+        torch.zeros(1, 100, 1, 1),
+    )
     assert blend_embeddings([a, b], (1, 3)).flatten()[0].item() == pytest.approx(2.5)
     assert blend_embeddings([a, b], None, own, 0.5).flatten()[0].item() == pytest.approx(1.0)
 
@@ -391,12 +436,17 @@ def test_style_crops_average_the_embeddings(env):
     predictor = load_model("predictor")
     large = shared_image("the_scream.jpg").astype(np.float32) / 255  # 1528 x 1200
     averaged = embed(predictor, large, crops=4)
-    per_crop = [embed(predictor, large[t:t + s, l:l + s]) for t, l, s in style_crops(large, 4)]
+    per_crop = [
+        embed(predictor, large[top : top + s, left : left + s])
+        for top, left, s in style_crops(large, 4)
+    ]
     torch.testing.assert_close(averaged, torch.stack(per_crop).mean(0), atol=1e-4, rtol=1e-4)
     assert (averaged - embed(predictor, large)).abs().mean() > 0.01
     content = shared_image("tubingen.jpg", 64)
     one = napari_nst.stylize(content, large, method="predict", device="cpu", size=64)
-    four = napari_nst.stylize(content, large, method="predict", device="cpu", size=64, style_crops=4)
+    four = napari_nst.stylize(
+        content, large, method="predict", device="cpu", size=64, style_crops=4
+    )
     assert np.abs(one - four).mean() > 0.005
 
 
@@ -413,9 +463,18 @@ def test_predict_batch_equals_single_runs(env, content, style):
 
 @pytest.mark.shared
 def test_predict_as_initial_image_for_optimize(env, content, style, vgg_file):
-    result = napari_nst.stylize(content, style, method="optimize", init="predict", steps=1,
-                                size=32, device="cpu", coarse_to_fine=False, min_working_size=32,
-                                vgg_weights=vgg_file)
+    result = napari_nst.stylize(
+        content,
+        style,
+        method="optimize",
+        init="predict",
+        steps=1,
+        size=32,
+        device="cpu",
+        coarse_to_fine=False,
+        min_working_size=32,
+        vgg_weights=vgg_file,
+    )
     assert result.shape == (24, 32, 3)
 
 
@@ -426,9 +485,23 @@ def test_optimize_starts_from_predicts_result_by_default(env, content, style, vg
     for the same content, style and size, mixed with the content by style_strength (0: the
     content itself). One Adam step of 1e-5 moves no pixel by more than that."""
     assert napari_nst.Settings().init == "predict"
-    first = next(iter(napari_nst.iterate(
-        content, style, method="optimize", device="cpu", size=64, steps=1, optimizer="adam",
-        learning_rate=1e-5, coarse_to_fine=False, vgg_weights=vgg_file, style_strength=strength)))
+    first = next(
+        iter(
+            napari_nst.iterate(
+                content,
+                style,
+                method="optimize",
+                device="cpu",
+                size=64,
+                steps=1,
+                optimizer="adam",
+                learning_rate=1e-5,
+                coarse_to_fine=False,
+                vgg_weights=vgg_file,
+                style_strength=strength,
+            )
+        )
+    )
     predicted = napari_nst.stylize(content, style, **FAST)  # at full strength: mixed once
     plain = working(content)
     expected = strength * predicted + (1.0 - strength) * plain
@@ -445,8 +518,10 @@ def test_device_is_honoured(env, content, style):
 
 
 @pytest.mark.shared
-@pytest.mark.skipif(not torch.cuda.is_available(),
-                    reason="no CUDA device: the GPU half of the device test (cuda vs cpu) was not run")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="no CUDA device: the GPU half of the device test (cuda vs cpu) was not run",
+)
 def test_a_cuda_run_matches_the_cpu_run(env, content, style):
     on_gpu = napari_nst.stylize(content, style, **{**FAST, "device": "cuda"})
     np.testing.assert_allclose(on_gpu, napari_nst.stylize(content, style, **FAST), atol=2e-3)
@@ -454,14 +529,19 @@ def test_a_cuda_run_matches_the_cpu_run(env, content, style):
 
 # --- weights: lookup, cache and every error path --------------------------------------------------
 
+
 @pytest.mark.shared
 def test_explicit_paths_are_used(env, tmp_path, monkeypatch, content, style):
     monkeypatch.delenv(weights_module.WEIGHTS_DIR_ENV)
     for entry in (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER):
         shutil.copy(env / entry.filename, tmp_path / entry.filename)
-    result = napari_nst.stylize(content, style, **FAST,
-                                predictor_weights=tmp_path / MAGENTA_PREDICTOR.filename,
-                                transformer_weights=tmp_path / MAGENTA_TRANSFORMER.filename)
+    result = napari_nst.stylize(
+        content,
+        style,
+        **FAST,
+        predictor_weights=tmp_path / MAGENTA_PREDICTOR.filename,
+        transformer_weights=tmp_path / MAGENTA_TRANSFORMER.filename,
+    )
     assert result.shape == (48, 64, 3)
 
 
@@ -482,8 +562,9 @@ def test_corrupt_explicit_file(env, content, style, tmp_path):
 @pytest.mark.shared
 def test_wrong_explicit_file(env, content, style):
     with pytest.raises(WeightsError, match="is not the Magenta .* style predictor"):
-        napari_nst.stylize(content, style, **FAST,
-                           predictor_weights=env / MAGENTA_TRANSFORMER.filename)
+        napari_nst.stylize(
+            content, style, **FAST, predictor_weights=env / MAGENTA_TRANSFORMER.filename
+        )
 
 
 @pytest.mark.shared
@@ -523,7 +604,9 @@ def test_download_then_cache(mirror, weights_dir, content, style):
     for entry in (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER):
         shutil.copy(weights_dir / entry.filename, mirror.folder)
     first = napari_nst.stylize(content, style, **FAST)
-    assert sorted(mirror.requests) == sorted([MAGENTA_PREDICTOR.filename, MAGENTA_TRANSFORMER.filename])
+    assert sorted(mirror.requests) == sorted(
+        [MAGENTA_PREDICTOR.filename, MAGENTA_TRANSFORMER.filename]
+    )
     assert (MAGENTA_TRANSFORMER.cache_dir() / MAGENTA_TRANSFORMER.filename).is_file()
     second = napari_nst.stylize(content, style, **FAST)  # from the cache: no second download
     assert len(mirror.requests) == 2
@@ -535,16 +618,22 @@ def test_predict_results_carry_provenance(env, content, style):
     """The same provenance as optimize: method and device stamped by the dispatcher, the weights
     files and the arithmetic by the method."""
     final = list(napari_nst.iterate(content, style, **FAST))[-1]
-    assert final.info == {"method": "predict", "device": "cpu", "precision": "float32",
-                          "weights": f"file:{MAGENTA_PREDICTOR.filename} + "
-                                     f"file:{MAGENTA_TRANSFORMER.filename}",
-                          "weights_sha256": {MAGENTA_PREDICTOR.filename: MAGENTA_PREDICTOR.sha256,
-                                             MAGENTA_TRANSFORMER.filename:
-                                                 MAGENTA_TRANSFORMER.sha256}}
+    assert final.info == {
+        "method": "predict",
+        "device": "cpu",
+        "precision": "float32",
+        "weights": f"file:{MAGENTA_PREDICTOR.filename} + file:{MAGENTA_TRANSFORMER.filename}",
+        "weights_sha256": {
+            MAGENTA_PREDICTOR.filename: MAGENTA_PREDICTOR.sha256,
+            MAGENTA_TRANSFORMER.filename: MAGENTA_TRANSFORMER.sha256,
+        },
+    }
 
 
 @pytest.mark.shared
-def test_weights_dir_setting_finds_the_files_without_a_download(mirror, weights_dir, content, style):
+def test_weights_dir_setting_finds_the_files_without_a_download(
+    mirror, weights_dir, content, style
+):
     napari_nst.stylize(content, style, weights_dir=str(weights_dir), **FAST)
     assert mirror.requests == []
 

@@ -45,7 +45,10 @@ def test_api_blocks_run_as_written(readme_folder, capsys):
     content = namespace["content"]
     assert namespace["result"].shape[2] == 3 and max(namespace["result"].shape[:2]) == 256
     assert max(namespace["fast"].shape[:2]) == 512 and namespace["fast"].dtype == np.float32
-    assert namespace["fast"].shape[0] / namespace["fast"].shape[1] == content.shape[0] / content.shape[1]
+    assert (
+        namespace["fast"].shape[0] / namespace["fast"].shape[1]
+        == content.shape[0] / content.shape[1]
+    )
     assert namespace["half"].shape == namespace["result"].shape
     assert max(namespace["trial"].shape[:2]) == 128
     printed = [line for line in capsys.readouterr().out.split("\n") if line]
@@ -54,14 +57,16 @@ def test_api_blocks_run_as_written(readme_folder, capsys):
     # on the cluster
     frames = namespace["frames"]
     assert frames.shape[0] == 6 and frames.shape[3] == 3 and max(frames.shape[1:3]) == 256
-    assert sorted(line.split(" done")[0] for line in printed[2:]) == [f"plane ({i},)" for i in range(6)]
+    assert sorted(line.split(" done")[0] for line in printed[2:]) == [
+        f"plane ({i},)" for i in range(6)
+    ]
     np.testing.assert_array_equal(np.asarray(namespace["stored"]), frames)
     # dask's worker processes run torch on one thread each (this process on every core), and
     # convolutions sum in another order: equal to float32 rounding, not bit for bit
     np.testing.assert_allclose(namespace["clustered"], frames, atol=1e-5)
     assert (readme_folder / "frames.zarr").is_dir()
     # regions: the middle rows (unlabelled) are the content's own
-    two, labels = namespace["two"], namespace["labels"]
+    two = namespace["two"]
     rows = two.shape[0]  # the result's rows (the labels are the content's, resampled)
     middle = slice(rows // 3 + 8, rows * 3 // 4 - 8)
     from napari_nst.engine.images import prepare_image
@@ -72,8 +77,9 @@ def test_api_blocks_run_as_written(readme_folder, capsys):
     # explore: the sweeps' shapes and labels
     assert namespace["fig3"].images.shape[:2] == (5, 4) and namespace["fig3"].done.all()
     assert namespace["sheet"].dtype == np.uint8
-    assert namespace["methods"].labels == [["method=optimize", "method=predict",
-                                            "method=universal"]]
+    assert namespace["methods"].labels == [
+        ["method=optimize", "method=predict", "method=universal"]
+    ]
     assert namespace["fig1"].shape == (1, 3) and namespace["textures"].shape == (1, 5)
 
 
@@ -90,10 +96,15 @@ def test_console_blocks_run_as_written(readme_folder, qtbot, make_napari_viewer)
         running.finished.connect(lambda: finished.append(True))
     qtbot.waitUntil(lambda: len(finished) == 2, timeout=120_000)
     (run,) = worker.jobs[0].results  # 20 iterates (one every 5 steps), folded into one layer
-    assert run.name == ("astronaut × starry_night · optimize · network vgg19-distilled · "
-                        "steps 100 · size 256") and run.data.shape[0] == 20
-    assert [job.results[-1].name for job in batch.jobs] == ["astronaut × starry_night · predict",
-                                                           "astronaut × astronaut · predict"]
+    assert (
+        run.name
+        == ("astronaut × starry_night · optimize · network vgg19-distilled · steps 100 · size 256")
+        and run.data.shape[0] == 20
+    )
+    assert [job.results[-1].name for job in batch.jobs] == [
+        "astronaut × starry_night · predict",
+        "astronaut × astronaut · predict",
+    ]
     finals = [job.results[-1] for job in worker.jobs + batch.jobs]
     assert viewer.layers[-1] in finals and viewer.layers.selection.active is viewer.layers[-1]
 
@@ -101,9 +112,12 @@ def test_console_blocks_run_as_written(readme_folder, qtbot, make_napari_viewer)
     widget = namespace["widget"]
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     assert widget.status.value.startswith("done")
-    from_widget = [layer.metadata["napari_nst"] for layer in viewer.layers
-                   if layer.metadata.get("napari_nst", {}).get("settings", {}).get("style_layers")
-                   == ["conv1_1", "conv2_1", "conv3_1"]]
+    from_widget = [
+        layer.metadata["napari_nst"]
+        for layer in viewer.layers
+        if layer.metadata.get("napari_nst", {}).get("settings", {}).get("style_layers")
+        == ["conv1_1", "conv2_1", "conv3_1"]
+    ]
     every = Settings().emit_every
     (meta,) = from_widget  # its iterates, folded into one layer
     assert [record["step"] for record in meta["iterates"]] == list(range(every, 101, every))
@@ -113,7 +127,15 @@ def test_console_blocks_run_as_written(readme_folder, qtbot, make_napari_viewer)
 
 def test_how_it_works_names_every_module():
     """The README's map of the code stays the tree's: every module is named in "How it works"."""
-    section = (REPO / "README.md").read_text(encoding="utf-8").split("## How it works")[1].split("\n## ")[0]
-    modules = sorted(path.name for path in (REPO / "src" / "napari_nst").rglob("*.py")
-                     if path.name != "__init__.py")
+    section = (
+        (REPO / "README.md")
+        .read_text(encoding="utf-8")
+        .split("## How it works")[1]
+        .split("\n## ")[0]
+    )
+    modules = sorted(
+        path.name
+        for path in (REPO / "src" / "napari_nst").rglob("*.py")
+        if path.name != "__init__.py"
+    )
     assert [name for name in modules if f"`{name}`" not in section] == []

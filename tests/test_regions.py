@@ -15,8 +15,7 @@ from napari_nst.engine.regions import Regions, assign_styles
 from tests.helpers import magenta_weights_dir, shared_image
 
 #: Per method, a short run; optimize at a working size where its guides hold every layer.
-QUICK = {"optimize": dict(steps=30, network="vgg19-distilled", min_working_size=128,
-                          min_size=128)}
+QUICK = {"optimize": dict(steps=30, network="vgg19-distilled", min_working_size=128, min_size=128)}
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +25,6 @@ def weights_here(shared_weights, request):
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("method") in ("predict", "optimize"):
         magenta_weights_dir()
-
 
 
 def quick(method: str, **settings) -> dict:
@@ -62,10 +60,10 @@ def _distance(a, b, rows, cols) -> float:
 
 
 def test_each_label_gets_its_style_and_unlabelled_pixels_keep_the_content(
-        method, content, starry, scream, halves):
+    method, content, starry, scream, halves
+):
     inputs = [a.copy() for a in (content, starry, scream, halves)]
-    result = napari_nst.stylize(content, {1: starry, 2: scream}, regions=halves,
-                                **quick(method))
+    result = napari_nst.stylize(content, {1: starry, 2: scream}, regions=halves, **quick(method))
     only_starry = napari_nst.stylize(content, starry, **quick(method))
     only_scream = napari_nst.stylize(content, scream, **quick(method))
     assert result.shape == (96, 128, 3) and np.isfinite(result).all()
@@ -78,16 +76,17 @@ def test_each_label_gets_its_style_and_unlabelled_pixels_keep_the_content(
     assert _distance(result, content / 255.0, *left) > 0.05  # styled, not kept
     for before, after in zip(inputs, (content, starry, scream, halves)):
         assert np.array_equal(before, after)  # nothing the caller passed was modified
-    info = list(napari_nst.iterate(content, {1: starry, 2: scream}, regions=halves,
-                                   **quick(method)))[-1].info
+    info = list(
+        napari_nst.iterate(content, {1: starry, 2: scream}, regions=halves, **quick(method))
+    )[-1].info
     assert info["regions"] == {1: {"style 1": 1.0}, 2: {"style 2": 1.0}}
 
 
-def test_predict_regions_match_a_plain_run_inside_each_region(content, starry, scream, halves,
-                                                               magenta_weights):
+def test_predict_regions_match_a_plain_run_inside_each_region(
+    content, starry, scream, halves, magenta_weights
+):
     """Render and composite: inside a region, exactly the plain run with its style."""
-    result = napari_nst.stylize(content, {1: starry, 2: scream}, regions=halves,
-                                **quick("predict"))
+    result = napari_nst.stylize(content, {1: starry, 2: scream}, regions=halves, **quick("predict"))
     plain = napari_nst.stylize(content, scream, **quick("predict"))
     assert np.abs(result[40:, 80:] - plain[40:, 80:]).max() < 1e-5
 
@@ -133,22 +132,28 @@ def test_soft_edge_blends_over_a_few_pixels():
 
 
 def test_blends_per_label_and_shared_styles_encoded_once(starry, scream):
-    styles, assignment = assign_styles({1: [starry, scream], 2: starry, 3: scream},
-                                       (3, 1))
+    styles, assignment = assign_styles({1: [starry, scream], 2: starry, 3: scream}, (3, 1))
     assert len(styles) == 2  # the same arrays are one style each
     blends = {g.labels: g.blend for g in assignment.groups}
     assert blends[(1,)] == pytest.approx((0.75, 0.25))
     assert blends[(2,)] == (1.0, 0.0) and blends[(3,)] == (0.0, 1.0)
 
 
-@pytest.mark.parametrize("labels, style, message", [
-    (np.zeros((96, 128), np.float32), {1: None}, "integer labels"),
-    (np.full((96, 128), -1, np.int16), {1: None}, "below 0"),
-    (np.zeros((50, 128), np.uint8), {1: None}, "(50, 128) do not fit the content of shape (96, 128)"),
-    (np.zeros((96, 128), np.uint8), {"sky": None}, "not a label"),
-    (np.zeros((96, 128), np.uint8), {1.5: None}, "not a label"),
-    (None, {1: None}, "no regions were given"),
-])
+@pytest.mark.parametrize(
+    "labels, style, message",
+    [
+        (np.zeros((96, 128), np.float32), {1: None}, "integer labels"),
+        (np.full((96, 128), -1, np.int16), {1: None}, "below 0"),
+        (
+            np.zeros((50, 128), np.uint8),
+            {1: None},
+            "(50, 128) do not fit the content of shape (96, 128)",
+        ),
+        (np.zeros((96, 128), np.uint8), {"sky": None}, "not a label"),
+        (np.zeros((96, 128), np.uint8), {1.5: None}, "not a label"),
+        (None, {1: None}, "no regions were given"),
+    ],
+)
 def test_bad_regions_say_what_is_expected(content, starry, labels, style, message):
     style = {k: starry for k in style}
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -157,8 +162,9 @@ def test_bad_regions_say_what_is_expected(content, starry, labels, style, messag
 
 def test_a_label_that_does_not_occur_warns(content, starry, halves, magenta_weights):
     with pytest.warns(UserWarning, match="label.s. 9 of the style mapping do not occur"):
-        result = napari_nst.stylize(content, {1: starry, 9: starry}, regions=halves,
-                                    **quick("predict"))
+        result = napari_nst.stylize(
+            content, {1: starry, 9: starry}, regions=halves, **quick("predict")
+        )
     assert np.isfinite(result).all()
 
 
@@ -169,8 +175,7 @@ def test_stack_regions_per_plane_and_shared(content, starry):
     labels[2, :, 64:] = 1  # plane 1: no label, kept whole
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a label missing from a plane is no warning
-        result = napari_nst.stylize_stack(stack, {1: starry}, regions=labels,
-                                          **quick("universal"))
+        result = napari_nst.stylize_stack(stack, {1: starry}, regions=labels, **quick("universal"))
     assert result.shape == (3, 96, 128, 3)
     assert np.abs(result[1] - stack[1] / 255.0).max() < 2e-3
     assert _distance(result[0], stack[0] / 255.0, slice(0, 96), slice(0, 52)) > 0.05

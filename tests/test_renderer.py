@@ -14,15 +14,20 @@ import numpy as np
 import pytest
 import torch
 
-from napari_nst.engine.methods.predict import renderer, tiles
 from napari_nst.engine import weights as weights_module
-from napari_nst.engine.methods.predict.magenta import StyleTransformer
 from napari_nst.engine.memory import FileArray
+from napari_nst.engine.methods.predict import renderer, tiles
+from napari_nst.engine.methods.predict.magenta import StyleTransformer
 from napari_nst.engine.methods.predict.magenta_weights import load_model
-from napari_nst.engine.methods.predict.renderer import (bottleneck_shape, render, render_into,
-                                        space_to_depth_kernel, subpixel_kernel, tile_grid)
+from napari_nst.engine.methods.predict.renderer import (
+    bottleneck_shape,
+    render,
+    render_into,
+    space_to_depth_kernel,
+    subpixel_kernel,
+    tile_grid,
+)
 from napari_nst.engine.methods.predict.style_embedding import embed
-
 from tests.helpers import magenta_weights_dir, shared_image
 
 
@@ -56,6 +61,7 @@ def reference_forward(transformer: StyleTransformer, rgb: np.ndarray, embedding)
 
 # --- the fused kernels ----------------------------------------------------------------------------
 
+
 @pytest.mark.shared
 @pytest.mark.parametrize("shape", [(17, 23), (72, 96), (61, 45)])
 def test_fused_renderer_equals_the_module_at_any_size(networks, embedding, shape):
@@ -75,13 +81,15 @@ def test_subpixel_and_space_to_depth_kernels_are_exact():
     generator = torch.Generator().manual_seed(0)
     low = torch.rand(1, 5, 7, 9, generator=generator)
     weight = torch.randn(4, 5, 3, 3, generator=generator)
-    direct = F.conv2d(F.pad(F.interpolate(low, scale_factor=2, mode="nearest"), (1,) * 4,
-                            mode="reflect"), weight)
+    direct = F.conv2d(
+        F.pad(F.interpolate(low, scale_factor=2, mode="nearest"), (1,) * 4, mode="reflect"), weight
+    )
     phases = F.conv2d(F.pad(low, (1,) * 4, mode="replicate"), subpixel_kernel(weight))
     for phase in range(4):
         a, b = divmod(phase, 2)
-        torch.testing.assert_close(phases[:, phase * 4:(phase + 1) * 4, a:a + 7, b:b + 9],
-                                   direct[:, :, a::2, b::2])
+        torch.testing.assert_close(
+            phases[:, phase * 4 : (phase + 1) * 4, a : a + 7, b : b + 9], direct[:, :, a::2, b::2]
+        )
     image = torch.rand(1, 3, 14, 18, generator=generator)
     weight9 = torch.randn(2, 3, 9, 9, generator=generator)
     direct9 = F.conv2d(image, weight9)  # 6 x 10
@@ -89,10 +97,11 @@ def test_subpixel_and_space_to_depth_kernels_are_exact():
     out = F.conv2d(s2d, space_to_depth_kernel(weight9))
     for phase in range(4):
         a, b = divmod(phase, 2)
-        torch.testing.assert_close(out[:, phase * 2:(phase + 1) * 2], direct9[:, :, a::2, b::2])
+        torch.testing.assert_close(out[:, phase * 2 : (phase + 1) * 2], direct9[:, :, a::2, b::2])
 
 
 # --- tiling ---------------------------------------------------------------------------------------
+
 
 def test_tile_grid_covers_the_padded_image():
     assert tile_grid(166, 222, None) == ([(0, 168)], [(0, 224)])  # whole image: one tile
@@ -107,16 +116,18 @@ def test_tile_grid_covers_the_padded_image():
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("shape, tile, piece_rows", [((166, 222), 64, 256), ((130, 197), 64, 256),
-                                                     ((166, 222), 64, 20)])
-def test_tiled_and_untiled_results_agree(networks, embedding, golden_gate, shape, tile,
-                                         piece_rows, monkeypatch):
+@pytest.mark.parametrize(
+    "shape, tile, piece_rows", [((166, 222), 64, 256), ((130, 197), 64, 256), ((166, 222), 64, 20)]
+)
+def test_tiled_and_untiled_results_agree(
+    networks, embedding, golden_gate, shape, tile, piece_rows, monkeypatch
+):
     """Instance-norm statistics are global, so tiles cannot differ in tone: the tiled result is
     the untiled one (and the reference module's) up to float rounding, seams included, also
     where the image is not a multiple of 4 or of the tile, and where the contraction and the
     upsampling run a band of a tile at a time (``PIECE_ROWS`` below the tile)."""
     transformer = networks[1]
-    rgb = np.ascontiguousarray(golden_gate[:shape[0], :shape[1]])
+    rgb = np.ascontiguousarray(golden_gate[: shape[0], : shape[1]])
     whole = render(transformer, rgb, embedding, tile_size=1024)
     monkeypatch.setattr(tiles, "PIECE_ROWS", piece_rows)
     assert len(renderer._pieces_of((0, tile))) == -(-tile // piece_rows)
@@ -127,24 +138,30 @@ def test_tiled_and_untiled_results_agree(networks, embedding, golden_gate, shape
     np.testing.assert_allclose(tiled, reference_forward(transformer, rgb, embedding), atol=1e-4)
     # No seam: the step across each tile boundary is the untiled image's step.
     for _, boundary in rows[:-1]:
-        np.testing.assert_allclose(tiled[boundary] - tiled[boundary - 1],
-                                   whole[boundary] - whole[boundary - 1], atol=2e-4)
+        np.testing.assert_allclose(
+            tiled[boundary] - tiled[boundary - 1], whole[boundary] - whole[boundary - 1], atol=2e-4
+        )
     for _, boundary in cols[:-1]:
-        np.testing.assert_allclose(tiled[:, boundary] - tiled[:, boundary - 1],
-                                   whole[:, boundary] - whole[:, boundary - 1], atol=2e-4)
+        np.testing.assert_allclose(
+            tiled[:, boundary] - tiled[:, boundary - 1],
+            whole[:, boundary] - whole[:, boundary - 1],
+            atol=2e-4,
+        )
 
 
 @pytest.mark.shared
 @pytest.mark.parametrize("tile", [None, 64])
 def test_bottleneck_sees_the_residual_features_and_what_it_returns_is_upsampled(
-        networks, embedding, golden_gate, tile):
+    networks, embedding, golden_gate, tile
+):
     """``bottleneck`` is given the module's features after the residual blocks (whole or tiled)
     and the render upsamples what it returns, as the module's ``expand`` would."""
     transformer = networks[1]
     t = transformer.transformer
     rgb = np.ascontiguousarray(golden_gate[:130, :197])  # not a multiple of 4
-    x = torch.nn.functional.pad(torch.from_numpy(rgb).permute(2, 0, 1)[None], (0, 3, 0, 2),
-                                mode="reflect")
+    x = torch.nn.functional.pad(
+        torch.from_numpy(rgb).permute(2, 0, 1)[None], (0, 3, 0, 2), mode="reflect"
+    )
     with torch.inference_mode():
         features = t.residual(t.contract(x), embedding)
         changed = features.roll(5, dims=3) * 0.5 + 0.1
@@ -167,19 +184,22 @@ def test_bottleneck_sees_the_residual_features_and_what_it_returns_is_upsampled(
 
 @pytest.mark.shared
 @pytest.mark.parametrize("keep_bytes", [0, 100_000])
-def test_recomputing_instead_of_keeping_gives_the_same_bits(networks, embedding, golden_gate,
-                                                           keep_bytes):
+def test_recomputing_instead_of_keeping_gives_the_same_bits(
+    networks, embedding, golden_gate, keep_bytes
+):
     """Tiled rendering with less memory for kept convolution outputs (none, or some of them: the
     rest recomputed) gives exactly the result of keeping them all (this image's fit easily)."""
     transformer = networks[1]
     kept = render(transformer, golden_gate, embedding, tile_size=64)
     recomputed = np.empty_like(kept)
-    render_into(transformer, golden_gate, embedding, recomputed, tile_size=64,
-                keep_bytes=keep_bytes)
+    render_into(
+        transformer, golden_gate, embedding, recomputed, tile_size=64, keep_bytes=keep_bytes
+    )
     np.testing.assert_array_equal(recomputed, kept)
 
 
 # --- sources and destinations ---------------------------------------------------------------------
+
 
 @pytest.mark.shared
 @pytest.mark.parametrize("tile", [None, 64])
@@ -206,11 +226,21 @@ def test_render_into_zarr_arrays_equals_render(networks, embedding, golden_gate,
     zarr = pytest.importorskip("zarr")
     transformer = networks[1]
     expected = render(transformer, golden_gate, embedding, tile_size=tile)
-    source = zarr.open_array(str(tmp_path / "content.zarr"), mode="w", shape=golden_gate.shape,
-                             chunks=(50, 70, 3), dtype="float32")
+    source = zarr.open_array(
+        str(tmp_path / "content.zarr"),
+        mode="w",
+        shape=golden_gate.shape,
+        chunks=(50, 70, 3),
+        dtype="float32",
+    )
     source[:] = golden_gate
-    destination = zarr.open_array(str(tmp_path / "result.zarr"), mode="w",
-                                  shape=golden_gate.shape, chunks=(64, 96, 3), dtype="float32")
+    destination = zarr.open_array(
+        str(tmp_path / "result.zarr"),
+        mode="w",
+        shape=golden_gate.shape,
+        chunks=(64, 96, 3),
+        dtype="float32",
+    )
     render_into(transformer, source, embedding, destination, tile_size=tile)
     on_disk = zarr.open_array(str(tmp_path / "result.zarr"), mode="r")[:]
     np.testing.assert_array_equal(on_disk, expected)
@@ -218,8 +248,9 @@ def test_render_into_zarr_arrays_equals_render(networks, embedding, golden_gate,
 
 @pytest.mark.shared
 @pytest.mark.parametrize("keep_bytes", [0, 100_000])
-def test_features_on_disk_give_the_same_bits(networks, embedding, golden_gate, tmp_path,
-                                             monkeypatch, keep_bytes):
+def test_features_on_disk_give_the_same_bits(
+    networks, embedding, golden_gate, tmp_path, monkeypatch, keep_bytes
+):
     """A tiled render whose quarter-resolution features live in files (``features_on_disk``)
     gives exactly the in-memory result; the files are unnamed (nothing in the temporary
     folder, even while they exist) and each is closed, its space freed, by the end."""
@@ -236,15 +267,29 @@ def test_features_on_disk_give_the_same_bits(networks, embedding, golden_gate, t
     monkeypatch.setattr(tiles, "FileArray", RecordedFileArray)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = np.empty_like(expected)
-    render_into(transformer, golden_gate, embedding, result, tile_size=64,
-                keep_bytes=keep_bytes, features_on_disk=True)
+    render_into(
+        transformer,
+        golden_gate,
+        embedding,
+        result,
+        tile_size=64,
+        keep_bytes=keep_bytes,
+        features_on_disk=True,
+    )
     np.testing.assert_array_equal(result, expected)
     rows = len(tile_grid(*golden_gate.shape[:2], 64)[0])
     assert len(made) == rows * 6  # each band from the contraction, then once per residual block
     assert all(band._file.closed for band in made)
     with pytest.raises(ValueError, match="bottleneck needs the features in memory"):
-        render_into(transformer, golden_gate, embedding, result, tile_size=64,
-                    features_on_disk=True, bottleneck=lambda f: f)
+        render_into(
+            transformer,
+            golden_gate,
+            embedding,
+            result,
+            tile_size=64,
+            features_on_disk=True,
+            bottleneck=lambda f: f,
+        )
 
 
 def test_render_into_rejects_a_destination_it_cannot_fill(networks, embedding, golden_gate):

@@ -44,29 +44,34 @@ VALUES = {
     "tile_size": (1024, 64),
     "levels": ((5, 4, 3, 2, 1), (3, 2, 1)),
     "content_layers": (("conv4_2",), ("conv2_1",)),
-    "style_layers": (("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
-                     ("conv1_1", "conv2_1")),
+    "style_layers": (
+        ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
+        ("conv1_1", "conv2_1"),
+    ),
     "style_layer_weights": (None, (1.0, 2.0)),
     "style_blend": (None, (0.2, 0.8)),
     "content_window": ((0, 65535), (20000, 40000)),
     "style_window": ((0, 65535), (15000, 45000)),
 }
 #: Settings whose second value needs another one to be valid in the base run.
-REQUIRES = {"style_layer_weights": {"style_layers": ("conv1_1", "conv2_1")},
-            "learning_rate": {"optimizer": "adam"},
-            "coarse_to_fine": {"min_size": 52, "steps": 4},
-            "min_size": {"coarse_to_fine": True, "size": 96, "steps": 4},
-            "tile_size": {"size": 128}}
+REQUIRES = {
+    "style_layer_weights": {"style_layers": ("conv1_1", "conv2_1")},
+    "learning_rate": {"optimizer": "adam"},
+    "coarse_to_fine": {"min_size": 52, "steps": 4},
+    "min_size": {"coarse_to_fine": True, "size": 96, "steps": 4},
+    "tile_size": {"size": 128},
+}
 
 
 def test_every_sweepable_setting_has_values():
-    from napari_nst.settings import SWEEPABLE
+    from napari_nst.registry import SWEEPABLE
 
     assert set(VALUES) == set(SWEEPABLE)
 
 
 def _cases():
-    from napari_nst.settings import SWEEPABLE, Settings
+    from napari_nst.registry import SWEEPABLE
+    from napari_nst.settings import Settings
 
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     for name in SWEEPABLE:
@@ -84,7 +89,7 @@ def inputs():
     first = shared_image("starry_night.jpg", 128).astype(np.uint16) * 180 + 9000
     second = shared_image("starry_night.jpg", 128)[::-1, ::-1].astype(np.uint16) * 150 + 12000
     labels = np.ones(content.shape[:2], np.uint8)
-    labels[:, content.shape[1] // 2:] = 2
+    labels[:, content.shape[1] // 2 :] = 2
     labels[:6] = 0
     return content, {1: [first, second], 2: second}, labels
 
@@ -92,8 +97,14 @@ def inputs():
 def _base(labels, **changes):
     from napari_nst.settings import Settings
 
-    options = dict(network="vgg19-distilled", device="cpu", size=64, steps=2,
-                   precision="float32", regions=labels)
+    options = dict(
+        network="vgg19-distilled",
+        device="cpu",
+        size=64,
+        steps=2,
+        precision="float32",
+        regions=labels,
+    )
     return Settings(**{**options, **changes})
 
 
@@ -108,8 +119,10 @@ def test_a_sweep_gives_what_direct_runs_give(inputs, name, method, monkeypatch):
     from napari_nst.engine.images import resize_array
 
     if name == "network":
-        pytest.skip("ImageNet VGG-19's weights exist nowhere on this machine (the distilled "
-                    "network is the only real one): the network cannot be swept here")
+        pytest.skip(
+            "ImageNet VGG-19's weights exist nowhere on this machine (the distilled "
+            "network is the only real one): the network cannot be swept here"
+        )
     content, style, labels = inputs
     values = VALUES["method"] if name == "method" else VALUES[name]
     base = _base(labels, method=method, **REQUIRES.get(name, {}))
@@ -120,20 +133,25 @@ def test_a_sweep_gives_what_direct_runs_give(inputs, name, method, monkeypatch):
         direct = np.asarray(direct, np.float32)
         if direct.shape[:2] != result.images.shape[2:4]:  # a size sweep: cells at one size
             direct = resize_array(direct, result.images.shape[2:4])
-        np.testing.assert_allclose(result.images[row, 0], direct, atol=2e-3,
-                                   err_msg=f"sweep cell {name}={value!r} ({method}) is not "
-                                           "the direct run")
+        np.testing.assert_allclose(
+            result.images[row, 0],
+            direct,
+            atol=2e-3,
+            err_msg=f"sweep cell {name}={value!r} ({method}) is not the direct run",
+        )
     # the values are told apart: a sweep whose cells all came out the same would hide a bug
     # in this test itself (a second value that changes nothing)
     if name not in ("tile_size", "precision", "seed", "style_crops"):
-        assert not np.allclose(result.images[0, 0], result.images[1, 0], atol=2e-3), \
+        assert not np.allclose(result.images[0, 0], result.images[1, 0], atol=2e-3), (
             f"{name}: the two values give the same image; choose values that differ"
+        )
 
 
 def test_keys_follow_the_stages():
     """A setting of the inputs stage changes the inputs key and the target key; of the target
     stage, the target key only; of the run stage, neither (for a method that reads it)."""
-    from napari_nst.settings import SWEEPABLE, Settings, inputs_key, target_key
+    from napari_nst.registry import SWEEPABLE, inputs_key, target_key
+    from napari_nst.settings import Settings
 
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     for name in SWEEPABLE:
@@ -144,10 +162,10 @@ def test_keys_follow_the_stages():
             base = Settings(method=method, **REQUIRES.get(name, {}))
             base = base.replace(**{name: VALUES[name][0]})
             other = base.replace(**{name: VALUES[name][1]})
-            changed = (inputs_key(base) != inputs_key(other),
-                       target_key(base) != target_key(other))
-            expected = {"inputs": (True, True), "target": (False, True),
-                        "run": (False, False)}[meta["stage"]]
+            changed = (inputs_key(base) != inputs_key(other), target_key(base) != target_key(other))
+            expected = {"inputs": (True, True), "target": (False, True), "run": (False, False)}[
+                meta["stage"]
+            ]
             assert changed == expected, (name, method, meta["stage"], changed)
 
 
@@ -155,8 +173,13 @@ def test_same_setting_on_both_axes_is_refused(content_small, style_small):
     from napari_nst import sweep
 
     with pytest.raises(ValueError, match="rows and cols both sweep style_strength"):
-        sweep(content_small, style_small, rows=("style_strength", [0.2, 1.0]),
-              cols=("style_strength", [0.5]), method="predict")
+        sweep(
+            content_small,
+            style_small,
+            rows=("style_strength", [0.2, 1.0]),
+            cols=("style_strength", [0.5]),
+            method="predict",
+        )
 
 
 @pytest.mark.parametrize("values", [0.5, "0.1;1"])
@@ -169,7 +192,8 @@ def test_bare_values_are_refused(content_small, style_small, values):
 
 def test_not_sweepable_settings_are_refused(content_small, style_small):
     from napari_nst import sweep
-    from napari_nst.settings import SWEEPABLE, Settings
+    from napari_nst.registry import SWEEPABLE
+    from napari_nst.settings import Settings
 
     for f in dataclasses.fields(Settings):
         if f.name not in SWEEPABLE:
@@ -179,15 +203,19 @@ def test_not_sweepable_settings_are_refused(content_small, style_small):
 
 def test_result_names_come_from_the_registry():
     """Words for what differs, only where the method reads it and its condition holds."""
-    from napari_nst.settings import Settings, name_words
+    from napari_nst.registry import name_words
+    from napari_nst.settings import Settings
 
     base = Settings()
     assert name_words(base.replace(style_strength=0.3), base) == ["strength 0.3"]
     assert name_words(base.replace(min_size=64), base) == []  # only with coarse_to_fine
-    assert name_words(base.replace(min_size=64, coarse_to_fine=True), base) == \
-        ["coarse to fine", "min size 64"]
-    assert name_words(base.replace(method="predict", steps=50),
-                      base.replace(method="predict")) == []  # predict reads no steps
+    assert name_words(base.replace(min_size=64, coarse_to_fine=True), base) == [
+        "coarse to fine",
+        "min size 64",
+    ]
+    assert (
+        name_words(base.replace(method="predict", steps=50), base.replace(method="predict")) == []
+    )  # predict reads no steps
     assert name_words(base.replace(content_window=(0, 10)), base) == []  # never named
 
 
@@ -201,7 +229,7 @@ def test_init_choices_come_from_the_method_registry():
 
 
 def test_methods_preset_lists_every_registered_method():
-    from napari_nst.engine.explore import PRESETS
+    from napari_nst.engine.explore_presets import PRESETS
     from napari_nst.engine.methods import NAMES
 
     assert PRESETS["methods"][2] == ("method", list(NAMES))
@@ -223,20 +251,26 @@ def test_clear_caches_empties_every_registered_cache():
 
 
 @pytest.mark.shared
-def test_provenance_names_every_weights_file_with_its_sha256(content_small, style_small,
-                                                             magenta_weights):
+def test_provenance_names_every_weights_file_with_its_sha256(
+    content_small, style_small, magenta_weights
+):
     """The default optimize run (a predict start) names the VGG file and the two Magenta files
     that made its start, each with its sha256."""
     import napari_nst
     from napari_nst.engine.weights import MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, VGG19_DISTILLED
 
-    final = list(napari_nst.iterate(content_small, style_small, network="vgg19-distilled",
-                                    size=64, steps=2, device="cpu"))[-1]
+    final = list(
+        napari_nst.iterate(
+            content_small, style_small, network="vgg19-distilled", size=64, steps=2, device="cpu"
+        )
+    )[-1]
     assert final.info["weights_sha256"] == {VGG19_DISTILLED.filename: VGG19_DISTILLED.sha256}
     start = final.info["start"]
     assert start["method"] == "predict"
-    assert start["weights_sha256"] == {MAGENTA_PREDICTOR.filename: MAGENTA_PREDICTOR.sha256,
-                                       MAGENTA_TRANSFORMER.filename: MAGENTA_TRANSFORMER.sha256}
+    assert start["weights_sha256"] == {
+        MAGENTA_PREDICTOR.filename: MAGENTA_PREDICTOR.sha256,
+        MAGENTA_TRANSFORMER.filename: MAGENTA_TRANSFORMER.sha256,
+    }
 
 
 def test_a_layer_name_is_one_layer_not_its_letters():
@@ -252,14 +286,19 @@ def test_a_layer_name_is_one_layer_not_its_letters():
 def test_a_sweep_says_what_it_will_cost_before_it_starts():
     """The figures' presets give each cell the steps the paper's figures need, and the cost
     counts them: cells, steps, size, a rough time that grows with the pixels and the network."""
-    from napari_nst.engine.explore import FIGURE_STEPS, PRESETS, sweep_cost
+    from napari_nst.engine.explore_presets import FIGURE_STEPS, PRESETS, sweep_cost
 
     _, rows, cols, extra = PRESETS["fig3"]
     assert extra["steps"] == FIGURE_STEPS == 300 and extra["init"] == "content"
     for key in ("fig1-content", "fig1-style"):
         assert PRESETS[key][3]["steps"] == FIGURE_STEPS
-    small = sweep_cost(rows, cols, network="vgg19-distilled", size=256,
-                       **{k: v for k, v in extra.items() if k != "reconstruct"})
+    small = sweep_cost(
+        rows,
+        cols,
+        network="vgg19-distilled",
+        size=256,
+        **{k: v for k, v in extra.items() if k != "reconstruct"},
+    )
     assert small.startswith("20 cells x 300 optimisation steps at 256 px (6000 steps; about ")
     big = sweep_cost(rows, cols, network="vgg19", size=512, steps=300)
     minutes = [float(text.split("about ")[1].split()[0]) for text in (small, big)]

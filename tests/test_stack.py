@@ -13,14 +13,17 @@ import pytest
 import napari_nst
 from tests.helpers import magenta_weights_dir, shared_image, shared_path
 
-QUICK = dict(size=32, steps=3, device="cpu", coarse_to_fine=False, min_working_size=32, init="content")
+QUICK = dict(
+    size=32, steps=3, device="cpu", coarse_to_fine=False, min_working_size=32, init="content"
+)
 
 
 def _stack(planes: int = 4, height: int = 40, width: int = 48) -> np.ndarray:
     """uint16 planes of one texture, shifted 2 px and 100 levels brighter plane by plane."""
     texture = np.random.default_rng(0).integers(500, 3000, (height, width + 2 * planes))
-    return np.stack([texture[:, 2 * i:2 * i + width] + 100 * i
-                     for i in range(planes)]).astype(np.uint16)
+    return np.stack([texture[:, 2 * i : 2 * i + width] + 100 * i for i in range(planes)]).astype(
+        np.uint16
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,26 +33,25 @@ def style():
 
 def test_each_plane_is_stylize_with_the_stacks_window(random_vgg, style):
     stack = _stack()
-    frames = napari_nst.stylize_stack(stack, style, vgg_weights=random_vgg, warm_start=False,
-                                     temporal_weight=0, **QUICK)
+    frames = napari_nst.stylize_stack(
+        stack, style, vgg_weights=random_vgg, warm_start=False, temporal_weight=0, **QUICK
+    )
     assert frames.shape == (4, 27, 32, 3) and frames.dtype == np.float32
     window = (float(stack.min()), float(stack.max()))  # the stack's range, not each plane's
     for i in (0, 3):
-        alone = napari_nst.stylize(stack[i], style, vgg_weights=random_vgg, content_window=window,
-                                   **QUICK)
+        alone = napari_nst.stylize(
+            stack[i], style, vgg_weights=random_vgg, content_window=window, **QUICK
+        )
         np.testing.assert_array_equal(frames[i], alone)
     # one window: the planes' brightness steps survive (per-plane windows would flatten them)
     means = frames.mean(axis=(1, 2, 3))
     assert np.all(np.diff(means) > 0)
 
 
-def test_planes_below_the_working_floor_are_worked_there_and_shrunk(random_vgg, style,
-                                                                      monkeypatch):
+def test_planes_below_the_working_floor_are_worked_there_and_shrunk(random_vgg, style, monkeypatch):
     """With a floor above size, each plane is worked at the floor and shrunk to size, as
     ``stylize`` does it; the next plane follows the previous one's result at the floor (a link
     at ``size`` would pull it towards an enlarged, blurred result)."""
-    from napari_nst.engine import stack as stack_module
-    from napari_nst.engine import stack_io
 
     linked = []
     from napari_nst.engine import motion as motion_module
@@ -67,8 +69,9 @@ def test_planes_below_the_working_floor_are_worked_there_and_shrunk(random_vgg, 
     assert frames.shape == (2, 27, 32, 3)
     assert linked == [((40, 48, 3), (40, 48))]
     window = (float(stack.min()), float(stack.max()))
-    np.testing.assert_array_equal(frames[0], napari_nst.stylize(stack[0], style,
-                                                                content_window=window, **run))
+    np.testing.assert_array_equal(
+        frames[0], napari_nst.stylize(stack[0], style, content_window=window, **run)
+    )
     loose = napari_nst.stylize_stack(stack, style, temporal_weight=0, warm_start=False, **run)
     assert np.abs(frames[1] - frames[0]).mean() < np.abs(loose[1] - loose[0]).mean()
 
@@ -79,8 +82,9 @@ def test_dask_input_into_a_zarr_store_with_progress(random_vgg, style, tmp_path)
 
     stack = _stack(planes=6).reshape(2, 3, 40, 48)  # (t, z, H, W)
     lazy = da.from_array(stack, chunks=(1, 1, 40, 48))
-    run = napari_nst.iter_stack(lazy, style, vgg_weights=random_vgg, out=str(tmp_path / "r.zarr"),
-                                **QUICK)
+    run = napari_nst.iter_stack(
+        lazy, style, vgg_weights=random_vgg, out=str(tmp_path / "r.zarr"), **QUICK
+    )
     assert run.output.shape == (2, 3, 27, 32, 3) and not np.asarray(run.output).any()  # allocated
     done = [(plane.index, plane.done, plane.total) for plane in run]
     assert sorted(index for index, _, _ in done) == [(t, z) for t in range(2) for z in range(3)]
@@ -117,7 +121,7 @@ def test_closing_a_run_keeps_and_counts_the_plane_under_way(random_vgg, style):
     planes.close()  # as napari's Stop does, while the second plane runs
     written = np.asarray(run.output).reshape(6, -1).max(axis=1) > 0
     assert first.done == 1 and run.done == written.sum() and 1 <= run.done < 6
-    assert written[:run.done].all()
+    assert written[: run.done].all()
 
 
 def test_a_plane_that_ends_after_the_stop_is_counted(random_vgg, style, monkeypatch):
@@ -141,8 +145,14 @@ def test_a_plane_that_ends_after_the_stop_is_counted(random_vgg, style, monkeypa
         return plane_task(plane, index, *args)
 
     monkeypatch.setattr(stack_tasks, "plane_task", slow_second_plane)
-    run = napari_nst.iter_stack(_stack(planes=4), style, vgg_weights=random_vgg,
-                                temporal_weight=0, warm_start=False, **QUICK)
+    run = napari_nst.iter_stack(
+        _stack(planes=4),
+        style,
+        vgg_weights=random_vgg,
+        temporal_weight=0,
+        warm_start=False,
+        **QUICK,
+    )
     planes = iter(run)
     assert next(planes).done == 1
     assert second.wait(60)
@@ -157,8 +167,9 @@ def test_rgb_predict_stack_shares_one_embedding(style, monkeypatch):
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     photo = shared_image("tubingen.jpg", 64)
     stack = np.stack([photo, photo[::-1], photo[:, ::-1]])
-    frames = napari_nst.stylize_stack(stack, style, method="predict", size=48, device="cpu",
-                                     temporal_weight=0)
+    frames = napari_nst.stylize_stack(
+        stack, style, method="predict", size=48, device="cpu", temporal_weight=0
+    )
     for i in range(3):  # 8-bit planes: 0..255 is every plane's window, as for one image
         alone = napari_nst.stylize(stack[i], style, method="predict", size=48, device="cpu")
         np.testing.assert_array_equal(frames[i], alone)
@@ -178,13 +189,14 @@ def test_bad_stacks_say_what_to_do(random_vgg, style):
 
 # --- the link between planes: motion, trust, the temporal term ----------------------------------
 
+
 def _pan_lumas(shift: int = 3):
     """Two smooth random textures (luma), the second the first moved ``shift`` px left."""
     from scipy.ndimage import gaussian_filter
 
     wide = gaussian_filter(np.random.default_rng(2).random((48, 72)), 2.0)
     wide = ((wide - wide.min()) / np.ptp(wide)).astype(np.float32)
-    return wide[:, :64], wide[:, shift:64 + shift]
+    return wide[:, :64], wide[:, shift : 64 + shift]
 
 
 @pytest.mark.parametrize("motion", ["flow", "shift"])
@@ -192,10 +204,10 @@ def test_follow_motion_moves_the_previous_result_and_trusts_what_it_saw(motion):
     from napari_nst.engine.motion import Carry, follow_motion
 
     before, after = _pan_lumas(shift=3)
-    result = np.stack([before, 1 - before, before ** 2], axis=2)  # any image aligned with before
+    result = np.stack([before, 1 - before, before**2], axis=2)  # any image aligned with before
     link = follow_motion(Carry(result, before), after, motion)
     inner = (slice(4, -4), slice(4, -8))
-    expected = np.stack([after, 1 - after, after ** 2], axis=2)
+    expected = np.stack([after, 1 - after, after**2], axis=2)
     assert np.abs(link.image[inner] - expected[inner]).mean() < 0.02
     assert link.trust[inner].mean() > 0.95
     assert link.trust[:, -2:].max() == 0.0  # the columns that came into view: nothing to follow
@@ -219,7 +231,7 @@ def test_link_moves_quarter_resolution_features_with_the_pixels(shift):
     from napari_nst.engine.motion import Carry, follow_motion
 
     before, after = _pan_lumas(shift=shift)
-    channels = lambda luma: np.stack([luma, 1 - luma, luma ** 2], axis=2)  # noqa: E731
+    channels = lambda luma: np.stack([luma, 1 - luma, luma**2], axis=2)  # noqa: E731
     link = follow_motion(Carry(channels(before), before), after, "shift")
     moved, trust = link.move_features(_quarter(channels(before)))
     expected = _quarter(channels(after))
@@ -254,8 +266,12 @@ def test_follow_motion_compares_enlarged_planes_over_their_own_pixels():
 
     rng = np.random.default_rng(3)
     structure = resize(rng.random((6, 6)), (24, 24), order=3) * 0.6 + 0.2
-    planes = [resize(np.clip(structure + rng.normal(0, 0.08, (24, 24)), 0, 1), (96, 96),
-                     order=1).astype(np.float32) for _ in range(2)]
+    planes = [
+        resize(np.clip(structure + rng.normal(0, 0.08, (24, 24)), 0, 1), (96, 96), order=1).astype(
+            np.float32
+        )
+        for _ in range(2)
+    ]
     result = np.repeat(planes[0][..., None], 3, axis=2)
     as_drawn = follow_motion(Carry(result, planes[0]), planes[1], "none").trust
     enlarged = follow_motion(Carry(result, planes[0]), planes[1], "none", enlargement=4).trust
@@ -273,14 +289,20 @@ def test_blend_with_previous_solves_the_temporal_term():
 
 
 def _consecutive_flicker(frames: np.ndarray, shift: int) -> float:
-    return float(np.mean([np.abs(frames[i][:, :-shift] - frames[i - 1][:, shift:]).mean()
-                          for i in range(1, len(frames))]))
+    return float(
+        np.mean(
+            [
+                np.abs(frames[i][:, :-shift] - frames[i - 1][:, shift:]).mean()
+                for i in range(1, len(frames))
+            ]
+        )
+    )
 
 
 def test_temporal_term_steadies_a_predicted_pan(style, monkeypatch):
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     photo = shared_image("golden_gate.jpg", 96)
-    pan = np.stack([photo[:64, 3 * i:3 * i + 64] for i in range(4)])
+    pan = np.stack([photo[:64, 3 * i : 3 * i + 64] for i in range(4)])
     options = dict(method="predict", size=64, device="cpu")
     run = napari_nst.iter_stack(pan, style, **options)
     assert run.chained and run.temporal_weight == 1.0  # predict's default
@@ -297,18 +319,25 @@ def test_predict_pulls_a_plane_at_the_features_and_at_the_pixels(style, monkeypa
     upsampled, and the output pulled the same way towards plane 1's output."""
     import torch
 
-    from napari_nst.engine.output import luminance
     from napari_nst.engine.methods.predict.magenta_weights import load_model
-    from napari_nst.engine.motion import Carry, blend_with_previous, follow_motion
     from napari_nst.engine.methods.predict.style_embedding import embed
+    from napari_nst.engine.motion import Carry, blend_with_previous, follow_motion
+    from napari_nst.engine.output import luminance
 
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     photo = shared_image("tubingen.jpg", 96)[:64, :64]
     noise = np.random.default_rng(0).normal(0, 12, photo.shape)
     planes = np.stack([photo, np.clip(photo + noise, 0, 255).astype(np.uint8)])  # a noisy twin
     weight = 1.5
-    result = napari_nst.stylize_stack(planes, style, method="predict", size=64, device="cpu",
-                                      motion="none", temporal_weight=weight)
+    result = napari_nst.stylize_stack(
+        planes,
+        style,
+        method="predict",
+        size=64,
+        device="cpu",
+        motion="none",
+        temporal_weight=weight,
+    )
     t = load_model("transformer").transformer
     embedding = embed(load_model("predictor"), style)  # the fixture is float RGB in [0, 1]
     with torch.inference_mode():
@@ -330,7 +359,7 @@ def test_predict_pulls_a_plane_at_the_features_and_at_the_pixels(style, monkeypa
 def test_optimize_keeps_close_to_the_previous_plane(random_vgg, style, size):
     before, _ = _pan_lumas()
     wide = np.concatenate([before, before[:, ::-1]], axis=1)
-    stack = np.stack([wide[:, 2 * i:2 * i + 48] for i in range(3)])  # 2 px per plane
+    stack = np.stack([wide[:, 2 * i : 2 * i + 48] for i in range(3)])  # 2 px per plane
     options = dict(vgg_weights=random_vgg, warm_start=False, **dict(QUICK, size=size, steps=30))
     loose = napari_nst.stylize_stack(stack, style, temporal_weight=0, **options)
     steady = napari_nst.stylize_stack(stack, style, temporal_weight=1e3, **options)
@@ -358,6 +387,7 @@ def test_temporal_loss_is_zero_on_the_previous_result_and_counts_trusted_pixels(
 
 # --- dask.distributed ---------------------------------------------------------------------------
 
+
 class DiesOnceInAWorker:
     """An array that kills the worker process reading it, once (a file marks that it happened)."""
 
@@ -375,9 +405,12 @@ class DiesOnceInAWorker:
 @pytest.fixture(scope="module")
 def cluster():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         yield client
 
 
@@ -404,8 +437,7 @@ def test_cluster_gives_the_local_result_bit_for_bit(cluster, random_vgg, style):
 
 
 @pytest.mark.parametrize("method", ["predict", "universal"])
-def test_one_shot_methods_on_the_cluster_give_the_local_result(cluster, style, method,
-                                                                  monkeypatch):
+def test_one_shot_methods_on_the_cluster_give_the_local_result(cluster, style, method, monkeypatch):
     """The style target (embeddings, universal's statistics) travels to the workers; each
     worker loads the networks itself from the weights folder."""
     weights = magenta_weights_dir() if method == "predict" else shared_path("weights")
@@ -424,8 +456,7 @@ def test_regions_per_plane_on_the_cluster_give_the_local_result(cluster, style, 
     labels = np.zeros(stack.shape[:3], np.uint8)
     labels[:, :, : stack.shape[2] // 2] = 1
     labels[-1] = 0
-    settings = dict(method="universal", size=48, device="cpu", temporal_weight=0,
-                    regions=labels)
+    settings = dict(method="universal", size=48, device="cpu", temporal_weight=0, regions=labels)
     local = _one_thread(lambda: napari_nst.stylize_stack(stack, {1: style}, **settings))
     remote = napari_nst.stylize_stack(stack, {1: style}, client=cluster, **settings)
     np.testing.assert_allclose(remote, local, atol=1e-5)
@@ -439,7 +470,7 @@ def test_a_large_numpy_stack_goes_to_the_cluster_outside_the_graph(cluster, vgg_
     import warnings
 
     texture = np.random.default_rng(3).integers(0, 4000, (1200, 1210))
-    stack = np.stack([texture[:, i:i + 1200] for i in range(4)]).astype(np.uint16)  # 11.5 MB
+    stack = np.stack([texture[:, i : i + 1200] for i in range(4)]).astype(np.uint16)  # 11.5 MB
     # the weights as a file: a VGG module in the settings would itself make the graph large
     settings = dict(vgg_weights=str(vgg_file), temporal_weight=0, warm_start=False, **QUICK)
     with warnings.catch_warnings():
@@ -449,20 +480,23 @@ def test_a_large_numpy_stack_goes_to_the_cluster_outside_the_graph(cluster, vgg_
     np.testing.assert_array_equal(remote, local)
 
 
-def test_a_worker_that_dies_is_replaced_and_the_result_complete(cluster, random_vgg, style,
-                                                                 tmp_path):
+def test_a_worker_that_dies_is_replaced_and_the_result_complete(
+    cluster, random_vgg, style, tmp_path
+):
     stack = _stack()
     marker = str(tmp_path / "died")
     dying = DiesOnceInAWorker(stack, marker, os.getpid())
     settings = dict(vgg_weights=random_vgg, warm_start=False, temporal_weight=0, **QUICK)
-    result = napari_nst.stylize_stack(dying, style, client=cluster, out=str(tmp_path / "r.zarr"),
-                                      **settings)
+    result = napari_nst.stylize_stack(
+        dying, style, client=cluster, out=str(tmp_path / "r.zarr"), **settings
+    )
     assert os.path.exists(marker)  # a worker did die
     expected = _one_thread(lambda: napari_nst.stylize_stack(stack, style, **settings))
     np.testing.assert_array_equal(np.asarray(result), expected)
 
 
 # --- planes too big for memory -------------------------------------------------------------------
+
 
 class ReadRecorder:
     """An array that records the shape of every block read from it (with ``phase``, also
@@ -482,19 +516,25 @@ class ReadRecorder:
 def test_huge_planes_stream_tile_by_tile_without_seams(style, monkeypatch, tmp_path, colour):
     import zarr
 
-    from napari_nst.engine.methods.predict import ghiasi as predict_module
-    from napari_nst.engine import stack as stack_module
     from napari_nst.engine import stack_io
+    from napari_nst.engine.methods.predict import ghiasi as predict_module
 
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     photo = shared_image("tubingen.jpg", 300)  # 300 x 225
     planes = np.stack([photo, photo[::-1]]).astype(np.uint16) * 200  # uint16, RGB
     if not colour:
         planes = planes[..., 1]
-    options = dict(method="predict", size=300, tile_size=128, device="cpu",
-                   output_range="content", style_strength=0.5 if colour else 1.0)
-    whole = napari_nst.stylize_stack(planes, style, out=str(tmp_path / "whole.zarr"),
-                                     temporal_weight=0, **options)
+    options = dict(
+        method="predict",
+        size=300,
+        tile_size=128,
+        device="cpu",
+        output_range="content",
+        style_strength=0.5 if colour else 1.0,
+    )
+    whole = napari_nst.stylize_stack(
+        planes, style, out=str(tmp_path / "whole.zarr"), temporal_weight=0, **options
+    )
     monkeypatch.setattr(predict_module, "STREAM_PIXELS", 100 * 100)
     monkeypatch.setattr(predict_module, "STREAM_BLOCK", 64)  # scratch and output blocks
     monkeypatch.setattr(stack_io, "CHUNK_SIDE", 64)  # input tiles and output chunks
@@ -511,8 +551,9 @@ def test_huge_planes_stream_tile_by_tile_without_seams(style, monkeypatch, tmp_p
     # never a whole plane read at once: tiles (with their halo) and the band of the stack window;
     # with style_strength < 1 also the content's own embedding's copy at 1024 px at most, here
     # the whole (small) plane, once per plane
-    sides = [int(np.prod(shape[-3 if colour else -2:][:2])) for shape in source.reads
-             if len(shape) >= 2]
+    sides = [
+        int(np.prod(shape[-3 if colour else -2 :][:2])) for shape in source.reads if len(shape) >= 2
+    ]
     assert max(side for side in sides if side < 300 * 225) < 300 * 225 / 3
     assert sides.count(300 * 225) == (2 if colour else 0)
 
@@ -524,17 +565,16 @@ def test_huge_planes_resized_stream_through_files_too(style, monkeypatch, tmp_pa
     import zarr
 
     from napari_nst.engine import images as images_module
-    from napari_nst.engine.methods.predict import ghiasi as predict_module
-    from napari_nst.engine import stack as stack_module
     from napari_nst.engine import stack_io
+    from napari_nst.engine.methods.predict import ghiasi as predict_module
 
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     photo = shared_image("tubingen.jpg", 300)  # 300 x 225
     planes = np.stack([photo, photo[::-1]]).astype(np.uint16) * 200
-    options = dict(method="predict", size=200, tile_size=128, device="cpu",
-                   output_range="content")
-    whole = napari_nst.stylize_stack(planes, style, out=str(tmp_path / "whole.zarr"),
-                                     temporal_weight=0, **options)
+    options = dict(method="predict", size=200, tile_size=128, device="cpu", output_range="content")
+    whole = napari_nst.stylize_stack(
+        planes, style, out=str(tmp_path / "whole.zarr"), temporal_weight=0, **options
+    )
     assert whole.shape == (2, 150, 200, 3)
     monkeypatch.setattr(predict_module, "STREAM_PIXELS", 100 * 100)
     monkeypatch.setattr(stack_io, "CHUNK_SIDE", 64)
@@ -560,9 +600,8 @@ def test_a_streamed_plane_is_read_by_tiles(style, monkeypatch, tmp_path, given):
     chunk."""
     import dask.array as da
 
-    from napari_nst.engine.methods.predict import ghiasi as predict_module
-    from napari_nst.engine import stack as stack_module
     from napari_nst.engine import stack_io
+    from napari_nst.engine.methods.predict import ghiasi as predict_module
 
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
     plane = np.tile(shared_image("tubingen.jpg", 400), (2, 2, 1))[:600, :800]  # uint8 RGB
@@ -581,14 +620,24 @@ def test_a_streamed_plane_is_read_by_tiles(style, monkeypatch, tmp_path, given):
 
     monkeypatch.setattr(predict_module, "render_into", rendering)
     source = ReadRecorder(plane[None], phase)
-    stack = source if given == "array" else da.from_array(source, chunks=(1, 128, 128, 3),
-                                                          name=False)  # no cached chunks
-    run = napari_nst.iter_stack(stack, style, out=str(tmp_path / "r.zarr"), method="predict",
-                                size=800, tile_size=128, device="cpu")
+    stack = (
+        source if given == "array" else da.from_array(source, chunks=(1, 128, 128, 3), name=False)
+    )  # no cached chunks
+    run = napari_nst.iter_stack(
+        stack,
+        style,
+        out=str(tmp_path / "r.zarr"),
+        method="predict",
+        size=800,
+        tile_size=128,
+        device="cpu",
+    )
     assert run.streamed
     list(run)
-    read = {now: sum(int(np.prod(shape)) for shape, when in source.reads if when == now)
-            / plane.size for now in ("before", "rendering", "after")}
+    read = {
+        now: sum(int(np.prod(shape)) for shape, when in source.reads if when == now) / plane.size
+        for now in ("before", "rendering", "after")
+    }
     assert read["before"] < 0.05 and read["rendering"] >= 1.0, read
     if given == "array":
         assert 1.2 < read["rendering"] < 1.4 and read["after"] == 1.0, read
@@ -611,11 +660,21 @@ def test_a_warm_start_starts_every_scale_where_it_is_trusted(random_vgg):
     texture = rng.random((64, 64, 3)).astype(np.float32)
     trust = np.zeros((64, 64), np.float32)
     trust[:, :32] = 1.0
-    settings = Settings(size=64, min_size=32, min_working_size=64, steps=3, optimizer="adam",
-                        coarse_to_fine=True, init="content",
-                        learning_rate=1e-5, device="cpu", vgg_weights=random_vgg)
-    *_, last = optimize(content, [content], settings, torch.device("cpu"), initial=texture,
-                        warm=(texture, trust))
+    settings = Settings(
+        size=64,
+        min_size=32,
+        min_working_size=64,
+        steps=3,
+        optimizer="adam",
+        coarse_to_fine=True,
+        init="content",
+        learning_rate=1e-5,
+        device="cpu",
+        vgg_weights=random_vgg,
+    )
+    *_, last = optimize(
+        content, [content], settings, torch.device("cpu"), initial=texture, warm=(texture, trust)
+    )
     np.testing.assert_allclose(last.image[:, :28], texture[:, :28], atol=1e-3)
     # untrusted: the coarse scales' result, upsampled (the texture blurred)
     assert np.abs(last.image[:, 36:] - texture[:, 36:]).mean() > 0.1

@@ -28,8 +28,9 @@ def painting():
 
 
 def universal(content, style, **settings):
-    return napari_nst.stylize(content, style, method="universal", device="cpu", size=128,
-                              **settings)
+    return napari_nst.stylize(
+        content, style, method="universal", device="cpu", size=128, **settings
+    )
 
 
 def _luma_correlation(a, b) -> float:
@@ -44,24 +45,39 @@ def test_the_transform_gives_the_features_the_style_statistics():
     (up to the ridge), whatever the content's were."""
     import torch
 
-    from napari_nst.engine.methods.universal.wct import Moments, StyleStatistics, affine, \
-        apply_affine
+    from napari_nst.engine.methods.universal.wct import (
+        Moments,
+        StyleStatistics,
+        affine,
+        apply_affine,
+    )
 
     generator = torch.Generator().manual_seed(0)
     mixing = torch.randn(8, 8, generator=generator, dtype=torch.float64)
-    content = (mixing @ torch.randn(8, 4000, generator=generator, dtype=torch.float64) + 3.0)
-    style = torch.randn(8, 3000, generator=generator, dtype=torch.float64) * torch.arange(
-        1, 9, dtype=torch.float64)[:, None] - 1.0
-    matrix, bias = affine(Moments(8).add(content), [StyleStatistics.from_moments(Moments.of(style.float()))],
-                          [1.0], strength=1.0)
+    content = mixing @ torch.randn(8, 4000, generator=generator, dtype=torch.float64) + 3.0
+    style = (
+        torch.randn(8, 3000, generator=generator, dtype=torch.float64)
+        * torch.arange(1, 9, dtype=torch.float64)[:, None]
+        - 1.0
+    )
+    matrix, bias = affine(
+        Moments(8).add(content),
+        [StyleStatistics.from_moments(Moments.of(style.float()))],
+        [1.0],
+        strength=1.0,
+    )
     moved = apply_affine(content.float().reshape(1, 8, 40, 100), matrix, bias)[0].reshape(8, -1)
     mean, covariance = Moments(8).add(moved).mean_covariance()
     style_mean, style_covariance = Moments(8).add(style).mean_covariance()
     np.testing.assert_allclose(mean, style_mean, atol=1e-3)
     np.testing.assert_allclose(covariance, style_covariance, rtol=1e-2, atol=2e-2)  # float32 maps
     # strength 0 is the identity
-    matrix, bias = affine(Moments(8).add(content), [StyleStatistics.from_moments(Moments.of(style.float()))],
-                          [1.0], strength=0.0)
+    matrix, bias = affine(
+        Moments(8).add(content),
+        [StyleStatistics.from_moments(Moments.of(style.float()))],
+        [1.0],
+        strength=0.0,
+    )
     np.testing.assert_allclose(matrix, np.eye(8))
     np.testing.assert_allclose(bias, np.zeros(8))
 
@@ -73,8 +89,12 @@ def test_a_flat_region_stays_finite():
     from napari_nst.engine.methods.universal.wct import Moments, StyleStatistics, affine
 
     flat = torch.full((4, 100), 2.0, dtype=torch.float64)
-    matrix, bias = affine(Moments(4).add(flat), [StyleStatistics.from_moments(Moments.of(flat.float()))], [1.0],
-                          strength=1.0)
+    matrix, bias = affine(
+        Moments(4).add(flat),
+        [StyleStatistics.from_moments(Moments.of(flat.float()))],
+        [1.0],
+        strength=1.0,
+    )
     assert torch.isfinite(matrix).all() and torch.isfinite(bias).all()
 
 
@@ -84,8 +104,10 @@ def test_style_strength_is_graded(photo, painting):
     from napari_nst.engine.images import resize_array
 
     reference = resize_array(photo.astype(np.float32) / 255, (96, 128))
-    kept = [_luma_correlation(universal(photo, painting, style_strength=alpha), reference)
-            for alpha in (0.0, 0.3, 0.6, 1.0)]
+    kept = [
+        _luma_correlation(universal(photo, painting, style_strength=alpha), reference)
+        for alpha in (0.0, 0.3, 0.6, 1.0)
+    ]
     assert kept[0] > 0.7  # five levels of the decoders' reconstruction of the content
     assert all(a > b for a, b in zip(kept, kept[1:])), kept
 
@@ -121,8 +143,9 @@ def test_the_result_takes_the_style_colours_and_keep_colors_restores_the_content
 def test_a_blend_of_styles_moves_between_them(photo, painting):
     scream = shared_image("the_scream.jpg", 128)
     alone = universal(photo, painting)
-    np.testing.assert_allclose(universal(photo, [painting, scream], style_blend=(1, 0)), alone,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        universal(photo, [painting, scream], style_blend=(1, 0)), alone, atol=1e-5
+    )
     half = universal(photo, [painting, scream], style_blend=(1, 1))
     other = universal(photo, scream)
     assert 0.01 < np.abs(half - alone).mean() and 0.01 < np.abs(half - other).mean()
@@ -163,19 +186,21 @@ def test_the_smallest_images_are_padded_for_the_deepest_level(painting):
 def test_the_weights_download_on_first_use_with_their_sha256(mirror, photo, painting):
     from napari_nst.engine.weights import UNIVERSAL_DECODERS, UNIVERSAL_ENCODERS
 
-    files = [entry.filename for entry in (*UNIVERSAL_ENCODERS.values(),
-                                          *UNIVERSAL_DECODERS.values())]
+    files = [
+        entry.filename for entry in (*UNIVERSAL_ENCODERS.values(), *UNIVERSAL_DECODERS.values())
+    ]
     for name in files:
         (mirror.folder / name).write_bytes(shared_path("weights", name).read_bytes())
     result = napari_nst.stylize(photo, painting, method="universal", size=64, levels=(2, 1))
     assert np.isfinite(result).all()
-    assert sorted(mirror.requests) == sorted(f"cd_wct_16x_{kind}{level}.pth"
-                                             for kind in ("encoder", "decoder")
-                                             for level in (1, 2))
+    assert sorted(mirror.requests) == sorted(
+        f"cd_wct_16x_{kind}{level}.pth" for kind in ("encoder", "decoder") for level in (1, 2)
+    )
 
 
 def test_a_corrupt_weights_file_names_the_file_where_and_the_expected_sha256(
-        tmp_path, monkeypatch, photo, painting):
+    tmp_path, monkeypatch, photo, painting
+):
     from napari_nst.engine import clear_caches
     from napari_nst.engine.weights import UNIVERSAL_DECODERS, WeightsError
 
@@ -195,8 +220,9 @@ def test_a_corrupt_weights_file_names_the_file_where_and_the_expected_sha256(
     clear_caches()
 
 
-def test_a_missing_weights_file_says_where_it_was_looked_for(tmp_path, monkeypatch, photo,
-                                                             painting):
+def test_a_missing_weights_file_says_where_it_was_looked_for(
+    tmp_path, monkeypatch, photo, painting
+):
     from napari_nst.engine import clear_caches
     from napari_nst.engine.weights import DOWNLOAD_URL_ENV, UNIVERSAL_ENCODERS, WeightsError
 

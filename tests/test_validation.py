@@ -18,15 +18,15 @@ from PIL import Image
 
 import napari_nst
 from napari_nst.cli import main as cli_main
-from napari_nst.settings import Settings
-
 from napari_nst.engine import clear_caches
+from napari_nst.settings import Settings
 from tests.helpers import magenta_weights_dir
 
 FLOAT_FIELDS = [f.name for f in dataclasses.fields(Settings) if type(f.default) is float]
 
 
 # --- item 6: non-finite numbers ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", FLOAT_FIELDS)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), "nan"])
@@ -36,16 +36,25 @@ def test_non_finite_floats_are_rejected(name, bad):
 
 
 def test_float_fields_are_known():
-    assert {"style_strength", "content_weight", "style_weight", "tv_weight", "learning_rate",
-            "style_scale"} <= set(FLOAT_FIELDS)
+    assert {
+        "style_strength",
+        "content_weight",
+        "style_weight",
+        "tv_weight",
+        "learning_rate",
+        "style_scale",
+    } <= set(FLOAT_FIELDS)
 
 
-@pytest.mark.parametrize("name, value", [
-    ("style_layer_weights", (1.0, float("nan"), 1.0, 1.0, 1.0)),
-    ("style_blend", (float("inf"), 1.0)),
-    ("content_window", (0.0, float("inf"))),
-    ("style_window", (float("nan"), 1.0)),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("style_layer_weights", (1.0, float("nan"), 1.0, 1.0, 1.0)),
+        ("style_blend", (float("inf"), 1.0)),
+        ("content_window", (0.0, float("inf"))),
+        ("style_window", (float("nan"), 1.0)),
+    ],
+)
 def test_non_finite_sequences_are_rejected(name, value):
     with pytest.raises(ValueError, match=f"^{name} .*finite"):
         Settings(**{name: value})
@@ -68,8 +77,9 @@ def image_files(tmp_path):
 
 
 def test_cli_rejects_nan(image_files, tmp_path, capsys):
-    code = cli_main(["stylize", *image_files, "-o", str(tmp_path / "out.png"),
-                     "--content-weight", "nan"])
+    code = cli_main(
+        ["stylize", *image_files, "-o", str(tmp_path / "out.png"), "--content-weight", "nan"]
+    )
     assert code == 2
     assert "content_weight must be a finite number, got nan" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
@@ -77,25 +87,32 @@ def test_cli_rejects_nan(image_files, tmp_path, capsys):
 
 # --- item 7: types ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("changes, message", [
-    ({"steps": "2.5"}, "steps must be an integer, got '2.5' (str)"),
-    ({"steps": 2.5}, "steps must be an integer, got 2.5 (float)"),
-    ({"steps": True}, "steps must be an integer, got True (bool)"),
-    ({"size": None}, "size must be an integer, got None (NoneType)"),
-    ({"content_weight": "heavy"}, "content_weight must be a number, got 'heavy' (str)"),
-    ({"style_weight": False}, "style_weight must be a number, got False (bool)"),
-    ({"keep_colors": "no"}, "keep_colors must be True or False, got 'no' (str)"),
-    ({"coarse_to_fine": 1}, "coarse_to_fine must be True or False, got 1 (int)"),
-    ({"method": 5}, "method must be one of optimize, predict, universal, got 5 (int)"),
-    ({"device": 0}, "device must be a string"),
-    ({"init": 5}, "init must be one of content, noise, predict, universal, got 5 (int)"),
-    ({"init_image": "start.png"}, "init_image must be an image array such as the content's, or "
-                                  "None, got 'start.png' (str)"),
-    ({"style_layers": "conv1_1"}, "style_layers must be a tuple of layer names"),
-    ({"content_layers": [4]}, "content_layers must be a tuple of layer names"),
-    ({"style_layer_weights": "abcde"}, "style_layer_weights must be a sequence of numbers"),
-    ({"weights_dir": 3}, "weights_dir must be a folder path or None, got 3 (int)"),
-])
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"steps": "2.5"}, "steps must be an integer, got '2.5' (str)"),
+        ({"steps": 2.5}, "steps must be an integer, got 2.5 (float)"),
+        ({"steps": True}, "steps must be an integer, got True (bool)"),
+        ({"size": None}, "size must be an integer, got None (NoneType)"),
+        ({"content_weight": "heavy"}, "content_weight must be a number, got 'heavy' (str)"),
+        ({"style_weight": False}, "style_weight must be a number, got False (bool)"),
+        ({"keep_colors": "no"}, "keep_colors must be True or False, got 'no' (str)"),
+        ({"coarse_to_fine": 1}, "coarse_to_fine must be True or False, got 1 (int)"),
+        ({"method": 5}, "method must be one of optimize, predict, universal, got 5 (int)"),
+        ({"device": 0}, "device must be a string"),
+        ({"init": 5}, "init must be one of content, noise, predict, universal, got 5 (int)"),
+        (
+            {"init_image": "start.png"},
+            "init_image must be an image array such as the content's, or "
+            "None, got 'start.png' (str)",
+        ),
+        ({"style_layers": "conv1_1"}, "style_layers must be a tuple of layer names"),
+        ({"content_layers": [4]}, "content_layers must be a tuple of layer names"),
+        ({"style_layer_weights": "abcde"}, "style_layer_weights must be a sequence of numbers"),
+        ({"weights_dir": 3}, "weights_dir must be a folder path or None, got 3 (int)"),
+    ],
+)
 def test_wrong_types_are_named(changes, message):
     with pytest.raises(ValueError) as info:
         Settings(**changes)
@@ -103,9 +120,15 @@ def test_wrong_types_are_named(changes, message):
 
 
 def test_unambiguous_values_are_coerced():
-    settings = Settings(steps="10", size=np.int64(64), content_weight=2, style_strength="0.5",
-                        style_layers=["conv1_1", "conv2_1"], style_layer_weights=[1, 2],
-                        weights_dir=Path("/tmp"))
+    settings = Settings(
+        steps="10",
+        size=np.int64(64),
+        content_weight=2,
+        style_strength="0.5",
+        style_layers=["conv1_1", "conv2_1"],
+        style_layer_weights=[1, 2],
+        weights_dir=Path("/tmp"),
+    )
     assert settings.steps == 10 and type(settings.steps) is int
     assert settings.size == 64 and type(settings.size) is int
     assert settings.content_weight == 2.0 and type(settings.content_weight) is float
@@ -132,6 +155,7 @@ def test_every_default_is_valid_and_kept():
 
 # --- item 10: layer names, weights arguments, environment variables, predict_batch ----------------
 
+
 @pytest.mark.parametrize("name", ["style_layers", "content_layers"])
 def test_unknown_layers_are_rejected_at_settings_time(name):
     with pytest.raises(ValueError) as info:
@@ -148,8 +172,10 @@ def test_layer_names_have_one_source_and_settings_do_not_import_torch():
     distilled = vgg.VGG19_DISTILLED_NET
     assert distilled.layer_names[-1] == "relu5_1"
     assert len(vgg.build_features(distilled)) == len(distilled.layer_names)
-    code = ("import sys, napari_nst.settings as s; s.Settings(style_layers=('conv1_1',)); "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, napari_nst.settings as s; s.Settings(style_layers=('conv1_1',)); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -193,13 +219,19 @@ def test_missing_weights_dir_variable_is_named(no_weights, tmp_path, monkeypatch
     a_file = tmp_path / "weights.txt"
     a_file.write_text("not a folder")
     monkeypatch.setenv(no_weights.WEIGHTS_DIR_ENV, str(a_file))
-    with pytest.raises(WeightsError, match=r"is a file, not a folder \(it is named by "
-                                           r"\$NAPARI_NST_WEIGHTS_DIR\)"):
+    with pytest.raises(
+        WeightsError,
+        match=r"is a file, not a folder \(it is named by "
+        r"\$NAPARI_NST_WEIGHTS_DIR\)",
+    ):
         no_weights.locate(VGG19_DISTILLED, download=False)
     # the weights_dir setting gets the same check, naming the setting
     monkeypatch.delenv(no_weights.WEIGHTS_DIR_ENV)
-    with pytest.raises(WeightsError, match=r"is a file, not a folder \(it is named by the "
-                                           r"weights_dir setting\)"):
+    with pytest.raises(
+        WeightsError,
+        match=r"is a file, not a folder \(it is named by the "
+        r"weights_dir setting\)",
+    ):
         no_weights.locate(VGG19_DISTILLED, directory=a_file, download=False)
 
 
@@ -222,6 +254,7 @@ def test_predict_batch_given_one_array():
 
 # --- item 9: a damaged converted file in a read-only cache ----------------------------------------
 
+
 def _make_undeletable(path: Path):
     """Make ``path`` impossible to delete and return an undo function, or None if this process
     can delete it whatever the permissions (root without ``chattr``)."""
@@ -242,13 +275,14 @@ def _make_undeletable(path: Path):
 @pytest.mark.shared
 def test_damaged_read_only_cache_falls_back_to_converting_in_memory(tmp_path, monkeypatch):
     from napari_nst.engine import weights
-    from napari_nst.engine.methods.predict import magenta
-    from napari_nst.engine.methods.predict import magenta_weights
+    from napari_nst.engine.methods.predict import magenta, magenta_weights
 
     monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(magenta_weights_dir()))
     monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
     source = weights.locate(weights.MAGENTA_PREDICTOR, download=False)
-    cached = magenta_weights.converted_cache_path(weights.MAGENTA_PREDICTOR, weights.sha256_of(source))
+    cached = magenta_weights.converted_cache_path(
+        weights.MAGENTA_PREDICTOR, weights.sha256_of(source)
+    )
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"half a file")
     undo = _make_undeletable(cached)
@@ -272,6 +306,7 @@ def test_damaged_read_only_cache_falls_back_to_converting_in_memory(tmp_path, mo
 
 # --- item 11 and help(Settings) -------------------------------------------------------------------
 
+
 def test_run_steps_is_exported():
     from napari_nst import run_steps
     from napari_nst.engine.run import run_steps as engine_run_steps
@@ -292,8 +327,10 @@ def test_help_explains_every_field():
 
 
 def test_settings_module_does_not_grow_heavy_imports():
-    code = ("import sys, napari_nst; napari_nst.Settings(steps='10'); "
-            "print(sorted(m for m in ('torch', 'napari', 'numpy') if m in sys.modules))")
+    code = (
+        "import sys, napari_nst; napari_nst.Settings(steps='10'); "
+        "print(sorted(m for m in ('torch', 'napari', 'numpy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -308,8 +345,10 @@ def test_negative_weights_are_rejected_with_the_rule(name):
     weights = (1.0, -0.5, 1.0, 1.0, 1.0)
     with pytest.raises(ValueError) as info:
         Settings(**{name: weights})
-    assert str(info.value) == (f"{name} must not hold negative weights, got {weights}; the "
-                               "weights are relative (0 leaves an entry out)")
+    assert str(info.value) == (
+        f"{name} must not hold negative weights, got {weights}; the "
+        "weights are relative (0 leaves an entry out)"
+    )
 
 
 @pytest.mark.parametrize("name", WEIGHTS_FIELDS)
@@ -320,8 +359,11 @@ def test_weights_need_a_positive_sum(name):
 
 
 def test_layer_weights_need_one_per_style_layer():
-    with pytest.raises(ValueError, match=r"^style_layer_weights needs one weight per entry of "
-                                         r"style_layers \(2\), got 3$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^style_layer_weights needs one weight per entry of "
+        r"style_layers \(2\), got 3$",
+    ):
         Settings(style_layers=("conv1_1", "conv2_1"), style_layer_weights=(1, 2, 3))
     with pytest.raises(ValueError, match=r"per entry of style_layers \(5\), got 2$"):
         Settings().replace(style_layer_weights=(1, 2))  # against the default layers too
@@ -333,8 +375,11 @@ def test_blend_weights_need_one_per_style_image_when_the_run_starts():
     """The number of styles is known when a run starts: the same rule, checked before any work."""
     content = np.full((40, 40, 3), 0.5, np.float32)
     styles = [np.zeros((40, 40, 3), np.float32), np.ones((40, 40, 3), np.float32)]
-    with pytest.raises(ValueError, match=r"^style_blend needs one weight per style image \(2\), "
-                                         r"got 3$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^style_blend needs one weight per style image \(2\), "
+        r"got 3$",
+    ):
         napari_nst.run_steps(content, styles, style_blend=(1, 2, 3), device="cpu")
 
 
@@ -357,27 +402,48 @@ def test_the_engine_normalises_weights_by_the_settings_rule(random_vgg):
 
     extractor = VGGFeatures(random_vgg, ("conv1_1", "conv2_1"))
     image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    loss = losses.StyleTransferLoss(extractor, image, [image], content_layers=(),
-                                    style_layers=("conv1_1", "conv2_1"),
-                                    style_layer_weights=(1.0, 3.0))
+    loss = losses.StyleTransferLoss(
+        extractor,
+        image,
+        [image],
+        content_layers=(),
+        style_layers=("conv1_1", "conv2_1"),
+        style_layer_weights=(1.0, 3.0),
+    )
     assert loss.style_layer_weights == [0.25, 0.75]
-    content_only = losses.StyleTransferLoss(extractor, image, [image], content_layers=("conv1_1",),
-                                            style_layers=())
+    content_only = losses.StyleTransferLoss(
+        extractor, image, [image], content_layers=("conv1_1",), style_layers=()
+    )
     assert content_only.style_layer_weights == [] and float(content_only(image)[0]) == 0.0
-    with pytest.raises(ValueError, match=r"^style_layer_weights must not hold negative weights, "
-                                         r"got \(1.0, -3.0\)"):
-        losses.StyleTransferLoss(extractor, image, [image], content_layers=(),
-                                 style_layers=("conv1_1", "conv2_1"),
-                                 style_layer_weights=(1.0, -3.0))
+    with pytest.raises(
+        ValueError,
+        match=r"^style_layer_weights must not hold negative weights, "
+        r"got \(1.0, -3.0\)",
+    ):
+        losses.StyleTransferLoss(
+            extractor,
+            image,
+            [image],
+            content_layers=(),
+            style_layers=("conv1_1", "conv2_1"),
+            style_layer_weights=(1.0, -3.0),
+        )
 
 
 # --- issue 13, finding 2: init (a choice) and init_image (an array) -------------------------------
 
+
 def test_init_image_is_the_start_image(random_vgg, content_small, style_small, magenta_weights):
     """A start image given as init_image is where the optimisation starts; init=<array> still
     works, with a DeprecationWarning that names the caller's line and init_image."""
-    run = dict(vgg_weights=random_vgg, size=32, steps=1, device="cpu", coarse_to_fine=False,
-               min_working_size=32)
+    run = dict(
+        vgg_weights=random_vgg,
+        size=32,
+        steps=1,
+        device="cpu",
+        coarse_to_fine=False,
+        min_working_size=32,
+    )
     start = np.zeros((24, 32, 3), np.float32)
     from_image = napari_nst.stylize(content_small, style_small, init_image=start, **run)
     from_content = napari_nst.stylize(content_small, style_small, **run)
@@ -393,12 +459,19 @@ def test_init_image_is_the_start_image(random_vgg, content_small, style_small, m
     assert settings.to_metadata()["init_image"] == "<ndarray>"
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"init": "noise", "init_image": np.zeros((4, 4, 3))},
-     "init='noise' and init_image both say where to start; give one"),
-    ({"init": np.zeros((4, 4, 3)), "init_image": np.zeros((4, 4, 3))},
-     "init and init_image are both images; pass the start image as init_image only"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"init": "noise", "init_image": np.zeros((4, 4, 3))},
+            "init='noise' and init_image both say where to start; give one",
+        ),
+        (
+            {"init": np.zeros((4, 4, 3)), "init_image": np.zeros((4, 4, 3))},
+            "init and init_image are both images; pass the start image as init_image only",
+        ),
+    ],
+)
 def test_init_and_init_image_together_are_an_error(changes, message):
     with pytest.raises(ValueError) as info:
         Settings(**changes)
@@ -426,8 +499,7 @@ def test_total_steps_follows_the_method():
 
 def test_choices_have_one_source():
     """A choice field's choices are its Literal annotation's arguments, in order."""
-    from napari_nst.settings import (INITS, METHODS, OUTPUT_RANGES, field_annotation,
-                                     field_choices)
+    from napari_nst.settings import INITS, METHODS, OUTPUT_RANGES, field_annotation, field_choices
 
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     from napari_nst.engine.methods import REGISTRY
@@ -437,14 +509,16 @@ def test_choices_have_one_source():
     assert field_choices(fields["init"]) == INITS == ("content", "noise", "predict", "universal")
     assert field_choices(fields["output_range"]) == OUTPUT_RANGES
     assert field_choices(fields["steps"]) is None and field_annotation(fields["steps"]) is int
-    with pytest.raises(ValueError, match="^optimizer='sgd' is not supported; choose one of "
-                                         "lbfgs, adam$"):
+    with pytest.raises(
+        ValueError, match="^optimizer='sgd' is not supported; choose one of lbfgs, adam$"
+    ):
         Settings(optimizer="sgd")
 
 
 def test_help_says_which_method_reads_a_field():
-    doc = " ".join(word for word in pydoc.render_doc(Settings, renderer=pydoc.plaintext).split()
-                   if word != "|")
+    doc = " ".join(
+        word for word in pydoc.render_doc(Settings, renderer=pydoc.plaintext).split() if word != "|"
+    )
     assert "style_crops (1): average the style over this many crops; predict only;" in doc
     assert "steps (20): optimisation steps (one forward+backward pass each); optimize only;" in doc
     assert "size (512): result resolution: the content's longer side in pixels; from" in doc

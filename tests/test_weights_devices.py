@@ -9,9 +9,8 @@ import shutil
 import pytest
 import torch
 
-from napari_nst.engine import clear_caches
+from napari_nst.engine import clear_caches, weights
 from napari_nst.engine import vgg as vgg_module
-from napari_nst.engine import weights
 from napari_nst.engine.devices import DeviceError, available_devices, resolve_device
 from napari_nst.engine.vgg import load_features
 from napari_nst.engine.weights import VGG19, WeightsError, sha256_of
@@ -32,8 +31,9 @@ def random_as_vgg19(vgg_file, monkeypatch):
     """Register the random VGG file's real hash prefix as VGG-19's, so it passes as the real file.
     Only the expected hash is swapped; lookup, hashing and loading run as for users."""
     entry = dataclasses.replace(VGG19, sha256=sha256_of(vgg_file)[:8])
-    monkeypatch.setitem(vgg_module.NETWORKS, "vgg19",
-                        dataclasses.replace(vgg_module.VGG19_NET, weights=entry))
+    monkeypatch.setitem(
+        vgg_module.NETWORKS, "vgg19", dataclasses.replace(vgg_module.VGG19_NET, weights=entry)
+    )
     return entry
 
 
@@ -43,7 +43,9 @@ def _first_weight(features):
 
 def test_explicit_module_and_file(random_vgg, vgg_file, isolated):
     features, identity = load_features("vgg19", random_vgg)
-    assert identity == "module:Sequential" and torch.equal(_first_weight(features), random_vgg[0].weight)
+    assert identity == "module:Sequential" and torch.equal(
+        _first_weight(features), random_vgg[0].weight
+    )
     features, identity = load_features("vgg19", vgg_file)
     assert identity == "file:vgg19-random.pth"
     assert torch.equal(_first_weight(features), random_vgg[0].weight)
@@ -51,8 +53,9 @@ def test_explicit_module_and_file(random_vgg, vgg_file, isolated):
         load_features("vgg19", isolated / "nope.pth")
 
 
-def test_lookup_order_weights_dir_then_cache_then_download(vgg_file, mirror, random_as_vgg19,
-                                                          tmp_path, monkeypatch):
+def test_lookup_order_weights_dir_then_cache_then_download(
+    vgg_file, mirror, random_as_vgg19, tmp_path, monkeypatch
+):
     name = random_as_vgg19.filename
     cache = tmp_path / "torch" / "hub" / "checkpoints"
     directory = tmp_path / "weights"
@@ -80,7 +83,9 @@ def test_no_network_error_names_file_url_and_directory(isolated, monkeypatch):
     with pytest.raises(WeightsError) as info:
         load_features("vgg19")
     message = str(info.value)
-    assert VGG19.url in message and VGG19.filename in message and str(isolated / "weights") in message
+    assert (
+        VGG19.url in message and VGG19.filename in message and str(isolated / "weights") in message
+    )
     assert "http://127.0.0.1:9/" + VGG19.filename in message
 
 
@@ -107,8 +112,14 @@ class Bars:
     def __call__(self, total, description):
         bar = {"total": total, "description": description, "n": 0, "closed": False}
         self.made.append(bar)
-        return type("Bar", (), {"update": lambda _, n: bar.update(n=bar["n"] + n),
-                                "close": lambda _: bar.update(closed=True)})()
+        return type(
+            "Bar",
+            (),
+            {
+                "update": lambda _, n: bar.update(n=bar["n"] + n),
+                "close": lambda _: bar.update(closed=True),
+            },
+        )()
 
 
 def test_download_reports_size_and_progress_to_the_thread_bar(vgg_file, mirror, random_as_vgg19):
@@ -117,9 +128,14 @@ def test_download_reports_size_and_progress_to_the_thread_bar(vgg_file, mirror, 
     with weights.download_progress(bars):
         weights.locate(random_as_vgg19)
     size = vgg_file.stat().st_size
-    assert bars.made == [{"total": size, "n": size, "closed": True,
-                          "description": f"Downloading {random_as_vgg19.filename} "
-                                         f"({size / 1e6:.1f} MB)"}]
+    assert bars.made == [
+        {
+            "total": size,
+            "n": size,
+            "closed": True,
+            "description": f"Downloading {random_as_vgg19.filename} ({size / 1e6:.1f} MB)",
+        }
+    ]
     weights.locate(random_as_vgg19)  # cached now, and outside the block: no bar anywhere
     assert len(bars.made) == 1 and len(mirror.requests) == 1
 

@@ -61,8 +61,11 @@ def restore_view(viewer, state: ViewState | None) -> None:
     if state is None:
         return
     grid = _grid(viewer)
-    present = [(layer, visible) for layer, visible in zip(state.order, state.visible)
-               if layer in viewer.layers]
+    present = [
+        (layer, visible)
+        for layer, visible in zip(state.order, state.visible)
+        if layer in viewer.layers
+    ]
     for position, (layer, visible) in enumerate(present):
         viewer.layers.move(viewer.layers.index(layer), position)
         viewer.layers[position].visible = visible
@@ -75,7 +78,8 @@ def selection(viewer) -> list:
     """The selected layers, the active one first."""
     active = viewer.layers.selection.active
     return ([active] if active is not None else []) + [
-        layer for layer in viewer.layers.selection if layer != active]
+        layer for layer in viewer.layers.selection if layer != active
+    ]
 
 
 def select(viewer, layers: list) -> None:
@@ -93,11 +97,23 @@ def label_layer(text: str, scale, translate, height: float, name: str, metadata:
     size is set for the whole view by ``GridView.size_labels``)."""
     from napari.layers import Points
 
-    layer = Points(np.array([[-LABEL_GAP * height - 1, 0.0]]), scale=scale,
-                   translate=translate, name=name, size=0.01, face_color="transparent",
-                   border_width=0, metadata=metadata,
-                   text={"string": [text], "color": "white", "anchor": "upper_left",
-                         "size": 8, "scaling": True})
+    layer = Points(
+        np.array([[-LABEL_GAP * height - 1, 0.0]]),
+        scale=scale,
+        translate=translate,
+        name=name,
+        size=0.01,
+        face_color="transparent",
+        border_width=0,
+        metadata=metadata,
+        text={
+            "string": [text],
+            "color": "white",
+            "anchor": "upper_left",
+            "size": 8,
+            "scaling": True,
+        },
+    )
     layer.editable = False
     return layer
 
@@ -105,8 +121,10 @@ def label_layer(text: str, scale, translate, height: float, name: str, metadata:
 def label_size(longest: int, width: float, height: float) -> float:
     """napari's text size (scaling on, in world units) at which a label of ``longest``
     characters fits a picture ``width`` wide, at most ``LABEL_HEIGHT`` of ``height``."""
-    return max(min(0.96 * width / (CHAR_WIDTH * max(longest, 1)),
-                   LABEL_HEIGHT * height / LINE_HEIGHT), 1e-3)
+    return max(
+        min(0.96 * width / (CHAR_WIDTH * max(longest, 1)), LABEL_HEIGHT * height / LINE_HEIGHT),
+        1e-3,
+    )
 
 
 def wrapped_columns(rows: int, columns: int, cell: tuple, canvas: tuple) -> int:
@@ -114,6 +132,7 @@ def wrapped_columns(rows: int, columns: int, cell: tuple, canvas: tuple) -> int:
     (height, width) in world units) are largest on a ``canvas`` of (height, width) pixels: a
     table row then takes ``ceil(columns / n)`` lines of the grid. Fewer lines (fewer gaps to
     fill at their ends) win unless more make the cells at least ``WRAP_GAIN`` larger."""
+
     def zoom(n: int) -> float:
         lines = rows * -(-columns // n)
         return min(canvas[0] / lines / cell[0], canvas[1] / n / cell[1])
@@ -140,10 +159,12 @@ class GridView:
         the grid out anew for every layer inserted into it, in time that grows with the
         layers, 4.6 s for 10 cells at once)."""
         grid = _grid(self.viewer)
-        self.state = ViewState((grid.enabled, tuple(grid.shape), grid.stride),
-                               list(self.viewer.layers),
-                               [layer.visible for layer in self.viewer.layers],
-                               selection(self.viewer))
+        self.state = ViewState(
+            (grid.enabled, tuple(grid.shape), grid.stride),
+            list(self.viewer.layers),
+            [layer.visible for layer in self.viewer.layers],
+            selection(self.viewer),
+        )
         for layer in self.viewer.layers:
             layer.visible = False
         grid.enabled = False
@@ -169,18 +190,21 @@ class GridView:
         row-major order."""
         height = picture.data.shape[-3 if picture.rgb else -2]
         scale, translate = tuple(picture.scale[-2:]), tuple(picture.translate[-2:])
-        label = label_layer(text, scale, translate, height,
-                            f"{self.name}: label {self.cells}", self._tag())
+        label = label_layer(
+            text, scale, translate, height, f"{self.name}: label {self.cells}", self._tag()
+        )
         self._insert(picture, label)
 
     def place_blank(self, text: str = "") -> None:
         """An empty cell (a gap in the table), with ``text`` if any."""
         from napari.layers import Points
 
-        blank = Points(np.empty((0, 2)), name=f"{self.name}: blank {self.cells}",
-                       metadata=self._tag())
-        label = label_layer(text, (1.0, 1.0), (0.0, 0.0), 0.0,
-                            f"{self.name}: label {self.cells}", self._tag())
+        blank = Points(
+            np.empty((0, 2)), name=f"{self.name}: blank {self.cells}", metadata=self._tag()
+        )
+        label = label_layer(
+            text, (1.0, 1.0), (0.0, 0.0), 0.0, f"{self.name}: label {self.cells}", self._tag()
+        )
         self._insert(blank, label)  # both visible: napari's grid counts visible layers only
 
     def _insert(self, picture, label) -> None:
@@ -205,8 +229,11 @@ class GridView:
     def picture_extent(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(low, high) corners, in world (y, x), of every cell's picture (a cell's own
         coordinates: all cells are laid over one another), None before the first picture."""
-        extents = [np.asarray(layer.extent.world)[:, -2:] for layer in self.layers[0::2]
-                   if len(layer.data) and np.isfinite(layer.extent.world).all()]
+        extents = [
+            np.asarray(layer.extent.world)[:, -2:]
+            for layer in self.layers[0::2]
+            if len(layer.data) and np.isfinite(layer.extent.world).all()
+        ]
         if not extents:
             return None
         return np.min([e[0] for e in extents], axis=0), np.max([e[1] for e in extents], axis=0)
@@ -218,8 +245,9 @@ class GridView:
         if extent is None or not self.labels:
             return 0.0
         height, width = extent[1] - extent[0]
-        longest = max(len(str(label.text.values[0])) if len(label.text.values) else 0
-                      for label in self.labels)
+        longest = max(
+            len(str(label.text.values[0])) if len(label.text.values) else 0 for label in self.labels
+        )
         size = label_size(longest, width, height)
         for label in self.labels:
             label.text.size = size  # world units: napari divides by world per pixel
@@ -255,6 +283,7 @@ class GridView:
 
 # --- Compare: every finished run of each content and style ---------------------------------------
 
+
 @dataclass(eq=False)
 class Run:
     """A finished run's layer, with what the table needs of it."""
@@ -274,8 +303,12 @@ def finished_runs(viewer) -> list[Run]:
         record = layer.metadata.get("napari_nst", {})
         if "run" not in record:
             continue
-        runs[record["run"]] = Run(layer, record.get("content_layer", record["content"]),
-                                  record["style"], record.get("label", record["run"]))
+        runs[record["run"]] = Run(
+            layer,
+            record.get("content_layer", record["content"]),
+            record["style"],
+            record.get("label", record["run"]),
+        )
     return list(runs.values())
 
 
@@ -288,9 +321,12 @@ def _plane(viewer, layer) -> np.ndarray:
         return data
     if "iterates" in layer.metadata.get("napari_nst", {}):
         return data[tuple(n - 1 for n in data.shape[:leading])]
-    point = layer.world_to_data(viewer.dims.point[-layer.ndim:])
-    return data[tuple(int(np.clip(round(p), 0, n - 1))
-                      for p, n in zip(point[:leading], data.shape[:leading]))]
+    point = layer.world_to_data(viewer.dims.point[-layer.ndim :])
+    return data[
+        tuple(
+            int(np.clip(round(p), 0, n - 1)) for p, n in zip(point[:leading], data.shape[:leading])
+        )
+    ]
 
 
 def _cell_image(viewer, layer, name: str, kind: str, origin=(0.0, 0.0)):
@@ -300,9 +336,16 @@ def _cell_image(viewer, layer, name: str, kind: str, origin=(0.0, 0.0)):
     from napari.layers import Image
 
     translate = tuple(t - o for t, o in zip(layer.translate[-2:], origin))
-    return Image(_plane(viewer, layer), name=name, rgb=layer.rgb, colormap=layer.colormap.name,
-                 contrast_limits=layer.contrast_limits, scale=tuple(layer.scale[-2:]),
-                 translate=translate, metadata={"napari_nst": {kind: name}})
+    return Image(
+        _plane(viewer, layer),
+        name=name,
+        rgb=layer.rgb,
+        colormap=layer.colormap.name,
+        contrast_limits=layer.contrast_limits,
+        scale=tuple(layer.scale[-2:]),
+        translate=translate,
+        metadata={"napari_nst": {kind: name}},
+    )
 
 
 def compare_table(runs: list[Run]) -> tuple[list[str], list[str], dict, dict]:
@@ -340,9 +383,12 @@ def show_comparison(viewer, name: str = "compare", wrap: bool = True) -> GridVie
     rows = [_row_cells(viewer, name, content, styles, pairs, widths) for content in contents]
     columns = len(rows[0])
     if wrap:
-        columns = wrapped_columns(len(rows), columns, _cell_extent(rows),
-                                  tuple(getattr(getattr(viewer, "canvas", None), "size",
-                                                (600, 800))))
+        columns = wrapped_columns(
+            len(rows),
+            columns,
+            _cell_extent(rows),
+            tuple(getattr(getattr(viewer, "canvas", None), "size", (600, 800))),
+        )
     lines = -(-len(rows[0]) // columns)
     view = GridView(viewer, (len(rows) * lines, columns), name, kind="compare")
     with layer_batch(viewer):  # napari lays the grid out once, not for every cell
@@ -364,32 +410,59 @@ def show_comparison(viewer, name: str = "compare", wrap: bool = True) -> GridVie
 
 def _cell_extent(rows: list) -> tuple[float, float]:
     """(height, width) in world units of a cell that holds the largest picture and its label."""
-    sizes = [np.ptp(np.asarray(picture.extent.world)[:, -2:], axis=0) + 1
-             for row in rows for picture, _ in row if picture is not None]
+    sizes = [
+        np.ptp(np.asarray(picture.extent.world)[:, -2:], axis=0) + 1
+        for row in rows
+        for picture, _ in row
+        if picture is not None
+    ]
     height, width = np.max(sizes, axis=0)
     return height * (1 + LABEL_GAP + LABEL_HEIGHT), width
 
 
 def _row_cells(viewer, name: str, content: str, styles, pairs, widths) -> list:
     """A content's row of the table: [(Image layer or None for a gap, label)]."""
-    inputs = {layer.name: layer for layer in viewer.layers
-              if "napari_nst" not in layer.metadata and hasattr(layer, "rgb")}
+    inputs = {
+        layer.name: layer
+        for layer in viewer.layers
+        if "napari_nst" not in layer.metadata and hasattr(layer, "rgb")
+    }
     origin = (0.0, 0.0)
     if content in inputs:
         origin = tuple(inputs[content].translate[-2:])
-        cells = [(_cell_image(viewer, inputs[content], f"{name}: content {content}", "compare",
-                              origin), f"content: {content}")]
+        cells = [
+            (
+                _cell_image(
+                    viewer, inputs[content], f"{name}: content {content}", "compare", origin
+                ),
+                f"content: {content}",
+            )
+        ]
     else:
         cells = [(None, f"content: {content} (removed)")]
     for style in styles:
         if style in inputs:
-            cells.append((_cell_image(viewer, inputs[style], f"{name}: {content} · style {style}",
-                                      "compare", tuple(inputs[style].translate[-2:])),
-                          f"style: {style}"))
+            cells.append(
+                (
+                    _cell_image(
+                        viewer,
+                        inputs[style],
+                        f"{name}: {content} · style {style}",
+                        "compare",
+                        tuple(inputs[style].translate[-2:]),
+                    ),
+                    f"style: {style}",
+                )
+            )
         else:  # a regions run's styles: several layers, named in the label
             cells.append((None, f"style: {style}"))
         runs = pairs.get((content, style), [])
-        cells += [(_cell_image(viewer, run.layer, f"{name}: {run.layer.name}", "compare",
-                               origin), run.label) for run in runs]
+        cells += [
+            (
+                _cell_image(viewer, run.layer, f"{name}: {run.layer.name}", "compare", origin),
+                run.label,
+            )
+            for run in runs
+        ]
         cells += [(None, "")] * (widths[style] - len(runs))
     return cells

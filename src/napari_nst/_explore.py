@@ -18,6 +18,7 @@ from ._jobs import LayerSnapshot, image_layers, snapshot_layer
 from ._result_layers import placement, versions
 from .settings import Settings, make_settings
 
+
 @dataclass
 class SweepJob:
     """The inputs of a sweep (copied at the start, released at the end), its ``Sweep`` and the
@@ -55,26 +56,55 @@ class SweepView(GridView):
         from napari.layers import Image
 
         image = np.asarray(cell.image)
-        grayscale = bool(np.allclose(image[..., 0], image[..., 1:3].mean(axis=-1), atol=1e-6)
-                         and np.allclose(image[..., 1], image[..., 2], atol=1e-6))
-        metadata = {"napari_nst": {"sweep": self.name, "cell": [cell.row, cell.col],
-                                   "label": cell.label, "seconds": round(cell.seconds, 3),
-                                   "settings": settings.to_metadata(), "versions": versions()}}
-        data = dict(data=image[..., 0], rgb=False, colormap="gray") if grayscale else \
-            dict(data=image, rgb=True)
+        grayscale = bool(
+            np.allclose(image[..., 0], image[..., 1:3].mean(axis=-1), atol=1e-6)
+            and np.allclose(image[..., 1], image[..., 2], atol=1e-6)
+        )
+        metadata = {
+            "napari_nst": {
+                "sweep": self.name,
+                "cell": [cell.row, cell.col],
+                "label": cell.label,
+                "seconds": round(cell.seconds, 3),
+                "settings": settings.to_metadata(),
+                "versions": versions(),
+            }
+        }
+        data = (
+            dict(data=image[..., 0], rgb=False, colormap="gray")
+            if grayscale
+            else dict(data=image, rgb=True)
+        )
         scale, shape = self.over
         where = placement(tuple(scale), (0.0, 0.0), shape or image.shape[:2], image.shape[:2])
-        picture = Image(name=f"{self.name}: {cell.label}", metadata=metadata,
-                        contrast_limits=(0.0, 1.0), **where, **data)
+        picture = Image(
+            name=f"{self.name}: {cell.label}",
+            metadata=metadata,
+            contrast_limits=(0.0, 1.0),
+            **where,
+            **data,
+        )
         self.place(picture, sweep.short_label(cell.row, cell.col))
         self.size_labels()  # the longest label so far sets the size
         self.reselect()
 
 
-def run_sweep_in_viewer(viewer, content, style, rows, cols=None,
-                        settings: Settings | None = None, *, max_cells: int | None = None,
-                        start: bool = True, on_cell=None, name: str = "sweep", title: str = "",
-                        reconstruct: str | None = None, **overrides):
+def run_sweep_in_viewer(
+    viewer,
+    content,
+    style,
+    rows,
+    cols=None,
+    settings: Settings | None = None,
+    *,
+    max_cells: int | None = None,
+    start: bool = True,
+    on_cell=None,
+    name: str = "sweep",
+    title: str = "",
+    reconstruct: str | None = None,
+    **overrides,
+):
     """Run a sweep (``napari_nst.sweep``) of the Image layers ``content`` and ``style`` (the
     slices on screen) in a worker thread, each cell shown in napari's grid as it finishes.
 
@@ -87,8 +117,10 @@ def run_sweep_in_viewer(viewer, content, style, rows, cols=None,
     from .engine.explore import MAX_CELLS, CellDone, iter_sweep, reconstruction_sweep
 
     settings = make_settings(settings, **overrides)
-    job = SweepJob(snapshot_layer(viewer, image_layers(viewer, content)[0]),
-                   snapshot_layer(viewer, image_layers(viewer, style)[0]))
+    job = SweepJob(
+        snapshot_layer(viewer, image_layers(viewer, content)[0]),
+        snapshot_layer(viewer, image_layers(viewer, style)[0]),
+    )
     options = dict(content_window=job.content.window, style_window=job.style.window)
     image_in, style_in = job.content.data, job.style.data
     if reconstruct is not None:  # from noise: the settings' own steps, size and network
@@ -96,13 +128,21 @@ def run_sweep_in_viewer(viewer, content, style, rows, cols=None,
         layers = None if cols is None else [v[-1] for v in cols[1]]
         image_in, style_in, cols, extra = reconstruction_sweep(source.data, reconstruct, layers)
         options = {**extra, "content_window": source.window, "style_window": source.window}
-    sweep, steps = iter_sweep(image_in, style_in, rows, cols, settings=settings,
-                              max_cells=MAX_CELLS if max_cells is None else max_cells,
-                              title=title, **options)
+    sweep, steps = iter_sweep(
+        image_in,
+        style_in,
+        rows,
+        cols,
+        settings=settings,
+        max_cells=MAX_CELLS if max_cells is None else max_cells,
+        title=title,
+        **options,
+    )
     job.sweep = sweep
     source = job.content if reconstruct != "style" else job.style
-    job.view = SweepView(viewer, sweep.shape, name,
-                         over=(source.scale, tuple(np.shape(source.data)[:2])))
+    job.view = SweepView(
+        viewer, sweep.shape, name, over=(source.scale, tuple(np.shape(source.data)[:2]))
+    )
     job.view.show()
     total = int(sweep.done.size)
 

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, PushButton
 
-from .engine.explore import MAX_CELLS, PRESETS, cells_of, describe, sweep_cost
-from .settings import SWEEPABLE
+from .engine.explore import MAX_CELLS, describe
+from .engine.explore_presets import PRESETS, cells_of, sweep_cost
+from .registry import SWEEPABLE
 
 _NONE = "(none)"
 
 
 def _value_text(value) -> str:
-    return describe("x", value).split("=", 1)[1] if not isinstance(value, tuple) else \
-        ",".join(value)
-
-
+    return (
+        describe("x", value).split("=", 1)[1] if not isinstance(value, tuple) else ",".join(value)
+    )
 
 
 class ExplorePanel(Container):
@@ -29,15 +29,21 @@ class ExplorePanel(Container):
         self.worker = None
         self.job = None
         names = list(SWEEPABLE)
-        self.preset = ComboBox(label="preset", value="custom", choices=[
-            ("custom", "custom"), *((title, key) for key, (title, *_) in PRESETS.items())],
+        self.preset = ComboBox(
+            label="preset",
+            value="custom",
+            choices=[("custom", "custom"), *((title, key) for key, (title, *_) in PRESETS.items())],
             tooltip="the seed paper's comparisons: Fig. 3 (style layer sets x content/style "
-                    "ratio), Fig. 1 (reconstructions from noise), or the methods side by side")
+            "ratio), Fig. 1 (reconstructions from noise), or the methods side by side",
+        )
         self.rows = ComboBox(label="rows", choices=[_NONE, *names], value="style_strength")
-        self.row_values = LineEdit(label="row values", value="0.25;0.5;1",
-                                   tooltip="values separated by ';'; a layer set's layers by "
-                                           "',' (conv1_1;conv1_1,conv2_1); 'growing' for the "
-                                           "paper's five growing style layer sets")
+        self.row_values = LineEdit(
+            label="row values",
+            value="0.25;0.5;1",
+            tooltip="values separated by ';'; a layer set's layers by "
+            "',' (conv1_1;conv1_1,conv2_1); 'growing' for the "
+            "paper's five growing style layer sets",
+        )
         self.cols = ComboBox(label="columns", choices=[_NONE, *names], value=_NONE)
         self.col_values = LineEdit(label="column values", value="")
         self.allow_many = CheckBox(value=False, text=f"allow more than {MAX_CELLS} cells")
@@ -47,12 +53,25 @@ class ExplorePanel(Container):
         self.save_button = PushButton(text="Save contact sheet…", enabled=False)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
-        self.extend([self.preset, self.rows, self.row_values, self.cols, self.col_values,
-                     self.allow_many,
-                     Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
-                               labels=False),
-                     Container(widgets=[self.remove_button, self.save_button],
-                               layout="horizontal", labels=False), self.status])
+        self.extend(
+            [
+                self.preset,
+                self.rows,
+                self.row_values,
+                self.cols,
+                self.col_values,
+                self.allow_many,
+                Container(
+                    widgets=[self.run_button, self.stop_button], layout="horizontal", labels=False
+                ),
+                Container(
+                    widgets=[self.remove_button, self.save_button],
+                    layout="horizontal",
+                    labels=False,
+                ),
+                self.status,
+            ]
+        )
         self.margins = (0, 0, 0, 0)
         self.preset.changed.connect(self._on_preset)
         self.run_button.changed.connect(self.run)
@@ -64,19 +83,24 @@ class ExplorePanel(Container):
         if self.preset.value == "custom":
             return
         _, rows, cols, _ = PRESETS[self.preset.value]
-        for combo, line, axis in ((self.rows, self.row_values, rows),
-                                  (self.cols, self.col_values, cols)):
+        for combo, line, axis in (
+            (self.rows, self.row_values, rows),
+            (self.cols, self.col_values, cols),
+        ):
             combo.value = _NONE if axis is None else axis[0]
             line.value = "" if axis is None else ";".join(_value_text(v) for v in axis[1])
 
     def axes(self):
         """((rows name, values) or None, (cols name, values) or None) from the controls."""
-        from .engine.explore import parse_values
+        from .engine.explore_presets import parse_values
 
         axes = []
         for combo, line in ((self.rows, self.row_values), (self.cols, self.col_values)):
-            axes.append(None if combo.value == _NONE else
-                        (combo.value, parse_values(combo.value, line.value)))
+            axes.append(
+                None
+                if combo.value == _NONE
+                else (combo.value, parse_values(combo.value, line.value))
+            )
         if axes == [None, None]:
             raise ValueError("choose a setting to sweep (rows, columns or both)")
         return axes
@@ -91,20 +115,33 @@ class ExplorePanel(Container):
             rows, cols = self.axes()
             total = cells_of(rows, cols)
             if total > MAX_CELLS and not self.allow_many.value:
-                raise ValueError(f"{total} cells, each a whole run: tick 'allow more than "
-                                 f"{MAX_CELLS} cells' to run them, or give fewer values")
+                raise ValueError(
+                    f"{total} cells, each a whole run: tick 'allow more than "
+                    f"{MAX_CELLS} cells' to run them, or give fewer values"
+                )
             content, style = self._inputs()
             extra = dict(PRESETS[self.preset.value][3]) if self.preset.value != "custom" else {}
             kind = extra.pop("reconstruct", None)
             settings = self._settings().replace(**extra)  # a preset's steps and starts
-            cost = sweep_cost(rows, cols, settings) if kind is None else \
-                sweep_cost(None, cols, settings.replace(method="optimize"))
+            cost = (
+                sweep_cost(rows, cols, settings)
+                if kind is None
+                else sweep_cost(None, cols, settings.replace(method="optimize"))
+            )
             self.remove()
             self.worker = run_sweep_in_viewer(
-                self._viewer, content, style, rows, cols, settings, start=False,
+                self._viewer,
+                content,
+                style,
+                rows,
+                cols,
+                settings,
+                start=False,
                 max_cells=total if self.allow_many.value else MAX_CELLS,
-                on_cell=self._on_cell, reconstruct=kind,
-                title="" if self.preset.value == "custom" else PRESETS[self.preset.value][0])
+                on_cell=self._on_cell,
+                reconstruct=kind,
+                title="" if self.preset.value == "custom" else PRESETS[self.preset.value][0],
+            )
         except Exception as exc:  # bad names, values or inputs: say so, start nothing
             self.status.value = f"error: {exc}"
             return None
@@ -121,9 +158,10 @@ class ExplorePanel(Container):
     def _on_cell(self, _job, cell):
         self._seconds += cell.seconds
         left = (cell.total - cell.done) * self._seconds / cell.done
-        self.status.value = (f"cell {cell.done}/{cell.total}: {cell.label} ({cell.seconds:.1f} s)"
-                             + (f" · about {left / 60:.1f} min left" if cell.done < cell.total
-                                else ""))
+        self.status.value = (
+            f"cell {cell.done}/{cell.total}: {cell.label} ({cell.seconds:.1f} s)"
+            + (f" · about {left / 60:.1f} min left" if cell.done < cell.total else "")
+        )
 
     def _on_finished(self):
         self.worker = None
@@ -155,7 +193,8 @@ class ExplorePanel(Container):
     def _ask_and_save(self, _=None):
         from qtpy.QtWidgets import QFileDialog
 
-        path, _ = QFileDialog.getSaveFileName(self.native, "Save contact sheet",
-                                              "sweep.png", "Images (*.png *.jpg)")
+        path, _ = QFileDialog.getSaveFileName(
+            self.native, "Save contact sheet", "sweep.png", "Images (*.png *.jpg)"
+        )
         if path:
             self.save_sheet(path)

@@ -98,8 +98,10 @@ def image_layers(viewer, layers) -> list:
     for item in items:
         item = _named(viewer, item)
         if not isinstance(item, Image):
-            raise ValueError(f"layer {getattr(item, 'name', item)!r} is a "
-                             f"{type(item).__name__} layer; style transfer needs Image layers")
+            raise ValueError(
+                f"layer {getattr(item, 'name', item)!r} is a "
+                f"{type(item).__name__} layer; style transfer needs Image layers"
+            )
         found.append(item)
     return found
 
@@ -119,8 +121,10 @@ def labels_layer(viewer, layer):
 
     layer = _named(viewer, layer)
     if not isinstance(layer, Labels):
-        raise ValueError(f"regions: layer {getattr(layer, 'name', layer)!r} is a "
-                         f"{type(layer).__name__} layer; regions come from a Labels layer")
+        raise ValueError(
+            f"regions: layer {getattr(layer, 'name', layer)!r} is a "
+            f"{type(layer).__name__} layer; regions come from a Labels layer"
+        )
     return layer
 
 
@@ -131,8 +135,10 @@ def snapshot_layer(viewer, layer) -> LayerSnapshot:
     index, label = (), ""
     if spatial_ndim > 2:
         point = layer.world_to_data(viewer.dims.point[-spatial_ndim:])
-        leading = [int(np.clip(round(p), 0, n - 1)) for p, n in
-                   zip(point[:spatial_ndim - 2], layer.data.shape[:spatial_ndim - 2])]
+        leading = [
+            int(np.clip(round(p), 0, n - 1))
+            for p, n in zip(point[: spatial_ndim - 2], layer.data.shape[: spatial_ndim - 2])
+        ]
         index = tuple(leading)
         labels = [str(viewer.dims.axis_labels[-spatial_ndim + i]) for i in range(len(leading))]
         if all(label.lstrip("-").isdigit() for label in labels):  # napari's default labels
@@ -143,10 +149,16 @@ def snapshot_layer(viewer, layer) -> LayerSnapshot:
     limits = getattr(layer, "contrast_limits", None)
     window = tuple(float(v) for v in limits) if limits else None
     return LayerSnapshot(
-        name=layer.name, data=data, window=window, rgb=bool(getattr(layer, "rgb", False)),
-        scale=tuple(layer.scale[-2:]), translate=tuple(layer.translate[-2:]),
-        slice_label=label, layer_ref=weak_ref(layer),
-        dims=(tuple(viewer.dims.point), tuple(map(str, viewer.dims.axis_labels))))
+        name=layer.name,
+        data=data,
+        window=window,
+        rgb=bool(getattr(layer, "rgb", False)),
+        scale=tuple(layer.scale[-2:]),
+        translate=tuple(layer.translate[-2:]),
+        slice_label=label,
+        layer_ref=weak_ref(layer),
+        dims=(tuple(viewer.dims.point), tuple(map(str, viewer.dims.axis_labels))),
+    )
 
 
 def make_jobs(viewer, content, style, regions=None) -> list[Job]:
@@ -172,9 +184,14 @@ def region_styles(viewer, style) -> LayerSnapshot:
     if not isinstance(style, dict):  # one layer (or a list, blended) for every non-zero label
         snapshots = style_snapshots(viewer, style)
         data = [_windowed(s) for s in snapshots]
-        return LayerSnapshot(name=" + ".join(s.name for s in snapshots),
-                             data=data if len(data) > 1 else data[0], window=None, rgb=True,
-                             scale=(1.0, 1.0), translate=(0.0, 0.0))
+        return LayerSnapshot(
+            name=" + ".join(s.name for s in snapshots),
+            data=data if len(data) > 1 else data[0],
+            window=None,
+            rgb=True,
+            scale=(1.0, 1.0),
+            translate=(0.0, 0.0),
+        )
     if not style:
         raise ValueError("style: no label has a style; give at least one label a style layer")
     data, names = {}, []
@@ -183,8 +200,14 @@ def region_styles(viewer, style) -> LayerSnapshot:
         images = [_windowed(s) for s in snapshots]
         data[label] = images if len(images) > 1 else images[0]
         names.append(f"{label}={'+'.join(s.name for s in snapshots)}")
-    return LayerSnapshot(name=", ".join(names), data=data, window=None, rgb=True,
-                         scale=(1.0, 1.0), translate=(0.0, 0.0))
+    return LayerSnapshot(
+        name=", ".join(names),
+        data=data,
+        window=None,
+        rgb=True,
+        scale=(1.0, 1.0),
+        translate=(0.0, 0.0),
+    )
 
 
 def _windowed(snapshot: LayerSnapshot) -> np.ndarray:
@@ -197,6 +220,6 @@ def _windowed(snapshot: LayerSnapshot) -> np.ndarray:
 
 def job_settings(settings: Settings, job) -> Settings:
     regions = None if job.regions is None else job.regions.data
-    return settings.replace(content_window=job.content.window, style_window=job.style.window,
-                            regions=regions)
-
+    return settings.replace(
+        content_window=job.content.window, style_window=job.style.window, regions=regions
+    )

@@ -4,7 +4,8 @@ registry: ``settings.name_words``), unique in the layer list."""
 
 from __future__ import annotations
 
-from .settings import Settings, name_words
+from .registry import name_words
+from .settings import Settings
 
 
 def run_name(job, settings: Settings, baseline: Settings | None = None) -> str:
@@ -23,4 +24,3 @@ def unique_name(viewer, name: str) -> str:
         number += 1
         candidate = f"{name} ({number})"
     return candidate
-

@@ -35,10 +35,13 @@ class RegionsPanel(Container):
         self._default_style = default_style
         self._watched = None
         self._choices: dict[int, object] = {}
-        self.picker = ComboBox(label="regions", choices=self._labels_choices,
-                               tooltip="a Labels layer: a style per painted label (paint with "
-                                       "the Labels tools; 0 is the background). none: one style "
-                                       "everywhere")
+        self.picker = ComboBox(
+            label="regions",
+            choices=self._labels_choices,
+            tooltip="a Labels layer: a style per painted label (paint with "
+            "the Labels tools; 0 is the background). none: one style "
+            "everywhere",
+        )
         self.rows = Container(labels=True)
         self.note = Label(value="")
         self.extend([self.picker, self.rows, self.note])
@@ -49,8 +52,9 @@ class RegionsPanel(Container):
     def _labels_choices(self, _widget=None):
         from napari.layers import Labels
 
-        return [("none", None)] + [(layer.name, layer) for layer in self._viewer.layers
-                                   if isinstance(layer, Labels)]
+        return [("none", None)] + [
+            (layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)
+        ]
 
     @property
     def layer(self):
@@ -81,25 +85,38 @@ class RegionsPanel(Container):
             return
         present = labels_present(layer.data)
         shown = present[:MAX_ROWS]
-        styles = [("keep (content)", KEEP)] + [(name, image) for name, image in
-                                               self._image_layers()]
+        styles = [("keep (content)", KEEP)] + [
+            (name, image) for name, image in self._image_layers()
+        ]
         for label in shown:
             value = self._choices.get(label)
-            if value is None or (not isinstance(value, str)
-                                 and all(value is not s for _, s in styles)):
+            if value is None or (
+                not isinstance(value, str) and all(value is not s for _, s in styles)
+            ):
                 value = KEEP if label == 0 else self._default_style(label)
-            row = ComboBox(name=f"label_{label}", label=f"label {label}", choices=styles,
-                           value=value if value is not None else KEEP,
-                           tooltip=f"the style of label {label}" + (" (the background)" if
-                                                                   label == 0 else "")
-                           + ", or keep: the content stays there")
+            row = ComboBox(
+                name=f"label_{label}",
+                label=f"label {label}",
+                choices=styles,
+                value=value if value is not None else KEEP,
+                tooltip=f"the style of label {label}"
+                + (" (the background)" if label == 0 else "")
+                + ", or keep: the content stays there",
+            )
             self.rows.append(row)
         hidden = len(present) - len(shown)
-        self.note.value = (f"{hidden} more label(s) keep the content" if hidden else
-                           "paint labels on the Labels layer; each gets a row here"
-                           if present == [0] else "")
+        self.note.value = (
+            f"{hidden} more label(s) keep the content"
+            if hidden
+            else "paint labels on the Labels layer; each gets a row here"
+            if present == [0]
+            else ""
+        )
 
     def mapping(self) -> dict:
         """{label: Image layer} of the rows given a style."""
-        return {int(row.name.split("_")[1]): row.value for row in self.rows
-                if not isinstance(row.value, str)}
+        return {
+            int(row.name.split("_")[1]): row.value
+            for row in self.rows
+            if not isinstance(row.value, str)
+        }

@@ -34,8 +34,10 @@ def placement(scale: tuple, translate: tuple, plane_in: tuple, plane_out: tuple)
     of ``plane_in`` pixels (the last two axes; leading axes keep the content's)."""
     factor = (1.0,) * (len(scale) - 2) + tuple(i / o for i, o in zip(plane_in, plane_out))
     # pixel centres: result pixel i covers content pixels [i·f, (i+1)·f) in data units
-    return dict(scale=tuple(s * f for s, f in zip(scale, factor)),
-                translate=tuple(t + s * (f - 1) / 2 for t, s, f in zip(translate, scale, factor)))
+    return dict(
+        scale=tuple(s * f for s, f in zip(scale, factor)),
+        translate=tuple(t + s * (f - 1) / 2 for t, s, f in zip(translate, scale, factor)),
+    )
 
 
 def display(data, grayscale: bool, window, settings: Settings) -> dict:
@@ -53,29 +55,50 @@ def display(data, grayscale: bool, window, settings: Settings) -> dict:
 
 def provenance(job, settings: Settings, **run) -> dict:
     if job.regions is not None:  # which layer styles which label, by name
-        run["regions"] = {"labels": job.regions.name, "styles": job.style.name,
-                          "per_label": run.get("regions", {})}
+        run["regions"] = {
+            "labels": job.regions.name,
+            "styles": job.style.name,
+            "per_label": run.get("regions", {}),
+        }
     if getattr(job, "name", None):  # a run of slices: which run, for Compare
         run.update(run=job.name, label=job.run_label)
-    return {"napari_nst": {
-        "content": job.content.name + job.content.slice_label, "content_layer": job.content.name,
-        "style": job.style.name, **run,
-        "settings": settings.to_metadata(), "seed": settings.seed, "versions": versions()}}
+    return {
+        "napari_nst": {
+            "content": job.content.name + job.content.slice_label,
+            "content_layer": job.content.name,
+            "style": job.style.name,
+            **run,
+            "settings": settings.to_metadata(),
+            "seed": settings.seed,
+            "versions": versions(),
+        }
+    }
+
 
 def result_layer_kwargs(job: Job, iterate, settings: Settings) -> dict:
     """Name, placement, display and provenance of the layer for one emitted iterate."""
     content = job.content
     grayscale = content.data.ndim == 2 or (content.data.ndim == 3 and not content.rgb)
-    metadata = provenance(job, settings, step=iterate.step, total_steps=iterate.total_steps,
-                           losses=dict(iterate.losses or {}), elapsed_s=round(iterate.elapsed, 3),
-                           **iterate.info)
+    metadata = provenance(
+        job,
+        settings,
+        step=iterate.step,
+        total_steps=iterate.total_steps,
+        losses=dict(iterate.losses or {}),
+        elapsed_s=round(iterate.elapsed, 3),
+        **iterate.info,
+    )
     name = job.name or job.label
     if iterate.total_steps > 1:  # the step last: "astronaut × starry_night · optimize · step 5"
         name += f" · step {iterate.step}"
-    return dict(name=name, metadata=metadata,
-                **placement(content.scale, content.translate, content.data.shape[:2],
-                             iterate.image.shape[:2]),
-                **display(iterate.image, grayscale, content.window, settings))
+    return dict(
+        name=name,
+        metadata=metadata,
+        **placement(
+            content.scale, content.translate, content.data.shape[:2], iterate.image.shape[:2]
+        ),
+        **display(iterate.image, grayscale, content.window, settings),
+    )
 
 
 def add_result_layer(viewer, job: Job, iterate, settings: Settings, baseline=None):
@@ -136,8 +159,12 @@ def fold_iterates(viewer, job: Job):
     data = np.stack(planes).reshape(len(planes), *(1,) * others, *final.data.shape)
     del planes
     scale, translate = tuple(final.scale[-2:]), tuple(final.translate[-2:])
-    record = {**records[-1], "iterates": [
-        {"step": r["step"], "losses": r["losses"], "elapsed_s": r["elapsed_s"]} for r in records]}
+    record = {
+        **records[-1],
+        "iterates": [
+            {"step": r["step"], "losses": r["losses"], "elapsed_s": r["elapsed_s"]} for r in records
+        ],
+    }
     # the final iterate's layer becomes the fold (half the cost of a new layer: napari's own
     # work per inserted or removed layer is most of it), the others go in one batch
     remove_layers(viewer, layers[:-1])
@@ -149,8 +176,9 @@ def fold_iterates(viewer, job: Job):
     axes = viewer.dims.axis_labels
     if STEP_AXIS not in axes and viewer.dims.ndim == final.ndim:  # the axis the fold brought
         viewer.dims.axis_labels = (STEP_AXIS, *axes[1:])
-    viewer.dims.set_point(list(viewer.dims.axis_labels).index(STEP_AXIS),
-                          first + step_scale * (len(layers) - 1))  # the last step
+    viewer.dims.set_point(
+        list(viewer.dims.axis_labels).index(STEP_AXIS), first + step_scale * (len(layers) - 1)
+    )  # the last step
     final.visible = True
     viewer.layers.selection.active = final
     job.replace_results(final)
@@ -179,6 +207,6 @@ def _resized(image: np.ndarray, shape: tuple) -> np.ndarray:
         return image
     from skimage.transform import resize
 
-    return resize(image, shape, order=1, preserve_range=True,
-                  anti_aliasing=False).astype(image.dtype)
-
+    return resize(image, shape, order=1, preserve_range=True, anti_aliasing=False).astype(
+        image.dtype
+    )

@@ -27,8 +27,11 @@ STARRY_NIGHT = WeightsFile(
     "Vincent van Gogh, The Starry Night (1889), public domain (315 kB)",
 )
 SAMPLE_SOURCE = {
-    "title": "The Starry Night", "artist": "Vincent van Gogh", "year": 1889,
-    "status": "public domain (the artist died in 1890)", "url": STARRY_NIGHT.url,
+    "title": "The Starry Night",
+    "artist": "Vincent van Gogh",
+    "year": 1889,
+    "status": "public domain (the artist died in 1890)",
+    "url": STARRY_NIGHT.url,
     "sha256": STARRY_NIGHT.sha256,
 }
 #: The sample style's longer side: as large as the content, no larger (it is a style).
@@ -42,8 +45,9 @@ def sample_painting() -> np.ndarray:
     neither found nor downloaded (the message says where to put it)."""
     from PIL import Image
 
-    path = locate(STARRY_NIGHT, directory=os.environ.get(SAMPLE_DIR_ENV) or None,
-                  timeout=DOWNLOAD_TIMEOUT)
+    path = locate(
+        STARRY_NIGHT, directory=os.environ.get(SAMPLE_DIR_ENV) or None, timeout=DOWNLOAD_TIMEOUT
+    )
     with Image.open(path) as image:
         image = image.convert("RGB")
         image.thumbnail((SAMPLE_SIZE, SAMPLE_SIZE), Image.Resampling.LANCZOS)
@@ -62,8 +66,10 @@ def generated_painting(size: int = 512, seed: int = 3) -> np.ndarray:
         angle += np.sin(2 * np.pi * (fx * x + phase)) * np.cos(2 * np.pi * fy * y)
     strokes = np.sin(40 * (x * np.cos(angle) + y * np.sin(angle)) + 6 * angle)
     grain = rng.normal(0.0, 0.15, (size, size))
-    palette = np.array([[20, 40, 110], [40, 90, 170], [230, 200, 60], [250, 240, 180], [30, 60, 60]],
-                       dtype=np.float32)
+    palette = np.array(
+        [[20, 40, 110], [40, 90, 170], [230, 200, 60], [250, 240, 180], [30, 60, 60]],
+        dtype=np.float32,
+    )
     t = np.clip((strokes + grain + 1.2) / 2.4, 0, 0.999) * (len(palette) - 1)
     low = np.floor(t).astype(int)
     frac = (t - low)[..., None]
@@ -79,12 +85,18 @@ def make_sample_data():
     content = data.astronaut()
     beside = {"translate": (0, content.shape[1] + 32)}
     try:
-        style = (sample_painting(), {"name": "starry_night", **beside,
-                                     "metadata": {"source": dict(SAMPLE_SOURCE)}}, "image")
+        style = (
+            sample_painting(),
+            {"name": "starry_night", **beside, "metadata": {"source": dict(SAMPLE_SOURCE)}},
+            "image",
+        )
     except WeightsError as exc:
-        warnings.warn(f"napari-nst sample: The Starry Night could not be had, so the style is a "
-                      f"generated texture instead. {exc} (or name the folder that holds "
-                      f"{STARRY_NIGHT.filename} by ${SAMPLE_DIR_ENV})", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"napari-nst sample: The Starry Night could not be had, so the style is a "
+            f"generated texture instead. {exc} (or name the folder that holds "
+            f"{STARRY_NIGHT.filename} by ${SAMPLE_DIR_ENV})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         style = (generated_painting(), {"name": "generated painting", **beside}, "image")
     return [(content, {"name": "astronaut"}, "image"), style]

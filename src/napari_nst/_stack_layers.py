@@ -32,7 +32,7 @@ class StackSource(LayerSnapshot):
     @property
     def planes(self) -> int:
         """How many 2-D planes the stack holds (1 for a single image)."""
-        return math.prod(self.data.shape[:self.data.ndim - (3 if self.rgb else 2)])
+        return math.prod(self.data.shape[: self.data.ndim - (3 if self.rgb else 2)])
 
 
 @dataclass
@@ -65,9 +65,15 @@ class StackJob:
 def stack_source(layer) -> StackSource:
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     window = tuple(float(v) for v in layer.contrast_limits) if layer.contrast_limits else None
-    return StackSource(name=layer.name, data=data, window=window, rgb=bool(layer.rgb),
-                       scale=tuple(layer.scale), translate=tuple(layer.translate),
-                       layer_ref=weak_ref(layer))
+    return StackSource(
+        name=layer.name,
+        data=data,
+        window=window,
+        rgb=bool(layer.rgb),
+        scale=tuple(layer.scale),
+        translate=tuple(layer.translate),
+        layer_ref=weak_ref(layer),
+    )
 
 
 def make_stack_jobs(viewer, content, style, out=None, regions=None) -> list[StackJob]:
@@ -77,15 +83,23 @@ def make_stack_jobs(viewer, content, style, out=None, regions=None) -> list[Stac
     contents = [stack_source(layer) for layer in image_layers(viewer, content)]
     if regions is not None:
         layer = labels_layer(viewer, regions)
-        labels = LayerSnapshot(name=layer.name, data=layer.data, window=None, rgb=False,
-                               scale=tuple(layer.scale), translate=tuple(layer.translate))
+        labels = LayerSnapshot(
+            name=layer.name,
+            data=layer.data,
+            window=None,
+            rgb=False,
+            scale=tuple(layer.scale),
+            translate=tuple(layer.translate),
+        )
         styles = [region_styles(viewer, style)]
     else:
         labels, styles = None, style_snapshots(viewer, style)
     if out is not None and len(contents) * len(styles) > 1:
-        raise ValueError(f"out={out!r} names one store, but {len(contents)} content and "
-                         f"{len(styles)} style layer(s) make {len(contents) * len(styles)} "
-                         "results; run them one at a time, or leave out=None (temporary stores)")
+        raise ValueError(
+            f"out={out!r} names one store, but {len(contents)} content and "
+            f"{len(styles)} style layer(s) make {len(contents) * len(styles)} "
+            "results; run them one at a time, or leave out=None (temporary stores)"
+        )
     return [StackJob(c, s, out, regions=labels) for c in contents for s in styles]
 
 
@@ -106,12 +120,23 @@ def add_stack_layer(viewer, job: StackJob, run, settings: Settings, baseline=Non
     content = job.content
     plane_in = content.data.shape[-3:-1] if content.rgb else content.data.shape[-2:]
     name = unique_name(viewer, f"{run_name(job, run.settings, baseline)} · whole stack")
-    metadata = provenance(job, run.settings, scope="stack", planes=run.total, planes_done=0,
-                           store=store, temporal_weight=run.temporal_weight, run=name,
-                           label=name.removeprefix(f"{job.label} · "))
-    layer = Image(name=name, metadata=metadata,
-                  **placement(content.scale, content.translate, plane_in, output.shape[-3:-1]),
-                  **display(data, not content.rgb, content.window, settings))
+    metadata = provenance(
+        job,
+        run.settings,
+        scope="stack",
+        planes=run.total,
+        planes_done=0,
+        store=store,
+        temporal_weight=run.temporal_weight,
+        run=name,
+        label=name.removeprefix(f"{job.label} · "),
+    )
+    layer = Image(
+        name=name,
+        metadata=metadata,
+        **placement(content.scale, content.translate, plane_in, output.shape[-3:-1]),
+        **display(data, not content.rgb, content.window, settings),
+    )
     viewer.layers.append(layer)
     viewer.layers.selection.active = layer
     job.result_ref = weak_ref(layer)

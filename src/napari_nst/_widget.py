@@ -22,24 +22,37 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import (CheckBox, ComboBox, Container, Label, LineEdit, PushButton, Select,
-                              create_widget)
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    Label,
+    LineEdit,
+    PushButton,
+    Select,
+    create_widget,
+)
 
 from ._explore_panel import ExplorePanel
 from ._regions_panel import RegionsPanel
 from ._worker import run_in_viewer
-from .settings import PANELS, Settings, applies_to, field_annotation, field_default
+from .setting_fields import PANELS
+from .settings import Settings, applies_to, field_annotation, field_default
 
 if TYPE_CHECKING:
     import napari.viewer
 
 #: The settings each panel shows, in ``Settings``' field order.
-_PANEL_FIELDS = {panel: [f for f in dataclasses.fields(Settings) if f.metadata["panel"] == panel]
-                 for panel in PANELS}
+_PANEL_FIELDS = {
+    panel: [f for f in dataclasses.fields(Settings) if f.metadata["panel"] == panel]
+    for panel in PANELS
+}
 #: Beside optimize's steps: where a run starts, and how to start as the paper does.
-_INIT_NOTE = ("optimize starts from predict's result (init \"predict\", the default), so a few "
-              "steps finish it. To start from the content or from noise as the paper does, set "
-              "init (advanced settings) to content or noise and give more steps (e.g. 200+).")
+_INIT_NOTE = (
+    'optimize starts from predict\'s result (init "predict", the default), so a few '
+    "steps finish it. To start from the content or from noise as the paper does, set "
+    "init (advanced settings) to content or noise and give more steps (e.g. 200+)."
+)
 
 
 def settings_path() -> Path:
@@ -56,8 +69,12 @@ def _control(field: dataclasses.Field, **options):
     value, annotation = field_default(field), field_annotation(field)
     if isinstance(value, tuple):  # a sequence edited as text, "5,4,3,2,1" (Settings reads it)
         value, annotation = ",".join(map(str, value)), str
-    return create_widget(value=value, annotation=annotation, name=field.name,
-                         options={"tooltip": meta["help"], **limits, **meta["widget"], **options})
+    return create_widget(
+        value=value,
+        annotation=annotation,
+        name=field.name,
+        options={"tooltip": meta["help"], **limits, **meta["widget"], **options},
+    )
 
 
 def _is_grid_cell(layer) -> bool:
@@ -92,10 +109,18 @@ class StyleTransferWidget(Container):
 
     def _make_pickers(self):
         """The content and style pickers, the warning when one layer is both, the regions."""
-        self.content = Select(label="content", choices=self._image_layers, allow_multiple=True,
-                              tooltip="content image layer(s); several run one after another")
-        self.style = Select(label="style", choices=self._image_layers, allow_multiple=True,
-                            tooltip="style image layer(s); every content is run with every style")
+        self.content = Select(
+            label="content",
+            choices=self._image_layers,
+            allow_multiple=True,
+            tooltip="content image layer(s); several run one after another",
+        )
+        self.style = Select(
+            label="style",
+            choices=self._image_layers,
+            allow_multiple=True,
+            tooltip="style image layer(s); every content is run with every style",
+        )
         for picker in (self.content, self.style):
             picker.native.setMaximumHeight(90)
         self.same_layer = Label(value="")
@@ -105,36 +130,49 @@ class StyleTransferWidget(Container):
     def _make_run_options(self):
         """Slice or whole stack, a stack's scheduler and planes, what becomes of iterates."""
         self.scope = ComboBox(
-            label="run on", value="slice",
+            label="run on",
+            value="slice",
             choices=[("slice on screen", "slice"), ("whole stack", "stack")],
             tooltip="slice on screen: the 2-D image shown, every emitted step a new layer. "
-                    "whole stack: every plane of the content layer (z, t, ...), consistent from "
-                    "plane to plane, into ONE layer filled in as planes finish; results go to a "
-                    "temporary zarr store (see the layer's metadata)")
+            "whole stack: every plane of the content layer (z, t, ...), consistent from "
+            "plane to plane, into ONE layer filled in as planes finish; results go to a "
+            "temporary zarr store (see the layer's metadata)",
+        )
         self.scheduler = LineEdit(
-            label="dask scheduler", value="",
+            label="dask scheduler",
+            value="",
             tooltip="whole stack: the address of a dask.distributed scheduler (tcp://host:8786) "
-                    "to run the planes on a cluster; empty: on this machine")
+            "to run the planes on a cluster; empty: on this machine",
+        )
         self.planes = ComboBox(
-            label="planes", value="follow",
+            label="planes",
+            value="follow",
             choices=[("follow each other (z, t)", "follow"), ("each on its own", "own")],
             tooltip="whole stack: follow each other -- each plane keeps to the previous plane's "
-                    "result, moved by the optical flow, so textures do not flicker through z or "
-                    "t; each on its own -- for tiles or plate positions (and in parallel on a "
-                    "cluster)")
+            "result, moved by the optical flow, so textures do not flicker through z or "
+            "t; each on its own -- for tiles or plate positions (and in parallel on a "
+            "cluster)",
+        )
         self.iterates = ComboBox(
-            label="iterates", value="fold",
-            choices=[("fold into one layer (step slider)", "fold"),
-                     ("keep each as a layer", "keep")],
+            label="iterates",
+            value="fold",
+            choices=[
+                ("fold into one layer (step slider)", "fold"),
+                ("keep each as a layer", "keep"),
+            ],
             tooltip="while a run goes, each emitted step is a new layer; when it ends: fold them "
-                    "into one layer with a 'step' slider (the list stays tidy), or keep them")
+            "into one layer with a 'step' slider (the list stays tidy), or keep them",
+        )
 
     def _make_controls(self):
         """A control per setting (the Settings metadata), their defaults here, the rest."""
         devices = self._device_choices()
         known_now = {"device": {"choices": devices}}
-        self.controls = {f.name: _control(f, **known_now.get(f.name, {}))
-                         for panel in PANELS for f in _PANEL_FIELDS[panel]}
+        self.controls = {
+            f.name: _control(f, **known_now.get(f.name, {}))
+            for panel in PANELS
+            for f in _PANEL_FIELDS[panel]
+        }
         #: what "reset to defaults" restores: the API's defaults, adapted to this machine
         self.defaults = {name: control.value for name, control in self.controls.items()}
         if all(device == "cpu" for device in devices if device != "auto"):
@@ -143,17 +181,21 @@ class StyleTransferWidget(Container):
         self.show_advanced = CheckBox(value=False, text="advanced settings")
         self.init_note = Label(value=_INIT_NOTE)  # beside optimize's steps
         self.restored = Label(value="")
-        self.reset_button = PushButton(text="reset to defaults",
-                                       tooltip="set every value back to its default")
+        self.reset_button = PushButton(
+            text="reset to defaults", tooltip="set every value back to its default"
+        )
 
     def _make_actions(self):
         """Run and Stop, Compare, the explore section and the status line."""
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
-        self.compare = CheckBox(value=False, text="compare every run side by side (grid)",
-                                tooltip="every finished run in napari's grid: a row per content, the "
-                                        "content first, then each style followed by its runs; "
-                                        "labels on the canvas. Off: the view as before")
+        self.compare = CheckBox(
+            value=False,
+            text="compare every run side by side (grid)",
+            tooltip="every finished run in napari's grid: a row per content, the "
+            "content first, then each style followed by its runs; "
+            "labels on the canvas. Off: the view as before",
+        )
         self.show_explore = CheckBox(value=False, text="explore: sweep settings side by side")
         self.explore = ExplorePanel(self._viewer, self._sweep_inputs, self.current_settings)
         self.status = Label(value="idle")
@@ -167,24 +209,48 @@ class StyleTransferWidget(Container):
         for label in (self.status, self.restored, self.same_layer, self.init_note):
             label.native.setWordWrap(True)
             label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        basic, advanced = ([self.controls[f.name] for f in _PANEL_FIELDS[panel]]
-                           for panel in PANELS)
+        basic, advanced = (
+            [self.controls[f.name] for f in _PANEL_FIELDS[panel]] for panel in PANELS
+        )
         at = next((i + 1 for i, c in enumerate(basic) if c is self.controls.get("steps")), 0)
-        self.extend([self.content, self.style, self.same_layer, self.regions, self.scope,
-                     self.iterates, *basic[:at], self.init_note, *basic[at:],
-                     self.show_advanced, *advanced, self.planes, self.scheduler,
-                     self.restored, self.reset_button,
-                     Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
-                               labels=False),
-                     self.compare, self.status, self.show_explore, self.explore])
+        self.extend(
+            [
+                self.content,
+                self.style,
+                self.same_layer,
+                self.regions,
+                self.scope,
+                self.iterates,
+                *basic[:at],
+                self.init_note,
+                *basic[at:],
+                self.show_advanced,
+                *advanced,
+                self.planes,
+                self.scheduler,
+                self.restored,
+                self.reset_button,
+                Container(
+                    widgets=[self.run_button, self.stop_button], layout="horizontal", labels=False
+                ),
+                self.compare,
+                self.status,
+                self.show_explore,
+                self.explore,
+            ]
+        )
 
     def _add_callbacks(self):
         for control in self.controls.values():
             control.changed.connect(self._show_restored)
-        for widget, slot in ((self.reset_button, self.reset_values), (self.run_button, self.run),
-                             (self.stop_button, self.stop), (self.compare, self._on_compare),
-                             (self.content, self._warn_same_layer),
-                             (self.style, self._warn_same_layer)):
+        for widget, slot in (
+            (self.reset_button, self.reset_values),
+            (self.run_button, self.run),
+            (self.stop_button, self.stop),
+            (self.compare, self._on_compare),
+            (self.content, self._warn_same_layer),
+            (self.style, self._warn_same_layer),
+        ):
             widget.changed.connect(slot)
         for toggle in (self.show_advanced, self.show_explore, self.scope, self.controls["method"]):
             toggle.changed.connect(self._update_visibility)
@@ -208,11 +274,16 @@ class StyleTransferWidget(Container):
 
         # inputs first, then results; a grid's cells (a sweep's, Compare's) are for looking at
         # side by side, not inputs: they would crowd the list
-        images = [layer for layer in self._viewer.layers
-                  if isinstance(layer, Image) and not _is_grid_cell(layer)]
+        images = [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, Image) and not _is_grid_cell(layer)
+        ]
         inputs = [layer for layer in images if "napari_nst" not in layer.metadata]
-        return [(layer.name, layer) for layer in
-                inputs + [layer for layer in images if layer not in inputs]]
+        return [
+            (layer.name, layer)
+            for layer in inputs + [layer for layer in images if layer not in inputs]
+        ]
 
     def _on_layers_changed(self, event=None):
         if self._gone:
@@ -239,9 +310,13 @@ class StyleTransferWidget(Container):
     def _warn_same_layer(self, _=None):
         """A style that is the content itself gives back about the content: say so at once."""
         same = [layer.name for layer in self.content.value if layer in self.style.value]
-        self.same_layer.value = (f"⚠ {', '.join(same)} is both content and style: the result "
-                                 "will look much like the content; choose a painting as the "
-                                 "style" if same else "")
+        self.same_layer.value = (
+            f"⚠ {', '.join(same)} is both content and style: the result "
+            "will look much like the content; choose a painting as the "
+            "style"
+            if same
+            else ""
+        )
         self.same_layer.visible = bool(same)
 
     def _sweep_inputs(self):
@@ -270,8 +345,7 @@ class StyleTransferWidget(Container):
         shown_panels = PANELS if self.show_advanced.value else PANELS[:1]
         for panel in PANELS:
             for f in _PANEL_FIELDS[panel]:
-                self.controls[f.name].visible = (panel in shown_panels
-                                                 and applies_to(f.name, method))
+                self.controls[f.name].visible = panel in shown_panels and applies_to(f.name, method)
         self.explore.visible = self.show_explore.value
         whole_stack_advanced = self.show_advanced.value and self.scope.value == "stack"
         self.scheduler.visible = self.planes.visible = whole_stack_advanced
@@ -280,8 +354,10 @@ class StyleTransferWidget(Container):
 
     def _values(self) -> dict:
         """The controls' values as plain data (a chosen folder as a string)."""
-        return {name: str(control.value) if isinstance(control.value, Path) else control.value
-                for name, control in self.controls.items()}
+        return {
+            name: str(control.value) if isinstance(control.value, Path) else control.value
+            for name, control in self.controls.items()
+        }
 
     def current_settings(self) -> Settings:
         return Settings(**self._values(), **self.settings_overrides)
@@ -310,10 +386,14 @@ class StyleTransferWidget(Container):
         """Name the values that differ from the defaults: they are kept between sessions, so a
         new session may start with the last one's values."""
         values = self._values()
-        changed = [f"{name.replace('_', ' ')} {values[name]}" for name in self.controls
-                   if values[name] != self.defaults[name]]
-        self.restored.value = ("not the defaults (kept between sessions): " + ", ".join(changed)
-                               if changed else "")
+        changed = [
+            f"{name.replace('_', ' ')} {values[name]}"
+            for name in self.controls
+            if values[name] != self.defaults[name]
+        ]
+        self.restored.value = (
+            "not the defaults (kept between sessions): " + ", ".join(changed) if changed else ""
+        )
         self.restored.tooltip = f"saved in {settings_path()}" if changed else ""
         self.restored.visible = bool(changed)
 
@@ -343,19 +423,29 @@ class StyleTransferWidget(Container):
             regions = self.regions.layer
             style = self.regions.mapping() if regions is not None else list(self.style.value)
             if not self.content.value or not style:
-                raise ValueError("choose a content and a style image layer first" if regions
-                                 is None else "give at least one label a style layer (the "
-                                 "regions table), or choose regions: none")
+                raise ValueError(
+                    "choose a content and a style image layer first"
+                    if regions is None
+                    else "give at least one label a style layer (the "
+                    "regions table), or choose regions: none"
+                )
             settings = self.current_settings()
             self._save_values()
             self._started = time.perf_counter()
-            worker = run_in_viewer(self._viewer, list(self.content.value), style,
-                                   settings, scope=self.scope.value, start=False,
-                                   iterates=self.iterates.value, baseline=self.baseline(),
-                                   regions=regions,
-                                   client=self.scheduler.value.strip() or None,
-                                   temporal_weight=0 if self.planes.value == "own" else None,
-                                   on_iterate=self._on_iterate)
+            worker = run_in_viewer(
+                self._viewer,
+                list(self.content.value),
+                style,
+                settings,
+                scope=self.scope.value,
+                start=False,
+                iterates=self.iterates.value,
+                baseline=self.baseline(),
+                regions=regions,
+                client=self.scheduler.value.strip() or None,
+                temporal_weight=0 if self.planes.value == "own" else None,
+                on_iterate=self._on_iterate,
+            )
         except Exception as exc:  # bad input or setting: say so and stay idle
             show_error(f"Style transfer: {exc}")
             self._set_status(f"error: {exc}")
@@ -375,9 +465,11 @@ class StyleTransferWidget(Container):
             return
         text = f"error: {exc}"
         if "WeightsError" in text:  # the first thing a user without network access meets
-            text = ("error: weights file not found or not downloaded. Choose the folder that "
-                    "holds it as 'weights folder' (advanced settings), or set "
-                    f"$NAPARI_NST_WEIGHTS_DIR. {exc}")
+            text = (
+                "error: weights file not found or not downloaded. Choose the folder that "
+                "holds it as 'weights folder' (advanced settings), or set "
+                f"$NAPARI_NST_WEIGHTS_DIR. {exc}"
+            )
         self._set_status(text)
 
     def stop(self, _=None):
@@ -390,7 +482,7 @@ class StyleTransferWidget(Container):
 
     def _set_status(self, text: str) -> None:
         """The status line: at most a few lines of text; the whole message in the tooltip."""
-        short = text if len(text) <= self._STATUS_CHARS else text[:self._STATUS_CHARS - 1] + "…"
+        short = text if len(text) <= self._STATUS_CHARS else text[: self._STATUS_CHARS - 1] + "…"
         self.status.value = short
         self.status.tooltip = text
 
@@ -424,8 +516,9 @@ class StyleTransferWidget(Container):
             return
         self.run_button.enabled, self.stop_button.enabled = True, False
         if not self._failed:
-            self._set_status("stopped" if stopped else
-                             f"done in {time.perf_counter() - self._started:.1f} s")
+            self._set_status(
+                "stopped" if stopped else f"done in {time.perf_counter() - self._started:.1f} s"
+            )
         if self.compare.value:
             self._show_comparison()
 

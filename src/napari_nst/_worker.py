@@ -23,8 +23,13 @@ import weakref
 from ._activity_dock import ActivityDockBar
 from ._jobs import Job, job_settings, make_jobs
 from ._result_layers import add_result_layer, fold_iterates
-from ._stack_layers import (StackJob, add_stack_layer, make_stack_jobs, show_plane_done,
-                            show_stack_finished)
+from ._stack_layers import (
+    StackJob,
+    add_stack_layer,
+    make_stack_jobs,
+    show_plane_done,
+    show_stack_finished,
+)
 from ._status_spinner import status_spinners
 from .settings import Settings, make_settings
 
@@ -38,10 +43,23 @@ SCOPES = ("slice", "stack")
 ITERATES = ("fold", "keep")
 
 
-def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, scope: str = "slice",
-                  out=None, client=None, temporal_weight: float | None = None, start: bool = True,
-                  on_iterate=None, regions=None, iterates: str = "fold",
-                  baseline: Settings | None = None, **overrides):
+def run_in_viewer(
+    viewer,
+    content,
+    style,
+    settings: Settings | None = None,
+    *,
+    scope: str = "slice",
+    out=None,
+    client=None,
+    temporal_weight: float | None = None,
+    start: bool = True,
+    on_iterate=None,
+    regions=None,
+    iterates: str = "fold",
+    baseline: Settings | None = None,
+    **overrides,
+):
     """Stylize ``content`` with ``style`` in a worker thread.
 
     ``content`` and ``style`` are Image layers or layer names, or lists of them: every content is
@@ -76,18 +94,21 @@ def run_in_viewer(viewer, content, style, settings: Settings | None = None, *, s
     """
     settings = make_settings(settings, **overrides)
     if iterates not in ITERATES:
-        raise ValueError(f"iterates={iterates!r} is not supported; choose one of "
-                         f"{', '.join(ITERATES)}")
+        raise ValueError(
+            f"iterates={iterates!r} is not supported; choose one of {', '.join(ITERATES)}"
+        )
     if scope == "slice":
         plan = _slice_run(viewer, content, style, regions, settings, baseline, iterates)
     elif scope == "stack":
-        plan = _stack_run(viewer, content, style, out, regions, settings, baseline, client,
-                          temporal_weight)
+        plan = _stack_run(
+            viewer, content, style, out, regions, settings, baseline, client, temporal_weight
+        )
     else:
         raise ValueError(f"scope={scope!r} is not supported; choose one of {', '.join(SCOPES)}")
     jobs, total, events, show, when_closed, when_finished = plan
-    return _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start,
-                         when_closed, when_finished)
+    return _start_worker(
+        viewer, jobs, settings, events, total, show, on_iterate, start, when_closed, when_finished
+    )
 
 
 def _slice_run(viewer, content, style, regions, settings, baseline, iterates):
@@ -112,8 +133,7 @@ def _slice_run(viewer, content, style, regions, settings, baseline, iterates):
     return jobs, total, events, show, None, fold_the_rest if iterates == "fold" else None
 
 
-def _stack_run(viewer, content, style, out, regions, settings, baseline, client,
-               temporal_weight):
+def _stack_run(viewer, content, style, out, regions, settings, baseline, client, temporal_weight):
     """(jobs, total, events, show, when_closed, when_finished) of a run on whole stacks: one
     layer per job, added when its output is allocated, redrawn as planes finish."""
     from .engine.stack import StackRun
@@ -136,8 +156,18 @@ def _stack_run(viewer, content, style, out, regions, settings, baseline, client,
     return jobs, total, events, show, when_closed, None
 
 
-def _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start,
-                  when_closed=None, when_finished=None):
+def _start_worker(
+    viewer,
+    jobs,
+    settings,
+    events,
+    total,
+    show,
+    on_iterate,
+    start,
+    when_closed=None,
+    when_finished=None,
+):
     """A thread worker over ``events`` ((job, event) pairs made in its thread); ``show(job,
     event)`` turns each into layers on the main thread and returns what ``on_iterate`` gets.
     ``when_closed()`` runs on the main thread once ``events`` is closed after the run;
@@ -146,8 +176,9 @@ def _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start
     from napari.qt.threading import thread_worker
     from qtpy.QtCore import Qt
 
-    @thread_worker(progress={"total": total, "desc": "Style transfer"}, start_thread=False,
-                   ignore_errors=True)
+    @thread_worker(
+        progress={"total": total, "desc": "Style transfer"}, start_thread=False, ignore_errors=True
+    )
     def work():
         yield from events
 
@@ -170,8 +201,12 @@ def _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start
             try:
                 when_finished()
             except Exception as exc:  # a Qt slot: an exception would abort the process
-                warnings.warn(f"napari-nst: tidying the run's layers failed ({exc!r}); its "
-                              "layers are kept as they are", RuntimeWarning, stacklevel=1)
+                warnings.warn(
+                    f"napari-nst: tidying the run's layers failed ({exc!r}); its "
+                    "layers are kept as they are",
+                    RuntimeWarning,
+                    stacklevel=1,
+                )
         window.disconnect()
         for job in jobs:
             job.release()
@@ -185,8 +220,9 @@ def _start_worker(viewer, jobs, settings, events, total, show, on_iterate, start
         from superqt.utils import ensure_main_thread
 
         closed = ensure_main_thread(when_closed)
-    worker.finished.connect(functools.partial(_close, events, closed),
-                            Qt.ConnectionType.DirectConnection)
+    worker.finished.connect(
+        functools.partial(_close, events, closed), Qt.ConnectionType.DirectConnection
+    )
     worker.finished.connect(release)
     worker.jobs = jobs
     worker.settings = settings
@@ -226,13 +262,20 @@ def _run_stack_jobs(jobs: list[StackJob], settings: Settings, client, temporal_w
     from .engine.stack import iter_stack, temporary_store
     from .engine.weights import download_progress
 
-    with _failures_carried_out(), download_progress(ActivityDockBar), \
-            _connected(client) as connected:
+    with (
+        _failures_carried_out(),
+        download_progress(ActivityDockBar),
+        _connected(client) as connected,
+    ):
         for job in jobs:
-            run = iter_stack(job.content.data, job.style.data, client=connected,
-                             out=job.out if job.out is not None else temporary_store(),
-                             settings=job_settings(settings, job),
-                             temporal_weight=temporal_weight)
+            run = iter_stack(
+                job.content.data,
+                job.style.data,
+                client=connected,
+                out=job.out if job.out is not None else temporary_store(),
+                settings=job_settings(settings, job),
+                temporal_weight=temporal_weight,
+            )
             yield job, run
             planes = iter(run)
             with contextlib.closing(planes):
@@ -250,8 +293,10 @@ def _connected(client):
     try:
         from distributed import Client
     except ImportError as exc:
-        raise RunFailed("running on a dask scheduler needs the distributed package: "
-                        "pip install 'napari-nst[distributed]'") from exc
+        raise RunFailed(
+            "running on a dask scheduler needs the distributed package: "
+            "pip install 'napari-nst[distributed]'"
+        ) from exc
     connected = Client(client, timeout="10s")
     try:
         yield connected
@@ -265,8 +310,9 @@ def _close(generator, then=None) -> None:
     try:
         generator.close()
     except Exception as exc:
-        warnings.warn(f"napari-nst: closing a finished run failed: {exc!r}", RuntimeWarning,
-                      stacklevel=1)
+        warnings.warn(
+            f"napari-nst: closing a finished run failed: {exc!r}", RuntimeWarning, stacklevel=1
+        )
     from .engine.memory import release_freed_memory
 
     # each Qt pool thread has a glibc malloc arena of its own, which would keep what this run

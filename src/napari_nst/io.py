@@ -37,8 +37,9 @@ def read_stack(path) -> np.ndarray:
 
         with Image.open(path) as image:
             if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-                image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info
-                                      else "RGB")
+                image = image.convert(
+                    "RGBA" if "A" in image.mode or "transparency" in image.info else "RGB"
+                )
             return np.asarray(image)
     except ValueError:
         raise
@@ -67,22 +68,27 @@ def read_image(path, plane=None) -> np.ndarray:
         return array
     counts = array.shape[:leading]
     total = int(np.prod(counts))
-    height, width = array.shape[leading:leading + 2]
+    height, width = array.shape[leading : leading + 2]
     if plane is None:
         per_axis = " or one index per leading axis, e.g. --plane 0,3" if leading > 1 else ""
-        raise ValueError(f"{path} is a stack of {total} planes of {height}x{width} px (shape "
-                         f"{array.shape}); pick one with --plane N, N = 0..{total - 1}{per_axis}, "
-                         "or stylize every plane with --stack")
+        raise ValueError(
+            f"{path} is a stack of {total} planes of {height}x{width} px (shape "
+            f"{array.shape}); pick one with --plane N, N = 0..{total - 1}{per_axis}, "
+            "or stylize every plane with --stack"
+        )
     index = (plane,) if isinstance(plane, int) else tuple(plane)
     if len(index) == 1:
         if not 0 <= index[0] < total:
-            raise ValueError(f"plane {index[0]} is out of range: {path} has {total} planes; "
-                             f"use 0..{total - 1}")
+            raise ValueError(
+                f"plane {index[0]} is out of range: {path} has {total} planes; use 0..{total - 1}"
+            )
         index = np.unravel_index(index[0], counts)
     elif len(index) != leading or not all(0 <= i < n for i, n in zip(index, counts)):
-        raise ValueError(f"plane {','.join(map(str, index))} does not fit {path}: its leading "
-                         f"axes have {' x '.join(map(str, counts))} planes; give one index "
-                         f"(0..{total - 1}) or one per leading axis")
+        raise ValueError(
+            f"plane {','.join(map(str, index))} does not fit {path}: its leading "
+            f"axes have {' x '.join(map(str, counts))} planes; give one index "
+            f"(0..{total - 1}) or one per leading axis"
+        )
     return array[tuple(int(i) for i in index)].copy()  # not a view that keeps the stack alive
 
 
@@ -110,8 +116,10 @@ def check_output(path, bit_depth: int = 8) -> None:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in TIFF_SUFFIXES | PIL_SUFFIXES:
-        raise ValueError(f"{path}: unsupported output format {suffix or '(none)'}; "
-                         "use .png, .jpg, .jpeg, .tif or .tiff")
+        raise ValueError(
+            f"{path}: unsupported output format {suffix or '(none)'}; "
+            "use .png, .jpg, .jpeg, .tif or .tiff"
+        )
     if bit_depth not in (8, 16):
         raise ValueError(f"bit depth {bit_depth} is not supported; use 8 or 16")
     if bit_depth == 16 and suffix not in TIFF_SUFFIXES:
@@ -142,8 +150,10 @@ def write_image(path, image: np.ndarray, bit_depth: int = 8) -> Path:
     elif image.dtype == dtype:
         pixels = image
     else:
-        raise ValueError(f"{path}: {image.dtype} pixels cannot be written at {bit_depth} bits; "
-                         f"pass {np.dtype(dtype).name} pixels, or floats in [0, 1] to be scaled")
+        raise ValueError(
+            f"{path}: {image.dtype} pixels cannot be written at {bit_depth} bits; "
+            f"pass {np.dtype(dtype).name} pixels, or floats in [0, 1] to be scaled"
+        )
     if pixels.ndim == 3 and pixels.shape[2] == 4 and not keeps_alpha(path):
         pixels = pixels[..., :3]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,9 +217,12 @@ def _open_zarr(path: Path):
     if multiscales:
         return opened[multiscales[0]["datasets"][0]["path"]]
     names = sorted(name for name, _ in opened.arrays())
-    raise ValueError(f"{path} is a zarr group without OME-Zarr multiscales metadata; pass one of "
-                     f"its arrays, e.g. {path / names[0]}" if names else
-                     f"{path} is a zarr group that holds no array")
+    raise ValueError(
+        f"{path} is a zarr group without OME-Zarr multiscales metadata; pass one of "
+        f"its arrays, e.g. {path / names[0]}"
+        if names
+        else f"{path} is a zarr group that holds no array"
+    )
 
 
 IMAGE_SUFFIXES = TIFF_SUFFIXES | PIL_SUFFIXES
@@ -225,20 +238,23 @@ def _open_folder(path: Path):
     first = read_stack(files[0])
     for file in files[1:]:  # headers only: a mismatch is found before the run, not in it
         if _header_shape(file) != first.shape:
-            raise ValueError(f"{file} is {_header_shape(file)} pixels, but {files[0].name} is "
-                             f"{first.shape}: the images of a folder stack must all have one "
-                             "shape (and dtype)")
+            raise ValueError(
+                f"{file} is {_header_shape(file)} pixels, but {files[0].name} is "
+                f"{first.shape}: the images of a folder stack must all have one "
+                "shape (and dtype)"
+            )
 
     def read(file: Path) -> np.ndarray:
         image = read_stack(file)
         if image.shape != first.shape or image.dtype != first.dtype:
-            raise ValueError(f"{file} is {image.shape} {image.dtype}, but {files[0].name} is "
-                             f"{first.shape} {first.dtype}: the images of a folder stack must "
-                             "all have one shape and dtype")
+            raise ValueError(
+                f"{file} is {image.shape} {image.dtype}, but {files[0].name} is "
+                f"{first.shape} {first.dtype}: the images of a folder stack must "
+                "all have one shape and dtype"
+            )
         return image
 
-    planes = [da.from_delayed(dask.delayed(read)(file), first.shape, first.dtype)
-              for file in files]
+    planes = [da.from_delayed(dask.delayed(read)(file), first.shape, first.dtype) for file in files]
     return da.stack(planes)
 
 

@@ -7,7 +7,8 @@ whether a sweep can vary it, its words in a result's name, its check, the widget
 control options, its limits and its CLI option. Choices are ``Literal`` annotations. The CLI
 builds its options and the widget its controls from these; a sweep's shared inputs and style
 targets (``inputs_key``, ``target_key``), the settings it can vary (``SWEEPABLE``) and result
-names (``name_words``) are derived from them: a new setting is one field.
+names (``name_words``) are derived from them in ``napari_nst.registry``: a new setting is one
+field.
 
 This module imports neither torch nor napari: the CLI builds its parser from these fields and
 the widget its controls, both before any heavy import.
@@ -19,15 +20,30 @@ import dataclasses
 import functools
 import textwrap
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from .engine.methods import NAMES as _METHOD_NAMES  # the registry's names (no torch import)
 from .engine.methods import STARTS as _STARTS
-from .validation import (caller_stacklevel, check_boolean, check_choice, check_count,
-                         check_folder, check_image, check_integer, check_layer_names,
-                         check_levels, check_number, check_regions, check_weights, check_window,
-                         is_image, weights_file_check, check_device)
+from .setting_fields import setting as _opt
+from .validation import (
+    caller_stacklevel,
+    check_boolean,
+    check_choice,
+    check_count,
+    check_device,
+    check_folder,
+    check_image,
+    check_integer,
+    check_layer_names,
+    check_levels,
+    check_number,
+    check_regions,
+    check_weights,
+    check_window,
+    is_image,
+    weights_file_check,
+)
 
 Method = Literal[_METHOD_NAMES]
 Optimizer = Literal["lbfgs", "adam"]
@@ -46,20 +62,19 @@ POOLINGS = get_args(Pooling)
 NETWORKS = get_args(Network)
 PRECISIONS = get_args(Precision)
 OUTPUT_RANGES = get_args(OutputRange)
-#: The widget's panels, in order; a field with ``panel=None`` is not in the widget.
-PANELS = ("basic", "advanced")
-#: What a setting changes, each stage implying the next: the prepared inputs (then the style
-#: target and the run too), the style target (then the run), or only the run.
-STAGES = ("inputs", "target", "run")
 
 #: VGG-19's layers in the order of torchvision's ``vgg19().features``: ``conv{block}_{n}`` then
 #: ``relu{block}_{n}`` for 2, 2, 4, 4, 4 convolutions per block, each block ending in
 #: ``pool{block}``. The one list of layer names: ``engine.vgg`` uses it too (the distilled
 #: network's are a prefix of it), and settings check layer names here, without torch.
 VGG19_LAYERS = tuple(
-    name for block, convs in enumerate((2, 2, 4, 4, 4), start=1)
-    for name in (*(f"{kind}{block}_{n}" for n in range(1, convs + 1) for kind in ("conv", "relu")),
-                 f"pool{block}"))
+    name
+    for block, convs in enumerate((2, 2, 4, 4, 4), start=1)
+    for name in (
+        *(f"{kind}{block}_{n}" for n in range(1, convs + 1) for kind in ("conv", "relu")),
+        f"pool{block}",
+    )
+)
 
 #: Style layers of Gatys et al. 2015, each weighted 1/5 as in the paper.
 DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -68,7 +83,6 @@ DEFAULT_CONTENT_LAYERS = ("conv4_2",)
 OPTIMIZE, PREDICT, UNIVERSAL = ("optimize",), ("predict",), ("universal",)
 #: The levels of universal style transfer: relu5_1 (coarse) ... relu1_1 (fine).
 UNIVERSAL_LEVELS = (5, 4, 3, 2, 1)
-_NAMED = object()  # ``words``' default: the field's name, "_" read as " "
 
 
 def _layer_names(name: str, value) -> tuple:
@@ -77,39 +91,6 @@ def _layer_names(name: str, value) -> tuple:
 
 def _levels(name: str, value) -> tuple:
     return check_levels(name, value, UNIVERSAL_LEVELS)
-
-
-def _opt(default, help: str, *, methods: tuple = METHODS, stage: str = "run",
-         sweep: bool = True, words=_NAMED, named_with: dict | None = None, check=None,
-         panel: str | None = None, min=None, max=None, widget: dict | None = None,
-         cli: bool | dict = True):
-    """A dataclass field and everything the package needs to know of it.
-
-    ``methods``: the methods whose runs read the setting (the widget hides it under the others;
-    the CLI and ``help(Settings)`` say "optimize only"; a result's name and a sweep's sharing
-    consider it only there). ``stage``: what a new value changes, one of ``STAGES``: "inputs"
-    (``run.prepare_inputs`` reads it), "target" (the method's style target does), "run" (only
-    the run). ``sweep``: whether a sweep may vary it (False: every cell must share it).
-    ``words``: its words in a result's name ("strength 0.3"; None: never named, it does not
-    change the look or the name says it already); ``named_with``: {setting: value} that must
-    hold for it to be named (min_size only with coarse_to_fine). ``check``: ``check(name,
-    value)`` returns the value checked and coerced (default: by its choices, else by its
-    default's type and ``min``/``max``). ``panel``: "basic" or "advanced", the widget's panel
-    that shows it; None: not in the widget. ``min``, ``max``: the allowed range, also the
-    widget control's limits. ``widget``: magicgui options the type does not decide
-    (``widget_type``, ``step``, ``label``, ``mode``). ``cli``: False: no CLI option; a dict:
-    argparse options the type does not decide (``metavar``).
-    """
-    if panel not in (None, *PANELS) or not set(methods) <= set(METHODS) or stage not in STAGES:
-        raise ValueError(f"panel {panel!r}, methods {methods!r} or stage {stage!r} unknown")
-    meta = {"help": help, "methods": tuple(methods), "stage": stage, "sweep": sweep,
-            "words": words, "named_with": dict(named_with or {}), "check": check,
-            "panel": panel, "min": min, "max": max, "widget": dict(widget or {}),
-            "cli": {} if cli is True else (cli or None)}
-    if isinstance(default, (list, dict, tuple)) or callable(default):
-        factory = default if callable(default) else (lambda d=default: d)
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass(kw_only=True)
@@ -121,6 +102,9 @@ class Settings:
     256 px and at 2048 px, and with either feature network.
     """
 
+    # One field a setting, laid out as a table (the formatter would put each option on a line
+    # of its own and double its length).
+    # fmt: off
     # the widget's basic panel, in its order
     method: Method = _opt("optimize", "optimize (Gatys et al. 2015: the most control, seconds "
                           "to minutes), predict (Ghiasi et al. 2017: one pass, faithful to the "
@@ -141,7 +125,8 @@ class Settings:
                                  "statistics to the style's; predict: the same with style "
                                  "embeddings; universal: the transform's alpha blend of the "
                                  "features)", panel="basic", min=0.0, max=1.0,
-                                 widget={"widget_type": "FloatSlider", "step": 0.05}, words="strength")
+                                 widget={"widget_type": "FloatSlider", "step": 0.05},
+                                 words="strength")
     keep_colors: bool = _opt(False, "keep the content's colours, transfer only the style's "
                              "texture", panel="basic")
     seed: int = _opt(0, "random seed; the same seed gives the same result on the CPU",
@@ -163,7 +148,8 @@ class Settings:
                       "only)", methods=OPTIMIZE, panel="advanced", stage="inputs")
     optimizer: Optimizer = _opt("lbfgs", "lbfgs or adam", methods=OPTIMIZE, panel="advanced")
     learning_rate: float = _opt(0.02, "Adam step size (pixels are in 0..1)", methods=OPTIMIZE,
-                                panel="advanced", min=1e-5, max=1.0, widget={"step": 0.001}, named_with={"optimizer": "adam"})
+                                panel="advanced", min=1e-5, max=1.0, widget={"step": 0.001},
+                                named_with={"optimizer": "adam"})
     style_scale: float = _opt(1.0, "style image size relative to the working size",
                               methods=OPTIMIZE + UNIVERSAL, panel="advanced", min=0.05, max=8.0,
                               widget={"step": 0.1}, stage="inputs")
@@ -176,7 +162,8 @@ class Settings:
                                  "below 512 px VGG's content layer holds too little of the "
                                  "image and the style overruns it: 512 keeps their look at "
                                  "small sizes, at 512 px's cost",
-                                 methods=OPTIMIZE, panel="advanced", min=0, max=16384, stage="inputs", words="working floor")
+                                 methods=OPTIMIZE, panel="advanced", min=0, max=16384,
+                                 stage="inputs", words="working floor")
     precision: Precision = _opt("auto", "arithmetic of the VGG passes: bfloat16 is nearly 2x "
                                 "faster on CPUs with native bf16 (AVX512-BF16, AMX); auto uses it "
                                 "there and float32 elsewhere", methods=OPTIMIZE, panel="advanced")
@@ -189,32 +176,38 @@ class Settings:
                                    "names (like $NAPARI_NST_WEIGHTS_DIR); empty: the default "
                                    "lookup", panel="advanced",
                                    widget={"widget_type": "FileEdit", "mode": "d",
-                                           "label": "weights folder"}, stage="target", sweep=False, words=None, check=check_folder)
+                                           "label": "weights folder"},
+                                   stage="target", sweep=False, words=None, check=check_folder)
     output_range: OutputRange = _opt("unit", "result values: unit (float32 in 0..1) or content "
                                      "(the content's own intensity range and dtype, e.g. uint16 "
                                      "in 300..3352)", panel="advanced", sweep=False, words=None)
     # not in the widget (``settings_overrides`` passes them)
     init_image: Any = _opt(None, "a start image (an array as for content), API only; replaces "
-                           "the default start (init becomes content)", methods=OPTIMIZE, cli=False, stage="inputs", sweep=False, words="start image", check=check_image)
+                           "the default start (init becomes content)", methods=OPTIMIZE, cli=False,
+                           stage="inputs", sweep=False, words="start image", check=check_image)
     regions: Any = _opt(None, "a label image (a napari Labels layer's data) of the content's "
                         "shape: a style per label (style={label: image}; a single style styles "
                         "every non-zero label); labels without a style keep the content; API "
-                        "only (the CLI's --regions reads a file)", cli=False, stage="inputs", sweep=False, words=None, check=check_regions)
+                        "only (the CLI's --regions reads a file)", cli=False,
+                        stage="inputs", sweep=False, words=None, check=check_regions)
     region_edge: float = _opt(2.0, "soft edge between regions: the Gaussian width in pixels of "
                               "the result over which neighbouring regions blend (0: hard)",
                               panel="advanced", min=0.0, max=64.0, stage="inputs")
-    pooling: Pooling = _opt("avg", "VGG pooling: avg (the paper's choice) or max", methods=OPTIMIZE, stage="target")
+    pooling: Pooling = _opt("avg", "VGG pooling: avg (the paper's choice) or max", methods=OPTIMIZE,
+                            stage="target")
     min_size: int = _opt(128, "smallest scale of coarse-to-fine optimisation", methods=OPTIMIZE,
                          min=16, max=16384, stage="target", named_with={"coarse_to_fine": True})
     tile_size: int = _opt(1024, "tile side for large images", methods=PREDICT, min=64, max=16384)
     levels: tuple = _opt(UNIVERSAL_LEVELS, "the encoder levels the transform runs at, coarse to "
                          "fine (5: relu5_1 ... 1: relu1_1), e.g. 5,4,3,2,1 or 3,2,1 (finer "
                          "textures, more of the content)", methods=UNIVERSAL, panel="advanced",
-                         widget={"widget_type": "LineEdit"}, cli={"metavar": "5,4,3,2,1"}, stage="target", check=_levels)
+                         widget={"widget_type": "LineEdit"}, cli={"metavar": "5,4,3,2,1"},
+                         stage="target", check=_levels)
     content_layers: tuple = _opt(DEFAULT_CONTENT_LAYERS, "VGG-19 layers for the content loss",
                                  methods=OPTIMIZE, cli={"metavar": "LAYER,..."}, check=_layer_names)
     style_layers: tuple = _opt(DEFAULT_STYLE_LAYERS, "VGG-19 layers for the style loss",
-                               methods=OPTIMIZE, cli={"metavar": "LAYER,..."}, stage="target", check=_layer_names)
+                               methods=OPTIMIZE, cli={"metavar": "LAYER,..."},
+                               stage="target", check=_layer_names)
     style_layer_weights: tuple | None = _opt(
         None, "relative weight of each style layer: not negative, a positive sum, one per entry "
         "of style_layers (default: equal; normalised to sum 1)", methods=OPTIMIZE,
@@ -225,17 +218,25 @@ class Settings:
         cli={"metavar": "W,..."}, stage="inputs", check=check_weights)
     content_window: tuple | None = _opt(
         None, "intensity window (low, high) mapped to 0..1 for the content (default: 0..255 "
-        "for uint8, else the data's min..max)", cli={"metavar": "LOW,HIGH"}, stage="inputs", words=None, check=check_window)
+        "for uint8, else the data's min..max)", cli={"metavar": "LOW,HIGH"},
+        stage="inputs", words=None, check=check_window)
     style_window: tuple | None = _opt(
         None, "intensity window (low, high) mapped to 0..1 for the style (default: as for "
         "the content)", cli={"metavar": "LOW,HIGH"}, stage="inputs", words=None, check=check_window)
     vgg_weights: Any = _opt(None, "weights of the feature network: a .pth file or a torch module "
                             "(default: $NAPARI_NST_WEIGHTS_DIR, then the cache, then a download)",
-                            methods=OPTIMIZE, cli={"metavar": "PATH"}, stage="target", sweep=False, words=None, check=weights_file_check(".pth", module=True))
+                            methods=OPTIMIZE, cli={"metavar": "PATH"},
+                            stage="target", sweep=False, words=None,
+                            check=weights_file_check(".pth", module=True))
     predictor_weights: Any = _opt(None, "style predictor .tflite file", methods=PREDICT,
-                                  cli={"metavar": "PATH"}, stage="target", sweep=False, words=None, check=weights_file_check(".tflite"))
+                                  cli={"metavar": "PATH"},
+                                  stage="target", sweep=False, words=None,
+                                  check=weights_file_check(".tflite"))
     transformer_weights: Any = _opt(None, "transformer .tflite file", methods=PREDICT,
-                                    cli={"metavar": "PATH"}, sweep=False, words=None, check=weights_file_check(".tflite"))
+                                    cli={"metavar": "PATH"},
+                                    sweep=False, words=None, check=weights_file_check(".tflite"))
+
+    # fmt: on
 
     def __post_init__(self) -> None:
         self.validate()
@@ -247,15 +248,21 @@ class Settings:
         for f in dataclasses.fields(self):
             setattr(self, f.name, _checked(f, getattr(self, f.name)))
         if self.style_layer_weights is not None:
-            check_count("style_layer_weights", self.style_layer_weights, len(self.style_layers),
-                         "entry of style_layers")
+            check_count(
+                "style_layer_weights",
+                self.style_layer_weights,
+                len(self.style_layers),
+                "entry of style_layers",
+            )
         if not self.style_layers and not self.content_layers:
             raise ValueError("at least one content or style layer is needed")
         if self.init_image is not None:
             if self.init not in ("content", DEFAULT_INIT):
-                raise ValueError(f"init={self.init!r} and init_image both say where to start; "
-                                 "give one: init_image for an image, init for predict, "
-                                 "universal, content or noise")
+                raise ValueError(
+                    f"init={self.init!r} and init_image both say where to start; "
+                    "give one: init_image for an image, init for predict, "
+                    "universal, content or noise"
+                )
             self.init = "content"  # the start image replaces the default start
 
     def _move_init_image(self) -> None:
@@ -263,11 +270,15 @@ class Settings:
         if isinstance(self.init, str) or not is_image(self.init):
             return
         if self.init_image is not None:
-            raise ValueError("init and init_image are both images; pass the start image as "
-                             "init_image only")
-        warnings.warn("init=<array> is deprecated; pass the start image as init_image=... (init "
-                      f"takes one of {', '.join(INITS)})", DeprecationWarning,
-                      stacklevel=caller_stacklevel())
+            raise ValueError(
+                "init and init_image are both images; pass the start image as init_image only"
+            )
+        warnings.warn(
+            "init=<array> is deprecated; pass the start image as init_image=... (init "
+            f"takes one of {', '.join(INITS)})",
+            DeprecationWarning,
+            stacklevel=caller_stacklevel(),
+        )
         self.init_image, self.init = self.init, "content"
 
     def total_steps(self) -> int:
@@ -286,8 +297,10 @@ class Settings:
         """A copy with some fields changed; unknown names are a clear error."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}; "
-                            f"see napari_nst.Settings for the names")
+            raise TypeError(
+                f"unknown setting(s): {', '.join(sorted(unknown))}; "
+                f"see napari_nst.Settings for the names"
+            )
         return dataclasses.replace(self, **changes)
 
     def to_metadata(self) -> dict:
@@ -298,7 +311,8 @@ class Settings:
             if value is None or isinstance(value, (str, int, float, bool)):
                 out[f.name] = value
             elif isinstance(value, (tuple, list)) and all(
-                    isinstance(v, (str, int, float)) for v in value):
+                isinstance(v, (str, int, float)) for v in value
+            ):
                 out[f.name] = list(value)
             else:
                 out[f.name] = f"<{type(value).__name__}>"
@@ -306,6 +320,7 @@ class Settings:
 
 
 # --- what the front ends read from the field metadata ------------------------------------------
+
 
 @functools.cache
 def _annotations() -> dict:
@@ -337,68 +352,6 @@ def methods_note(f: dataclasses.Field) -> str:
     """The note "optimize only" for a field that one method reads, else ""."""
     methods = f.metadata["methods"]
     return f"{' and '.join(methods)} only" if set(methods) != set(METHODS) else ""
-
-
-# --- what the package derives from the registry ------------------------------------------------
-
-def stage_key(settings: Settings, stage: str) -> tuple:
-    """What a run of ``settings.method`` computes at ``stage`` depends on (one of ``STAGES``):
-    the method and the values of the settings it reads -- or the method of its start image
-    (``init``) reads -- whose ``stage`` is that one or an earlier one. Runs whose keys agree share what that stage made (a sweep's cells share
-    prepared inputs by ``inputs_key``, style targets by ``target_key``)."""
-    stages = STAGES[:STAGES.index(stage) + 1]
-    readers = {settings.method}
-    if settings.method in _FIELDS["init"].metadata["methods"] and settings.init in _STARTS:
-        readers.add(settings.init)  # the start image's method reads its own settings
-    return (settings.method, *((f.name, _key_value(getattr(settings, f.name)))
-                               for f in _FIELDS.values()
-                               if f.metadata["stage"] in stages
-                               and readers & set(f.metadata["methods"])))
-
-
-def inputs_key(settings: Settings) -> tuple:
-    """What ``run.prepare_inputs`` makes of the same content and styles depends on."""
-    return stage_key(settings, "inputs")
-
-
-def target_key(settings: Settings) -> tuple:
-    """What the method's style target (``Method.target``) for the same styles depends on."""
-    return stage_key(settings, "target")
-
-
-def _key_value(value):
-    """A value as a key: plain data as it is, anything else (an array, a module) by identity."""
-    plain = (type(None), str, int, float, bool)
-    if isinstance(value, plain) or (isinstance(value, tuple)
-                                    and all(isinstance(v, plain) for v in value)):
-        return value
-    return (type(value).__name__, id(value))
-
-
-def name_words(settings: Settings, baseline: Settings) -> list[str]:
-    """The settings of ``settings`` that a run of its method reads, that are named (``words``
-    not None, ``named_with`` holding) and that differ from ``baseline``, as words for a
-    result's name: "strength 0.3", "steps 50", "keep colors"."""
-    words = []
-    for f in _FIELDS.values():
-        meta = f.metadata
-        if meta["words"] is None or settings.method not in meta["methods"] or any(
-                getattr(settings, other) != value for other, value in meta["named_with"].items()):
-            continue
-        value, base = getattr(settings, f.name), getattr(baseline, f.name)
-        if value is base or (not hasattr(value, "shape") and not hasattr(base, "shape")
-                             and value == base):
-            continue
-        word = f.name.replace("_", " ") if meta["words"] is _NAMED else meta["words"]
-        if isinstance(value, bool):
-            words.append(word if value else f"no {word}")
-        elif hasattr(value, "shape") or value is None:
-            words.append(word if value is not None else f"no {word}")
-        elif isinstance(value, (tuple, list)):
-            words.append(f"{word} {','.join(map(str, value)) or 'none'}")
-        else:
-            words.append(f"{word} {value:g}" if isinstance(value, float) else f"{word} {value}")
-    return words
 
 
 def _checked(f: dataclasses.Field, value):
@@ -436,14 +389,13 @@ def _describe_fields(cls) -> str:
             text += f"; {methods_note(f)}"
         if f.metadata.get("min") is not None:
             text += f"; from {f.metadata['min']} to {f.metadata['max']}"
-        lines += textwrap.wrap(text, 100, initial_indent="    ", subsequent_indent="        ",
-                               break_on_hyphens=False)
+        lines += textwrap.wrap(
+            text, 100, initial_indent="    ", subsequent_indent="        ", break_on_hyphens=False
+        )
     return "\n".join(lines) + "\n"
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
-#: The settings a sweep can vary, in field order (the others every cell shares).
-SWEEPABLE = tuple(name for name, f in _FIELDS.items() if f.metadata["sweep"])
 
 if Settings.__doc__ is not None:  # None under python -OO
     Settings.__doc__ = Settings.__doc__.rstrip() + "\n" + _describe_fields(Settings)

@@ -15,6 +15,7 @@ import sys
 
 # --- relative weights: one rule, for the layer weights and the style blend ----------------------
 
+
 def normalized_weights(name: str, weights, count: int, item: str) -> list[float]:
     """``weights`` for ``count`` items (each an ``item``) divided by their sum; None: equal.
 
@@ -41,11 +42,14 @@ def check_weights(name: str, value) -> tuple | None:
     if weights is None:
         return None
     if any(w < 0 for w in weights):
-        raise ValueError(f"{name} must not hold negative weights, got {weights}; the weights are "
-                         "relative (0 leaves an entry out)")
+        raise ValueError(
+            f"{name} must not hold negative weights, got {weights}; the weights are "
+            "relative (0 leaves an entry out)"
+        )
     if weights and sum(weights) <= 0:
-        raise ValueError(f"{name} must have a positive sum, got {weights}; give at least one "
-                         "weight above 0")
+        raise ValueError(
+            f"{name} must have a positive sum, got {weights}; give at least one weight above 0"
+        )
     return weights
 
 
@@ -60,12 +64,15 @@ def caller_stacklevel() -> int:
     Python's default filters show a DeprecationWarning there when it is ``__main__``)."""
     frame, level = sys._getframe(1), 1
     while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
-            "napari_nst", "dataclasses"):
+        "napari_nst",
+        "dataclasses",
+    ):
         frame, level = frame.f_back, level + 1
     return level
 
 
 # --- validation: one check per kind of field ----------------------------------------------------
+
 
 def got(value) -> str:
     text = repr(value)
@@ -124,8 +131,7 @@ def check_image(name: str, value):
     """An image array or None, kept as given: checked with the inputs (engine.images)."""
     if value is None or is_image(value):
         return value
-    raise ValueError(f"{name} must be an image array such as the content's, or None, "
-                     f"{got(value)}")
+    raise ValueError(f"{name} must be an image array such as the content's, or None, {got(value)}")
 
 
 def check_device(name: str, value) -> str:
@@ -139,14 +145,20 @@ def check_device(name: str, value) -> str:
 
 
 def check_layer_names(name: str, value, known: tuple) -> tuple:
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
-            isinstance(layer, str) for layer in value):
-        raise ValueError(f"{name} must be a tuple of layer names such as ('conv1_1', 'conv2_1'), "
-                         f"{got(value)}")
+    if (
+        isinstance(value, str)
+        or not isinstance(value, (list, tuple))
+        or not all(isinstance(layer, str) for layer in value)
+    ):
+        raise ValueError(
+            f"{name} must be a tuple of layer names such as ('conv1_1', 'conv2_1'), {got(value)}"
+        )
     unknown = [layer for layer in value if layer not in known]
     if unknown:
-        raise ValueError(f"{name}: unknown VGG-19 layer(s) {', '.join(map(repr, unknown))}; "
-                         f"valid names are {', '.join(known)}")
+        raise ValueError(
+            f"{name}: unknown VGG-19 layer(s) {', '.join(map(repr, unknown))}; "
+            f"valid names are {', '.join(known)}"
+        )
     return tuple(value)
 
 
@@ -155,8 +167,9 @@ def check_numbers(name: str, value) -> tuple | None:
         return None
     iterable = hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
     items = list(value) if iterable else []
-    if not iterable or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
-                               for v in items):
+    if not iterable or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in items
+    ):
         raise ValueError(f"{name} must be a sequence of numbers or None, {got(value)}")
     floats = tuple(float(v) for v in items)
     if not all(math.isfinite(v) for v in floats):
@@ -199,7 +212,8 @@ def weights_file_check(kind: str, module: bool = False):
         if os.path.isdir(os.path.expanduser(value)):
             raise ValueError(
                 f"{name}={os.fspath(value)!r} is a folder; pass {accepts} (to use the weights in "
-                "a folder under their published file names, set weights_dir to it instead)")
+                "a folder under their published file names, set weights_dir to it instead)"
+            )
         return value
 
     return check
@@ -213,12 +227,14 @@ def check_label_array(labels, name: str = "regions"):
 
     array = labels if hasattr(labels, "dtype") and hasattr(labels, "shape") else np.asarray(labels)
     dtype = np.dtype(array.dtype)
-    if dtype == bool:
+    if dtype == np.bool_:
         return array
     if not np.issubdtype(dtype, np.integer):
-        raise ValueError(f"{name}: a {dtype} image is not a label image; pass integer labels "
-                         "(a napari Labels layer's data: 0 = background, 1, 2, ... one value "
-                         "per region), e.g. mask.astype(np.uint8)")
+        raise ValueError(
+            f"{name}: a {dtype} image is not a label image; pass integer labels "
+            "(a napari Labels layer's data: 0 = background, 1, 2, ... one value "
+            "per region), e.g. mask.astype(np.uint8)"
+        )
     return array
 
 
@@ -235,8 +251,9 @@ def check_levels(name: str, value, known: tuple) -> tuple:
         levels = [check_integer(name, item) for item in items]
     except (TypeError, ValueError):
         levels = None
-    if not levels or any(level not in known for level in levels) \
-            or len(set(levels)) != len(levels):
-        raise ValueError(f"{name} must be distinct levels from 1 to 5, such as (5, 4, 3, 2, 1) "
-                         f"or \"3,2,1\", {got(value)}")
+    if not levels or any(level not in known for level in levels) or len(set(levels)) != len(levels):
+        raise ValueError(
+            f"{name} must be distinct levels from 1 to 5, such as (5, 4, 3, 2, 1) "
+            f'or "3,2,1", {got(value)}'
+        )
     return tuple(sorted(levels, reverse=True))

@@ -47,8 +47,10 @@ def main(argv=None) -> int:
             return sweep_command(args)
         parser.error(f"unknown command {command}")
     except KeyboardInterrupt:  # Ctrl-C while torch or napari loads: one line, not a traceback
-        print("napari-nst: " + (STARTUP_INTERRUPT if command == "stylize" else "interrupted"),
-              file=sys.stderr)
+        print(
+            "napari-nst: " + (STARTUP_INTERRUPT if command == "stylize" else "interrupted"),
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     return EXIT_USAGE
 

@@ -11,7 +11,11 @@ from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
 
 #: Qt platforms that draw on an X11 or Wayland display; any other (offscreen, minimal, vnc,
 #: eglfs, linuxfb, ...) needs none.
-_DISPLAY_PLATFORMS = {"xcb": "DISPLAY", "wayland": "WAYLAND_DISPLAY", "wayland-egl": "WAYLAND_DISPLAY"}
+_DISPLAY_PLATFORMS = {
+    "xcb": "DISPLAY",
+    "wayland": "WAYLAND_DISPLAY",
+    "wayland-egl": "WAYLAND_DISPLAY",
+}
 #: The window ``napari-nst gui`` opens: room for the layer list, the canvas and the widget.
 GUI_SIZE = (1500, 950)
 
@@ -23,13 +27,19 @@ def display_problem(environ=None, platform: str | None = None) -> str | None:
     platform = sys.platform if platform is None else platform
     if not (platform.startswith("linux") or "bsd" in platform):
         return None  # Windows and macOS always have their native platform
-    requested = [name.split(":")[0].strip() for name in environ.get("QT_QPA_PLATFORM", "").split(";")]
+    requested = [
+        name.split(":")[0].strip() for name in environ.get("QT_QPA_PLATFORM", "").split(";")
+    ]
     requested = [name for name in requested if name] or ["xcb", "wayland"]  # Qt's own choice
-    if any(environ.get(_DISPLAY_PLATFORMS.get(name, ""), "") or name not in _DISPLAY_PLATFORMS
-           for name in requested):
+    if any(
+        environ.get(_DISPLAY_PLATFORMS.get(name, ""), "") or name not in _DISPLAY_PLATFORMS
+        for name in requested
+    ):
         return None
-    return ("napari-nst gui needs a display: run it on a desktop, or under xvfb-run "
-            f"(no {' or '.join(sorted({_DISPLAY_PLATFORMS[name] for name in requested}))} is set)")
+    return (
+        "napari-nst gui needs a display: run it on a desktop, or under xvfb-run "
+        f"(no {' or '.join(sorted({_DISPLAY_PLATFORMS[name] for name in requested}))} is set)"
+    )
 
 
 def gui_command(args: argparse.Namespace) -> int:
@@ -45,8 +55,9 @@ def gui_command(args: argparse.Namespace) -> int:
     try:
         import napari
     except ImportError as exc:
-        return fail(f"napari with a Qt binding is needed ({exc}); pip install 'napari-nst[qt]'",
-                    EXIT_FAILED)
+        return fail(
+            f"napari with a Qt binding is needed ({exc}); pip install 'napari-nst[qt]'", EXIT_FAILED
+        )
     viewer = napari.Viewer(title="napari-nst")
     for data, name in images:
         viewer.add_image(data, name=name)
@@ -69,8 +80,10 @@ def open_at_a_useful_size(viewer) -> tuple[int, int]:
     width, height = GUI_SIZE
     if screen is not None:
         available = screen.availableGeometry()
-        width, height = min(width, int(available.width() * 0.95)), min(
-            height, int(available.height() * 0.95))
+        width, height = (
+            min(width, int(available.width() * 0.95)),
+            min(height, int(available.height() * 0.95)),
+        )
     viewer.window.resize(width, height)
     viewer.reset_view()
     QTimer.singleShot(0, viewer.reset_view)  # again once the canvas has its new size

@@ -14,9 +14,11 @@ def warn_if_content_is_style(args) -> None:
     except OSError:
         same = []
     if same:
-        print(f"napari-nst: warning: the style {same[0]} is the content file itself; the result "
-              "will look much like the content (pass a painting or texture as the style)",
-              file=sys.stderr)
+        print(
+            f"napari-nst: warning: the style {same[0]} is the content file itself; the result "
+            "will look much like the content (pass a painting or texture as the style)",
+            file=sys.stderr,
+        )
 
 
 def read_styles(args, stack: bool = False):
@@ -25,18 +27,25 @@ def read_styles(args, stack: bool = False):
     from ..io import read_image, read_stack
 
     if args.style and args.region_styles:
-        raise ValueError("give the styles either as files after CONTENT or as --style "
-                         "LABEL=FILE with --regions, not both")
+        raise ValueError(
+            "give the styles either as files after CONTENT or as --style "
+            "LABEL=FILE with --regions, not both"
+        )
     if args.region_styles and args.regions_file is None:
-        raise ValueError("--style LABEL=FILE says which label gets which style: add --regions "
-                         "LABELS (a label image of the content's shape)")
+        raise ValueError(
+            "--style LABEL=FILE says which label gets which style: add --regions "
+            "LABELS (a label image of the content's shape)"
+        )
     if not args.style and not args.region_styles:
-        raise ValueError("no style given: pass a style image file after CONTENT, or "
-                         "--regions LABELS --style LABEL=FILE")
+        raise ValueError(
+            "no style given: pass a style image file after CONTENT, or "
+            "--regions LABELS --style LABEL=FILE"
+        )
     labels = None
     if args.regions_file is not None:
-        labels = read_stack(args.regions_file) if stack else read_image(args.regions_file,
-                                                                        args.plane)
+        labels = (
+            read_stack(args.regions_file) if stack else read_image(args.regions_file, args.plane)
+        )
     if args.region_styles:
         mapping: dict = {}
         for label, path in args.region_styles:

@@ -30,12 +30,19 @@ def output_plan(dtype, output: Path, bit_depth: int | None, output_range: str | 
         return "content", native
     if output_range == "content":
         if native is None:
-            where = ("a .tif output" if np.dtype(dtype) == np.uint16 else
-                     f"uint8 or uint16 content (this content is {np.dtype(dtype).name})")
-            raise ValueError(f"--output-range content needs {where}; use --output-range unit "
-                             "to stretch the result over the output's bit depth")
-        raise ValueError(f"--output-range content writes {np.dtype(dtype).name} content at "
-                         f"{native} bits, not --bit-depth {bit_depth}; drop one of the two")
+            where = (
+                "a .tif output"
+                if np.dtype(dtype) == np.uint16
+                else f"uint8 or uint16 content (this content is {np.dtype(dtype).name})"
+            )
+            raise ValueError(
+                f"--output-range content needs {where}; use --output-range unit "
+                "to stretch the result over the output's bit depth"
+            )
+        raise ValueError(
+            f"--output-range content writes {np.dtype(dtype).name} content at "
+            f"{native} bits, not --bit-depth {bit_depth}; drop one of the two"
+        )
     if bit_depth is None:
         bit_depth = 16 if is_tiff and np.dtype(dtype) == np.uint16 else 8
     return "unit", bit_depth
@@ -43,7 +50,11 @@ def output_plan(dtype, output: Path, bit_depth: int | None, output_range: str | 
 
 def output_pixels(image, content):
     """Grayscale content is written as a one-channel image."""
-    return image[..., 0] if content.ndim == 2 or (content.ndim == 3 and content.shape[2] == 1) else image
+    return (
+        image[..., 0]
+        if content.ndim == 2 or (content.ndim == 3 and content.shape[2] == 1)
+        else image
+    )
 
 
 def intermediate_path(output: Path, step: int) -> Path:
@@ -79,5 +90,9 @@ def write_tiff_stack(path: Path, result, grayscale: bool) -> None:
             plane = np.asarray(result[index])
             plane = plane[..., 0] if grayscale else plane
             first = not any(index)
-            tiff.write(plane, contiguous=True, photometric="minisblack" if grayscale else "rgb",
-                       metadata={"shape": (*leading, *plane.shape)} if first else None)
+            tiff.write(
+                plane,
+                contiguous=True,
+                photometric="minisblack" if grayscale else "rgb",
+                metadata={"shape": (*leading, *plane.shape)} if first else None,
+            )

@@ -32,14 +32,27 @@ def save_intervals(steps: int, save_every: int | None) -> tuple[int, int]:
     return min(divisors, key=lambda d: (abs(d - KEEP_EVERY), d)), save_every
 
 
-def drive(args, steps, settings, content, bit_depth: int, keep_every: int, report_every: int,
-          save_intermediate: bool) -> int:
+def drive(
+    args,
+    steps,
+    settings,
+    content,
+    bit_depth: int,
+    keep_every: int,
+    report_every: int,
+    save_intermediate: bool,
+) -> int:
     """Run ``steps`` with a progress bar and loss lines; write the result, or on Ctrl-C or a
     failure the latest kept image; return the exit status."""
     from tqdm import tqdm
 
-    bar = tqdm(total=settings.total_steps(), unit="step", disable=args.quiet, file=sys.stderr,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=settings.total_steps(),
+        unit="step",
+        disable=args.quiet,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     run = _Progress(args, settings, content, bit_depth, bar, save_intermediate)
     try:
         for it in steps:
@@ -85,8 +98,11 @@ class _Progress:
         if it.losses:
             self.bar.set_postfix_str(_format_losses(it.losses))
             if not self.args.quiet:
-                self.bar.write(f"step {it.step}/{it.total_steps} {it.scale[1]}x{it.scale[0]} px "
-                               f"{_format_losses(it.losses)} ({it.elapsed:.1f} s)", file=sys.stderr)
+                self.bar.write(
+                    f"step {it.step}/{it.total_steps} {it.scale[1]}x{it.scale[0]} px "
+                    f"{_format_losses(it.losses)} ({it.elapsed:.1f} s)",
+                    file=sys.stderr,
+                )
         if self.save_intermediate and not it.done:
             self._write_intermediate(it)
 
@@ -97,13 +113,17 @@ class _Progress:
         try:
             write_image(path, output_pixels(it.image, self.content), self.bit_depth)
         except Exception as exc:  # the run goes on; the final image is kept regardless
-            self.bar.write(f"napari-nst: warning: cannot write {path} ({exc}); no more "
-                           "intermediate files are written", file=sys.stderr)
+            self.bar.write(
+                f"napari-nst: warning: cannot write {path} ({exc}); no more "
+                "intermediate files are written",
+                file=sys.stderr,
+            )
             self.save_intermediate = False
 
     def _save(self, iterate) -> tuple[Path | None, str | None]:
-        return write_somewhere(self.args.output, output_pixels(iterate.image, self.content),
-                               self.bit_depth)
+        return write_somewhere(
+            self.args.output, output_pixels(iterate.image, self.content), self.bit_depth
+        )
 
     def _kept(self, iterate) -> str:
         """Where ``iterate`` went, for the last line."""
@@ -120,11 +140,16 @@ class _Progress:
         if self.current == 0:
             print(f"napari-nst: {STARTUP_INTERRUPT}", file=sys.stderr)
         elif latest is None:
-            print(f"napari-nst: interrupted at step {self.current}/{steps}, before the first "
-                  f"kept image (one every {keep_every} steps); nothing written", file=sys.stderr)
+            print(
+                f"napari-nst: interrupted at step {self.current}/{steps}, before the first "
+                f"kept image (one every {keep_every} steps); nothing written",
+                file=sys.stderr,
+            )
         else:
-            print(f"napari-nst: interrupted at step {self.current}/{steps}; "
-                  f"{self._kept(latest)}", file=sys.stderr)
+            print(
+                f"napari-nst: interrupted at step {self.current}/{steps}; {self._kept(latest)}",
+                file=sys.stderr,
+            )
         return EXIT_INTERRUPTED
 
     def failed(self, exc: Exception) -> int:
@@ -148,8 +173,10 @@ class _Progress:
         latest = self.latest
         path, problem = self._save(latest)
         if problem is not None:
-            return fail(f"{problem}; the result is in {path}" if path else
-                        f"{problem}; the result is lost", EXIT_FAILED)
+            return fail(
+                f"{problem}; the result is in {path}" if path else f"{problem}; the result is lost",
+                EXIT_FAILED,
+            )
         if not self.args.quiet:
             summary = f"wrote {path} after {latest.step} step(s) in {latest.elapsed:.1f} s"
             print(summary + loss_summary(self.losses_by_scale), file=sys.stderr)
@@ -157,18 +184,22 @@ class _Progress:
 
 
 def loss_summary(losses_by_scale: dict) -> str:
-    """"; total loss A -> B" over the run, or per scale for coarse-to-fine: a finer scale's loss
+    """ "; total loss A -> B" over the run, or per scale for coarse-to-fine: a finer scale's loss
     measures more detail, so it is not comparable with a coarser one's (it may start higher)."""
-    spans = [(scale, pair[0]["total"], pair[-1]["total"]) for scale, pair in
-             losses_by_scale.items() if "total" in pair[0] and "total" in pair[-1]]
+    spans = [
+        (scale, pair[0]["total"], pair[-1]["total"])
+        for scale, pair in losses_by_scale.items()
+        if "total" in pair[0] and "total" in pair[-1]
+    ]
     if not spans or (len(spans) == 1 and len(losses_by_scale[spans[0][0]]) == 1):
         return ""
     if len(spans) == 1:
         return f"; total loss {spans[0][1]:.4g} -> {spans[0][2]:.4g}"
-    per_scale = ", ".join(f"{w}x{h} px {first:.4g} -> {last:.4g}"
-                          for (h, w), first, last in spans)
-    return (f"; total loss per scale (each finer scale measures more detail, so losses compare "
-            f"within a scale only): {per_scale}")
+    per_scale = ", ".join(f"{w}x{h} px {first:.4g} -> {last:.4g}" for (h, w), first, last in spans)
+    return (
+        f"; total loss per scale (each finer scale measures more detail, so losses compare "
+        f"within a scale only): {per_scale}"
+    )
 
 
 def _at_latest_step(last, latest):
@@ -192,6 +223,11 @@ def _user_weights_paths(settings) -> list[str]:
     about one of them is bad input (exit 2), not a failure of the run."""
     from ..engine.weights import WEIGHTS_DIR_ENV
 
-    given = [settings.vgg_weights, settings.predictor_weights, settings.transformer_weights,
-             settings.weights_dir, os.environ.get(WEIGHTS_DIR_ENV) or None]
+    given = [
+        settings.vgg_weights,
+        settings.predictor_weights,
+        settings.transformer_weights,
+        settings.weights_dir,
+        os.environ.get(WEIGHTS_DIR_ENV) or None,
+    ]
     return [str(Path(p).expanduser()) for p in given if isinstance(p, (str, os.PathLike))]

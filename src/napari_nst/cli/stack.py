@@ -36,8 +36,14 @@ def stack_command(args: argparse.Namespace, options: dict) -> int:
         settings = Settings(**{k: v for k, v in options.items() if v is not None})
         client = _connect(args.scheduler)
         store = temporary_store() if as_tiff else str(output)
-        run = iter_stack(stack, style, out=store,
-                         client=client, settings=settings, temporal_weight=args.temporal_weight)
+        run = iter_stack(
+            stack,
+            style,
+            out=store,
+            client=client,
+            settings=settings,
+            temporal_weight=args.temporal_weight,
+        )
     except ValueError as exc:
         if client is not None:
             client.close()
@@ -50,16 +56,25 @@ def _check_stack_arguments(args: argparse.Namespace, as_tiff: bool) -> None:
     """ValueError for options that a stack run does not take, or an output it cannot write."""
     output = args.output
     if not as_tiff and output.suffix.lower() != ".zarr":
-        why = ("is a folder, read as a stack of its images" if args.content.is_dir() else
-               "is stylized as a stack")
-        raise ValueError(f"{args.content} {why}; a stack is written to a .zarr store or a "
-                         f".tif file, not {output.name}")
+        why = (
+            "is a folder, read as a stack of its images"
+            if args.content.is_dir()
+            else "is stylized as a stack"
+        )
+        raise ValueError(
+            f"{args.content} {why}; a stack is written to a .zarr store or a "
+            f".tif file, not {output.name}"
+        )
     if args.init_image_file is not None:
-        raise ValueError("--init-image is for single images; a stack's planes start from "
-                         "the method's default start")
+        raise ValueError(
+            "--init-image is for single images; a stack's planes start from "
+            "the method's default start"
+        )
     if args.bit_depth is not None:
-        raise ValueError("--bit-depth is for single images; a stack keeps its content's "
-                         "dtype (uint8, uint16) or is written as float32 in 0..1")
+        raise ValueError(
+            "--bit-depth is for single images; a stack keeps its content's "
+            "dtype (uint8, uint16) or is written as float32 in 0..1"
+        )
     if output.exists():
         raise ValueError(f"{output} exists already; choose a new path or remove it")
 
@@ -71,8 +86,13 @@ def _run_planes(args: argparse.Namespace, run, client, as_tiff: bool, grayscale:
     from tqdm import tqdm
 
     output = args.output
-    bar = tqdm(total=int(np.prod(run.output.shape[:-3])), unit="plane", disable=args.quiet,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=int(np.prod(run.output.shape[:-3])),
+        unit="plane",
+        disable=args.quiet,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     done, problem, code = 0, None, EXIT_OK
     try:
         for plane in run:
@@ -90,9 +110,11 @@ def _run_planes(args: argparse.Namespace, run, client, as_tiff: bool, grayscale:
         write_tiff_stack(output, run.output, grayscale)
     total = bar.total
     if problem:
-        print(f"napari-nst: {problem} after {done} of {total} planes; {output} holds the planes "
-              f"done, {total - done} missing" + (" (black)" if as_tiff else " (zeros)"),
-              file=sys.stderr)
+        print(
+            f"napari-nst: {problem} after {done} of {total} planes; {output} holds the planes "
+            f"done, {total - done} missing" + (" (black)" if as_tiff else " (zeros)"),
+            file=sys.stderr,
+        )
     elif not args.quiet:
         print(f"wrote {output} ({total} planes)", file=sys.stderr)
     return code
@@ -104,8 +126,9 @@ def _connect(address):
     try:
         from distributed import Client
     except ImportError:
-        raise ValueError("--scheduler needs the distributed package: "
-                         "pip install 'napari-nst[distributed]'") from None
+        raise ValueError(
+            "--scheduler needs the distributed package: pip install 'napari-nst[distributed]'"
+        ) from None
     try:
         return Client(address, timeout="10s")
     except OSError as exc:

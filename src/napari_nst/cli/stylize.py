@@ -21,7 +21,10 @@ def stylize_command(args: argparse.Namespace) -> int:
     options = settings_options(args)
     if args.stack or args.content.is_dir() or is_zarr(args.content):
         return stack_command(args, options)
-    for flag, value in (("--scheduler", args.scheduler), ("--temporal-weight", args.temporal_weight)):
+    for flag, value in (
+        ("--scheduler", args.scheduler),
+        ("--temporal-weight", args.temporal_weight),
+    ):
         if value is not None:
             return fail(f"{flag} is for the planes of a stack: add --stack", EXIT_USAGE)
     save_every = options.get("emit_every")
@@ -30,8 +33,7 @@ def stylize_command(args: argparse.Namespace) -> int:
         settings = Settings(**options)
         keep_every, report_every = save_intervals(settings.steps, save_every)
         settings = settings.replace(emit_every=keep_every)
-        content, style, settings, bit_depth = _prepare(args, settings,
-                                                       options.get("output_range"))
+        content, style, settings, bit_depth = _prepare(args, settings, options.get("output_range"))
         from ..engine.run import run_steps
 
         steps = run_steps(content, style, settings)
@@ -39,11 +41,14 @@ def stylize_command(args: argparse.Namespace) -> int:
         return fail(str(exc), EXIT_USAGE)
 
     try:
-        return drive(args, steps, settings, content, bit_depth, keep_every, report_every,
-                     save_intermediate)
+        return drive(
+            args, steps, settings, content, bit_depth, keep_every, report_every, save_intermediate
+        )
     except KeyboardInterrupt:  # Ctrl-C (again) while the image is written
-        print(f"napari-nst: interrupted while writing {args.output}; it may be incomplete",
-              file=sys.stderr)
+        print(
+            f"napari-nst: interrupted while writing {args.output}; it may be incomplete",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
 
 
@@ -59,11 +64,13 @@ def _prepare(args: argparse.Namespace, settings: Settings, output_range: str | N
     if args.init_image_file is not None:
         settings = settings.replace(init_image=read_image(args.init_image_file, args.plane))
     warn_if_content_is_style(args)
-    output_range, bit_depth = output_plan(content.dtype, args.output, args.bit_depth,
-                                          output_range)
+    output_range, bit_depth = output_plan(content.dtype, args.output, args.bit_depth, output_range)
     settings = settings.replace(output_range=output_range)
     check_output(args.output, bit_depth)
     if content.ndim == 3 and content.shape[2] == 4 and not keeps_alpha(args.output):
-        print(f"napari-nst: note: {args.output.suffix} has no alpha channel; the content's "
-              "transparency is dropped (write .png or .tif to keep it)", file=sys.stderr)
+        print(
+            f"napari-nst: note: {args.output.suffix} has no alpha channel; the content's "
+            "transparency is dropped (write .png or .tif to keep it)",
+            file=sys.stderr,
+        )
     return content, style, settings, bit_depth

@@ -44,32 +44,41 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         try:
             return resolve_device(configured)
         except DeviceError as exc:  # say where the name came from: not from the caller
-            raise DeviceError(f"${DEVICE_ENV}={configured!r}: {exc} -- or unset "
-                              f"{DEVICE_ENV}") from None
+            raise DeviceError(
+                f"${DEVICE_ENV}={configured!r}: {exc} -- or unset {DEVICE_ENV}"
+            ) from None
     if name == "auto":
         return torch.device(available_devices()[0])
     if name == "cpu":
         return torch.device("cpu")
     if name == "mps":
         if not _mps_available():
-            raise DeviceError("device 'mps' (Apple GPU) is not available on this machine; "
-                              f"use one of: auto, {', '.join(available_devices())}")
+            raise DeviceError(
+                "device 'mps' (Apple GPU) is not available on this machine; "
+                f"use one of: auto, {', '.join(available_devices())}"
+            )
         return torch.device("mps")
     match = _CUDA.match(name)
     if match:
         index = int(match.group(1) or 0)
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if index >= count:
-            have = f"{count} CUDA device(s)" if count else "no CUDA device (or torch is a CPU build)"
-            raise DeviceError(f"device {name!r} is not available: this machine has {have}; "
-                              f"use one of: auto, {', '.join(available_devices())}")
+            have = (
+                f"{count} CUDA device(s)" if count else "no CUDA device (or torch is a CPU build)"
+            )
+            raise DeviceError(
+                f"device {name!r} is not available: this machine has {have}; "
+                f"use one of: auto, {', '.join(available_devices())}"
+            )
         return torch.device("cuda", index)
     raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
 
 
 def _cpu_has_native_bf16() -> bool:
     cpu = getattr(torch, "cpu", None)
-    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    checks = [
+        getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    ]
     return any(check() for check in checks if check is not None)
 
 

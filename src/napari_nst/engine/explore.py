@@ -10,23 +10,21 @@ progress and for stopping between any two steps: the cells done stay in the swee
 
 Cells share what does not change between them: the networks (each method's per-process cache),
 the prepared inputs and the style target, each computed once for every cell whose settings give
-the same key (``settings.inputs_key``, ``settings.target_key``: derived from each setting's
+the same key (``registry.inputs_key``, ``registry.target_key``: derived from each setting's
 ``stage`` in the registry, so a new setting cannot be left out).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..settings import (DEFAULT_STYLE_LAYERS, SWEEPABLE, Settings, field_default, inputs_key,
-                        make_settings)
-from .methods import NAMES as METHOD_NAMES
+from ..registry import SWEEPABLE, inputs_key
+from ..settings import DEFAULT_STYLE_LAYERS, Settings, make_settings
 
 #: A sweep of more cells than this is refused unless ``max_cells`` says otherwise (the widget
 #: asks first): each cell is a whole run.
@@ -61,9 +59,14 @@ class Sweep:
 
     def short_label(self, row: int, col: int) -> str:
         """The cell's values only, "conv1_1..conv3_1 · 0.1" (a label on a small cell)."""
-        parts = [describe(name, values[i]).split("=", 1)[1]
-                 for name, values, i in ((self.row_name, self.row_values, row),
-                                         (self.col_name, self.col_values, col)) if name]
+        parts = [
+            describe(name, values[i]).split("=", 1)[1]
+            for name, values, i in (
+                (self.row_name, self.row_values, row),
+                (self.col_name, self.col_values, col),
+            )
+            if name
+        ]
         return " · ".join(parts)
 
     @property
@@ -115,20 +118,28 @@ def _axis(name: str, axis) -> tuple[str | None, list]:
     if axis is None:
         return None, [None]
     if not (isinstance(axis, (tuple, list)) and len(axis) == 2 and isinstance(axis[0], str)):
-        raise ValueError(f"{name}: give (setting name, values), e.g. ('content_weight', "
-                         f"[0.1, 1, 10]); got {axis!r}")
+        raise ValueError(
+            f"{name}: give (setting name, values), e.g. ('content_weight', "
+            f"[0.1, 1, 10]); got {axis!r}"
+        )
     setting, values = axis
     fields = {f.name for f in dataclasses.fields(Settings)}
     if setting not in fields:
-        raise ValueError(f"{name}: {setting!r} is not a setting; see napari_nst.Settings for the "
-                         "names (e.g. style_layers, content_weight, style_strength, method)")
+        raise ValueError(
+            f"{name}: {setting!r} is not a setting; see napari_nst.Settings for the "
+            "names (e.g. style_layers, content_weight, style_strength, method)"
+        )
     if setting not in SWEEPABLE:
-        raise ValueError(f"{name}: {setting} cannot be swept (every cell shares it); set it for "
-                         "the whole sweep instead")
+        raise ValueError(
+            f"{name}: {setting} cannot be swept (every cell shares it); set it for "
+            "the whole sweep instead"
+        )
     if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
-        raise ValueError(f"{name}: the values of {setting} must be a list, e.g. ({setting!r}, "
-                         f"[{values!r}, ...]) for several cells; got {values!r} alone (for a "
-                         f"single value, set {setting}={values!r} for the whole sweep)")
+        raise ValueError(
+            f"{name}: the values of {setting} must be a list, e.g. ({setting!r}, "
+            f"[{values!r}, ...]) for several cells; got {values!r} alone (for a "
+            f"single value, set {setting}={values!r} for the whole sweep)"
+        )
     if not values:
         raise ValueError(f"{name}: no values for {setting}; give at least one")
     return setting, list(values)
@@ -147,8 +158,17 @@ def cell_settings(base: Settings, row_name, row_value, col_name, col_value) -> S
         raise ValueError(f"sweep cell {where}: {exc}") from None
 
 
-def iter_sweep(content, style, rows, cols=None, *, settings: Settings | None = None,
-               max_cells: int = MAX_CELLS, title: str = "", **overrides):
+def iter_sweep(
+    content,
+    style,
+    rows,
+    cols=None,
+    *,
+    settings: Settings | None = None,
+    max_cells: int = MAX_CELLS,
+    title: str = "",
+    **overrides,
+):
     """``(sweep, steps)``: the ``Sweep`` (filled in as cells finish) and a generator of every
     step of every cell (``(row, col, StepResult)``) and of each finished cell (``CellDone``).
     Everything is checked here, before any work: the names, the values (each cell's settings
@@ -159,16 +179,21 @@ def iter_sweep(content, style, rows, cols=None, *, settings: Settings | None = N
     row_name, row_values = _axis("rows", rows)
     col_name, col_values = _axis("cols", cols)
     if row_name is not None and row_name == col_name:
-        raise ValueError(f"rows and cols both sweep {row_name}: a cell would take one value and "
-                         "drop the other, and its label would lie; give its values on one axis "
-                         "only (or another setting on the other)")
+        raise ValueError(
+            f"rows and cols both sweep {row_name}: a cell would take one value and "
+            "drop the other, and its label would lie; give its values on one axis "
+            "only (or another setting on the other)"
+        )
     total = len(row_values) * len(col_values)
     if total > max_cells:
-        raise ValueError(f"a sweep of {len(row_values)} x {len(col_values)} = {total} cells is "
-                         f"more than {max_cells}, each a whole run; give fewer values, or "
-                         f"max_cells={total} to run them all")
-    grid = [[cell_settings(base, row_name, rv, col_name, cv) for cv in col_values]
-            for rv in row_values]
+        raise ValueError(
+            f"a sweep of {len(row_values)} x {len(col_values)} = {total} cells is "
+            f"more than {max_cells}, each a whole run; give fewer values, or "
+            f"max_cells={total} to run them all"
+        )
+    grid = [
+        [cell_settings(base, row_name, rv, col_name, cv) for cv in col_values] for rv in row_values
+    ]
     prepared = {}
     for line in grid:
         for cell in line:
@@ -180,10 +205,16 @@ def iter_sweep(content, style, rows, cols=None, *, settings: Settings | None = N
 
     shape = working_shape(*first.shape[:2], base.size)
     colours = 3 if first.alpha is None else 4
-    result = Sweep(np.zeros((len(row_values), len(col_values), *shape, colours), np.float32),
-                   row_name, row_values, col_name, col_values,
-                   seconds=np.zeros((len(row_values), len(col_values))),
-                   done=np.zeros((len(row_values), len(col_values)), bool), title=title)
+    result = Sweep(
+        np.zeros((len(row_values), len(col_values), *shape, colours), np.float32),
+        row_name,
+        row_values,
+        col_name,
+        col_values,
+        seconds=np.zeros((len(row_values), len(col_values))),
+        done=np.zeros((len(row_values), len(col_values)), bool),
+        title=title,
+    )
     return result, _cells(result, grid, prepared, shape)
 
 
@@ -203,8 +234,9 @@ def _cells(result: Sweep, grid, prepared: dict, shape) -> Iterator:
             # a cell keeps its final image only: no iterate images before it (each costs a
             # forward pass; emit_every is not swept)
             quiet = cell.replace(emit_every=max(cell.steps, 1))
-            for step in run_prepared(content, styles, initial, quiet,
-                                     resolve_device(cell.device), targets):
+            for step in run_prepared(
+                content, styles, initial, quiet, resolve_device(cell.device), targets
+            ):
                 yield r, c, step
                 if step.done:
                     final = step
@@ -215,19 +247,36 @@ def _cells(result: Sweep, grid, prepared: dict, shape) -> Iterator:
             result.seconds[r, c] = time.perf_counter() - start
             result.done[r, c] = True
             number += 1
-            yield CellDone(r, c, number, total, float(result.seconds[r, c]),
-                           result.label(r, c), result.images[r, c])
+            yield CellDone(
+                r,
+                c,
+                number,
+                total,
+                float(result.seconds[r, c]),
+                result.label(r, c),
+                result.images[r, c],
+            )
 
 
-def sweep(content, style, rows, cols=None, *, settings: Settings | None = None,
-          max_cells: int = MAX_CELLS, progress=None, **overrides) -> Sweep:
+def sweep(
+    content,
+    style,
+    rows,
+    cols=None,
+    *,
+    settings: Settings | None = None,
+    max_cells: int = MAX_CELLS,
+    progress=None,
+    **overrides,
+) -> Sweep:
     """Run ``content`` with ``style`` once per value of ``rows`` (and of ``cols``): each a
     (setting name, values) pair, e.g. ``rows=("style_layers", GROWING_STYLE_LAYERS),
     cols=("content_weight", [0.01, 0.1, 1, 10])``; the other settings as for ``stylize``.
     ``progress(cell_done)`` is called as each cell finishes. Returns the ``Sweep``; a
     KeyboardInterrupt stops it and the cells done are kept (``Sweep.done``)."""
-    result, steps = iter_sweep(content, style, rows, cols, settings=settings,
-                               max_cells=max_cells, **overrides)
+    result, steps = iter_sweep(
+        content, style, rows, cols, settings=settings, max_cells=max_cells, **overrides
+    )
     try:
         for event in steps:
             if isinstance(event, CellDone) and progress is not None:
@@ -237,8 +286,13 @@ def sweep(content, style, rows, cols=None, *, settings: Settings | None = None,
     return result
 
 
-def reconstruction_sweep(image, kind: str = "content", layers: Sequence[str] | None = None,
-                         cumulative: bool | None = None, **overrides):
+def reconstruction_sweep(
+    image,
+    kind: str = "content",
+    layers: Sequence[str] | None = None,
+    cumulative: bool | None = None,
+    **overrides,
+):
     """The arguments of Fig. 1's reconstructions as a sweep: (content, style, cols, settings).
 
     ``kind="content"``: one cell per layer, white noise optimised to match that one layer's
@@ -253,116 +307,51 @@ def reconstruction_sweep(image, kind: str = "content", layers: Sequence[str] | N
     if not layers:
         raise ValueError("layers: give at least one VGG-19 layer name")
     cumulative = kind == "style" if cumulative is None else bool(cumulative)
-    sets = [layers[:n] for n in range(1, len(layers) + 1)] if cumulative else \
-        [(layer,) for layer in layers]
-    settings = {"method": "optimize", "init": "noise", "coarse_to_fine": False,
-                "tv_weight": 0.0, **overrides}
+    sets = (
+        [layers[:n] for n in range(1, len(layers) + 1)]
+        if cumulative
+        else [(layer,) for layer in layers]
+    )
+    settings = {
+        "method": "optimize",
+        "init": "noise",
+        "coarse_to_fine": False,
+        "tv_weight": 0.0,
+        **overrides,
+    }
     if kind == "content":
         return image, image, ("content_layers", sets), {**settings, "style_layers": ()}
     return image, image, ("style_layers", sets), {**settings, "content_layers": ()}
 
 
-def reconstruct(image, kind: str = "content", layers: Sequence[str] | None = None,
-                cumulative: bool | None = None, *, progress=None, **settings) -> Sweep:
+def reconstruct(
+    image,
+    kind: str = "content",
+    layers: Sequence[str] | None = None,
+    cumulative: bool | None = None,
+    *,
+    progress=None,
+    **settings,
+) -> Sweep:
     """Gatys et al.'s Fig. 1: reconstructions of ``image`` from white noise (one row; see
     ``reconstruction_sweep``). Settings as for ``stylize`` (``steps``, ``size``, ``network``)."""
-    content, style, cols, options = reconstruction_sweep(image, kind, layers, cumulative,
-                                                         **settings)
-    return sweep(content, style, None, cols, progress=progress,
-                 title=f"{kind} reconstructions", **options)
+    content, style, cols, options = reconstruction_sweep(
+        image, kind, layers, cumulative, **settings
+    )
+    return sweep(
+        content, style, None, cols, progress=progress, title=f"{kind} reconstructions", **options
+    )
 
 
-def parse_values(name: str, text: str) -> list:
-    """Sweep values from text (the CLI and the widget): ``;`` between values, ``,`` inside a
-    value of a sequence setting ("conv1_1;conv1_1,conv2_1"); "growing" for the paper's five
-    growing style-layer sets. Each value is checked when the sweep builds its cells."""
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
-    if name not in fields:
-        raise ValueError(f"{name!r} is not a setting; see napari_nst.Settings for the names")
-    text = text.strip()
-    if name.endswith("_layers") and text == "growing":
-        return [tuple(v) for v in GROWING_STYLE_LAYERS]
-    default = field_default(fields[name])
-    values = []
-    for part in (p.strip() for p in text.split(";")):
-        if not part:
-            continue
-        if isinstance(default, tuple) or name.endswith("_layers"):
-            values.append(tuple(v.strip() for v in part.split(",") if v.strip()))
-        elif isinstance(default, bool):
-            if part.lower() not in ("true", "false", "yes", "no", "1", "0"):
-                raise ValueError(f"{name}: {part!r} is not true or false")
-            values.append(part.lower() in ("true", "yes", "1"))
-        else:
-            values.append(part)
-    if not values:
-        raise ValueError(f"{name}: no values in {text!r}; separate them with ';', e.g. "
-                         "0.1;1;10")
-    return values
-
-
-#: The steps of every cell of the paper's figures: 300 L-BFGS steps from the content or noise
-#: (benchmarks/paper_figures.py; at 20, coarse-to-fine gives 4 steps a scale: barely styled).
-FIGURE_STEPS = 300
-
-#: The widget's and the CLI's presets: (title, rows, cols, settings) with the paper's choices;
-#: ``settings["reconstruct"]``: Fig. 1's reconstructions of the content or the style image.
-PRESETS = {
-    "fig3": ("Fig. 3: style layer sets x content/style ratio",
-             ("style_layers", list(GROWING_STYLE_LAYERS)),
-             ("content_weight", [0.01, 0.1, 1.0, 10.0]),
-             # from the content, as the reproduction in docs/ (a predict start would carry
-             # predict's look into every cell and hide the layer sets' differences)
-             {"method": "optimize", "init": "content", "coarse_to_fine": True,
-              "steps": FIGURE_STEPS}),
-    "fig1-content": ("Fig. 1: content reconstructions", None,
-                     ("content_layers", [(layer,) for layer in DEFAULT_STYLE_LAYERS]),
-                     {"reconstruct": "content", "steps": FIGURE_STEPS}),
-    "fig1-style": ("Fig. 1: style reconstructions", None,
-                   ("style_layers", list(GROWING_STYLE_LAYERS)),
-                   {"reconstruct": "style", "steps": FIGURE_STEPS}),
-    "methods": ("methods side by side", None, ("method", list(METHOD_NAMES)), {}),
-}
-
-#: Rough seconds of one optimisation step per megapixel of the working size on a 2-core CPU
-#: (BENCHMARKS.md: 0.13-0.15 s a step at 512 px with the distilled VGG-19, 1.44 s with
-#: ImageNet VGG-19, bfloat16); a GPU is tens of times faster.
-_CPU_STEP_SECONDS_PER_MEGAPIXEL = {"vgg19-distilled": 0.55, "vgg19": 5.5}
-
-
-def sweep_cost(rows, cols, settings: Settings | None = None, **overrides) -> str:
-    """What a sweep will cost, said before it starts: its cells, the steps of each, and for
-    optimize cells a rough time on a CPU, e.g. "20 cells x 300 optimisation steps at 256 px
-    (6000 steps; about 4 min on a 2-core CPU with vgg19-distilled)"."""
-    base = make_settings(settings, **overrides)
-    row_name, row_values = _axis("rows", rows)
-    col_name, col_values = _axis("cols", cols)
-    grid = [cell_settings(base, row_name, rv, col_name, cv)
-            for rv in row_values for cv in col_values]
-    optimised = [cell for cell in grid if cell.method == "optimize"]
-    words = f"{len(grid)} cell{'s' * (len(grid) != 1)}"
-    if not optimised:
-        return f"{words}, one pass each"
-    steps = sorted({cell.steps for cell in optimised})
-    each = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
-    each += " optimisation steps"
-    if len(optimised) < len(grid):
-        words += f" ({len(optimised)} optimised)"
-    sizes = sorted({cell.working_size() for cell in optimised})
-    at = f"{sizes[0]} px" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]} px"
-    seconds = sum(cell.steps * (cell.working_size() ** 2 * 0.75 / 1e6)
-                  * _CPU_STEP_SECONDS_PER_MEGAPIXEL[cell.network] for cell in optimised)
-    minutes = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
-    networks = " and ".join(sorted({cell.network for cell in optimised}))
-    total = sum(cell.steps for cell in optimised)
-    return (f"{words} x {each} at {at} ({total} steps; about {minutes} on a 2-core CPU "
-            f"with {networks})")
-
-
-def cells_of(rows, cols) -> int:
-    return math.prod(len(axis[1]) for axis in (rows, cols) if axis is not None)
-
-
-__all__ = ["FIGURE_STEPS", "GROWING_STYLE_LAYERS", "MAX_CELLS", "PRESETS", "CellDone", "Sweep",
-           "describe", "iter_sweep", "parse_values", "reconstruct", "reconstruction_sweep",
-           "sweep", "sweep_cost"]
+__all__ = [
+    "GROWING_STYLE_LAYERS",
+    "MAX_CELLS",
+    "CellDone",
+    "Sweep",
+    "cell_settings",
+    "describe",
+    "iter_sweep",
+    "reconstruct",
+    "reconstruction_sweep",
+    "sweep",
+]

@@ -66,8 +66,11 @@ class PreparedImage:
     def rgb(self) -> np.ndarray:
         """The whole image, float32 (H, W, 3) in [0, 1]; the stored array when it is one, else a
         new array (a compact image is converted on every call)."""
-        if isinstance(self.values, np.ndarray) and self.values.dtype == np.float32 \
-                and not self.grayscale:
+        if (
+            isinstance(self.values, np.ndarray)
+            and self.values.dtype == np.float32
+            and not self.grayscale
+        ):
             return self.values
         return self.read()
 
@@ -104,15 +107,17 @@ class PreparedImage:
         else:
             colour = lambda r0, r1: _to_unit(values[r0:r1], *window)  # noqa: E731
         alpha = None if self.alpha is None else (lambda r0, r1: self.alpha[r0:r1])
-        image = _resampled(colour, alpha, values.shape[:2], shape, self.grayscale, window,
-                           self.dtype)
+        image = _resampled(
+            colour, alpha, values.shape[:2], shape, self.grayscale, window, self.dtype
+        )
         if self.regions is None:
             return image
         return dataclasses.replace(image, regions=self.regions.resized(shape))
 
 
-def prepare_image(data, window=None, *, name: str = "image", size=None,
-                  in_file_above: int | None = None) -> PreparedImage:
+def prepare_image(
+    data, window=None, *, name: str = "image", size=None, in_file_above: int | None = None
+) -> PreparedImage:
     """Validate ``data`` and map it to RGB in [0, 1]; ValueError says what to do when it is unusable.
 
     ``size`` says where the image will be used: an int is the longer side (as ``Settings.size``,
@@ -137,8 +142,16 @@ def prepare_image(data, window=None, *, name: str = "image", size=None,
     if _shrinks((height, width), target):
         alpha = None if alpha_plane is None else (lambda r0, r1: _alpha(alpha_plane[r0:r1]))
         in_file = in_file_above is not None and target[0] * target[1] > in_file_above
-        return _resampled(lambda r0, r1: _to_unit(colour[r0:r1], low, high), alpha,
-                          (height, width), target, grayscale, (low, high), array.dtype, in_file)
+        return _resampled(
+            lambda r0, r1: _to_unit(colour[r0:r1], low, high),
+            alpha,
+            (height, width),
+            target,
+            grayscale,
+            (low, high),
+            array.dtype,
+            in_file,
+        )
     if colour.dtype.itemsize < 4:  # compact: the input's own values, mapped when read
         values = _read_only_values(colour)
     else:
@@ -183,8 +196,9 @@ class LazyValues:
         return np.asarray(block)
 
 
-def prepare_lazy(plane, window: tuple[float, float], *, name: str = "image",
-                 size=None) -> PreparedImage:
+def prepare_lazy(
+    plane, window: tuple[float, float], *, name: str = "image", size=None
+) -> PreparedImage:
     """A grayscale (H, W) / (H, W, 1) or RGB (H, W, 3) plane in ``window`` as a PreparedImage
     that reads its pixels only when asked (``LazyValues``): the tiled renderer then reads it a
     tile at a time. The window must be known (a whole-plane pass is what this avoids).
@@ -196,8 +210,9 @@ def prepare_lazy(plane, window: tuple[float, float], *, name: str = "image",
     if plane.ndim == 3 and plane.shape[2] == 1:
         plane = plane[..., 0]
     if not (plane.ndim == 2 or (plane.ndim == 3 and plane.shape[2] == 3)):
-        raise ValueError(f"{name}: shape {tuple(plane.shape)}; a plane read lazily is (H, W) or "
-                         "(H, W, 3)")
+        raise ValueError(
+            f"{name}: shape {tuple(plane.shape)}; a plane read lazily is (H, W) or (H, W, 3)"
+        )
     low, high = (float(v) for v in window)
     values, grayscale = LazyValues(plane, (low, high)), plane.ndim == 2
     height, width = plane.shape[:2]
@@ -212,8 +227,16 @@ def prepare_lazy(plane, window: tuple[float, float], *, name: str = "image",
                 nan_pixels += _count_nan_pixels(block)
             return _to_unit(block, low, high)
 
-        image = _resampled(read, None, (height, width), target, grayscale, (low, high),
-                           np.dtype(plane.dtype), in_file=True)
+        image = _resampled(
+            read,
+            None,
+            (height, width),
+            target,
+            grayscale,
+            (low, high),
+            np.dtype(plane.dtype),
+            in_file=True,
+        )
         _warn_nan(name, nan_pixels, height * width)
         return image
     return PreparedImage(values, grayscale, None, (low, high), np.dtype(plane.dtype))
@@ -223,38 +246,55 @@ def _image_array(data, name: str) -> np.ndarray:
     """``data`` as an array of a usable shape and dtype, or a ValueError saying what to pass."""
     array = np.asarray(os.fsdecode(data) if isinstance(data, (bytes, os.PathLike)) else data)
     if array.ndim == 0 and array.dtype.kind in "US":  # a path: "data of type <U24" said nothing
-        raise ValueError(f"{name}: {str(array)!r} is a file name, not image data; load it "
-                         "first, e.g. napari_nst.io.read_image(path), or stylize files with the "
-                         "CLI: napari-nst stylize CONTENT STYLE -o OUT")
+        raise ValueError(
+            f"{name}: {str(array)!r} is a file name, not image data; load it "
+            "first, e.g. napari_nst.io.read_image(path), or stylize files with the "
+            "CLI: napari-nst stylize CONTENT STYLE -o OUT"
+        )
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
-        raise ValueError(f"{name}: data of type {array.dtype} is not an image; pass a numeric "
-                         "array (uint8, uint16, int or float)")
+        raise ValueError(
+            f"{name}: data of type {array.dtype} is not an image; pass a numeric "
+            "array (uint8, uint16, int or float)"
+        )
     if array.size == 0:
-        raise ValueError(f"{name}: the image is empty (shape {array.shape}); pass an image with pixels")
+        raise ValueError(
+            f"{name}: the image is empty (shape {array.shape}); pass an image with pixels"
+        )
     if array.ndim < 2:
-        raise ValueError(f"{name}: shape {array.shape} has {array.ndim} dimension(s); pass a 2-D "
-                         "grayscale (H, W) or a colour (H, W, 3|4) image")
+        raise ValueError(
+            f"{name}: shape {array.shape} has {array.ndim} dimension(s); pass a 2-D "
+            "grayscale (H, W) or a colour (H, W, 3|4) image"
+        )
     if array.ndim > 3:
-        raise ValueError(f"{name}: shape {array.shape} has {array.ndim} dimensions; pass one 2-D "
-                         "slice of a stack, e.g. data[z] (napari: the slice on screen)")
+        raise ValueError(
+            f"{name}: shape {array.shape} has {array.ndim} dimensions; pass one 2-D "
+            "slice of a stack, e.g. data[z] (napari: the slice on screen)"
+        )
     if array.ndim == 3 and array.shape[-1] not in (1, 3, 4):
         if array.shape[0] in _CHANNEL_AXIS_HINT and min(array.shape[1:]) >= MIN_SIDE:
-            raise ValueError(f"{name}: shape {array.shape} looks channel-first ({array.shape[0]} "
-                             "channel(s) in the first axis); put the channels last with "
-                             "np.moveaxis(data, 0, -1) -- or, for a stack of slices, pass one: "
-                             "data[0]")
-        raise ValueError(f"{name}: shape {array.shape} has {array.shape[-1]} channels in the last "
-                         "axis; pass grayscale (H, W), RGB (H, W, 3) or RGBA (H, W, 4) -- for a "
-                         "z-stack or multichannel image pick one 2-D slice first")
+            raise ValueError(
+                f"{name}: shape {array.shape} looks channel-first ({array.shape[0]} "
+                "channel(s) in the first axis); put the channels last with "
+                "np.moveaxis(data, 0, -1) -- or, for a stack of slices, pass one: "
+                "data[0]"
+            )
+        raise ValueError(
+            f"{name}: shape {array.shape} has {array.shape[-1]} channels in the last "
+            "axis; pass grayscale (H, W), RGB (H, W, 3) or RGBA (H, W, 4) -- for a "
+            "z-stack or multichannel image pick one 2-D slice first"
+        )
     height, width = array.shape[:2]
     if min(height, width) < MIN_SIDE:
-        raise ValueError(f"{name}: {height}x{width} pixels is too small; each side needs at least "
-                         f"{MIN_SIDE} pixels")
+        raise ValueError(
+            f"{name}: {height}x{width} pixels is too small; each side needs at least "
+            f"{MIN_SIDE} pixels"
+        )
     return array
 
 
-def _window(colour: np.ndarray, window, grayscale: bool, name: str,
-            finite: tuple[float, float] | None) -> tuple[float, float]:
+def _window(
+    colour: np.ndarray, window, grayscale: bool, name: str, finite: tuple[float, float] | None
+) -> tuple[float, float]:
     """The (low, high) mapped to (0, 1); ``finite``: float data's finite min..max
     (``_float_scan``), None for integers or float data without any."""
     if colour.dtype.kind == "f" and finite is None:
@@ -262,8 +302,9 @@ def _window(colour: np.ndarray, window, grayscale: bool, name: str,
     if window is not None:
         low, high = (float(v) for v in window)
         if not (math.isfinite(low) and math.isfinite(high) and high > low):
-            raise ValueError(f"{name}: intensity window {window!r} needs finite values with "
-                             "high > low")
+            raise ValueError(
+                f"{name}: intensity window {window!r} needs finite values with high > low"
+            )
         return low, high
     if colour.dtype == np.uint8:
         return 0.0, 255.0
@@ -301,10 +342,14 @@ def _warn_nan(name: str, nan_pixels: int, pixels: int) -> None:
     0, the window's low end (``_to_unit``), so they would otherwise turn black silently."""
     if not nan_pixels:
         return
-    warnings.warn(f"{name}: {nan_pixels} of {pixels} pixels ({100.0 * nan_pixels / pixels:.3g}%) "
-                  "are NaN; they are treated as the low end of the intensity window (black) and "
-                  "styled as such. To give them another value, replace them first, e.g. "
-                  "np.nan_to_num(image, nan=value)", UserWarning, stacklevel=3)
+    warnings.warn(
+        f"{name}: {nan_pixels} of {pixels} pixels ({100.0 * nan_pixels / pixels:.3g}%) "
+        "are NaN; they are treated as the low end of the intensity window (black) and "
+        "styled as such. To give them another value, replace them first, e.g. "
+        "np.nan_to_num(image, nan=value)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _target_shape(height: int, width: int, size) -> tuple[int, int]:
@@ -364,11 +409,13 @@ def _alpha(channel: np.ndarray) -> np.ndarray:
     return _to_unit(channel, 0.0, alpha_scale(channel.dtype))
 
 
-def _resampled(colour, alpha, size, shape, grayscale: bool, window, dtype,
-               in_file: bool = False) -> PreparedImage:
+def _resampled(
+    colour, alpha, size, shape, grayscale: bool, window, dtype, in_file: bool = False
+) -> PreparedImage:
     """A PreparedImage of ``shape`` from row readers (see ``_resample``) of colour and alpha
     (None without) in [0, 1], for an image of ``size``; ``in_file``: its pixels in temporary
     files (``FileArray``), not in memory."""
+
     def plane(read, channels: int, method: str):  # (H, W) for one channel, else (H, W, C)
         if in_file:
             target = FileArray(shape if channels == 1 else (*shape, channels))
@@ -414,18 +461,30 @@ def _resample(read, size, shape, channels: int, method: str, out=None) -> np.nda
         if first >= done:
             rows, start, done = rows[:, :0], first, first
         else:
-            rows, start = rows[:, first - start:], first
+            rows, start = rows[:, first - start :], first
         pieces = [rows]
         while done < last:
             stop = min(height, done + in_step)
             band = np.asarray(read(done, stop)).reshape(stop - done, width, channels)
-            pieces.append(np.stack([_pil_resize(band[..., c], (stop - done, out_w), resample)
-                                    for c in range(channels)]))
+            pieces.append(
+                np.stack(
+                    [
+                        _pil_resize(band[..., c], (stop - done, out_w), resample)
+                        for c in range(channels)
+                    ]
+                )
+            )
             done = stop
         rows = np.concatenate(pieces, axis=1) if len(pieces) > 1 else rows
-        band = np.stack([_pil_resize(rows[c], (o1 - o0, out_w), resample,
-                                     box=(0, top - start, out_w, bottom - start))
-                         for c in range(channels)], axis=-1)
+        band = np.stack(
+            [
+                _pil_resize(
+                    rows[c], (o1 - o0, out_w), resample, box=(0, top - start, out_w, bottom - start)
+                )
+                for c in range(channels)
+            ],
+            axis=-1,
+        )
         np.clip(band, 0.0, 1.0, out=band)
         out[o0:o1] = band if len(out.shape) == 3 else band[..., 0]
     return out

@@ -71,9 +71,12 @@ def _allocate(file, nbytes: int, folder: str) -> None:
         os.posix_fallocate(file.fileno(), 0, nbytes)
     except OSError as error:
         if error.errno in _DISK_FULL:
-            raise OSError(error.errno, f"no room for a {nbytes / 2**30:.2f} GB temporary file "
-                          f"in {folder} ({os.strerror(error.errno)}); free space there, or "
-                          "point TMPDIR at a folder on a disk with room") from error
+            raise OSError(
+                error.errno,
+                f"no room for a {nbytes / 2**30:.2f} GB temporary file "
+                f"in {folder} ({os.strerror(error.errno)}); free space there, or "
+                "point TMPDIR at a folder on a disk with room",
+            ) from error
         file.truncate(nbytes)  # not supported here: a sparse file
 
 

@@ -43,8 +43,9 @@ class Chain:
         ``content_rows`` rows, has the luma ``luma`` at the working size), or None."""
         if self.previous is None:
             return None
-        return follow_motion(self.previous, luma, self.motion,
-                             enlargement=luma.shape[0] / content_rows)
+        return follow_motion(
+            self.previous, luma, self.motion, enlargement=luma.shape[0] / content_rows
+        )
 
 
 @dataclass
@@ -79,8 +80,13 @@ class Link:
 
         rows, cols = features.shape[-2:]
         height, width = self.trust.shape
-        grid = np.stack(np.meshgrid(np.arange(height, dtype=np.float32),
-                                    np.arange(width, dtype=np.float32), indexing="ij"))
+        grid = np.stack(
+            np.meshgrid(
+                np.arange(height, dtype=np.float32),
+                np.arange(width, dtype=np.float32),
+                indexing="ij",
+            )
+        )
         pad = ((0, 0), (0, 4 * rows - height), (0, 4 * cols - width))
         shift = np.pad(self.coords - grid, pad, mode="edge")
         shift = shift.reshape(2, rows, 4, cols, 4).mean(axis=(2, 4)) / 4
@@ -89,14 +95,21 @@ class Link:
         source_rows = (np.arange(rows, dtype=np.float32)[:, None] + shift[0]) / max(rows - 1, 1)
         source_cols = (np.arange(cols, dtype=np.float32)[None, :] + shift[1]) / max(cols - 1, 1)
         sample = torch.from_numpy(
-            (np.stack([source_cols, source_rows], axis=-1) * 2 - 1).astype(np.float32))
-        moved = F.grid_sample(features.float(), sample[None].to(features.device), mode="bilinear",
-                              padding_mode="border", align_corners=True)
+            (np.stack([source_cols, source_rows], axis=-1) * 2 - 1).astype(np.float32)
+        )
+        moved = F.grid_sample(
+            features.float(),
+            sample[None].to(features.device),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=True,
+        )
         return moved, trust.astype(np.float32)
 
 
-def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow",
-                  enlargement: float = 1.0) -> Link:
+def follow_motion(
+    previous: Carry, luma: np.ndarray, motion: str = "flow", enlargement: float = 1.0
+) -> Link:
     """The previous plane's result moved onto the content whose luma is ``luma``, and how far
     each pixel of it can be trusted (H, W) in [0, 1] (a ``Link``).
 
@@ -115,8 +128,9 @@ def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow",
     from skimage.transform import warp
 
     height, width = luma.shape
-    rows, cols = np.meshgrid(np.arange(height, dtype=np.float32),
-                             np.arange(width, dtype=np.float32), indexing="ij")
+    rows, cols = np.meshgrid(
+        np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32), indexing="ij"
+    )
     if motion == "flow":
         flow = _flow(luma, previous.luma)  # previous(p + flow(p)) ~ current(p)
         coords = np.stack([rows + flow[0], cols + flow[1]])
@@ -127,9 +141,12 @@ def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow",
         # plain cross-correlation of the Hann-windowed contents: whitening (phase correlation)
         # is led by the image borders on small, smooth planes and finds no shift there
         hann = window("hann", luma.shape)
-        shift = phase_cross_correlation((luma - luma.mean()) * hann,
-                                        (previous.luma - previous.luma.mean()) * hann,
-                                        upsample_factor=10, normalization=None)[0]
+        shift = phase_cross_correlation(
+            (luma - luma.mean()) * hann,
+            (previous.luma - previous.luma.mean()) * hann,
+            upsample_factor=10,
+            normalization=None,
+        )[0]
         coords = np.stack([rows - shift[0], cols - shift[1]])  # previous(p - shift) ~ current(p)
     else:
         coords = np.stack([rows, cols])
@@ -137,10 +154,15 @@ def follow_motion(previous: Carry, luma: np.ndarray, motion: str = "flow",
     def moved(channel: np.ndarray) -> np.ndarray:
         return warp(channel, coords, order=1, mode="edge", preserve_range=True).astype(np.float32)
 
-    image = np.stack([moved(previous.image[..., c]) for c in range(previous.image.shape[2])],
-                     axis=2)
-    inside = ((coords[0] >= -0.5) & (coords[0] <= height - 0.5)
-              & (coords[1] >= -0.5) & (coords[1] <= width - 0.5))
+    image = np.stack(
+        [moved(previous.image[..., c]) for c in range(previous.image.shape[2])], axis=2
+    )
+    inside = (
+        (coords[0] >= -0.5)
+        & (coords[0] <= height - 0.5)
+        & (coords[1] >= -0.5)
+        & (coords[1] <= width - 0.5)
+    )
     # low-passed contents: noise (independent in each plane of a microscope stack) is no change
     sigma = MISMATCH_SIGMA * max(1.0, enlargement)
     mismatch = np.abs(gaussian_filter(moved(previous.luma), sigma) - gaussian_filter(luma, sigma))
@@ -163,14 +185,20 @@ def _flow(luma: np.ndarray, previous_luma: np.ndarray) -> np.ndarray:
     small = working_shape(*shape, min(FLOW_SIDE, max(shape)))
     if small == shape:
         return optical_flow_tvl1(luma, previous_luma)
-    flow = optical_flow_tvl1(resize(luma, small, anti_aliasing=True),
-                             resize(previous_luma, small, anti_aliasing=True))
-    return np.stack([resize(flow[0], shape, order=1) * (shape[0] / small[0]),
-                     resize(flow[1], shape, order=1) * (shape[1] / small[1])])
+    flow = optical_flow_tvl1(
+        resize(luma, small, anti_aliasing=True), resize(previous_luma, small, anti_aliasing=True)
+    )
+    return np.stack(
+        [
+            resize(flow[0], shape, order=1) * (shape[0] / small[0]),
+            resize(flow[1], shape, order=1) * (shape[1] / small[1]),
+        ]
+    )
 
 
-def blend_with_previous(result: np.ndarray, moved: np.ndarray, trust: np.ndarray,
-                        weight: float) -> np.ndarray:
+def blend_with_previous(
+    result: np.ndarray, moved: np.ndarray, trust: np.ndarray, weight: float
+) -> np.ndarray:
     """Predict's temporal term in closed form: per pixel, the image y closest to
     ``|y - result|² + weight·trust·|y - moved|²``, i.e. ``(result + w·t·moved) / (1 + w·t)``:
     the same squared pull towards the previous plane's moved result that optimize adds to its
@@ -178,7 +206,6 @@ def blend_with_previous(result: np.ndarray, moved: np.ndarray, trust: np.ndarray
     image, or the transformer's features)."""
     pull = (weight * trust)[..., None]
     return ((result + pull * moved) / (1.0 + pull)).astype(np.float32)
-
 
 
 def resized(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

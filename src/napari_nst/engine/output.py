@@ -17,9 +17,9 @@ FINISH_BLOCK = 512
 
 
 # ITU-R BT.601 luma and the YIQ chroma axes: the classic choice for luminance-only transfer.
-_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
-                        [0.596, -0.274, -0.322],
-                        [0.211, -0.523, 0.312]], dtype=np.float32)
+_RGB_TO_YIQ = np.array(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=np.float32
+)
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
 
 
@@ -58,7 +58,9 @@ def _content_at(content: PreparedImage, shape) -> np.ndarray:
     return colors if colors.shape[:2] == tuple(shape) else resize_array(colors, shape)
 
 
-def output_image(image: np.ndarray, content: PreparedImage, output_range: str = "unit") -> np.ndarray:
+def output_image(
+    image: np.ndarray, content: PreparedImage, output_range: str = "unit"
+) -> np.ndarray:
     """A result as runs hand it out: ``image`` (from ``finish_image``) plus the content's alpha
     resized to it, (H, W, 4), when the content had one.
 
@@ -68,8 +70,10 @@ def output_image(image: np.ndarray, content: PreparedImage, output_range: str = 
     in its own intensity range. This is the one place that maps results back to the input.
     """
     if output_range not in OUTPUT_RANGES:
-        raise ValueError(f"output_range={output_range!r} is not supported; choose one of "
-                         f"{', '.join(OUTPUT_RANGES)}")
+        raise ValueError(
+            f"output_range={output_range!r} is not supported; choose one of "
+            f"{', '.join(OUTPUT_RANGES)}"
+        )
     if content.alpha is not None:
         alpha = content.alpha
         if alpha.shape != image.shape[:2]:
@@ -110,8 +114,15 @@ def _from_unit(block: np.ndarray, content: PreparedImage) -> np.ndarray:
     return np.clip(np.rint(values, out=values), info.min, info.max, out=values)
 
 
-def finish_into(raw, content: PreparedImage, destination, keep_colors: bool, output_range: str,
-                index: tuple = (), block: tuple[int, int] = (FINISH_BLOCK, FINISH_BLOCK)) -> None:
+def finish_into(
+    raw,
+    content: PreparedImage,
+    destination,
+    keep_colors: bool,
+    output_range: str,
+    index: tuple = (),
+    block: tuple[int, int] = (FINISH_BLOCK, FINISH_BLOCK),
+) -> None:
     """``output_image(finish_image(raw, ...))`` of a raw (H, W, 3) result too big for memory (an
     array or a ``memory.FileArray``) into ``destination[(*index, rows, cols)]``, a block of
     ``block`` pixels at a time."""
@@ -122,4 +133,5 @@ def finish_into(raw, content: PreparedImage, destination, keep_colors: bool, out
             box = (slice(r0, r0 + rows), slice(c0, c0 + cols))
             part = content.crop(*box)
             destination[(*index, *box)] = output_image(
-                finish_image(np.asarray(raw[box]), part, keep_colors), part, output_range)
+                finish_image(np.asarray(raw[box]), part, keep_colors), part, output_range
+            )

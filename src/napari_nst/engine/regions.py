@@ -52,8 +52,9 @@ class StyleAssignment:
         present = {int(v) for v in present}
         if self.named is None:
             return (Group(tuple(sorted(present - {0})), self.groups[0].blend),)
-        return tuple(Group(tuple(v for v in g.labels if v in present), g.blend)
-                     for g in self.groups)
+        return tuple(
+            Group(tuple(v for v in g.labels if v in present), g.blend) for g in self.groups
+        )
 
 
 def is_style_mapping(style) -> bool:
@@ -69,23 +70,28 @@ def assign_styles(style, style_blend) -> tuple[list, StyleAssignment]:
         blend = tuple(normalized_blend_weights(style_blend, len(styles)))
         return styles, StyleAssignment((Group((), blend),), None)
     if not style:
-        raise ValueError("style: the dict {label: style} is empty; map at least one label of "
-                         "regions to a style image")
+        raise ValueError(
+            "style: the dict {label: style} is empty; map at least one label of "
+            "regions to a style image"
+        )
     styles: list = []
     per_label: dict[int, tuple[float, ...]] = {}
     for key, value in style.items():
         label = _label_key(key)
         entries = list(value) if isinstance(value, (list, tuple)) else [value]
         if not entries:
-            raise ValueError(f"style[{label}]: an empty list; give a style image, or leave the "
-                             "label out to keep the content there")
+            raise ValueError(
+                f"style[{label}]: an empty list; give a style image, or leave the "
+                "label out to keep the content there"
+            )
         if style_blend is not None and len(entries) > 1 and len(entries) != len(style_blend):
-            raise ValueError(f"style[{label}] has {len(entries)} styles but style_blend has "
-                             f"{len(style_blend)} weights; with a style dict, style_blend weighs "
-                             "the styles of each label that has several, so give each of them "
-                             "that many styles")
-        weights = normalized_blend_weights(style_blend if len(entries) > 1 else None,
-                                           len(entries))
+            raise ValueError(
+                f"style[{label}] has {len(entries)} styles but style_blend has "
+                f"{len(style_blend)} weights; with a style dict, style_blend weighs "
+                "the styles of each label that has several, so give each of them "
+                "that many styles"
+            )
+        weights = normalized_blend_weights(style_blend if len(entries) > 1 else None, len(entries))
         blend: dict[int, float] = {}
         for entry, weight in zip(entries, weights):
             index = next((i for i, s in enumerate(styles) if s is entry), None)
@@ -100,43 +106,54 @@ def assign_styles(style, style_blend) -> tuple[list, StyleAssignment]:
         groups.setdefault(full, []).append(label)
     return styles, StyleAssignment(
         tuple(Group(tuple(sorted(labels)), blend) for blend, labels in groups.items()),
-        tuple(sorted(per_label)))
+        tuple(sorted(per_label)),
+    )
 
 
 def _label_key(key) -> int:
     if isinstance(key, bool) or not isinstance(key, numbers.Integral):
-        raise ValueError(f"style: the key {key!r} is not a label; a style dict maps integer "
-                         "label values of regions (0 = background) to style images, "
-                         "e.g. {1: style_a, 2: style_b}")
+        raise ValueError(
+            f"style: the key {key!r} is not a label; a style dict maps integer "
+            "label values of regions (0 = background) to style images, "
+            "e.g. {1: style_a, 2: style_b}"
+        )
     if key < 0:
-        raise ValueError(f"style: the key {key} is negative; label values are 0 (background) "
-                         "or positive")
+        raise ValueError(
+            f"style: the key {key} is negative; label values are 0 (background) or positive"
+        )
     return int(key)
 
 
-def warn_if_unlabelled(present, assignment: StyleAssignment, name: str = "regions",
-                       stacklevel: int = 3) -> bool:
+def warn_if_unlabelled(
+    present, assignment: StyleAssignment, name: str = "regions", stacklevel: int = 3
+) -> bool:
     """Warn, and say so, when no pixel is labelled: ``present`` (the label values that occur)
     is only 0, and no style is given for 0, so the content comes back unchanged."""
     present = np.asarray(present)
     groups = assignment.for_labels(present)
     if present.size and present.max() == 0 and not any(0 in g.labels for g in groups):
-        warnings.warn(f"{name}: no pixel is labelled (every value is 0, the background), so "
-                      "the content is kept unchanged; paint labels (1, 2, ...) where the "
-                      "styles should go, or run without regions to style the whole image",
-                      UserWarning, stacklevel=stacklevel)
+        warnings.warn(
+            f"{name}: no pixel is labelled (every value is 0, the background), so "
+            "the content is kept unchanged; paint labels (1, 2, ...) where the "
+            "styles should go, or run without regions to style the whole image",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
         return True
     return False
 
 
 def check_not_negative(labels: np.ndarray, name: str = "regions") -> None:
     if np.issubdtype(labels.dtype, np.signedinteger) and labels.size and labels.min() < 0:
-        raise ValueError(f"{name}: label values below 0 (min {int(labels.min())}); labels are "
-                         "0 (background) or positive, as in a napari Labels layer")
+        raise ValueError(
+            f"{name}: label values below 0 (min {int(labels.min())}); labels are "
+            "0 (background) or positive, as in a napari Labels layer"
+        )
 
 
-def fitted_labels(labels, shape: tuple[int, int], name: str = "regions",
-                  to: tuple[int, int] | None = None) -> np.ndarray:
+def fitted_labels(
+    labels, shape: tuple[int, int], name: str = "regions", to: tuple[int, int] | None = None
+) -> np.ndarray:
     """A 2-D label image checked against the content's spatial ``shape`` (the same, or a plain
     scale of it: the same aspect ratio) and resampled (nearest) to ``to`` (default: ``shape``),
     in its own integer dtype (bool as uint8): segmentation tools write uint32/uint64 ids, which
@@ -145,15 +162,19 @@ def fitted_labels(labels, shape: tuple[int, int], name: str = "regions",
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 2:
-        raise ValueError(f"{name}: shape {tuple(array.shape)} is not a 2-D label image; pass "
-                         f"labels of the content's spatial shape {tuple(shape)}")
+        raise ValueError(
+            f"{name}: shape {tuple(array.shape)} is not a 2-D label image; pass "
+            f"labels of the content's spatial shape {tuple(shape)}"
+        )
     rows, cols = array.shape
     if (rows, cols) != tuple(shape):
         scale = rows / shape[0]
         if abs(cols - shape[1] * scale) > max(1.0, scale):
-            raise ValueError(f"{name}: labels of shape {(rows, cols)} do not fit the content of "
-                             f"shape {tuple(shape)} (nor a plain scale of it); pass labels of "
-                             "the content's height and width")
+            raise ValueError(
+                f"{name}: labels of shape {(rows, cols)} do not fit the content of "
+                f"shape {tuple(shape)} (nor a plain scale of it); pass labels of "
+                "the content's height and width"
+            )
     array = np.asarray(array)
     check_not_negative(array, name)
     if array.dtype == bool:
@@ -168,8 +189,10 @@ def nearest(labels: np.ndarray, shape) -> np.ndarray:
         return labels
     rows = ((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(np.intp)
     cols = ((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1]).astype(np.intp)
-    return labels[np.minimum(rows, labels.shape[0] - 1)[:, None],
-                  np.minimum(cols, labels.shape[1] - 1)[None, :]]
+    return labels[
+        np.minimum(rows, labels.shape[0] - 1)[:, None],
+        np.minimum(cols, labels.shape[1] - 1)[None, :],
+    ]
 
 
 @dataclass(frozen=True)
@@ -182,8 +205,16 @@ class Regions:
     edge: float
 
     @classmethod
-    def of(cls, labels, content_shape, shape, assignment: StyleAssignment, edge: float,
-           name: str = "regions", warn: bool = True) -> Regions:
+    def of(
+        cls,
+        labels,
+        content_shape,
+        shape,
+        assignment: StyleAssignment,
+        edge: float,
+        name: str = "regions",
+        warn: bool = True,
+    ) -> Regions:
         """The regions of a content of spatial ``content_shape``, at ``shape`` (its prepared
         size; ``edge`` in pixels there), with a warning when no pixel is labelled (all 0, and no
         style for 0: the content comes back unchanged), else for each label the style mapping
@@ -191,13 +222,19 @@ class Regions:
         fitted = fitted_labels(labels, content_shape, name, to=shape)
         present = np.unique(fitted)
         groups = assignment.for_labels(present)
-        if warn and not warn_if_unlabelled(present, assignment, name, stacklevel=4) \
-                and assignment.named is not None:
+        if (
+            warn
+            and not warn_if_unlabelled(present, assignment, name, stacklevel=4)
+            and assignment.named is not None
+        ):
             missing = sorted(set(assignment.named) - {int(v) for v in present})
             if missing:
-                warnings.warn(f"{name}: label(s) {', '.join(map(str, missing))} of the style "
-                              "mapping do not occur in the label image; they style nothing",
-                              UserWarning, stacklevel=3)
+                warnings.warn(
+                    f"{name}: label(s) {', '.join(map(str, missing))} of the style "
+                    "mapping do not occur in the label image; they style nothing",
+                    UserWarning,
+                    stacklevel=3,
+                )
         return cls(fitted, groups, float(edge))
 
     @property
@@ -232,10 +269,16 @@ class Regions:
         (ids of segmentations reach 2**32 and beyond), and in the labels' own dtype (mixing
         uint64 with int64 compares in float64, which merges ids above 2**53)."""
         limits = np.iinfo(dtype)
-        pairs = sorted((label, number) for number, group in enumerate(self.groups)
-                       for label in group.labels if limits.min <= label <= limits.max)
-        return (np.array([label for label, _ in pairs], dtype),
-                np.array([number for _, number in pairs], np.int32))
+        pairs = sorted(
+            (label, number)
+            for number, group in enumerate(self.groups)
+            for label in group.labels
+            if limits.min <= label <= limits.max
+        )
+        return (
+            np.array([label for label, _ in pairs], dtype),
+            np.array([number for _, number in pairs], np.int32),
+        )
 
     def _sigma(self, shape) -> float:
         return self.edge * max(shape) / max(self.shape)
@@ -253,8 +296,9 @@ class Regions:
         group and the last for the kept pixels, summing to 1 at every pixel."""
         shape = self.shape if shape is None else (int(shape[0]), int(shape[1]))
         index, sigma = self.index_map(shape), self._sigma(shape)
-        maps = np.stack([self._soft(index, number, sigma)
-                         for number in range(len(self.groups) + 1)])
+        maps = np.stack(
+            [self._soft(index, number, sigma) for number in range(len(self.groups) + 1)]
+        )
         maps /= np.maximum(maps.sum(axis=0), 1e-6)
         return maps
 
@@ -273,8 +317,9 @@ class Regions:
     def describe(self, style_names=None) -> dict:
         """{label: the styles it gets (names and weights)}, for a result's metadata; labels not
         listed keep the content."""
-        names = style_names or [f"style {i + 1}" for i in range(
-            len(self.groups[0].blend) if self.groups else 0)]
+        names = style_names or [
+            f"style {i + 1}" for i in range(len(self.groups[0].blend) if self.groups else 0)
+        ]
         out = {}
         for group in self.groups:
             parts = {names[i]: round(w, 4) for i, w in enumerate(group.blend) if w > 0}
@@ -283,5 +328,13 @@ class Regions:
         return out
 
 
-__all__ = ["Group", "Regions", "StyleAssignment", "assign_styles", "check_label_array",
-           "fitted_labels", "is_style_mapping", "nearest"]
+__all__ = [
+    "Group",
+    "Regions",
+    "StyleAssignment",
+    "assign_styles",
+    "check_label_array",
+    "fitted_labels",
+    "is_style_mapping",
+    "nearest",
+]

@@ -8,11 +8,12 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from ..settings import Settings, make_settings, target_key
+from ..registry import target_key
+from ..settings import Settings, make_settings
 from ..validation import normalized_blend_weights
+from . import methods
 from .devices import resolve_device
 from .images import prepare_image, working_shape
-from . import methods
 from .regions import Regions, assign_styles, is_style_mapping
 from .result import StepResult
 
@@ -29,9 +30,11 @@ def style_inputs(style, settings: Settings):
     """(the run's style images, their ``regions.StyleAssignment`` or None without regions)."""
     if settings.regions is None:
         if is_style_mapping(style):
-            raise ValueError("style: a dict {label: style} says which style goes where, but no "
-                             "regions were given; pass regions=<label image> too, or a single "
-                             "style (or a list to blend)")
+            raise ValueError(
+                "style: a dict {label: style} says which style goes where, but no "
+                "regions were given; pass regions=<label image> too, or a single "
+                "style (or a list to blend)"
+            )
         return _as_list(style), None
     if not is_style_mapping(style):
         _as_list(style)  # an empty list is an error here too
@@ -56,8 +59,10 @@ def prepare_inputs(content, style, settings: Settings):
         prepared_content = with_regions(prepared_content, content, settings, assignment)
     names = ["style"] if len(styles) == 1 else [f"style {i + 1}" for i in range(len(styles))]
     style_size = method.style_size(settings)
-    prepared_styles = [prepare_image(s, settings.style_window, name=n, size=style_size)
-                       for s, n in zip(styles, names)]
+    prepared_styles = [
+        prepare_image(s, settings.style_window, name=n, size=style_size)
+        for s, n in zip(styles, names)
+    ]
     if assignment is None:
         normalized_blend_weights(settings.style_blend, len(prepared_styles))  # rejects bad weights
     initial = None
@@ -68,20 +73,39 @@ def prepare_inputs(content, style, settings: Settings):
 
 
 def _prepare_content(content, settings: Settings, name: str):
-    return prepare_image(content, settings.content_window, name=name, size=settings.size,
-                         in_file_above=methods.get(settings.method).in_file_above(settings))
+    return prepare_image(
+        content,
+        settings.content_window,
+        name=name,
+        size=settings.size,
+        in_file_above=methods.get(settings.method).in_file_above(settings),
+    )
 
 
-def with_regions(prepared, content, settings: Settings, assignment, labels=None,
-                 name: str = "regions", warn: bool = True):
+def with_regions(
+    prepared,
+    content,
+    settings: Settings,
+    assignment,
+    labels=None,
+    name: str = "regions",
+    warn: bool = True,
+):
     """``prepared`` (the content as ``prepare_image`` made it) with its ``Regions``: ``labels``
     (default ``settings.regions``) fitted to the content's spatial shape and resampled to the
     prepared one, the soft edge given in pixels of the result."""
     result_shape = check_regions_size(prepared.shape[:2], settings)
     spatial = tuple(np.shape(content)[:2])
     edge = settings.region_edge * max(prepared.shape[:2]) / max(result_shape)
-    regions = Regions.of(settings.regions if labels is None else labels, spatial,
-                         prepared.shape[:2], assignment, edge, name, warn=warn)
+    regions = Regions.of(
+        settings.regions if labels is None else labels,
+        spatial,
+        prepared.shape[:2],
+        assignment,
+        edge,
+        name,
+        warn=warn,
+    )
     return dataclasses.replace(prepared, regions=regions)
 
 
@@ -91,13 +115,17 @@ def check_regions_size(shape, settings: Settings) -> tuple[int, int]:
     result_shape = working_shape(*shape[:2], settings.size)
     limit = methods.get(settings.method).regions_max_pixels(settings)
     if limit is not None and result_shape[0] * result_shape[1] > limit:
-        raise ValueError(f"regions: {settings.method} takes regions on results of up to "
-                         f"{limit} pixels (this one: {result_shape[0]}x{result_shape[1]}); "
-                         "pass a smaller size, or run the regions one at a time")
+        raise ValueError(
+            f"regions: {settings.method} takes regions on results of up to "
+            f"{limit} pixels (this one: {result_shape[0]}x{result_shape[1]}); "
+            "pass a smaller size, or run the regions one at a time"
+        )
     return result_shape
 
 
-def run_steps(content, style, settings: Settings | None = None, **overrides) -> Iterator[StepResult]:
+def run_steps(
+    content, style, settings: Settings | None = None, **overrides
+) -> Iterator[StepResult]:
     """Like ``iterate`` but yields after every step (``image`` None between emissions), so that a
     consumer -- napari's worker -- can stop between any two steps. Validates eagerly."""
     settings = make_settings(settings, **overrides)
@@ -106,8 +134,7 @@ def run_steps(content, style, settings: Settings | None = None, **overrides) -> 
     return _run([prepared_content], prepared_styles, initial, settings, device)
 
 
-def _run(contents: list, styles: list, initial, settings: Settings,
-         device) -> Iterator[StepResult]:
+def _run(contents: list, styles: list, initial, settings: Settings, device) -> Iterator[StepResult]:
     """The method's iterates for each content in turn, against one style target computed
     once, with what every method shares stamped into each iterate's provenance (the method and
     the device); each method adds its own (weights identity, precision)."""
@@ -117,8 +144,9 @@ def _run(contents: list, styles: list, initial, settings: Settings,
         yield from run_prepared(content, styles, initial, settings, device, targets)
 
 
-def run_prepared(content, styles: list, initial, settings: Settings, device,
-                 targets: dict | None = None) -> Iterator[StepResult]:
+def run_prepared(
+    content, styles: list, initial, settings: Settings, device, targets: dict | None = None
+) -> Iterator[StepResult]:
     """The method's iterates for one prepared content. ``targets``: style targets already
     computed, by ``settings.target_key`` (a batch or a sweep shares them; filled in here)."""
     from ._triton_guard import guard_triton_import
@@ -168,17 +196,20 @@ def stylize(content, style, settings: Settings | None = None, **overrides) -> np
     return final.image
 
 
-def predict_batch(contents: Sequence, style, settings: Settings | None = None,
-                  **overrides) -> list[np.ndarray]:
+def predict_batch(
+    contents: Sequence, style, settings: Settings | None = None, **overrides
+) -> list[np.ndarray]:
     """Stylise several content images with the same style(s): the networks are loaded and the
     style target (predict's embeddings, universal's statistics, optimize's Gram matrices)
     computed once. Any method; the name is predict's, the first to batch. ``contents`` is a list
     of arrays as for ``stylize``; returns one image per content, each at its working size and as
     ``stylize`` returns it."""
     if hasattr(contents, "shape") or hasattr(contents, "__array__"):  # would iterate over rows
-        raise ValueError(f"predict_batch: contents is one array of shape "
-                         f"{tuple(getattr(contents, 'shape', ()))}; pass a list of arrays, e.g. "
-                         "[image] (stylize takes a single image), or list(stack) for a stack")
+        raise ValueError(
+            f"predict_batch: contents is one array of shape "
+            f"{tuple(getattr(contents, 'shape', ()))}; pass a list of arrays, e.g. "
+            "[image] (stylize takes a single image), or list(stack) for a stack"
+        )
     settings = make_settings(settings, **overrides)
     contents = list(contents)
     if not contents:

@@ -54,8 +54,19 @@ from . import methods
 from .images import MIN_SIDE, working_shape
 from .motion import check_motion
 from .stack_graph import build_graph, run_distributed, run_local
-from .stack_io import PlaneSource, as_dask, has_channels, is_zarr, leading_axes, \
-    output_array, result_dtype, result_shape, scattered, stack_window, temporary_store
+from .stack_io import (
+    PlaneSource,
+    as_dask,
+    has_channels,
+    is_zarr,
+    leading_axes,
+    output_array,
+    result_dtype,
+    result_shape,
+    scattered,
+    stack_window,
+    temporary_store,
+)
 from .stack_tasks import PlaneJob, PlaneRecord
 
 
@@ -89,11 +100,26 @@ class StackRun:
     after it (they are kept too).
     """
 
-    def __init__(self, lazy, styles, settings: Settings, output, *, channels: bool,
-                 warm_start: bool, motion: str, temporal_weight: float, chain_axis: int,
-                 client, percentiles, source=None, regions=None, assignment=None):
+    def __init__(
+        self,
+        lazy,
+        styles,
+        settings: Settings,
+        output,
+        *,
+        channels: bool,
+        warm_start: bool,
+        motion: str,
+        temporal_weight: float,
+        chain_axis: int,
+        client,
+        percentiles,
+        source=None,
+        regions=None,
+        assignment=None,
+    ):
         self.output = output
-        self.leading_shape = tuple(lazy.shape[:leading_axes(lazy.shape)])
+        self.leading_shape = tuple(lazy.shape[: leading_axes(lazy.shape)])
         self.total = math.prod(self.leading_shape)
         self.settings = settings
         self._lazy, self._styles, self._channels = lazy, styles, channels
@@ -108,14 +134,18 @@ class StackRun:
         self._started = False
         self.done = 0
         method = methods.get(settings.method)
-        plane = lazy.shape[len(self.leading_shape):]
+        plane = lazy.shape[len(self.leading_shape) :]
         # planes the method renders through files (``Method.streams``) at their own size or
         # smaller are read from the input a tile (or a band) at a time too, and stand on their
         # own (no temporal term)
         working = working_shape(plane[0], plane[1], settings.size)
-        self.streamed = (is_zarr(output) and not (channels and plane[-1] == 4)
-                         and working[0] <= plane[0] and working[1] <= plane[1]
-                         and method.streams(plane[0], plane[1], settings))
+        self.streamed = (
+            is_zarr(output)
+            and not (channels and plane[-1] == 4)
+            and working[0] <= plane[0]
+            and working[1] <= plane[1]
+            and method.streams(plane[0], plane[1], settings)
+        )
         if self.streamed:
             self.temporal_weight = 0.0
 
@@ -138,7 +168,9 @@ class StackRun:
             return [[index] for index in indices]
         groups: dict[tuple, list[tuple]] = {}
         for index in indices:
-            groups.setdefault(index[:self._chain_axis] + index[self._chain_axis + 1:], []).append(index)
+            groups.setdefault(index[: self._chain_axis] + index[self._chain_axis + 1 :], []).append(
+                index
+            )
         return list(groups.values())
 
     def __iter__(self) -> Iterator[PlaneDone]:
@@ -156,17 +188,31 @@ class StackRun:
                 settings = settings.replace(content_window=window)
             elif self.streamed:  # no pass over a huge plane: uint8 or float RGB in 0..1
                 settings = settings.replace(
-                    content_window=(0.0, 255.0) if self._lazy.dtype == np.uint8 else (0.0, 1.0))
+                    content_window=(0.0, 255.0) if self._lazy.dtype == np.uint8 else (0.0, 1.0)
+                )
         self.settings = settings
         writer = self.output if is_zarr(self.output) or self._client is None else None
-        job = PlaneJob(settings, self.warm_start, self._motion,
-                       self.temporal_weight if self.chained else 0.0, writer, self._assignment)
+        job = PlaneJob(
+            settings,
+            self.warm_start,
+            self._motion,
+            self.temporal_weight if self.chained else 0.0,
+            writer,
+            self._assignment,
+        )
         records = build_graph(self._styles, job, self.chains(), self._plane_inputs)
         execute = run_distributed if self._client is not None else run_local
         for record in execute(records, self._client, self._keep):
             self._keep(record)
-            yield PlaneDone(record.index, self.done, self.total, record.seconds,
-                            time.perf_counter() - start, record.info, self.output)
+            yield PlaneDone(
+                record.index,
+                self.done,
+                self.total,
+                record.seconds,
+                time.perf_counter() - start,
+                record.info,
+                self.output,
+            )
 
     def _keep(self, record: PlaneRecord) -> None:
         """A finished plane into the output (also one that finished after the iteration was
@@ -187,10 +233,21 @@ class StackRun:
 
 # --- the API -------------------------------------------------------------------------------------
 
-def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None = None,
-               warm_start: bool = True, motion: str = "flow", temporal_weight: float | None = None,
-               chain_axis: int | None = None, window_percentiles=(0.0, 100.0),
-               **overrides) -> StackRun:
+
+def iter_stack(
+    stack,
+    style,
+    *,
+    out=None,
+    client=None,
+    settings: Settings | None = None,
+    warm_start: bool = True,
+    motion: str = "flow",
+    temporal_weight: float | None = None,
+    chain_axis: int | None = None,
+    window_percentiles=(0.0, 100.0),
+    **overrides,
+) -> StackRun:
     """Stylise every plane of ``stack``, as a ``StackRun`` to iterate for per-plane progress
     (``PlaneDone``); its ``output`` is filled in place. Validates eagerly.
 
@@ -208,33 +265,43 @@ def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None
     """
     settings = make_settings(settings, **overrides)
     if settings.init_image is not None:
-        raise ValueError("init_image is a start image for one plane; a stack starts each plane "
-                         "from its content (init) or, with warm_start, from the previous plane")
+        raise ValueError(
+            "init_image is a start image for one plane; a stack starts each plane "
+            "from its content (init) or, with warm_start, from the previous plane"
+        )
     check_motion(motion)
     if temporal_weight is None:
         temporal_weight = methods.get(settings.method).temporal_weight
     if not (isinstance(temporal_weight, (int, float)) and 0.0 <= temporal_weight < math.inf):
-        raise ValueError(f"temporal_weight={temporal_weight!r}: give a number >= 0 (0: every "
-                         "plane on its own), or None for the method's default")
+        raise ValueError(
+            f"temporal_weight={temporal_weight!r}: give a number >= 0 (0: every "
+            "plane on its own), or None for the method's default"
+        )
     lazy = as_dask(stack)
     if client is not None and isinstance(stack, np.ndarray):
         lazy = scattered(stack, client)
     channels = has_channels(lazy.shape)
     plane_ndim = 3 if channels else 2
     if lazy.ndim < 2:
-        raise ValueError(f"content: shape {lazy.shape} is not a stack of images; pass (..., H, W) "
-                         "grayscale or (..., H, W, 3|4) colour planes")
+        raise ValueError(
+            f"content: shape {lazy.shape} is not a stack of images; pass (..., H, W) "
+            "grayscale or (..., H, W, 3|4) colour planes"
+        )
     leading = lazy.ndim - plane_ndim
     if chain_axis is None:
         chain_axis = max(leading - 1, 0)
     if leading and not -leading <= chain_axis < leading:
-        raise ValueError(f"chain_axis={chain_axis}: the stack of shape {lazy.shape} has "
-                         f"{leading} leading axis/axes before its planes; pick one of them")
+        raise ValueError(
+            f"chain_axis={chain_axis}: the stack of shape {lazy.shape} has "
+            f"{leading} leading axis/axes before its planes; pick one of them"
+        )
     chain_axis %= max(leading, 1)
-    height, width = lazy.shape[leading:leading + 2]
+    height, width = lazy.shape[leading : leading + 2]
     if min(height, width) < MIN_SIDE:
-        raise ValueError(f"content: planes of {height}x{width} pixels (stack shape {lazy.shape}) "
-                         f"are too small; each side needs at least {MIN_SIDE} pixels")
+        raise ValueError(
+            f"content: planes of {height}x{width} pixels (stack shape {lazy.shape}) "
+            f"are too small; each side needs at least {MIN_SIDE} pixels"
+        )
     if 0 in lazy.shape[:leading]:
         raise ValueError(f"content: the stack of shape {lazy.shape} has no planes")
     from .regions import warn_if_unlabelled
@@ -243,7 +310,7 @@ def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None
     style_images, assignment = style_inputs(style, settings)
     regions = None
     if assignment is not None:
-        regions = _stack_regions(settings.regions, lazy.shape[:leading + 2], leading)
+        regions = _stack_regions(settings.regions, lazy.shape[: leading + 2], leading)
         check_regions_size((height, width), settings)
         # the planes do not warn one by one: once for the stack (labels in memory: a store's
         # are read plane by plane, not scanned here)
@@ -252,13 +319,26 @@ def iter_stack(stack, style, *, out=None, client=None, settings: Settings | None
         settings = settings.replace(regions=None, style_blend=None)  # blends: the assignment's
     corner = np.asarray(lazy[(0,) * leading + (slice(0, 64), slice(0, 64))])
     _, styles, _ = prepare_inputs(corner, style_images, settings)  # checks dtype and styles
-    output = output_array(out, result_shape(lazy.shape, settings),
-                     result_dtype(lazy.dtype, settings))
+    output = output_array(
+        out, result_shape(lazy.shape, settings), result_dtype(lazy.dtype, settings)
+    )
     at_hand = client is None and hasattr(stack, "shape") and not hasattr(stack, "dask")
-    return StackRun(lazy, styles, settings, output, channels=channels, warm_start=warm_start,
-                    motion=motion, temporal_weight=float(temporal_weight), chain_axis=chain_axis,
-                    client=client, percentiles=window_percentiles,
-                    source=stack if at_hand else None, regions=regions, assignment=assignment)
+    return StackRun(
+        lazy,
+        styles,
+        settings,
+        output,
+        channels=channels,
+        warm_start=warm_start,
+        motion=motion,
+        temporal_weight=float(temporal_weight),
+        chain_axis=chain_axis,
+        client=client,
+        percentiles=window_percentiles,
+        source=stack if at_hand else None,
+        regions=regions,
+        assignment=assignment,
+    )
 
 
 def _stack_regions(labels, shape: tuple, leading: int):
@@ -268,16 +348,22 @@ def _stack_regions(labels, shape: tuple, leading: int):
     from .regions import check_label_array
 
     labels = check_label_array(labels if hasattr(labels, "ndim") else np.asarray(labels))
-    if labels.ndim == 2 or tuple(labels.shape[:leading]) == tuple(shape[:leading]) \
-            and labels.ndim == leading + 2:
+    if (
+        labels.ndim == 2
+        or tuple(labels.shape[:leading]) == tuple(shape[:leading])
+        and labels.ndim == leading + 2
+    ):
         return labels
-    raise ValueError(f"regions: labels of shape {tuple(labels.shape)} fit neither one plane "
-                     f"{tuple(shape[leading:])} nor the stack's planes {tuple(shape)}; pass one "
-                     "label image for every plane, or one per plane")
+    raise ValueError(
+        f"regions: labels of shape {tuple(labels.shape)} fit neither one plane "
+        f"{tuple(shape[leading:])} nor the stack's planes {tuple(shape)}; pass one "
+        "label image for every plane, or one per plane"
+    )
 
 
-def stylize_stack(stack, style, *, out=None, client=None, settings: Settings | None = None,
-                  **options):
+def stylize_stack(
+    stack, style, *, out=None, client=None, settings: Settings | None = None, **options
+):
     """Stylise every plane of ``stack`` and return the result: a float32 array of the stack's
     leading axes over planes as ``stylize`` returns them (or the zarr array at ``out``). Options
     and settings as for ``iter_stack``."""
@@ -287,5 +373,13 @@ def stylize_stack(stack, style, *, out=None, client=None, settings: Settings | N
     return run.output
 
 
-__all__ = ["PlaneDone", "StackRun", "iter_stack", "result_dtype", "result_shape", "stack_window",
-           "stylize_stack", "temporary_store"]
+__all__ = [
+    "PlaneDone",
+    "StackRun",
+    "iter_stack",
+    "result_dtype",
+    "result_shape",
+    "stack_window",
+    "stylize_stack",
+    "temporary_store",
+]

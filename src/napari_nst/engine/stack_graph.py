@@ -17,8 +17,9 @@ from .stack_tasks import PlaneJob, PlaneRecord
 PLANE_TASK = "napari-nst-plane-"
 
 
-def build_graph(styles: list, job: PlaneJob, chains: list[list[tuple]],
-                inputs: Callable[[tuple], tuple]) -> list:
+def build_graph(
+    styles: list, job: PlaneJob, chains: list[list[tuple]], inputs: Callable[[tuple], tuple]
+) -> list:
     """One delayed record per plane: the style target once, then the planes, each chain in
     order (a plane's task takes its predecessor's carry). ``inputs(index)``: the plane's
     (content, labels) arguments of its task."""
@@ -26,7 +27,8 @@ def build_graph(styles: list, job: PlaneJob, chains: list[list[tuple]],
 
     token = uuid.uuid4().hex[:8]
     target = dask.delayed(stack_tasks.style_target, pure=False)(
-        styles, job.settings, dask_key_name=f"napari-nst-style-{token}")
+        styles, job.settings, dask_key_name=f"napari-nst-style-{token}"
+    )
     records = []
     for chain in chains:
         previous = None
@@ -34,8 +36,14 @@ def build_graph(styles: list, job: PlaneJob, chains: list[list[tuple]],
             name = "-".join(map(str, index)) or "0"
             plane, labels = inputs(index)
             task = dask.delayed(stack_tasks.plane_task, nout=2)(
-                plane, index, target, job, previous, labels,
-                dask_key_name=f"{PLANE_TASK}{token}-{name}")
+                plane,
+                index,
+                target,
+                job,
+                previous,
+                labels,
+                dask_key_name=f"{PLANE_TASK}{token}-{name}",
+            )
             records.append(task[0])
             previous = task[1]
     return records
@@ -70,8 +78,12 @@ def run_local(records: list, client=None, late=None) -> Iterator[PlaneRecord]:
             # scheduler swaps ``Callback.active`` out for the whole run, from this thread, under
             # napari, which registers its own cache there while it slices dask layers
             # (start, start_state, pretask, posttask, finish), dask's documented tuple form
-            dask.compute(*records, scheduler="threads", num_workers=1,
-                         callbacks=[(None, None, pretask, posttask, None)])
+            dask.compute(
+                *records,
+                scheduler="threads",
+                num_workers=1,
+                callbacks=[(None, None, pretask, posttask, None)],
+            )
             results.put(finished)
         except _Stopped:
             results.put(finished)
@@ -112,4 +124,3 @@ def run_distributed(records: list, client, late=None) -> Iterator[PlaneRecord]:
         client.cancel(futures)
         for record in finished if late is not None else ():
             late(record)
-

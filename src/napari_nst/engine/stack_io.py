@@ -51,7 +51,7 @@ class PlaneView:
 
     def __init__(self, stack, index: tuple, channel: int | None = None):
         self._stack, self._index, self._channel = stack, tuple(index), channel
-        shape = tuple(stack.shape[len(self._index):])
+        shape = tuple(stack.shape[len(self._index) :])
         self.shape = shape[:-1] if channel is not None else shape
         self.ndim, self.dtype = len(self.shape), np.dtype(stack.dtype)
 
@@ -59,13 +59,16 @@ class PlaneView:
         key = key if isinstance(key, tuple) else (key,)
         if len(key) == 2 and key[0] is Ellipsis and self._channel is None:
             return PlaneView(self._stack, self._index, key[1])
-        channel = () if self._channel is None else (slice(None),) * (self.ndim - len(key)) \
-            + (self._channel,)
+        channel = (
+            ()
+            if self._channel is None
+            else (slice(None),) * (self.ndim - len(key)) + (self._channel,)
+        )
         return np.asarray(self._stack[(*self._index, *key, *channel)])
 
 
-
 # --- the stack's window -------------------------------------------------------------------------
+
 
 def stack_window(lazy, channels: bool, percentiles=(0.0, 100.0), client=None):
     """The intensity window of a whole stack (``lazy``, a dask array), chunk by chunk: the
@@ -80,8 +83,9 @@ def stack_window(lazy, channels: bool, percentiles=(0.0, 100.0), client=None):
     grayscale = not channels or lazy.shape[-1] == 1
     low_q, high_q = (float(q) for q in percentiles)
     if not 0.0 <= low_q < high_q <= 100.0:
-        raise ValueError(f"window_percentiles={percentiles!r}: give (low, high) with "
-                         "0 <= low < high <= 100")
+        raise ValueError(
+            f"window_percentiles={percentiles!r}: give (low, high) with 0 <= low < high <= 100"
+        )
     full_range = (low_q, high_q) == (0.0, 100.0)
     if full_range and colour.dtype == np.uint8:
         return None
@@ -126,8 +130,8 @@ def _compute(collections, client):
     return dask.compute(*collections, scheduler="threads")
 
 
-
 # --- inputs and outputs -------------------------------------------------------------------------
+
 
 def is_zarr(array) -> bool:
     return type(array).__module__.startswith("zarr")
@@ -144,14 +148,18 @@ def as_dask(stack):
     if is_zarr(stack):
         return da.from_zarr(stack)
     if isinstance(stack, (str, bytes, os.PathLike)):
-        raise ValueError(f"content: {os.fsdecode(stack)!r} is a file name, not a stack; open it "
-                         "first, e.g. zarr.open_array(path) or tifffile.memmap(path)")
+        raise ValueError(
+            f"content: {os.fsdecode(stack)!r} is a file name, not a stack; open it "
+            "first, e.g. zarr.open_array(path) or tifffile.memmap(path)"
+        )
     if not hasattr(stack, "shape"):
         stack = np.asarray(stack)
     leading = leading_axes(stack.shape)
-    chunks = (*(1 for _ in stack.shape[:leading]),
-              *(min(n, CHUNK_SIDE) for n in stack.shape[leading:leading + 2]),
-              *stack.shape[leading + 2:])
+    chunks = (
+        *(1 for _ in stack.shape[:leading]),
+        *(min(n, CHUNK_SIDE) for n in stack.shape[leading : leading + 2]),
+        *stack.shape[leading + 2 :],
+    )
     return da.from_array(_Uncopied(stack), chunks=chunks, asarray=True)
 
 
@@ -187,9 +195,12 @@ def scattered(stack: np.ndarray, client):
         return da.from_array(stack, chunks=stack.shape)
     future = client.scatter(stack, hash=False)  # its own key: no other run can release it
     plane_shape = stack.shape[leading:]
-    planes = [da.from_delayed(dask.delayed(operator.getitem)(future, index), shape=plane_shape,
-                              dtype=stack.dtype)
-              for index in np.ndindex(*stack.shape[:leading])]
+    planes = [
+        da.from_delayed(
+            dask.delayed(operator.getitem)(future, index), shape=plane_shape, dtype=stack.dtype
+        )
+        for index in np.ndindex(*stack.shape[:leading])
+    ]
     return da.stack(planes).reshape(stack.shape)
 
 
@@ -233,18 +244,28 @@ def output_array(out, shape: tuple, dtype: np.dtype):
         import zarr
 
         if os.path.exists(out):
-            raise ValueError(f"out: {os.fspath(out)!r} exists already; choose a new path for the "
-                             "result's zarr store, or remove the old one")
-        chunks = (*(1 for _ in shape[:-3]), min(shape[-3], CHUNK_SIDE),
-                  min(shape[-2], CHUNK_SIDE), shape[-1])
-        return zarr.open_array(os.fspath(out), mode="w-", shape=shape, chunks=chunks,
-                               dtype=dtype, fill_value=0)
+            raise ValueError(
+                f"out: {os.fspath(out)!r} exists already; choose a new path for the "
+                "result's zarr store, or remove the old one"
+            )
+        chunks = (
+            *(1 for _ in shape[:-3]),
+            min(shape[-3], CHUNK_SIDE),
+            min(shape[-2], CHUNK_SIDE),
+            shape[-1],
+        )
+        return zarr.open_array(
+            os.fspath(out), mode="w-", shape=shape, chunks=chunks, dtype=dtype, fill_value=0
+        )
     if not (isinstance(out, np.ndarray) or is_zarr(out)):
-        raise ValueError(f"out: a {type(out).__name__} cannot hold the result; pass None (a new "
-                         "array), a path for a zarr store, a zarr array or a numpy array")
+        raise ValueError(
+            f"out: a {type(out).__name__} cannot hold the result; pass None (a new "
+            "array), a path for a zarr store, a zarr array or a numpy array"
+        )
     if tuple(out.shape) != tuple(shape) or np.dtype(out.dtype) != dtype:
-        raise ValueError(f"out: shape {tuple(out.shape)} and dtype {out.dtype}; the result needs "
-                         f"shape {tuple(shape)} and dtype {dtype} (napari_nst.engine.stack."
-                         "result_shape and result_dtype say so for a stack)")
+        raise ValueError(
+            f"out: shape {tuple(out.shape)} and dtype {out.dtype}; the result needs "
+            f"shape {tuple(shape)} and dtype {dtype} (napari_nst.engine.stack."
+            "result_shape and result_dtype say so for a stack)"
+        )
     return out
-

@@ -76,13 +76,21 @@ def plane_task(plane, index: tuple, target, job: PlaneJob, previous: Carry | Non
     if isinstance(plane, PlaneSource):
         info = method.plane_streamed(plane.plane(), index, target, settings, device, job.writer)
         return PlaneRecord(index, time.perf_counter() - start, {**shared, **info}), None
-    content = prepare_image(plane, settings.content_window, name=plane_name(index),
-                            size=settings.size)
+    content = prepare_image(
+        plane, settings.content_window, name=plane_name(index), size=settings.size
+    )
     if job.assignment is not None:
         from .run import with_regions
 
-        content = with_regions(content, plane, settings, job.assignment, np.asarray(labels),
-                               f"regions of {plane_name(index)}", warn=False)
+        content = with_regions(
+            content,
+            plane,
+            settings,
+            job.assignment,
+            np.asarray(labels),
+            f"regions of {plane_name(index)}",
+            warn=False,
+        )
         shared["regions"] = content.regions.describe()
     del plane
     chain = Chain(previous, job.motion, job.temporal_weight, job.warm_start)
@@ -92,12 +100,12 @@ def plane_task(plane, index: tuple, target, job: PlaneJob, previous: Carry | Non
     # a method may work above ``size`` (optimize's working size); the plane's result is at
     # ``size``, as a single run's; the next plane links to the raw result
     result = resized(raw.image, working_shape(*content.shape[:2], settings.size))
-    image = output_image(finish_image(result, content, settings.keep_colors), content,
-                         settings.output_range)
+    image = output_image(
+        finish_image(result, content, settings.keep_colors), content, settings.output_range
+    )
     record = PlaneRecord(index, time.perf_counter() - start, info)
     if job.writer is not None:
         job.writer[index] = image
     else:
         record.image = image
     return record, raw if job.temporal_weight > 0 or job.warm_start else None
-

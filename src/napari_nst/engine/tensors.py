@@ -11,8 +11,9 @@ def to_tensor(rgb: np.ndarray, shape, device: torch.device) -> torch.Tensor:
     """(H, W, 3) float image -> (1, 3, h, w) tensor on ``device`` resized with antialiasing."""
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device)
     if tuple(tensor.shape[-2:]) != tuple(shape):
-        tensor = F.interpolate(tensor, size=tuple(shape), mode="bicubic", antialias=True,
-                               align_corners=False).clamp_(0.0, 1.0)
+        tensor = F.interpolate(
+            tensor, size=tuple(shape), mode="bicubic", antialias=True, align_corners=False
+        ).clamp_(0.0, 1.0)
     return tensor
 
 

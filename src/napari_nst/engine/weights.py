@@ -57,7 +57,10 @@ class WeightsFile:
         configured = os.environ.get(CACHE_DIR_ENV)
         if configured:
             return Path(configured).expanduser()
-        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "napari-nst"
+        return (
+            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser()
+            / "napari-nst"
+        )
 
 
 VGG19 = WeightsFile(
@@ -74,8 +77,10 @@ VGG19_DISTILLED = WeightsFile(
     "9417c34d0d8d621bc6af78be745f1b8d30f5f210efa01e50655c60eb3770816b",
     "VGG-19 distilled 16x (Collaborative Distillation, Wang et al. 2020; 3.9 MB)",
 )
-_MAGENTA_URL = ("https://storage.googleapis.com/download.tensorflow.org/models/tflite/"
-                "task_library/style_transfer/android/")
+_MAGENTA_URL = (
+    "https://storage.googleapis.com/download.tensorflow.org/models/tflite/"
+    "task_library/style_transfer/android/"
+)
 MAGENTA_PREDICTOR = WeightsFile(
     "magenta_arbitrary-image-stylization-v1-256_int8_prediction_1.tflite",
     _MAGENTA_URL + "magenta_arbitrary-image-stylization-v1-256_int8_prediction_1.tflite",
@@ -90,41 +95,92 @@ MAGENTA_TRANSFORMER = WeightsFile(
 )
 
 
-_CD_URL = ("https://github.com/MingSun-Tse/Collaborative-Distillation/raw/"
-           "4a269dc90020721ef9b279b2926c62f5bcd6d209/trained_models/")
+_CD_URL = (
+    "https://github.com/MingSun-Tse/Collaborative-Distillation/raw/"
+    "4a269dc90020721ef9b279b2926c62f5bcd6d209/trained_models/"
+)
 
 
 def _universal(kind: str, level: int, upstream: str, sha256: str, size: str) -> WeightsFile:
-    return WeightsFile(f"cd_wct_16x_{kind}{level}.pth", _CD_URL + upstream, sha256,
-                       f"universal style transfer {kind} {level} (Collaborative Distillation "
-                       f"16x, Wang et al. 2020; {size})")
+    return WeightsFile(
+        f"cd_wct_16x_{kind}{level}.pth",
+        _CD_URL + upstream,
+        sha256,
+        f"universal style transfer {kind} {level} (Collaborative Distillation "
+        f"16x, Wang et al. 2020; {size})",
+    )
 
 
 #: Encoder k (up to relu k_1) of universal style transfer, k = 1..5; encoder 5 is the distilled
 #: VGG-19 itself.
 UNIVERSAL_ENCODERS = {
-    1: _universal("encoder", 1, "wct_se_16x_new/20191110-133713_E20.pth",
-                  "f74755a65164a88e0db8cbb7d99d7078b9fa505df0953fac5123bfc7c84e0ea4", "10 kB"),
-    2: _universal("encoder", 2, "wct_se_16x_new/20191110-132713_E20.pth",
-                  "cb654af6bae77176f8c7721c965483e865b987f2f1612dda1ba0d0b5c3819a61", "53 kB"),
-    3: _universal("encoder", 3, "wct_se_16x_new/20191110-132705_E20.pth",
-                  "269cdd0e2634e3e1e5d3005b9e7eca0f4cc8077653fee1ac8c0cf1cbe9ab8758", "0.2 MB"),
-    4: _universal("encoder", 4, "wct_se_16x_new/20191110-132643_E20.pth",
-                  "d2f059cbcd6669556a43aadef58d20c8b280462c18b60a9e7424a14dd271cd6b", "1.2 MB"),
+    1: _universal(
+        "encoder",
+        1,
+        "wct_se_16x_new/20191110-133713_E20.pth",
+        "f74755a65164a88e0db8cbb7d99d7078b9fa505df0953fac5123bfc7c84e0ea4",
+        "10 kB",
+    ),
+    2: _universal(
+        "encoder",
+        2,
+        "wct_se_16x_new/20191110-132713_E20.pth",
+        "cb654af6bae77176f8c7721c965483e865b987f2f1612dda1ba0d0b5c3819a61",
+        "53 kB",
+    ),
+    3: _universal(
+        "encoder",
+        3,
+        "wct_se_16x_new/20191110-132705_E20.pth",
+        "269cdd0e2634e3e1e5d3005b9e7eca0f4cc8077653fee1ac8c0cf1cbe9ab8758",
+        "0.2 MB",
+    ),
+    4: _universal(
+        "encoder",
+        4,
+        "wct_se_16x_new/20191110-132643_E20.pth",
+        "d2f059cbcd6669556a43aadef58d20c8b280462c18b60a9e7424a14dd271cd6b",
+        "1.2 MB",
+    ),
     5: VGG19_DISTILLED,
 }
 #: Decoder k, trained to invert encoder k.
 UNIVERSAL_DECODERS = {
-    1: _universal("decoder", 1, "wct_se_16x_new_sd/20191111-091942_E20.pth",
-                  "05f26ad40044c019da0cf731372d5bd2ee4b477825c7f45508da70b1cd5a95fd", "3 kB"),
-    2: _universal("decoder", 2, "wct_se_16x_new_sd/20191111-091932_E20.pth",
-                  "94dd26f0e69857f79bf284a43a3708aa05c09c2593427c7f6e400ad12ce314e6", "31 kB"),
-    3: _universal("decoder", 3, "wct_se_16x_new_sd/20191111-091929_E20.pth",
-                  "005faba27859435762a8a9386116c00629cd8835a01617d0a71defa577c42174", "0.1 MB"),
-    4: _universal("decoder", 4, "wct_se_16x_new_sd/20191111-092553_E20.pth",
-                  "902f65e2c6033d803d02df552eb898e5985190a7ae67d155e384826eec6f04cb", "0.9 MB"),
-    5: _universal("decoder", 5, "wct_se_16x_new_sd/20191110-204615_E20.pth",
-                  "17fd0f81622f01366eb21cb4d40140ee38cf988ed6eaf266629709c397a8b485", "3.2 MB"),
+    1: _universal(
+        "decoder",
+        1,
+        "wct_se_16x_new_sd/20191111-091942_E20.pth",
+        "05f26ad40044c019da0cf731372d5bd2ee4b477825c7f45508da70b1cd5a95fd",
+        "3 kB",
+    ),
+    2: _universal(
+        "decoder",
+        2,
+        "wct_se_16x_new_sd/20191111-091932_E20.pth",
+        "94dd26f0e69857f79bf284a43a3708aa05c09c2593427c7f6e400ad12ce314e6",
+        "31 kB",
+    ),
+    3: _universal(
+        "decoder",
+        3,
+        "wct_se_16x_new_sd/20191111-091929_E20.pth",
+        "005faba27859435762a8a9386116c00629cd8835a01617d0a71defa577c42174",
+        "0.1 MB",
+    ),
+    4: _universal(
+        "decoder",
+        4,
+        "wct_se_16x_new_sd/20191111-092553_E20.pth",
+        "902f65e2c6033d803d02df552eb898e5985190a7ae67d155e384826eec6f04cb",
+        "0.9 MB",
+    ),
+    5: _universal(
+        "decoder",
+        5,
+        "wct_se_16x_new_sd/20191110-204615_E20.pth",
+        "17fd0f81622f01366eb21cb4d40140ee38cf988ed6eaf266629709c397a8b485",
+        "3.2 MB",
+    ),
 }
 
 
@@ -145,8 +201,10 @@ def sha256_of(path: Path) -> str:
 def _where_to_put(entry: WeightsFile) -> str:
     target = weights_dir() or f"the directory named by ${WEIGHTS_DIR_ENV}"
     checksum = f" (sha256 {entry.sha256})" if len(entry.sha256) == 64 else ""
-    return (f"download {entry.url} and put it, named {entry.filename}{checksum}, into {target} "
-            f"(or into {entry.cache_dir()})")
+    return (
+        f"download {entry.url} and put it, named {entry.filename}{checksum}, into {target} "
+        f"(or into {entry.cache_dir()})"
+    )
 
 
 _verified: set = set()
@@ -185,7 +243,8 @@ def verify(path: Path, entry: WeightsFile) -> Path:
         raise WeightsError(
             f"{path} is not the expected {entry.description}: its sha256 is {actual[:16]}..., "
             f"expected {entry.sha256}; the file is corrupt or a different file. "
-            f"Delete it and {_where_to_put(entry)}.")
+            f"Delete it and {_where_to_put(entry)}."
+        )
     return path
 
 
@@ -225,8 +284,9 @@ def _download(entry: WeightsFile, target: Path, progress: bool, timeout: float =
     target.parent.mkdir(parents=True, exist_ok=True)
     factory = getattr(_thread, "factory", None) or (_tqdm_bar if progress else None)
     digest = hashlib.sha256()
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{entry.filename}.",
-                                         suffix=".part", delete=False)
+    handle = tempfile.NamedTemporaryFile(
+        dir=target.parent, prefix=f".{entry.filename}.", suffix=".part", delete=False
+    )
     bar = None
     try:
         with handle, urllib.request.urlopen(url, timeout=timeout) as response:
@@ -244,7 +304,8 @@ def _download(entry: WeightsFile, target: Path, progress: bool, timeout: float =
         Path(handle.name).unlink(missing_ok=True)
         raise WeightsError(
             f"could not download {entry.description} from {url} ({exc}). Without network "
-            f"access, {_where_to_put(entry)}.") from exc
+            f"access, {_where_to_put(entry)}."
+        ) from exc
     except BaseException:  # interrupted: leave nothing behind
         Path(handle.name).unlink(missing_ok=True)
         raise
@@ -257,7 +318,8 @@ def _download(entry: WeightsFile, target: Path, progress: bool, timeout: float =
         raise WeightsError(
             f"the file downloaded from {url} is not the expected {entry.description}: its sha256 "
             f"is {actual[:16]}..., expected {entry.sha256[:16]}... (a proxy or captive portal "
-            f"page?). Nothing was kept; {_where_to_put(entry)}.")
+            f"page?). Nothing was kept; {_where_to_put(entry)}."
+        )
     os.replace(handle.name, target)
     _verified.add(_verified_key(target, entry))  # hashed while it streamed in: not again
     return target
@@ -272,12 +334,21 @@ def _existing_folder(folder, source: str, entry: WeightsFile, remedy: str) -> Pa
     if path.is_dir():
         return path
     problem = "is a file, not a folder" if path.exists() else "does not exist"
-    raise WeightsError(f"weights directory {path} {problem} (it is named by {source}); it "
-                       f"should hold {entry.filename}: {remedy}")
+    raise WeightsError(
+        f"weights directory {path} {problem} (it is named by {source}); it "
+        f"should hold {entry.filename}: {remedy}"
+    )
 
 
-def locate(entry: WeightsFile, explicit=None, *, directory=None, download: bool = True,
-           progress: bool = True, timeout: float = 60) -> Path:
+def locate(
+    entry: WeightsFile,
+    explicit=None,
+    *,
+    directory=None,
+    download: bool = True,
+    progress: bool = True,
+    timeout: float = 60,
+) -> Path:
     """Path of a verified copy of ``entry``, following the lookup order of this module;
     ``directory`` (the ``weights_dir`` setting) is searched before $NAPARI_NST_WEIGHTS_DIR;
     ``timeout``: seconds a download waits for the server."""
@@ -285,14 +356,23 @@ def locate(entry: WeightsFile, explicit=None, *, directory=None, download: bool 
         path = Path(explicit).expanduser()
         if not path.is_file():
             problem = "is a folder, not a file" if path.is_dir() else "does not exist"
-            raise WeightsError(f"weights file {path} {problem}; pass the path of "
-                               f"{entry.filename}, or leave it unset to use the default lookup")
+            raise WeightsError(
+                f"weights file {path} {problem}; pass the path of "
+                f"{entry.filename}, or leave it unset to use the default lookup"
+            )
         return path
     for folder, source, remedy in (
-            (directory, "the weights_dir setting",
-             "choose the folder that holds it, or leave it empty for the default lookup"),
-            (weights_dir(), f"${WEIGHTS_DIR_ENV}",
-             f"create it and put the file there, or unset {WEIGHTS_DIR_ENV}")):
+        (
+            directory,
+            "the weights_dir setting",
+            "choose the folder that holds it, or leave it empty for the default lookup",
+        ),
+        (
+            weights_dir(),
+            f"${WEIGHTS_DIR_ENV}",
+            f"create it and put the file there, or unset {WEIGHTS_DIR_ENV}",
+        ),
+    ):
         folder = _existing_folder(folder, source, entry, remedy)
         if folder is not None and (folder / entry.filename).is_file():
             return verify(folder / entry.filename, entry)
@@ -311,8 +391,10 @@ def load_torch_state_dict(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a truncated or foreign file
-        raise WeightsError(f"cannot read weights from {path}: {exc.__class__.__name__}: {exc}. "
-                           "The file is corrupt or not a torch state dict; replace it.") from exc
+        raise WeightsError(
+            f"cannot read weights from {path}: {exc.__class__.__name__}: {exc}. "
+            "The file is corrupt or not a torch state dict; replace it."
+        ) from exc
     if not isinstance(state, dict):
         raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
     return state

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+
 @dataclass(frozen=True)
 class Entry:
     """A registered method, known without importing it (no torch): where its class is
@@ -34,12 +35,17 @@ _HERE = "napari_nst.engine.methods"
 #: and one line here: ``Settings.init``'s choices, the "methods" sweep preset and
 #: ``clear_caches`` follow.
 REGISTRY = {
-    "optimize": Entry(f"{_HERE}.optimize:Optimize", starts_optimize=False,
-                      caches=(f"{_HERE}.optimize.gatys:_features_cache",)),
-    "predict": Entry(f"{_HERE}.predict:Predict",
-                     caches=(f"{_HERE}.predict.magenta_weights:_loaded_models",)),
-    "universal": Entry(f"{_HERE}.universal:Universal",
-                       caches=(f"{_HERE}.universal.networks:_loaded",)),
+    "optimize": Entry(
+        f"{_HERE}.optimize:Optimize",
+        starts_optimize=False,
+        caches=(f"{_HERE}.optimize.gatys:_features_cache",),
+    ),
+    "predict": Entry(
+        f"{_HERE}.predict:Predict", caches=(f"{_HERE}.predict.magenta_weights:_loaded_models",)
+    ),
+    "universal": Entry(
+        f"{_HERE}.universal:Universal", caches=(f"{_HERE}.universal.networks:_loaded",)
+    ),
 }
 NAMES = tuple(REGISTRY)
 #: The methods whose result can be an optimisation's start image (``Settings.init``).

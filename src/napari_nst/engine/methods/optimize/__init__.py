@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...images import working_shape
-from ...output import luminance
 from ...motion import Carry, resized
+from ...output import luminance
 from .. import NAMES, Method, get
 
 
@@ -46,8 +46,14 @@ class Optimize(Method):
         start = None
         if settings.init in NAMES:  # the start method's target, once for every content
             start = get(settings.init).target(styles, start_settings(settings), device)
-        return OptimizeTarget(styles, {size: [[g.cpu() for g in layers] for layers in per_style]
-                                       for size, per_style in grams.items()}, start)
+        return OptimizeTarget(
+            styles,
+            {
+                size: [[g.cpu() for g in layers] for layers in per_style]
+                for size, per_style in grams.items()
+            },
+            start,
+        )
 
     def run(self, content, target, settings, device, *, initial=None):
         from .gatys import optimize
@@ -55,8 +61,9 @@ class Optimize(Method):
         start = None
         if initial is None and settings.init in NAMES:
             initial, start = start_from(content, target, settings, device)
-        steps = optimize(content, target.styles, settings, device, initial=initial,
-                         targets=target.grams)
+        steps = optimize(
+            content, target.styles, settings, device, initial=initial, targets=target.grams
+        )
         return steps if start is None else _with_start(steps, start)
 
     def plane(self, content, target, settings, device, chain):
@@ -84,19 +91,29 @@ class Optimize(Method):
             # changed) the start a plane on its own would have, not the moved result's edges
             fresh = initial
             if fresh is None:
-                fresh = (np.random.default_rng(settings.seed).random(link.image.shape, np.float32)
-                         if settings.init == "noise" else working)
+                fresh = (
+                    np.random.default_rng(settings.seed).random(link.image.shape, np.float32)
+                    if settings.init == "noise"
+                    else working
+                )
             initial = link.trust[..., None] * link.image + (1.0 - link.trust[..., None]) * fresh
         pair = (link.image, link.trust) if link is not None else None
         plain = dataclasses.replace(content, values=content.rgb, grayscale=False, alpha=None)
-        plain_settings = settings.replace(size=working_size, emit_every=settings.steps,
-                                          keep_colors=False, output_range="unit")
+        plain_settings = settings.replace(
+            size=working_size, emit_every=settings.steps, keep_colors=False, output_range="unit"
+        )
         final = None
-        for final in optimize(plain, target.styles, plain_settings, device, initial=initial,
-                              targets=target.grams,
-                              temporal=pair if chain.temporal_weight > 0 else None,
-                              temporal_weight=chain.temporal_weight,
-                              warm=pair if chain.warm_start else None):
+        for final in optimize(
+            plain,
+            target.styles,
+            plain_settings,
+            device,
+            initial=initial,
+            targets=target.grams,
+            temporal=pair if chain.temporal_weight > 0 else None,
+            temporal_weight=chain.temporal_weight,
+            warm=pair if chain.warm_start else None,
+        ):
             pass
         info = final.info if start is None else {**final.info, "start": start}
         return Carry(final.image, luma), info
@@ -106,8 +123,9 @@ def start_settings(settings):
     """The settings of the run that makes the start image of ``init=<a method>``: at full
     strength, as ``start_from`` mixes it with the content by ``style_strength`` (once: the
     other method's own strength knob is not applied on top)."""
-    return settings.replace(method=settings.init, init="content", output_range="unit",
-                            style_strength=1.0)
+    return settings.replace(
+        method=settings.init, init="content", output_range="unit", style_strength=1.0
+    )
 
 
 def start_from(content, target: OptimizeTarget, settings, device) -> tuple[np.ndarray, dict]:

@@ -72,8 +72,9 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return _Gram.apply(flat) / (height * width)
 
 
-def style_gram_targets(features: nn.Module, styles: Sequence[torch.Tensor],
-                       style_layers: Sequence[str]) -> list[list[torch.Tensor]]:
+def style_gram_targets(
+    features: nn.Module, styles: Sequence[torch.Tensor], style_layers: Sequence[str]
+) -> list[list[torch.Tensor]]:
     """Each style image's Gram matrix at each style layer (float32, before blending): the style
     targets of a ``StyleTransferLoss``, which a stack computes once for all its planes."""
     with torch.no_grad():
@@ -167,8 +168,12 @@ class GuidedStyleLoss(nn.Module):
     """The style term of one layer with regions: each region's guided Gram matrix against its
     own target, the regions weighed by their share of the styled area."""
 
-    def __init__(self, guides: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
-                 shares: Sequence[float]):
+    def __init__(
+        self,
+        guides: Sequence[torch.Tensor],
+        targets: Sequence[torch.Tensor],
+        shares: Sequence[float],
+    ):
         super().__init__()
         self.guides = [g.detach().float() for g in guides]
         self.targets = [t.detach().float() for t in targets]
@@ -176,8 +181,10 @@ class GuidedStyleLoss(nn.Module):
         self.shares = [share / total for share in shares]
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return sum(share * relative_squared_error(guided_gram(features, guide), target)
-                   for guide, target, share in zip(self.guides, self.targets, self.shares))
+        return sum(
+            share * relative_squared_error(guided_gram(features, guide), target)
+            for guide, target, share in zip(self.guides, self.targets, self.shares)
+        )
 
 
 class StyleTransferLoss(nn.Module):
@@ -198,22 +205,37 @@ class StyleTransferLoss(nn.Module):
     guide says (``GuidedStyleLoss``), instead of one blend everywhere.
     """
 
-    def __init__(self, features: nn.Module, content: torch.Tensor,
-                 styles: Sequence[torch.Tensor] | None, *, content_layers, style_layers,
-                 style_layer_weights=None, content_weight=1.0, style_weight=1.0, tv_weight=0.0,
-                 style_blend=None, style_strength=1.0, compute_dtype=torch.float32,
-                 style_grams: Sequence[Sequence[torch.Tensor]] | None = None,
-                 temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 temporal_weight: float = 0.0,
-                 regions: Sequence[tuple[torch.Tensor, Sequence[float]]] | None = None):
+    def __init__(
+        self,
+        features: nn.Module,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor] | None,
+        *,
+        content_layers,
+        style_layers,
+        style_layer_weights=None,
+        content_weight=1.0,
+        style_weight=1.0,
+        tv_weight=0.0,
+        style_blend=None,
+        style_strength=1.0,
+        compute_dtype=torch.float32,
+        style_grams: Sequence[Sequence[torch.Tensor]] | None = None,
+        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
+        temporal_weight: float = 0.0,
+        regions: Sequence[tuple[torch.Tensor, Sequence[float]]] | None = None,
+    ):
         super().__init__()
         self.compute_dtype = compute_dtype
         self.features = features
         self.content_layers = tuple(content_layers)
         self.style_layers = tuple(style_layers)
         self.style_layer_weights = normalized_weights(
-            "style_layer_weights", style_layer_weights, len(self.style_layers),
-            "entry of style_layers")
+            "style_layer_weights",
+            style_layer_weights,
+            len(self.style_layers),
+            "entry of style_layers",
+        )
         self.content_weight = float(content_weight)
         self.style_weight = float(style_weight)
         self.tv_weight = float(tv_weight)
@@ -226,15 +248,19 @@ class StyleTransferLoss(nn.Module):
         with torch.no_grad():  # targets in float32, whatever the compute dtype
             content_features = features(content)
             self.content_losses = nn.ModuleList(
-                ContentLoss(content_features[name]) for name in self.content_layers)
+                ContentLoss(content_features[name]) for name in self.content_layers
+            )
             if regions is None:
-                grams = _targets(content_features, None, style_grams, blend, style_strength,
-                                 self.style_layers)
+                grams = _targets(
+                    content_features, None, style_grams, blend, style_strength, self.style_layers
+                )
                 self.style_losses = nn.ModuleList(StyleLoss(g) for g in grams)
             else:
                 self.style_losses = nn.ModuleList(
-                    _guided_losses(content_features, regions, style_grams, style_strength,
-                                   self.style_layers))
+                    _guided_losses(
+                        content_features, regions, style_grams, style_strength, self.style_layers
+                    )
+                )
             self.tv_loss = TVLoss(content)
         self.temporal_weight = float(temporal_weight)
         self.temporal_loss = TemporalLoss(*temporal) if temporal is not None else None
@@ -243,33 +269,51 @@ class StyleTransferLoss(nn.Module):
         """Total loss and the weighted terms ("content", "style", "tv", and "temporal" where there
         is one) as 0-d tensors."""
         # only the VGG passes run in ``compute_dtype``; Grams and losses stay in float32
-        with torch.autocast(image.device.type, dtype=self.compute_dtype,
-                            enabled=self.compute_dtype != torch.float32):
+        with torch.autocast(
+            image.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32
+        ):
             activations = self.features(image)
         activations = {name: value.float() for name, value in activations.items()}
         zero = image.new_zeros(())
-        content = sum((loss(activations[name])
-                       for name, loss in zip(self.content_layers, self.content_losses)), zero)
-        style = sum((w * loss(activations[name])
-                     for name, w, loss in zip(self.style_layers, self.style_layer_weights,
-                                              self.style_losses)), zero)
-        terms = {"content": self.content_weight * content,
-                 "style": self.style_weight * style,
-                 "tv": self.tv_weight * self.tv_loss(image)}
+        content = sum(
+            (
+                loss(activations[name])
+                for name, loss in zip(self.content_layers, self.content_losses)
+            ),
+            zero,
+        )
+        style = sum(
+            (
+                w * loss(activations[name])
+                for name, w, loss in zip(
+                    self.style_layers, self.style_layer_weights, self.style_losses
+                )
+            ),
+            zero,
+        )
+        terms = {
+            "content": self.content_weight * content,
+            "style": self.style_weight * style,
+            "tv": self.tv_weight * self.tv_loss(image),
+        }
         if self.temporal_loss is not None:
             terms["temporal"] = self.temporal_weight * self.temporal_loss(image)
         return sum(terms.values(), zero), terms
 
 
-def _targets(content_features: dict, guide: torch.Tensor | None, style_grams, blend,
-             strength: float, layers) -> list[torch.Tensor]:
+def _targets(
+    content_features: dict, guide: torch.Tensor | None, style_grams, blend, strength: float, layers
+) -> list[torch.Tensor]:
     """Each layer's target Gram matrix: the styles' blend, moved towards the content's own
     (guided by ``guide`` where given) by ``1 - strength``."""
     grams = []
     for i, name in enumerate(layers):
         features = content_features[name]
-        own = gram_matrix(features) if guide is None else \
-            guided_gram(features, layer_guide(guide, features))
+        own = (
+            gram_matrix(features)
+            if guide is None
+            else guided_gram(features, layer_guide(guide, features))
+        )
         target = (1.0 - strength) * own
         for weight, layer_grams in zip(blend, style_grams):
             target = target + (weight * strength) * layer_grams[i].to(target.device)
@@ -277,12 +321,15 @@ def _targets(content_features: dict, guide: torch.Tensor | None, style_grams, bl
     return grams
 
 
-def _guided_losses(content_features: dict, regions, style_grams, strength: float,
-                   layers) -> list[nn.Module]:
+def _guided_losses(
+    content_features: dict, regions, style_grams, strength: float, layers
+) -> list[nn.Module]:
     """One ``GuidedStyleLoss`` per layer over the regions that hold it (a layer no region holds
     has no style term)."""
-    targets = [_targets(content_features, guide, style_grams, blend, strength, layers)
-               for guide, blend in regions]
+    targets = [
+        _targets(content_features, guide, style_grams, blend, strength, layers)
+        for guide, blend in regions
+    ]
     losses = []
     for i, name in enumerate(layers):
         features = content_features[name]
@@ -293,8 +340,7 @@ def _guided_losses(content_features: dict, regions, style_grams, strength: float
                 guides.append(at_layer)
                 region_targets.append(per_layer[i])
                 shares.append(float(guide.mean()))
-        losses.append(GuidedStyleLoss(guides, region_targets, shares) if guides
-                      else _NoStyle())
+        losses.append(GuidedStyleLoss(guides, region_targets, shares) if guides else _NoStyle())
     return losses
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...output import luminance
 from ...motion import Carry, blend_with_previous
+from ...output import luminance
 from .. import Method
 
 
@@ -48,8 +48,9 @@ class Predict(Method):
 
         predictor, _ = load_networks(settings, device)
         with torch.inference_mode():
-            return PredictTarget([e.cpu() for e in style_embeddings_of(predictor, styles,
-                                                                      settings)])
+            return PredictTarget(
+                [e.cpu() for e in style_embeddings_of(predictor, styles, settings)]
+            )
 
     def run(self, content, target, settings, device, *, initial=None):
         from .ghiasi import predict_iterates
@@ -81,16 +82,23 @@ class Predict(Method):
             pull on the pixels alone averages two textures into a paler one."""
             if link is not None and previous.features is not None:
                 moved, trust = link.move_features(previous.features)
-                pulled = blend_with_previous(_channels_last(features), _channels_last(moved),
-                                             trust, weight)
+                pulled = blend_with_previous(
+                    _channels_last(features), _channels_last(moved), trust, weight
+                )
                 features = torch.from_numpy(pulled).permute(2, 0, 1)[None].to(features.device)
             carried["features"] = features.cpu().clone()
             return features
 
         with torch.inference_mode():  # raw: grayscale and keep_colors are applied at the end
-            result = stylize_one(working, target.on(device), predictor, transformer, settings,
-                                 finish=False,
-                                 bottleneck=pull_features if features_pull else None)
+            result = stylize_one(
+                working,
+                target.on(device),
+                predictor,
+                transformer,
+                settings,
+                finish=False,
+                bottleneck=pull_features if features_pull else None,
+            )
         if link is not None:
             result = blend_with_previous(result, link.image, link.trust, weight)
         return Carry(result, luma, carried.get("features")), weights_info(predictor, transformer)
@@ -104,12 +112,14 @@ class Predict(Method):
         from ...stack_io import plane_name
         from .ghiasi import load_networks, predict_streamed, weights_info
 
-        content = prepare_lazy(plane, settings.content_window, name=plane_name(index),
-                               size=settings.size)
+        content = prepare_lazy(
+            plane, settings.content_window, name=plane_name(index), size=settings.size
+        )
         predictor, transformer = load_networks(settings, device)
         with torch.inference_mode():
-            predict_streamed(content, target.on(device), predictor, transformer, settings,
-                             writer, index)
+            predict_streamed(
+                content, target.on(device), predictor, transformer, settings, writer, index
+            )
         return {**weights_info(predictor, transformer), "tiled": "streamed from and to zarr"}
 
 

@@ -8,6 +8,7 @@ import math
 import weakref
 
 import torch
+
 from .magenta import StyleTransformer, norm_affine
 
 _CL = torch.channels_last
@@ -20,10 +21,13 @@ class _Kernels:
     def __init__(self, model: StyleTransformer):
         t = model.transformer
         e = t.expand
-        self.contract = [(c.weight.contiguous(memory_format=_CL), c.bias, c.stride[0])
-                         for c in (t.contract.conv1, t.contract.conv2, t.contract.conv3)]
-        self.blocks = [(getattr(t.residual, n).conv1, getattr(t.residual, n).conv2)
-                       for n in t.residual.names]
+        self.contract = [
+            (c.weight.contiguous(memory_format=_CL), c.bias, c.stride[0])
+            for c in (t.contract.conv1, t.contract.conv2, t.contract.conv3)
+        ]
+        self.blocks = [
+            (getattr(t.residual, n).conv1, getattr(t.residual, n).conv2) for n in t.residual.names
+        ]
         self.up1 = e.conv1.conv
         self.up2 = e.conv2.conv
         self.out = e.conv3.conv
@@ -42,7 +46,7 @@ class _Kernels:
         params, start = {}, 0
         for layer in self.norms:
             c = layer.out_channels
-            gamma, beta = values[start:start + c], values[start + c:start + 2 * c]
+            gamma, beta = values[start : start + c], values[start + c : start + 2 * c]
             params[layer] = (gamma.view(1, c, 1, 1), beta.view(1, c, 1, 1))
             start += 2 * c
         return params
@@ -119,7 +123,10 @@ def _relu_clamp(scale: torch.Tensor, shift: torch.Tensor):
     lo = torch.where(scale > 0, edge, -inf)
     hi = torch.where(scale < 0, edge, inf)
     zero = scale == 0  # constant channel: clamp to 0 and carry relu(t) as the offset
-    lo, hi = torch.where(zero, torch.zeros_like(lo), lo), torch.where(zero, torch.zeros_like(hi), hi)
+    lo, hi = (
+        torch.where(zero, torch.zeros_like(lo), lo),
+        torch.where(zero, torch.zeros_like(hi), hi),
+    )
     return lo, hi, scale, torch.where(zero, shift.clamp(min=0), shift)
 
 
@@ -138,7 +145,7 @@ class Moments:
         n, c, h, w = x.shape
         band = max(1, _BAND_VALUES // max(1, n * c * w))
         for r in range(0, h, band):
-            rows = x[:, :, r:r + band].permute(0, 2, 3, 1).reshape(-1, c)
+            rows = x[:, :, r : r + band].permute(0, 2, 3, 1).reshape(-1, c)
             self.sum += rows.sum(0).double()
             self.squares += (rows * rows).sum(0).double()
             self.count += rows.shape[0]
@@ -160,12 +167,17 @@ def _phase(out: torch.Tensor, channels: int, phase: int, layout: str, rows, cols
     """
     a, b = divmod(phase, 2)
     da, db = (a, b) if layout == "subpixel" else (0, 0)
-    return out[:, phase * channels:(phase + 1) * channels,
-               rows[0] // 2 + da:rows[1] // 2 + da, cols[0] // 2 + db:cols[1] // 2 + db]
+    return out[
+        :,
+        phase * channels : (phase + 1) * channels,
+        rows[0] // 2 + da : rows[1] // 2 + da,
+        cols[0] // 2 + db : cols[1] // 2 + db,
+    ]
 
 
-def _window_moments(out: torch.Tensor, channels: int, layout: str, rows, cols,
-                    moments: Moments | None = None) -> Moments:
+def _window_moments(
+    out: torch.Tensor, channels: int, layout: str, rows, cols, moments: Moments | None = None
+) -> Moments:
     moments = moments if moments is not None else Moments(channels, out.device)
     for phase in range(4):
         moments.add(_phase(out, channels, phase, layout, rows, cols))
@@ -185,8 +197,9 @@ def _s2d_view(buffer: torch.Tensor) -> torch.Tensor:
     n, c4, rows, cols = buffer.shape
     c = c4 // 4
     sn, sc, sh, sw = buffer.stride()
-    return buffer.as_strided((n, c, rows, 2, cols, 2), (sn, sc, sh, 2 * c * sc, sw, c * sc),
-                             buffer.storage_offset())
+    return buffer.as_strided(
+        (n, c, rows, 2, cols, 2), (sn, sc, sh, 2 * c * sc, sw, c * sc), buffer.storage_offset()
+    )
 
 
 def _phases_into(out: torch.Tensor, channels: int, lo, hi, target) -> None:
@@ -197,7 +210,7 @@ def _phases_into(out: torch.Tensor, channels: int, lo, hi, target) -> None:
     lo, hi = lo.view(1, -1, 1, 1), hi.view(1, -1, 1, 1)
     for phase in range(4):
         a, b = divmod(phase, 2)
-        source = out[:, phase * channels:(phase + 1) * channels, a:a + rows, b:b + cols]
+        source = out[:, phase * channels : (phase + 1) * channels, a : a + rows, b : b + cols]
         torch.clamp(source, lo, hi, out=target(a, b))
 
 
@@ -238,8 +251,12 @@ def _reflect_border_s2d(buffer: torch.Tensor, pad: int) -> None:
 
 
 def _padded(like: torch.Tensor, channels: int, rows: int, cols: int) -> torch.Tensor:
-    return torch.empty((like.shape[0], channels, rows, cols), dtype=like.dtype, device=like.device,
-                       memory_format=_CL)
+    return torch.empty(
+        (like.shape[0], channels, rows, cols),
+        dtype=like.dtype,
+        device=like.device,
+        memory_format=_CL,
+    )
 
 
 def _norm_params(layer, params: dict, moments: Moments):
@@ -247,4 +264,3 @@ def _norm_params(layer, params: dict, moments: Moments):
     mean, var = moments.result()
     scale, shift = norm_affine(gamma, beta, mean, var)
     return scale.flatten(), shift.flatten()
-

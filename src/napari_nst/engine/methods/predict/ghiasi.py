@@ -15,11 +15,11 @@ import torch
 
 from ....settings import Settings
 from ...images import PreparedImage, working_shape
-from ...output import finish_image, finish_into, output_dtype, output_image
-from .magenta_weights import load_model
 from ...memory import FileArray
-from .renderer import render, render_into
+from ...output import finish_image, finish_into, output_dtype, output_image
 from ...result import StepResult
+from .magenta_weights import load_model
+from .renderer import render, render_into
 from .style_embedding import blend_embeddings, embed
 
 #: Working images of more pixels than this are rendered through files (``predict_streamed``):
@@ -37,10 +37,12 @@ STREAM_KEEP_BYTES = 64 << 20
 
 def load_networks(settings: Settings, device):
     """(style predictor, transformer) with the weights the settings name, on ``device``."""
-    predictor = load_model("predictor", settings.predictor_weights, device,
-                           directory=settings.weights_dir)
-    transformer = load_model("transformer", settings.transformer_weights, device,
-                             directory=settings.weights_dir)
+    predictor = load_model(
+        "predictor", settings.predictor_weights, device, directory=settings.weights_dir
+    )
+    transformer = load_model(
+        "transformer", settings.transformer_weights, device, directory=settings.weights_dir
+    )
     return predictor, transformer
 
 
@@ -56,33 +58,45 @@ def style_embeddings_of(predictor, styles: Sequence[PreparedImage], settings: Se
     return [embed(predictor, s.rgb, settings.style_crops) for s in styles]
 
 
-def blended_embedding(style_embeddings: list, predictor, settings: Settings,
-                      content: PreparedImage, blend=None):
+def blended_embedding(
+    style_embeddings: list, predictor, settings: Settings, content: PreparedImage, blend=None
+):
     """The embedding a content is rendered with: the styles' blend (``blend``, default
     ``style_blend``), moved towards the content's own embedding (of ``content``, any size: the
     predictor sees it at 256 px) when ``style_strength`` < 1."""
     own = embed(predictor, content.rgb) if settings.style_strength < 1.0 else None
-    return blend_embeddings(style_embeddings, settings.style_blend if blend is None else blend,
-                            own, settings.style_strength)
+    return blend_embeddings(
+        style_embeddings,
+        settings.style_blend if blend is None else blend,
+        own,
+        settings.style_strength,
+    )
 
 
-def stylize_one(content: PreparedImage, style_embeddings: list, predictor, transformer,
-                settings: Settings, finish: bool = True, bottleneck=None) -> np.ndarray:
+def stylize_one(
+    content: PreparedImage,
+    style_embeddings: list,
+    predictor,
+    transformer,
+    settings: Settings,
+    finish: bool = True,
+    bottleneck=None,
+) -> np.ndarray:
     """One content with style embeddings already computed (a batch or a stack shares them);
     ``finish=False``: the transformer's RGB output as it is, before ``finish_image``;
     ``bottleneck``: see ``renderer.render_into``."""
     working = working_content(content, settings)
     if working.regions is None:
         embedding = blended_embedding(style_embeddings, predictor, settings, working)
-        result = render(transformer, working, embedding, settings.tile_size,
-                        bottleneck=bottleneck)
+        result = render(transformer, working, embedding, settings.tile_size, bottleneck=bottleneck)
     else:
         result = _render_regions(working, style_embeddings, predictor, transformer, settings)
     return finish_image(result, content, settings.keep_colors) if finish else result
 
 
-def _render_regions(working: PreparedImage, style_embeddings: list, predictor, transformer,
-                    settings: Settings) -> np.ndarray:
+def _render_regions(
+    working: PreparedImage, style_embeddings: list, predictor, transformer, settings: Settings
+) -> np.ndarray:
     """Regions by render and composite: the whole content rendered once per group with the
     group's blend, the renders blended by the groups' soft maps (the kept pixels are the
     content's: ``finish_image`` puts them back, over the same soft edge).
@@ -96,10 +110,12 @@ def _render_regions(working: PreparedImage, style_embeddings: list, predictor, t
     result = np.zeros((*working.shape[:2], 3), np.float32)
     for number, group in enumerate(working.regions.groups):
         if weights[number].any():
-            embedding = blended_embedding(style_embeddings, predictor, settings, working,
-                                          group.blend)
-            result += weights[number][..., None] * render(transformer, working, embedding,
-                                                          settings.tile_size)
+            embedding = blended_embedding(
+                style_embeddings, predictor, settings, working, group.blend
+            )
+            result += weights[number][..., None] * render(
+                transformer, working, embedding, settings.tile_size
+            )
     kept = styled < 1e-4  # only kept pixels: the content, which finish_image keeps anyway
     result[~kept] /= styled[~kept][:, None]
     result[kept] = working.rgb[kept]
@@ -113,8 +129,15 @@ def streams(height: int, width: int, settings: Settings) -> bool:
     return rows * cols > STREAM_PIXELS
 
 
-def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, transformer,
-                     settings: Settings, destination, index: tuple = ()) -> None:
+def predict_streamed(
+    content: PreparedImage,
+    style_embeddings: list,
+    predictor,
+    transformer,
+    settings: Settings,
+    destination,
+    index: tuple = (),
+) -> None:
     """``stylize_one`` for a working image too big for memory, with ``output_image`` applied:
     the result goes into ``destination[(*index, rows, cols)]`` (numpy, a ``FileArray`` or zarr,
     of the result's shape and ``output_dtype``), a block at a time.
@@ -130,25 +153,54 @@ def predict_streamed(content: PreparedImage, style_embeddings: list, predictor, 
     """
     height, width = content.shape[:2]
     # the content's own embedding sees 256 px: a 1024 px copy will do, not a float32 one at size
-    small = content.resized(working_shape(height, width, min(1024, max(height, width)))) \
-        if settings.style_strength < 1.0 else content
+    small = (
+        content.resized(working_shape(height, width, min(1024, max(height, width))))
+        if settings.style_strength < 1.0
+        else content
+    )
     # a float32 RGB result in memory or in a file is the renderer's own output: rendered
     # straight into it (not into a zarr store: the renderer's last sweep rewrites every block)
-    raw = (isinstance(destination, (np.ndarray, FileArray)) and not index
-           and settings.output_range == "unit" and not content.grayscale
-           and not settings.keep_colors and tuple(destination.shape) == (height, width, 3)
-           and np.dtype(destination.dtype) == np.float32)
+    raw = (
+        isinstance(destination, (np.ndarray, FileArray))
+        and not index
+        and settings.output_range == "unit"
+        and not content.grayscale
+        and not settings.keep_colors
+        and tuple(destination.shape) == (height, width, 3)
+        and np.dtype(destination.dtype) == np.float32
+    )
     embedding = blended_embedding(style_embeddings, predictor, settings, small)
     if raw:
-        render_into(transformer, content, embedding, destination, settings.tile_size,
-                    keep_bytes=STREAM_KEEP_BYTES, features_on_disk=True)
+        render_into(
+            transformer,
+            content,
+            embedding,
+            destination,
+            settings.tile_size,
+            keep_bytes=STREAM_KEEP_BYTES,
+            features_on_disk=True,
+        )
         return
     scratch = FileArray((height, width, 3))
     try:
-        render_into(transformer, content, embedding, scratch, settings.tile_size,
-                    keep_bytes=STREAM_KEEP_BYTES, features_on_disk=True)
-        finish_into(scratch, content, destination, settings.keep_colors, settings.output_range,
-                    index, _finish_block(destination))
+        render_into(
+            transformer,
+            content,
+            embedding,
+            scratch,
+            settings.tile_size,
+            keep_bytes=STREAM_KEEP_BYTES,
+            features_on_disk=True,
+        )
+        finish_into(
+            scratch,
+            content,
+            destination,
+            settings.keep_colors,
+            settings.output_range,
+            index,
+            _finish_block(destination),
+        )
     finally:
         scratch.close()  # its disk space now, not when the garbage collector gets to it
 
@@ -162,18 +214,23 @@ def _finish_block(destination) -> tuple[int, int]:
     return chunks[-3], chunks[-2]
 
 
-def _predicted(content: PreparedImage, style_embeddings: list, predictor, transformer,
-               settings: Settings) -> np.ndarray:
+def _predicted(
+    content: PreparedImage, style_embeddings: list, predictor, transformer, settings: Settings
+) -> np.ndarray:
     """A content's result as runs hand it out (``output_image``). A working image too big for
     memory is rendered through files, and its result is a ``np.memmap`` of an unnamed
     temporary file: memory only where it is read (a float32 result is 4x a uint8 input)."""
     if not streams(*content.shape[:2], settings):
-        return output_image(stylize_one(content, style_embeddings, predictor, transformer,
-                                        settings), content, settings.output_range)
+        return output_image(
+            stylize_one(content, style_embeddings, predictor, transformer, settings),
+            content,
+            settings.output_range,
+        )
     working = working_content(content, settings)
     colours = 3 if working.alpha is None else 4
-    result = FileArray((*working.shape[:2], colours),
-                       output_dtype(working.dtype, settings.output_range))
+    result = FileArray(
+        (*working.shape[:2], colours), output_dtype(working.dtype, settings.output_range)
+    )
     with torch.inference_mode():
         predict_streamed(working, style_embeddings, predictor, transformer, settings, result)
     return result.memmap()
@@ -181,14 +238,19 @@ def _predicted(content: PreparedImage, style_embeddings: list, predictor, transf
 
 def weights_info(predictor, transformer) -> dict:
     """The provenance of a prediction: which weights, in which arithmetic."""
-    return {"weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
-            "weights_sha256": {**getattr(predictor, "weights_sha256", {}),
-                               **getattr(transformer, "weights_sha256", {})},
-            "precision": "float32"}
+    return {
+        "weights": f"{predictor.weights_identity} + {transformer.weights_identity}",
+        "weights_sha256": {
+            **getattr(predictor, "weights_sha256", {}),
+            **getattr(transformer, "weights_sha256", {}),
+        },
+        "precision": "float32",
+    }
 
 
-def predict_iterates(content: PreparedImage, style_embeddings: list, settings: Settings,
-                     device: torch.device) -> Iterator[StepResult]:
+def predict_iterates(
+    content: PreparedImage, style_embeddings: list, settings: Settings, device: torch.device
+) -> Iterator[StepResult]:
     """One ``StepResult`` (step 1 of 1) with the prediction of ``content`` rendered with the
     styles' embeddings (``style_embeddings_of``, computed once for a batch or a stack)."""
     start = time.perf_counter()
@@ -197,9 +259,22 @@ def predict_iterates(content: PreparedImage, style_embeddings: list, settings: S
     info = weights_info(predictor, transformer)
     if streams(*content.shape[:2], settings):
         info["tiled"] = "through files"
-    yield StepResult(step=1, total_steps=1, image=image, losses={},
-                     elapsed=time.perf_counter() - start, scale=tuple(image.shape[:2]), info=info)
+    yield StepResult(
+        step=1,
+        total_steps=1,
+        image=image,
+        losses={},
+        elapsed=time.perf_counter() - start,
+        scale=tuple(image.shape[:2]),
+        info=info,
+    )
 
 
-__all__ = ["STREAM_PIXELS", "predict_iterates", "predict_streamed", "streams", "weights_info",
-           "working_content"]
+__all__ = [
+    "STREAM_PIXELS",
+    "predict_iterates",
+    "predict_streamed",
+    "streams",
+    "weights_info",
+    "working_content",
+]

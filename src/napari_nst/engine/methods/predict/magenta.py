@@ -31,6 +31,7 @@ SIZE_MULTIPLE = 4  # two stride-2 convolutions, undone by two x2 upsamplings
 
 # --- the style predictor -------------------------------------------------------------------------
 
+
 class SameConv2d(nn.Conv2d):
     """Conv2d with TensorFlow's ``SAME`` padding (asymmetric for stride 2: the extra row and column
     go to the bottom and right)."""
@@ -68,8 +69,15 @@ class InvertedResidual(nn.Module):
 
 
 # (expansion, output channels, repeats, first stride): MobileNet-v2, width 1.0
-_MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                 (6, 160, 3, 2), (6, 320, 1, 1))
+_MOBILENET_V2 = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class MobilenetV2(nn.Module):
@@ -83,7 +91,9 @@ class MobilenetV2(nn.Module):
         for expansion, cout, repeats, stride in _MOBILENET_V2:
             for r in range(repeats):
                 name = "expanded_conv" if index == 0 else f"expanded_conv_{index}"
-                self.add_module(name, InvertedResidual(cin, cout, stride if r == 0 else 1, expansion))
+                self.add_module(
+                    name, InvertedResidual(cin, cout, stride if r == 0 else 1, expansion)
+                )
                 self.block_names.append(name)
                 cin, index = cout, index + 1
         self.Conv_1 = SameConv2d(cin, 1280, 1)
@@ -121,6 +131,7 @@ class StylePredictor(nn.Module):
 
 
 # --- the transformer ------------------------------------------------------------------------------
+
 
 class StyleNorm(nn.Module):
     """Conditional instance norm parameters: beta = Conv(embedding), gamma = Conv_1(embedding)."""
@@ -266,8 +277,10 @@ class StyleTransformer(nn.Module):
     def forward(self, content: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         t = self.transformer
         if content.shape[-2] % SIZE_MULTIPLE or content.shape[-1] % SIZE_MULTIPLE:
-            raise ValueError(f"content of {tuple(content.shape[-2:])} pixels: both sides must be "
-                             f"multiples of {SIZE_MULTIPLE}")
+            raise ValueError(
+                f"content of {tuple(content.shape[-2:])} pixels: both sides must be "
+                f"multiples of {SIZE_MULTIPLE}"
+            )
         return t.expand(t.residual(t.contract(content), embedding), embedding)
 
     def conditional_layers(self) -> list[ConditionalConv]:

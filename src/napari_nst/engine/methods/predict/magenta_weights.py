@@ -24,10 +24,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...weights import (
+    MAGENTA_PREDICTOR,
+    MAGENTA_TRANSFORMER,
+    WeightsError,
+    WeightsFile,
+    file_sha256,
+    load_torch_state_dict,
+    locate,
+    sha256_of,
+)
 from .magenta import NORM_EPSILON, StylePredictor, StyleTransformer
 from .tflite import TFLiteError, TFLiteGraph, read_tflite
-from ...weights import (MAGENTA_PREDICTOR, MAGENTA_TRANSFORMER, WeightsError, WeightsFile,
-                      file_sha256, load_torch_state_dict, locate, sha256_of)
 
 
 def layer_name(tensor_name: str) -> str:
@@ -36,7 +44,7 @@ def layer_name(tensor_name: str) -> str:
     ``transformer.residual.residual1.conv1.StyleNorm.Conv_1``."""
     name = tensor_name
     if name.startswith("style_params/"):
-        name = name[len("style_params/"):]
+        name = name[len("style_params/") :]
     for suffix in ("/depthwise_weights", "/weights"):
         if name.endswith(suffix):
             return name[: -len(suffix)].replace("/", ".")
@@ -62,12 +70,15 @@ def state_dict_from_tflite(graph: TFLiteGraph) -> tuple[dict, dict]:
         state[f"{key}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel, dtype=np.float32))
         if bias_name is not None:
             state[f"{key}.bias"] = torch.from_numpy(
-                np.ascontiguousarray(graph.constants[bias_name], dtype=np.float32))
+                np.ascontiguousarray(graph.constants[bias_name], dtype=np.float32)
+            )
         strides[key] = tuple(op.options.get("stride", (1, 1)))
     epsilons = [float(v) for k, v in graph.constants.items() if k.endswith("batchnorm/add/y")]
     if any(abs(e - NORM_EPSILON) > 1e-2 * NORM_EPSILON for e in epsilons):
-        raise WeightsError(f"{graph.path}: instance-norm epsilon {epsilons[0]} differs from "
-                           f"Magenta's {NORM_EPSILON}; this is not the expected model")
+        raise WeightsError(
+            f"{graph.path}: instance-norm epsilon {epsilons[0]} differs from "
+            f"Magenta's {NORM_EPSILON}; this is not the expected model"
+        )
     return state, strides
 
 
@@ -107,10 +118,14 @@ def _discard(cached: Path, problem: Exception, source: Path) -> None:
     except OSError as exc:
         if str(cached) not in _unremovable:
             _unremovable.add(str(cached))
-            warnings.warn(f"the cached converted weights {cached} are damaged ({problem}) and "
-                          f"cannot be replaced ({exc.strerror or exc}); converting {source} in "
-                          "memory instead, on every load. Delete the file, or make its folder "
-                          "writable, to convert only once.", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"the cached converted weights {cached} are damaged ({problem}) and "
+                f"cannot be replaced ({exc.strerror or exc}); converting {source} in "
+                "memory instead, on every load. Delete the file, or make its folder "
+                "writable, to convert only once.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 def load_state_dict(kind: str, path: Path) -> dict:
@@ -132,14 +147,18 @@ def load_state_dict(kind: str, path: Path) -> dict:
             f"cannot read the {entry.description} from {path}: it is not a valid TFLite model "
             f"({exc.reason}: truncated or corrupt?). Delete it and pass the right file as "
             f"{kind}_weights (download it from {entry.url}), or leave {kind}_weights unset for "
-            "the default lookup") from None
+            "the default lookup"
+        ) from None
     except OSError as exc:
-        raise WeightsError(f"cannot read the {entry.description} from {path}: "
-                           f"{exc.strerror or exc}") from exc
+        raise WeightsError(
+            f"cannot read the {entry.description} from {path}: {exc.strerror or exc}"
+        ) from exc
     if input_name not in graph.inputs:
-        raise WeightsError(f"{path} is not the {entry.description}: its inputs are "
-                           f"{', '.join(graph.inputs)}, expected {input_name!r} "
-                           f"({entry.filename})")
+        raise WeightsError(
+            f"{path} is not the {entry.description}: its inputs are "
+            f"{', '.join(graph.inputs)}, expected {input_name!r} "
+            f"({entry.filename})"
+        )
     state, strides = state_dict_from_tflite(graph)
     _check_against(module_type(), state, strides, path, entry)
     _save_atomically(state, cached)
@@ -158,21 +177,32 @@ def _check_against(module: nn.Module, state: dict, strides: dict, path: Path, en
         if layer is not None and tuple(layer.stride) != tuple(stride):
             wrong.append(f"{key} (stride {stride}, expected {tuple(layer.stride)})")
     if missing or unexpected or wrong:
-        detail = "; ".join(part for part in (
-            f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}" if missing else "",
-            f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}"
-            if unexpected else "",
-            f"different shape or stride: {', '.join(wrong[:4])}" if wrong else "") if part)
-        raise WeightsError(f"{path} does not match the {entry.description} ({detail}); use "
-                           f"{entry.filename} from {entry.url}")
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
+                if missing
+                else "",
+                f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}"
+                if unexpected
+                else "",
+                f"different shape or stride: {', '.join(wrong[:4])}" if wrong else "",
+            )
+            if part
+        )
+        raise WeightsError(
+            f"{path} does not match the {entry.description} ({detail}); use "
+            f"{entry.filename} from {entry.url}"
+        )
 
 
 _loaded_models: dict = {}  # (kind, file, size, mtime, device) -> network in eval mode
 _loaded_models_lock = threading.Lock()
 
 
-def load_model(kind: str, explicit=None, device: torch.device | str = "cpu", *,
-               directory=None) -> nn.Module:
+def load_model(
+    kind: str, explicit=None, device: torch.device | str = "cpu", *, directory=None
+) -> nn.Module:
     """The ``kind`` ("predictor" or "transformer") network with its weights, in eval mode on
     ``device``; ``explicit`` is a .tflite path that bypasses the lookup, ``directory`` is searched
     first otherwise. Loaded models are kept for the process (a few MB)."""

@@ -57,12 +57,31 @@ import torch.nn.functional as F
 
 from ...images import PreparedImage
 from ...memory import release_freed_memory
-from .fused import Moments, _Kernels, _fill_border, _fold, _full_window, _kernels, _padded, _phase, \
-    _phases_into, _reflect_border_s2d, _relu_clamp, _window_moments, space_to_depth_kernel, \
-    subpixel_kernel
+from .fused import (
+    Moments,
+    _fill_border,
+    _fold,
+    _full_window,
+    _Kernels,
+    _kernels,
+    _padded,
+    _phase,
+    _phases_into,
+    _reflect_border_s2d,
+    _relu_clamp,
+    _window_moments,
+    space_to_depth_kernel,
+    subpixel_kernel,
+)
 from .magenta import StyleTransformer, norm_affine
-from .tiles import _QuarterStream, _padded_size, _pieces_of, _residual_streamed, _residual_whole, \
-    tile_grid
+from .tiles import (
+    _padded_size,
+    _pieces_of,
+    _QuarterStream,
+    _residual_streamed,
+    _residual_whole,
+    tile_grid,
+)
 
 HALO = 8  # full-resolution pixels of context around a tile (receptive-field slack: 7)
 KEEP_BYTES = 256 << 20  # render_into's default keep_bytes
@@ -70,6 +89,7 @@ _FINISH_ROWS = 256  # rows per band of the final in-place normalisation
 
 
 # --- the network in stages ------------------------------------------------------------------------
+
 
 def _contract(kernels: _Kernels, image: torch.Tensor) -> torch.Tensor:
     """Contraction of an (N, 3, H, W) image (H, W multiples of 4) -> (N, 32, H/4, W/4)."""
@@ -82,8 +102,10 @@ def _contract(kernels: _Kernels, image: torch.Tensor) -> torch.Tensor:
         x = F.conv2d(padded, weight, bias, stride=stride)
     return x.relu_()
 
-def _expand(kernels: _Kernels, low: torch.Tensor, offset, style: dict, stats: list,
-            until: int = 2) -> torch.Tensor:
+
+def _expand(
+    kernels: _Kernels, low: torch.Tensor, offset, style: dict, stats: list, until: int = 2
+) -> torch.Tensor:
     """Upsampling part on a low-resolution piece ``low`` (N, 32, h+2, w+2) whose border row and
     column are either replicated (image edge) or real neighbours (inside a tiled image).
 
@@ -97,8 +119,9 @@ def _expand(kernels: _Kernels, low: torch.Tensor, offset, style: dict, stats: li
         if index < len(stats):
             mean, var = stats[index]
         else:
-            mean, var = _window_moments(out, channels, "subpixel",
-                                        *_full_window(out, "subpixel")).result()
+            mean, var = _window_moments(
+                out, channels, "subpixel", *_full_window(out, "subpixel")
+            ).result()
         gamma, beta = style[layers[index]]
         scale, shift = norm_affine(gamma, beta, mean, var)
         return _relu_clamp(scale.flatten(), shift.flatten())
@@ -110,7 +133,13 @@ def _expand(kernels: _Kernels, low: torch.Tensor, offset, style: dict, stats: li
     lo, hi, scale, shift = relu_bounds(0, out, 16)
     rows, cols = 2 * (low.shape[2] - 2), 2 * (low.shape[3] - 2)
     half = _padded(out, 16, rows + 2, cols + 2)
-    _phases_into(out, 16, lo, hi, lambda a, b: half[:, :, 1 + a:1 + rows:2, 1 + b:1 + cols:2])
+    _phases_into(
+        out,
+        16,
+        lo,
+        hi,
+        lambda a, b: half[:, :, 1 + a : 1 + rows : 2, 1 + b : 1 + cols : 2],  # noqa: F821 (bound before the call; deleted after)
+    )
     _fill_border(half, "replicate")
     del out
 
@@ -122,8 +151,13 @@ def _expand(kernels: _Kernels, low: torch.Tensor, offset, style: dict, stats: li
     lo, hi, scale, shift = relu_bounds(1, out, 8)
     # rows x cols is also the space-to-depth grid of the (2 rows) x (2 cols) output
     full = _padded(out, 32, rows + 4, cols + 4)  # padded by 2 cells = 4 pixels
-    _phases_into(out, 8, lo, hi, lambda a, b: full[:, (2 * a + b) * 8:(2 * a + b + 1) * 8,
-                                                   2:2 + rows, 2:2 + cols])
+    _phases_into(
+        out,
+        8,
+        lo,
+        hi,
+        lambda a, b: full[:, (2 * a + b) * 8 : (2 * a + b + 1) * 8, 2 : 2 + rows, 2 : 2 + cols],
+    )
     _reflect_border_s2d(full, 4)
     del out
 
@@ -131,8 +165,14 @@ def _expand(kernels: _Kernels, low: torch.Tensor, offset, style: dict, stats: li
     return F.conv2d(full, w, b)
 
 
-def _write_output(out: torch.Tensor, rows: tuple, cols: tuple, target: np.ndarray,
-                  scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> None:
+def _write_output(
+    out: torch.Tensor,
+    rows: tuple,
+    cols: tuple,
+    target: np.ndarray,
+    scale: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
+) -> None:
     """Write rows/cols (even bounds) of the final layer's "s2d" output into the (H', W', 3)
     ``target`` (cropped to it), phase by phase; with ``scale``/``shift`` also normalise and apply
     the sigmoid, in place in ``target`` on the CPU."""
@@ -151,8 +191,8 @@ def _write_output(out: torch.Tensor, rows: tuple, cols: tuple, target: np.ndarra
             dest.copy_(torch.addcmul(shift, source, scale).sigmoid_())
 
 
-
 # --- source and destination -----------------------------------------------------------------------
+
 
 def _reflect_indices(start: int, stop: int, length: int) -> np.ndarray:
     index = np.arange(start, stop)
@@ -194,8 +234,15 @@ def _in_destination(destination, rows: slice, cols: slice, change, *, read: bool
 
 # --- rendering ------------------------------------------------------------------------------------
 
-def render(transformer: StyleTransformer, content, embedding: torch.Tensor,
-           tile_size: int | None = None, *, bottleneck=None) -> np.ndarray:
+
+def render(
+    transformer: StyleTransformer,
+    content,
+    embedding: torch.Tensor,
+    tile_size: int | None = None,
+    *,
+    bottleneck=None,
+) -> np.ndarray:
     """Stylise the (H, W, 3) content in [0, 1] of any size (an array or a ``PreparedImage``) with
     ``embedding`` (1, 100, 1, 1): a new float32 (H, W, 3) array in [0, 1] (``render_into``)."""
     output = np.empty((*content.shape[:2], 3), dtype=np.float32)
@@ -204,9 +251,17 @@ def render(transformer: StyleTransformer, content, embedding: torch.Tensor,
 
 
 @torch.inference_mode()
-def render_into(transformer: StyleTransformer, content, embedding: torch.Tensor, destination,
-                tile_size: int | None = None, *, keep_bytes: int = KEEP_BYTES,
-                bottleneck=None, features_on_disk: bool = False) -> None:
+def render_into(
+    transformer: StyleTransformer,
+    content,
+    embedding: torch.Tensor,
+    destination,
+    tile_size: int | None = None,
+    *,
+    keep_bytes: int = KEEP_BYTES,
+    bottleneck=None,
+    features_on_disk: bool = False,
+) -> None:
     """Stylise ``content`` into ``destination``, an (H, W, 3) float32 array-like (see the module
     docstring for both).
 
@@ -223,14 +278,18 @@ def render_into(transformer: StyleTransformer, content, embedding: torch.Tensor,
     than memory (the result is the same; ``bottleneck`` needs them in memory).
     """
     if features_on_disk and bottleneck is not None:
-        raise ValueError("render_into: bottleneck needs the features in memory; pass "
-                         "features_on_disk=False with it")
+        raise ValueError(
+            "render_into: bottleneck needs the features in memory; pass "
+            "features_on_disk=False with it"
+        )
     height, width = content.shape[:2]
     expected = (height, width, 3)
     if tuple(destination.shape) != expected or np.dtype(destination.dtype) != np.float32:
-        raise ValueError(f"destination: shape {tuple(destination.shape)}, dtype "
-                         f"{destination.dtype}; the result needs float32 of shape {expected}, "
-                         f"e.g. np.empty({expected}, np.float32)")
+        raise ValueError(
+            f"destination: shape {tuple(destination.shape)}, dtype "
+            f"{destination.dtype}; the result needs float32 of shape {expected}, "
+            f"e.g. np.empty({expected}, np.float32)"
+        )
     device = next(transformer.parameters()).device
     embedding = embedding.to(device)
     kernels = _kernels(transformer)
@@ -238,8 +297,18 @@ def render_into(transformer: StyleTransformer, content, embedding: torch.Tensor,
     if len(row_spans) == len(col_spans) == 1:
         _render_whole(kernels, content, embedding, destination, device, bottleneck)
     else:
-        _render_tiled(kernels, content, embedding, destination, device, row_spans, col_spans,
-                      keep_bytes, bottleneck, features_on_disk)
+        _render_tiled(
+            kernels,
+            content,
+            embedding,
+            destination,
+            device,
+            row_spans,
+            col_spans,
+            keep_bytes,
+            bottleneck,
+            features_on_disk,
+        )
 
 
 def bottleneck_shape(height: int, width: int) -> tuple[int, int]:
@@ -258,12 +327,13 @@ def _replace_bottleneck(bottleneck, pieces: list, offset: torch.Tensor) -> None:
     if replaced is features:
         return
     if tuple(replaced.shape) != tuple(features.shape):
-        raise ValueError(f"bottleneck returned {tuple(replaced.shape)}, expected "
-                         f"{tuple(features.shape)}")
+        raise ValueError(
+            f"bottleneck returned {tuple(replaced.shape)}, expected {tuple(features.shape)}"
+        )
     del features
     row = 0
     for piece in pieces:
-        piece.copy_(replaced[:, :, row:row + piece.shape[2]] - owed)
+        piece.copy_(replaced[:, :, row : row + piece.shape[2]] - owed)
         row += piece.shape[2]
 
 
@@ -289,18 +359,37 @@ def _render_whole(kernels, content, embedding, destination, device, bottleneck=N
     gamma, beta = style[kernels.out]
     scale, shift = norm_affine(gamma, beta, mean, var)
     scale, shift = scale.flatten().to(out.device), shift.flatten().to(out.device)
-    _in_destination(destination, slice(None), slice(None),
-                    lambda block: _write_output(out, *window, block, scale, shift), read=False)
+    _in_destination(
+        destination,
+        slice(None),
+        slice(None),
+        lambda block: _write_output(out, *window, block, scale, shift),
+        read=False,
+    )
 
 
-def _render_tiled(kernels, content, embedding, destination, device, row_spans: list,
-                  col_spans: list, keep_bytes: int, bottleneck=None,
-                  features_on_disk: bool = False) -> None:
+def _render_tiled(
+    kernels,
+    content,
+    embedding,
+    destination,
+    device,
+    row_spans: list,
+    col_spans: list,
+    keep_bytes: int,
+    bottleneck=None,
+    features_on_disk: bool = False,
+) -> None:
     height, width = content.shape[:2]
     rows, cols = row_spans[-1][1], col_spans[-1][1]
     q_rows, q_cols = rows // 4, cols // 4
-    stream = _QuarterStream([(r0 // 4, r1 // 4) for r0, r1 in row_spans], q_cols,
-                            kernels.contract[-1][0].shape[0], device, features_on_disk)
+    stream = _QuarterStream(
+        [(r0 // 4, r1 // 4) for r0, r1 in row_spans],
+        q_cols,
+        kernels.contract[-1][0].shape[0],
+        device,
+        features_on_disk,
+    )
 
     # Quarter resolution: the contraction tile by tile (local, with a halo), the residual blocks
     # in passes over the stream's tiles.
@@ -311,9 +400,12 @@ def _render_tiled(kernels, content, embedding, destination, device, row_spans: l
                 a0, a1 = max(0, r0 - HALO), min(rows, r1 + HALO)
                 b0, b1 = max(0, c0 - HALO), min(cols, c1 + HALO)
                 piece = _contract(kernels, _content_piece(content, (a0, a1), (b0, b1), device))
-                stream.write(index, (c0 // 4, c1 // 4), piece[
-                    :, :, (r0 - a0) // 4:(r1 - a0) // 4, (c0 - b0) // 4:(c1 - b0) // 4],
-                    rows=(r0 // 4, r1 // 4))
+                stream.write(
+                    index,
+                    (c0 // 4, c1 // 4),
+                    piece[:, :, (r0 - a0) // 4 : (r1 - a0) // 4, (c0 - b0) // 4 : (c1 - b0) // 4],
+                    rows=(r0 // 4, r1 // 4),
+                )
         stream.commit(index)
     release_freed_memory()  # each pass's tile buffers, freed but kept by the allocator
     style = kernels.style_params(embedding)
@@ -343,8 +435,14 @@ def _render_tiled(kernels, content, embedding, destination, device, row_spans: l
         moments = Moments(channels, device)
         for low, (y0, y1), (x0, x1), _ in pieces(row_spans):
             out = _expand(kernels, low, offset, style, stats, until=layer)
-            _window_moments(out, channels, "subpixel", (y0 // factor, y1 // factor),
-                            (x0 // factor, x1 // factor), moments)
+            _window_moments(
+                out,
+                channels,
+                "subpixel",
+                (y0 // factor, y1 // factor),
+                (x0 // factor, x1 // factor),
+                moments,
+            )
         stats.append(moments.result())
 
     moments = Moments(3, device)
@@ -353,10 +451,13 @@ def _render_tiled(kernels, content, embedding, destination, device, row_spans: l
             out = _expand(kernels, low, offset, style, stats, until=2)
             _window_moments(out, 3, "s2d", (y0, y1), (x0, x1), moments)
             if r0 < height and c0 < width:  # the pre-normalised output, cropped to the image
-                _in_destination(destination, slice(r0, min(height, r0 + y1 - y0)),
-                                slice(c0, min(width, c0 + x1 - x0)),
-                                lambda block: _write_output(out, (y0, y1), (x0, x1), block),
-                                read=False)
+                _in_destination(
+                    destination,
+                    slice(r0, min(height, r0 + y1 - y0)),
+                    slice(c0, min(width, c0 + x1 - x0)),
+                    lambda block: _write_output(out, (y0, y1), (x0, x1), block),
+                    read=False,
+                )
         if index + 1 < len(row_spans):
             stream.release_rows_before(low_rows(*row_spans[index + 1])[0] - 1)
     stream.release_rows_before(q_rows)
@@ -366,11 +467,23 @@ def _render_tiled(kernels, content, embedding, destination, device, row_spans: l
     scale, shift = norm_affine(gamma, beta, mean, var)
     scale, shift = scale.flatten().cpu(), shift.flatten().cpu()
     for r0 in range(0, height, _FINISH_ROWS):  # a band at a time: no full-size temporaries
-        _in_destination(destination, slice(r0, r0 + _FINISH_ROWS), slice(None),
-                        lambda block: torch.from_numpy(block).mul_(scale).add_(shift).sigmoid_(),
-                        read=True)
+        _in_destination(
+            destination,
+            slice(r0, r0 + _FINISH_ROWS),
+            slice(None),
+            lambda block: torch.from_numpy(block).mul_(scale).add_(shift).sigmoid_(),
+            read=True,
+        )
 
 
-__all__ = ["HALO", "KEEP_BYTES", "Moments", "bottleneck_shape", "render", "render_into", "space_to_depth_kernel",
-           "subpixel_kernel", "tile_grid"]
-
+__all__ = [
+    "HALO",
+    "KEEP_BYTES",
+    "Moments",
+    "bottleneck_shape",
+    "render",
+    "render_into",
+    "space_to_depth_kernel",
+    "subpixel_kernel",
+    "tile_grid",
+]

@@ -31,7 +31,7 @@ def style_crops(rgb: np.ndarray, crops: int = 1) -> list[tuple[int, int, int]]:
     cols = max(1, math.ceil(crops / rows))
     tops = np.linspace(0, height - side, rows).round().astype(int)
     lefts = np.linspace(0, width - side, cols).round().astype(int)
-    grid = [(int(t), int(l), side) for t in tops for l in lefts]
+    grid = [(int(top), int(left), side) for top in tops for left in lefts]
     pick = np.linspace(0, len(grid) - 1, crops).round().astype(int)
     return [grid[i] for i in pick]
 
@@ -41,10 +41,15 @@ def style_batch(rgb: np.ndarray, crops: int, device) -> torch.Tensor:
     image = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
     batch = []
     for top, left, side in style_crops(rgb, crops):
-        crop = image[:, :, top:top + side, left:left + side].to(device)
+        crop = image[:, :, top : top + side, left : left + side].to(device)
         if side != STYLE_INPUT_SIZE:
-            crop = F.interpolate(crop, size=(STYLE_INPUT_SIZE, STYLE_INPUT_SIZE), mode="bilinear",
-                                 antialias=side > STYLE_INPUT_SIZE, align_corners=False)
+            crop = F.interpolate(
+                crop,
+                size=(STYLE_INPUT_SIZE, STYLE_INPUT_SIZE),
+                mode="bilinear",
+                antialias=side > STYLE_INPUT_SIZE,
+                align_corners=False,
+            )
         batch.append(crop.clamp(0.0, 1.0))
     return torch.cat(batch)
 
@@ -60,9 +65,12 @@ def embed(predictor: StylePredictor, rgb: np.ndarray, crops: int = 1) -> torch.T
 
 
 @torch.inference_mode()
-def blend_embeddings(style_embeddings: Sequence[torch.Tensor], weights=None,
-                     content_embedding: torch.Tensor | None = None,
-                     strength: float = 1.0) -> torch.Tensor:
+def blend_embeddings(
+    style_embeddings: Sequence[torch.Tensor],
+    weights=None,
+    content_embedding: torch.Tensor | None = None,
+    strength: float = 1.0,
+) -> torch.Tensor:
     """Weighted mean of the style embeddings (weights normalised to sum 1), then interpolated
     from the content's own embedding (strength 0) to the blend (strength 1)."""
     weights = normalized_blend_weights(weights, len(style_embeddings))

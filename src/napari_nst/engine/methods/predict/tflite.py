@@ -81,7 +81,7 @@ def _buffer_bytes(model, raw: bytes, index: int) -> bytes | None:
     offset = buffer.Offset() if hasattr(buffer, "Offset") else 0
     size = buffer.Size() if hasattr(buffer, "Size") else 0
     if offset > 1 and size > 0:
-        return raw[offset:offset + size]
+        return raw[offset : offset + size]
     return None
 
 
@@ -99,8 +99,10 @@ def _dequantize(values: np.ndarray, quantization) -> np.ndarray:
         shape = [1] * values.ndim
         shape[axis] = scales.size
         if values.shape[axis] != scales.size:
-            raise _Malformed(f"{scales.size} quantisation scales for axis {axis} of a tensor "
-                             f"of shape {values.shape}")
+            raise _Malformed(
+                f"{scales.size} quantisation scales for axis {axis} of a tensor "
+                f"of shape {values.shape}"
+            )
         real = (values.astype(np.float64) - zero_points.reshape(shape)) * scales.reshape(shape)
     return real.astype(np.float32)
 
@@ -124,7 +126,9 @@ def _options(tflite, op, kind: str) -> dict:
     if kind == "MIRROR_PAD":
         options = tflite.MirrorPadOptions()
         options.Init(table.Bytes, table.Pos)
-        return {"mode": "REFLECT" if options.Mode() == tflite.MirrorPadMode.REFLECT else "SYMMETRIC"}
+        return {
+            "mode": "REFLECT" if options.Mode() == tflite.MirrorPadMode.REFLECT else "SYMMETRIC"
+        }
     return {}
 
 
@@ -137,8 +141,9 @@ def read_tflite(path) -> TFLiteGraph:
         import tflite
         from tflite.utils import opcode2name
     except ImportError as exc:  # a declared dependency; say so rather than fail obscurely
-        raise ImportError("reading .tflite weights needs the 'tflite' package: "
-                          "pip install tflite") from exc
+        raise ImportError(
+            "reading .tflite weights needs the 'tflite' package: pip install tflite"
+        ) from exc
 
     path = Path(path)
     raw = path.read_bytes()
@@ -176,8 +181,9 @@ def read_tflite(path) -> TFLiteGraph:
             return tuple(names[i] if i >= 0 else None for i in indices)
 
         def shapes(indices) -> dict:
-            return {names[i]: tuple(int(s) for s in graph.Tensors(i).ShapeAsNumpy())
-                    for i in indices}
+            return {
+                names[i]: tuple(int(s) for s in graph.Tensors(i).ShapeAsNumpy()) for i in indices
+            }
 
         operators = []
         for index in range(graph.OperatorsLength()):
@@ -185,10 +191,21 @@ def read_tflite(path) -> TFLiteGraph:
             code = model.OperatorCodes(op.OpcodeIndex())
             # Newer files keep the code in BuiltinCode, older ones in DeprecatedBuiltinCode.
             kind = opcode2name(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
-            operators.append(Operator(kind, tensor_names(op.InputsAsNumpy()),
-                                      tensor_names(op.OutputsAsNumpy()), _options(tflite, op, kind)))
-        return TFLiteGraph(path, shapes(graph.InputsAsNumpy()), shapes(graph.OutputsAsNumpy()),
-                           operators, constants)
+            operators.append(
+                Operator(
+                    kind,
+                    tensor_names(op.InputsAsNumpy()),
+                    tensor_names(op.OutputsAsNumpy()),
+                    _options(tflite, op, kind),
+                )
+            )
+        return TFLiteGraph(
+            path,
+            shapes(graph.InputsAsNumpy()),
+            shapes(graph.OutputsAsNumpy()),
+            operators,
+            constants,
+        )
     except _Malformed as exc:
         raise TFLiteError(path, str(exc)) from None
     except Exception as exc:  # a damaged flatbuffer raises whatever the accessors hit first

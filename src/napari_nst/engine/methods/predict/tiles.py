@@ -8,9 +8,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+
 from ...memory import FileArray
-from .fused import _CL, Moments, _Kernels, _fill_border, _fold, _norm_params, _padded, \
-    _relu_clamp
+from .fused import _CL, Moments, _fill_border, _fold, _Kernels, _norm_params, _padded, _relu_clamp
 from .magenta import SIZE_MULTIPLE
 
 _BRANCH_REACH = 2  # stream rows/columns around a tile that a residual branch reads (two 3x3 convs)
@@ -32,8 +32,9 @@ def _pieces_of(rows: tuple) -> list[tuple[int, int]]:
     """A tile's full-resolution rows [start, stop) in bands of at most ``PIECE_ROWS`` (multiples
     of 4): the contraction and the upsampling run a band of a tile at a time, each with its own
     halo, so that their working set is a band's, not a tile's."""
-    return [(rows[0] + a, rows[0] + b)
-            for a, b in _spans(rows[1] - rows[0], PIECE_ROWS, SIZE_MULTIPLE)]
+    return [
+        (rows[0] + a, rows[0] + b) for a, b in _spans(rows[1] - rows[0], PIECE_ROWS, SIZE_MULTIPLE)
+    ]
 
 
 def _padded_size(n: int) -> int:
@@ -77,20 +78,23 @@ class _QuarterStream:
         if self.on_disk:
             self._pending[index] = FileArray((q1 - q0, self.cols, self.channels))
         else:
-            self._pending[index] = torch.empty((1, self.channels, q1 - q0, self.cols),
-                                               device=self.device, memory_format=_CL)
+            self._pending[index] = torch.empty(
+                (1, self.channels, q1 - q0, self.cols), device=self.device, memory_format=_CL
+            )
 
-    def write(self, index: int, cols: tuple, values: torch.Tensor,
-              rows: tuple | None = None) -> None:
+    def write(
+        self, index: int, cols: tuple, values: torch.Tensor, rows: tuple | None = None
+    ) -> None:
         """Columns ``cols`` of the new version of band ``index`` (of its rows ``rows``, all by
         default): ``values`` (1, C, h, w)."""
         q0 = self.spans[index][0]
         (r0, r1) = self.spans[index] if rows is None else rows
         if not self.on_disk:
-            self._pending[index][:, :, r0 - q0:r1 - q0, cols[0]:cols[1]] = values
+            self._pending[index][:, :, r0 - q0 : r1 - q0, cols[0] : cols[1]] = values
         else:
-            self._pending[index][r0 - q0:r1 - q0, cols[0]:cols[1]] = \
+            self._pending[index][r0 - q0 : r1 - q0, cols[0] : cols[1]] = (
                 values[0].permute(1, 2, 0).cpu().numpy()
+            )
 
     def commit(self, index: int) -> None:
         """The new version of band ``index`` replaces the old one."""
@@ -107,8 +111,8 @@ class _QuarterStream:
         view in memory, a new tensor read from its file."""
         band, q0 = self.bands[index], self.spans[index][0]
         if not self.on_disk:
-            return band[:, :, rows[0] - q0:rows[1] - q0, cols[0]:cols[1]]
-        window = band[rows[0] - q0:rows[1] - q0, cols[0]:cols[1]]
+            return band[:, :, rows[0] - q0 : rows[1] - q0, cols[0] : cols[1]]
+        window = band[rows[0] - q0 : rows[1] - q0, cols[0] : cols[1]]
         return torch.from_numpy(window).permute(2, 0, 1)[None].to(self.device)
 
     def in_memory(self) -> list:
@@ -125,17 +129,21 @@ class _QuarterStream:
         "replicate"), as the next convolution's padding would."""
         (r0, r1), (c0, c1) = rows, cols
         if r0 < -1 or c0 < -1 or r1 > self.rows + 1 or c1 > self.cols + 1:
-            raise ValueError(f"read of rows {rows}, columns {cols}: at most one beyond the "
-                             f"{self.rows} x {self.cols} features")
-        piece = torch.empty((1, self.channels, r1 - r0, c1 - c0), device=self.device,
-                            memory_format=_CL)
+            raise ValueError(
+                f"read of rows {rows}, columns {cols}: at most one beyond the "
+                f"{self.rows} x {self.cols} features"
+            )
+        piece = torch.empty(
+            (1, self.channels, r1 - r0, c1 - c0), device=self.device, memory_format=_CL
+        )
         b0, b1 = max(0, c0), min(self.cols, c1)
         for index, ((q0, q1), band) in enumerate(zip(self.spans, self.bands)):
             a0, a1 = max(r0, q0), min(r1, q1)
             if a0 >= a1:
                 continue
-            piece[:, :, a0 - r0:a1 - r0, b0 - c0:b1 - c0].copy_(
-                self._band_window(index, (a0, a1), (b0, b1)))
+            piece[:, :, a0 - r0 : a1 - r0, b0 - c0 : b1 - c0].copy_(
+                self._band_window(index, (a0, a1), (b0, b1))
+            )
         _fill_border(piece, border, (c0 < 0, c1 > self.cols, r0 < 0, r1 > self.rows))
         return piece
 
@@ -151,7 +159,7 @@ class _QuarterStream:
                     band.close()
                     self.bands[index] = None
                 continue
-            self.bands[index] = None if q1 <= row else band[:, :, row - q0:].clone()
+            self.bands[index] = None if q1 <= row else band[:, :, row - q0 :].clone()
             self.spans[index] = (min(row, q1), q1)
 
 
@@ -175,8 +183,9 @@ class _KeptMaps:
         return tensor
 
 
-def _residual_streamed(kernels: _Kernels, stream: _QuarterStream, params: dict,
-                       col_spans: list, keep_bytes: int) -> torch.Tensor:
+def _residual_streamed(
+    kernels: _Kernels, stream: _QuarterStream, params: dict, col_spans: list, keep_bytes: int
+) -> torch.Tensor:
     """The five residual blocks on ``stream``, tile by tile (its row bands x ``col_spans``), three
     passes per block (see the module docstring); up to ``keep_bytes`` of each pass's
     convolution outputs are kept for the next pass instead of recomputed. Returns the
@@ -199,7 +208,7 @@ def _residual_streamed(kernels: _Kernels, stream: _QuarterStream, params: dict,
         first = Moments(stream.channels, stream.device)
         for rows, cols in tiles:
             out, (dy, dx) = first_conv(rows, cols)
-            first.add(out[:, :, dy:dy + rows[1] - rows[0], dx:dx + cols[1] - cols[0]])
+            first.add(out[:, :, dy : dy + rows[1] - rows[0], dx : dx + cols[1] - cols[0]])
             kept.put(("first", rows, cols), out)
         lo, hi, scale, shift = _relu_clamp(*_norm_params(conv1, params, first))
         lo, hi = lo.view(1, -1, 1, 1), hi.view(1, -1, 1, 1)
@@ -213,12 +222,20 @@ def _residual_streamed(kernels: _Kernels, stream: _QuarterStream, params: dict,
                 out, (dy, dx) = first_conv(rows, cols)
             else:
                 dy, dx = y0 - max(0, y0 - 1), x0 - max(0, x0 - 1)
-            hidden = torch.empty((1, stream.channels, y1 - y0 + 2, x1 - x0 + 2),
-                                 device=stream.device, memory_format=_CL)
-            torch.clamp(out, lo, hi, out=hidden[:, :, 1 - dy:1 - dy + out.shape[2],
-                                                1 - dx:1 - dx + out.shape[3]])
-            _fill_border(hidden, "reflect", (x0 == 0, x1 == stream.cols, y0 == 0,
-                                             y1 == stream.rows))
+            hidden = torch.empty(
+                (1, stream.channels, y1 - y0 + 2, x1 - x0 + 2),
+                device=stream.device,
+                memory_format=_CL,
+            )
+            torch.clamp(
+                out,
+                lo,
+                hi,
+                out=hidden[:, :, 1 - dy : 1 - dy + out.shape[2], 1 - dx : 1 - dx + out.shape[3]],
+            )
+            _fill_border(
+                hidden, "reflect", (x0 == 0, x1 == stream.cols, y0 == 0, y1 == stream.rows)
+            )
             return F.conv2d(hidden, w2, b2)
 
         second = Moments(stream.channels, stream.device)
@@ -234,11 +251,15 @@ def _residual_streamed(kernels: _Kernels, stream: _QuarterStream, params: dict,
             for cols in col_spans:
                 out = kept.pop(("second", rows, cols))
                 out = second_conv(rows, cols) if out is None else out
-                stream.write(index, cols,
-                             torch.addcmul(stream.band_columns(index, cols), out, scale))
+                stream.write(
+                    index, cols, torch.addcmul(stream.band_columns(index, cols), out, scale)
+                )
             staged.append(index)
-            next_read = (stream.spans[index + 1][0] - _BRANCH_REACH
-                         if index + 1 < len(stream.spans) else math.inf)
+            next_read = (
+                stream.spans[index + 1][0] - _BRANCH_REACH
+                if index + 1 < len(stream.spans)
+                else math.inf
+            )
             for done in [i for i in staged if stream.spans[i][1] <= next_read]:
                 stream.commit(done)
                 staged.remove(done)
@@ -268,4 +289,3 @@ def _residual_whole(kernels: _Kernels, stream: torch.Tensor, params: dict) -> to
         _fill_border(stream, "reflect")
         offset = shift if offset is None else offset + shift
     return offset
-

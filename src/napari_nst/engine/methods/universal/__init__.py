@@ -16,9 +16,9 @@ import numpy as np
 
 from ....validation import normalized_blend_weights
 from ...images import working_shape
-from ...output import finish_into, luminance, output_dtype, output_image, finish_image
 from ...memory import FileArray
 from ...motion import Carry, blend_with_previous
+from ...output import finish_image, finish_into, luminance, output_dtype, output_image
 from ...result import StepResult
 from .. import Method
 
@@ -56,21 +56,37 @@ class Universal(Method):
         files = {}
         for level in sorted(settings.levels, reverse=True):
             files.update(load_level(level, settings.weights_dir)[2])
-        return UniversalTarget([style_statistics(s, settings.levels, settings.weights_dir,
-                                                 device, settings.size) for s in styles], files)
+        return UniversalTarget(
+            [
+                style_statistics(s, settings.levels, settings.weights_dir, device, settings.size)
+                for s in styles
+            ],
+            files,
+        )
 
     def _raw(self, content, target, settings, device, out=None):
         """The transfer of ``content`` (already at its working size), (H, W, 3) in [0, 1]."""
         from .transfer import transfer
 
         weights = normalized_blend_weights(settings.style_blend, len(target.styles))
-        return transfer(content, target.styles, weights, settings.style_strength,
-                        settings.levels, settings.weights_dir, device, out=out)
+        return transfer(
+            content,
+            target.styles,
+            weights,
+            settings.style_strength,
+            settings.levels,
+            settings.weights_dir,
+            device,
+            out=out,
+        )
 
     def _info(self, target, settings) -> dict:
-        return {"weights": " + ".join(target.files), "weights_sha256": dict(target.files),
-                "precision": "float32 (transform in float64)",
-                "levels": list(sorted(settings.levels, reverse=True))}
+        return {
+            "weights": " + ".join(target.files),
+            "weights_sha256": dict(target.files),
+            "precision": "float32 (transform in float64)",
+            "levels": list(sorted(settings.levels, reverse=True)),
+        }
 
     def run(self, content, target, settings, device, *, initial=None):
         from .transfer import IN_FILE_PIXELS
@@ -81,23 +97,31 @@ class Universal(Method):
         info = self._info(target, settings)
         if height * width <= IN_FILE_PIXELS:
             raw = self._raw(working, target, settings, device)
-            image = output_image(finish_image(raw, working, settings.keep_colors), working,
-                                 settings.output_range)
+            image = output_image(
+                finish_image(raw, working, settings.keep_colors), working, settings.output_range
+            )
         else:  # rendered and finished through files: a memory map comes back
             scratch = FileArray((height, width, 3))
             colours = 3 if working.alpha is None else 4
-            result = FileArray((height, width, colours),
-                               output_dtype(working.dtype, settings.output_range))
+            result = FileArray(
+                (height, width, colours), output_dtype(working.dtype, settings.output_range)
+            )
             try:
                 self._raw(working, target, settings, device, out=scratch)
-                finish_into(scratch, working, result, settings.keep_colors,
-                            settings.output_range)
+                finish_into(scratch, working, result, settings.keep_colors, settings.output_range)
             finally:
                 scratch.close()
             image = result.memmap()
             info["tiled"] = "through files"
-        yield StepResult(step=1, total_steps=1, image=image, losses={},
-                         elapsed=time.perf_counter() - start, scale=(height, width), info=info)
+        yield StepResult(
+            step=1,
+            total_steps=1,
+            image=image,
+            losses={},
+            elapsed=time.perf_counter() - start,
+            scale=(height, width),
+            info=info,
+        )
 
     def plane(self, content, target, settings, device, chain):
         """The plane's raw transfer, pulled towards the previous plane's moved result where a

@@ -18,18 +18,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...weights import UNIVERSAL_DECODERS, UNIVERSAL_ENCODERS, WeightsError, \
-    load_torch_state_dict, locate
+from ...weights import (
+    UNIVERSAL_DECODERS,
+    UNIVERSAL_ENCODERS,
+    WeightsError,
+    load_torch_state_dict,
+    locate,
+)
 
 LEVELS = (1, 2, 3, 4, 5)
 #: VGG-19's convolutions up to conv5_1, in forward order.
-CONVS = ("conv11", "conv12", "conv21", "conv22", "conv31", "conv32", "conv33", "conv34",
-         "conv41", "conv42", "conv43", "conv44", "conv51")
+CONVS = (
+    "conv11",
+    "conv12",
+    "conv21",
+    "conv22",
+    "conv31",
+    "conv32",
+    "conv33",
+    "conv34",
+    "conv41",
+    "conv42",
+    "conv43",
+    "conv44",
+    "conv51",
+)
 _POOL_AFTER = ("conv12", "conv22", "conv34", "conv44")
 
 
 def _encoder_convs(level: int) -> tuple[str, ...]:
-    return CONVS[:CONVS.index(f"conv{level}1") + 1]
+    return CONVS[: CONVS.index(f"conv{level}1") + 1]
 
 
 def scale(level: int) -> int:
@@ -58,8 +76,10 @@ class _Stack(nn.Module):
         for name in names:
             weight, bias = state.get(f"{name}.weight"), state.get(f"{name}.bias")
             if weight is None or bias is None or weight.shape[-2:] != (3, 3):
-                raise WeightsError(f"{path} has no 3x3 convolution {name}: it is not the "
-                                   "expected universal style transfer network; replace it")
+                raise WeightsError(
+                    f"{path} has no 3x3 convolution {name}: it is not the "
+                    "expected universal style transfer network; replace it"
+                )
             conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3)
             conv.weight.data.copy_(weight)
             conv.bias.data.copy_(bias)
@@ -76,8 +96,10 @@ class Encoder(_Stack):
         super().__init__(state, _encoder_convs(level), path)
         weight, bias = state.get("conv0.weight"), state.get("conv0.bias")
         if weight is None or bias is None:
-            raise WeightsError(f"{path} has no conv0 (the input convention): it is not the "
-                               "expected universal style transfer encoder; replace it")
+            raise WeightsError(
+                f"{path} has no conv0 (the input convention): it is not the "
+                "expected universal style transfer encoder; replace it"
+            )
         self.conv0 = nn.Conv2d(3, 3, 1)
         self.conv0.weight.data.copy_(weight)
         self.conv0.bias.data.copy_(bias)
@@ -121,13 +143,20 @@ def load_level(level: int, directory=None, device=None) -> tuple[Encoder, Decode
     key = (level, str(directory))
     if key not in _loaded:
         networks, identity = [], {}
-        for kind, entry in ((Encoder, UNIVERSAL_ENCODERS[level]), (Decoder, UNIVERSAL_DECODERS[level])):
+        for kind, entry in (
+            (Encoder, UNIVERSAL_ENCODERS[level]),
+            (Decoder, UNIVERSAL_DECODERS[level]),
+        ):
             path = locate(entry, directory=directory)
             state = load_torch_state_dict(path)
             model = state.get("model", state)
             # channels-last: about 30 % faster on CPUs (oneDNN's own layout), the same numbers
-            networks.append(kind(model, level, path).eval().requires_grad_(False)
-                            .to(memory_format=torch.channels_last))
+            networks.append(
+                kind(model, level, path)
+                .eval()
+                .requires_grad_(False)
+                .to(memory_format=torch.channels_last)
+            )
             identity[entry.filename] = entry.sha256
         _loaded[key] = (*networks, identity)
     encoder, decoder, identity = _loaded[key]

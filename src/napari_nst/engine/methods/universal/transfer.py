@@ -71,17 +71,22 @@ def style_statistics(style, levels, directory, device, size: int) -> dict[int, S
 
 def _tensor(rgb: np.ndarray, device) -> torch.Tensor:
     """(H, W, 3) -> (1, 3, H, W) channels-last (the networks' layout: no copy of the pixels)."""
-    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None] \
-        .to(device).contiguous(memory_format=torch.channels_last)
+    return (
+        torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
+        .permute(2, 0, 1)[None]
+        .to(device)
+        .contiguous(memory_format=torch.channels_last)
+    )
 
 
-def _level_whole(image: torch.Tensor, level: int, styles, weights, strength, directory,
-                 device, regions=None) -> torch.Tensor:
+def _level_whole(
+    image: torch.Tensor, level: int, styles, weights, strength, directory, device, regions=None
+) -> torch.Tensor:
     encoder, decoder, _ = load_level(level, directory, device)
     height, width = image.shape[-2:]
     features = encoder(_padded(image, level))
     grid = scale(level)
-    inside = features[0, :, :-(-height // grid), :-(-width // grid)]
+    inside = features[0, :, : -(-height // grid), : -(-width // grid)]
     level_styles = [s[level] for s in styles]
     if regions is None:
         matrix, bias = affine(Moments.of(inside), level_styles, weights, strength)
@@ -106,8 +111,9 @@ def _per_region(features, inside, regions, level_styles, strength, grid) -> torc
     rows, cols = inside.shape[-2:]
     maps = torch.from_numpy(regions.weights()).to(features.device)[None]
     padded_rows, padded_cols = features.shape[-2] * grid, features.shape[-1] * grid
-    maps = F.pad(maps, (0, padded_cols - maps.shape[-1], 0, padded_rows - maps.shape[-2]),
-                 mode="replicate")
+    maps = F.pad(
+        maps, (0, padded_cols - maps.shape[-1], 0, padded_rows - maps.shape[-2]), mode="replicate"
+    )
     maps = F.avg_pool2d(maps, grid)[0].to(features.dtype)  # (G + 1, h, w) at the features' grid
     whole = None
     result = features * maps[-1]
@@ -126,8 +132,16 @@ def _per_region(features, inside, regions, level_styles, strength, grid) -> torc
     return result
 
 
-def transfer(content, styles: list[dict], weights: list[float], strength: float, levels,
-             directory, device, out=None) -> np.ndarray:
+def transfer(
+    content,
+    styles: list[dict],
+    weights: list[float],
+    strength: float,
+    levels,
+    directory,
+    device,
+    out=None,
+) -> np.ndarray:
     """The content (a ``PreparedImage`` at its working size) through every level; returns the
     (H, W, 3) float32 result in [0, 1] (in ``out`` when given: an array or a ``FileArray``)."""
     height, width = content.shape[:2]
@@ -136,8 +150,9 @@ def transfer(content, styles: list[dict], weights: list[float], strength: float,
         if height * width <= WHOLE_PIXELS:
             image = _tensor(content.rgb, device)
             for level in order:
-                image = _level_whole(image, level, styles, weights, strength, directory, device,
-                                     content.regions)
+                image = _level_whole(
+                    image, level, styles, weights, strength, directory, device, content.regions
+                )
             result = image[0].permute(1, 2, 0).float().cpu().numpy()
             if out is None:
                 return result
@@ -153,8 +168,11 @@ def _tiles(length: int, tile: int) -> list[tuple[int, int]]:
 def _transfer_tiled(content, styles, weights, strength, order, directory, device, out):
     height, width = content.shape[:2]
     in_file = height * width > IN_FILE_PIXELS
-    make = (lambda: FileArray((height, width, 3))) if in_file else \
-        (lambda: np.empty((height, width, 3), np.float32))
+    make = (
+        (lambda: FileArray((height, width, 3)))
+        if in_file
+        else (lambda: np.empty((height, width, 3), np.float32))
+    )
     source = content.read  # level 5 reads the content itself, tile by tile
     buffers = []
     try:
@@ -163,8 +181,9 @@ def _transfer_tiled(content, styles, weights, strength, order, directory, device
             target = out if last and out is not None else make()
             if not last or out is None:
                 buffers.append(target)
-            _level_tiled(source, (height, width), target, level, styles, weights, strength,
-                         directory, device)
+            _level_tiled(
+                source, (height, width), target, level, styles, weights, strength, directory, device
+            )
             source = _reader(target)
         result = buffers.pop() if out is None else out
         return result.memmap() if isinstance(result, FileArray) else result
@@ -213,8 +232,11 @@ def _tiled_moments(read, shape, encoder, level: int) -> Moments:
     for (r0, r1), (c0, c1) in _tile_grid(shape, level, _widest(encoder)):
         block, top, left = _read_tile(read, shape, level, r0, r1, c0, c1)
         features = encoder(_padded(_tensor(block, device=_device_of(encoder)), level))
-        inside = features[..., top // grid:(top + r1 - r0 + grid - 1) // grid,
-                          left // grid:(left + c1 - c0 + grid - 1) // grid]
+        inside = features[
+            ...,
+            top // grid : (top + r1 - r0 + grid - 1) // grid,
+            left // grid : (left + c1 - c0 + grid - 1) // grid,
+        ]
         moments = Moments.of(inside[0]) if moments is None else moments.add(inside[0])
         del features, inside
         release_freed_memory()  # freed tile buffers back to the system: they fragment otherwise
@@ -234,11 +256,13 @@ def _level_tiled(read, shape, target, level, styles, weights, strength, director
     encoder, decoder, _ = load_level(level, directory, device)
     moments = _tiled_moments(read, shape, encoder, level)  # pass 1: the whole image's moments
     matrix, bias = affine(moments, [s[level] for s in styles], weights, strength)
-    for (r0, r1), (c0, c1) in _tile_grid(shape, level, _widest(encoder)):  # pass 2: transform and decode each tile
+    for (r0, r1), (c0, c1) in _tile_grid(
+        shape, level, _widest(encoder)
+    ):  # pass 2: transform and decode each tile
         block, top, left = _read_tile(read, shape, level, r0, r1, c0, c1)
         features = apply_affine(encoder(_padded(_tensor(block, device), level)), matrix, bias)
         decoded = decoder(features)
-        inside = decoded[0, :, top:top + r1 - r0, left:left + c1 - c0].clamp_(0.0, 1.0)
+        inside = decoded[0, :, top : top + r1 - r0, left : left + c1 - c0].clamp_(0.0, 1.0)
         target[r0:r1, c0:c1] = inside.permute(1, 2, 0).float().cpu().numpy()
         del features, decoded, inside
         release_freed_memory()

@@ -42,7 +42,7 @@ class Moments:
     def add(self, features: torch.Tensor) -> Moments:
         flat = features.reshape(features.shape[0], -1)
         for start in range(0, flat.shape[1], _CHUNK):  # a float64 copy of a chunk at a time
-            block = flat[:, start:start + _CHUNK].to("cpu", torch.float64)
+            block = flat[:, start : start + _CHUNK].to("cpu", torch.float64)
             self.count += block.shape[1]
             self.total += block.sum(dim=1)
             self.outer += block @ block.T
@@ -87,8 +87,9 @@ class StyleStatistics:
         return cls(*colouring(moments))
 
 
-def affine(content: Moments, styles: list[StyleStatistics], weights: list[float],
-           strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+def affine(
+    content: Moments, styles: list[StyleStatistics], weights: list[float], strength: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, b) with ``M x + b`` the strength-blended transform of features x whose statistics are
     ``content``, towards the ``weights``-blended ``styles`` (float64)."""
     mean_c, white = whitening(content)
