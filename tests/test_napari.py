@@ -788,6 +788,11 @@ def test_a_sweep_fills_the_grid_with_labelled_cells(qtbot, viewer, widget, tmp_p
     widget.explore.cols.value = "(none)"
     assert widget.explore.run() is None
     assert "tick 'allow more than 36 cells'" in widget.explore.status.value
+    # a figure's preset says what it will run and cost as soon as it is chosen
+    widget.explore.preset.value = "fig3"
+    assert widget.explore.status.value.startswith(
+        "fig3: 20 cells x 300 optimisation steps at 40 px (6000 steps; about"
+    )
 
 
 def test_closing_a_viewer_mid_run_stops_its_worker(qtbot, viewer, make_napari_viewer, random_vgg):

@@ -89,6 +89,26 @@ class ExplorePanel(Container):
         ):
             combo.value = _NONE if axis is None else axis[0]
             line.value = "" if axis is None else ";".join(_value_text(v) for v in axis[1])
+        try:  # what it will run and cost, before Run is clicked
+            settings, kind = self._preset_settings()
+            rows, cols = self.axes()
+            self.status.value = f"{self.preset.value}: {self._cost(rows, cols, settings, kind)}"
+        except ValueError as exc:
+            self.status.value = f"error: {exc}"
+
+    def _preset_settings(self):
+        """The widget's settings with the preset's own (its steps and start), and the preset's
+        reconstruction kind (None: a plain sweep)."""
+        custom = self.preset.value == "custom"
+        extra = {} if custom else dict(PRESETS[self.preset.value][3])
+        kind = extra.pop("reconstruct", None)
+        return self._settings().replace(**extra), kind
+
+    @staticmethod
+    def _cost(rows, cols, settings, kind) -> str:
+        if kind is None:
+            return sweep_cost(rows, cols, settings)
+        return sweep_cost(None, cols, settings.replace(method="optimize"))
 
     def axes(self):
         """((rows name, values) or None, (cols name, values) or None) from the controls."""
@@ -120,14 +140,8 @@ class ExplorePanel(Container):
                     f"{MAX_CELLS} cells' to run them, or give fewer values"
                 )
             content, style = self._inputs()
-            extra = dict(PRESETS[self.preset.value][3]) if self.preset.value != "custom" else {}
-            kind = extra.pop("reconstruct", None)
-            settings = self._settings().replace(**extra)  # a preset's steps and starts
-            cost = (
-                sweep_cost(rows, cols, settings)
-                if kind is None
-                else sweep_cost(None, cols, settings.replace(method="optimize"))
-            )
+            settings, kind = self._preset_settings()  # a preset's steps and start
+            cost = self._cost(rows, cols, settings, kind)
             self.remove()
             self.worker = run_sweep_in_viewer(
                 self._viewer,
