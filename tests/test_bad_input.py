@@ -230,7 +230,7 @@ def test_nan_pixels_in_a_resized_grayscale_content_are_counted():
 
 
 def test_nan_pixels_in_a_lazy_plane_resized_are_counted():
-    from napari_nst.engine.images import prepare_lazy
+    from napari_nst.engine.lazy_images import prepare_lazy
 
     plane = np.ones((64, 64, 3), np.float32) * 0.5
     plane[:2, :3, 2] = np.nan

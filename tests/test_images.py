@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 
 import napari_nst
-from napari_nst.engine import images
+from napari_nst.engine import image_values
 from napari_nst.engine import weights as weights_module
-from napari_nst.engine.images import prepare_image, resize_array, working_shape
+from napari_nst.engine.images import prepare_image, working_shape
 from napari_nst.engine.memory import FileArray
 from napari_nst.engine.output import output_image
+from napari_nst.engine.resample import resize_array
 from napari_nst.engine.run import prepare_inputs
 from tests.helpers import magenta_weights_dir, shared_image
 
@@ -99,7 +100,7 @@ def test_size_resizes_while_mapping_as_the_engine_resized(kind):
 def test_bands_do_not_change_the_result(monkeypatch):
     data = inputs()
     expected = {k: (prepare_image(v, size=48).rgb, prepare_image(v).rgb) for k, v in data.items()}
-    monkeypatch.setattr(images, "BLOCK_VALUES", 997)  # bands of a few rows, one row for some
+    monkeypatch.setattr(image_values, "BLOCK_VALUES", 997)  # bands of a few rows, one row for some
     for kind, (small, full) in expected.items():
         np.testing.assert_allclose(
             prepare_image(data[kind], size=48).rgb, small, rtol=0, atol=1e-5, err_msg=kind
@@ -110,7 +111,7 @@ def test_bands_do_not_change_the_result(monkeypatch):
 def test_no_float_copy_of_the_whole_input(monkeypatch):
     """numpy's allocations during preparation (tracemalloc sees them): a band at a time. Before,
     a 2048^2 uint8 image allocated a float32 copy (4x) and masks and copies of it (~21x)."""
-    monkeypatch.setattr(images, "BLOCK_VALUES", 1 << 16, raising=False)  # small bands
+    monkeypatch.setattr(image_values, "BLOCK_VALUES", 1 << 16, raising=False)  # small bands
     data = RNG.integers(0, 256, (2048, 2048, 3), dtype=np.uint8)
 
     def peak(**kwargs):

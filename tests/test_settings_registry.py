@@ -116,7 +116,7 @@ def test_a_sweep_gives_what_direct_runs_give(inputs, name, method, monkeypatch):
     weights = shared_path("weights") if method == "universal" else magenta_weights_dir()
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(weights))
     from napari_nst import stylize, sweep
-    from napari_nst.engine.images import resize_array
+    from napari_nst.engine.resample import resize_array
 
     if name == "network":
         pytest.skip(

@@ -564,8 +564,7 @@ def test_huge_planes_resized_stream_through_files_too(style, monkeypatch, tmp_pa
     picture of the in-memory run (rounding only), and the plane never read whole."""
     import zarr
 
-    from napari_nst.engine import images as images_module
-    from napari_nst.engine import stack_io
+    from napari_nst.engine import image_values, stack_io
     from napari_nst.engine.methods.predict import ghiasi as predict_module
 
     monkeypatch.setenv("NAPARI_NST_WEIGHTS_DIR", str(magenta_weights_dir()))
@@ -578,7 +577,7 @@ def test_huge_planes_resized_stream_through_files_too(style, monkeypatch, tmp_pa
     assert whole.shape == (2, 150, 200, 3)
     monkeypatch.setattr(predict_module, "STREAM_PIXELS", 100 * 100)
     monkeypatch.setattr(stack_io, "CHUNK_SIDE", 64)
-    monkeypatch.setattr(images_module, "BLOCK_VALUES", 300 * 3 * 20)  # bands of 20 rows
+    monkeypatch.setattr(image_values, "BLOCK_VALUES", 300 * 3 * 20)  # bands of 20 rows
     source = ReadRecorder(planes)
     run = napari_nst.iter_stack(source, style, out=str(tmp_path / "streamed.zarr"), **options)
     assert run.streamed

@@ -101,7 +101,7 @@ def test_a_flat_region_stays_finite():
 def test_style_strength_is_graded(photo, painting):
     """From 0 (the decoders' reconstruction of the content) to 1, the content is kept less at
     every step."""
-    from napari_nst.engine.images import resize_array
+    from napari_nst.engine.resample import resize_array
 
     reference = resize_array(photo.astype(np.float32) / 255, (96, 128))
     kept = [
@@ -113,7 +113,7 @@ def test_style_strength_is_graded(photo, painting):
 
 
 def test_fewer_levels_keep_more_of_the_content(photo, painting):
-    from napari_nst.engine.images import resize_array
+    from napari_nst.engine.resample import resize_array
 
     reference = resize_array(photo.astype(np.float32) / 255, (96, 128))
     fine = _luma_correlation(universal(photo, painting, levels=(2, 1)), reference)
@@ -132,8 +132,8 @@ def test_the_result_takes_the_style_colours_and_keep_colors_restores_the_content
     blue = painting[..., 2].mean() / 255
     assert abs(result[..., 2].mean() - blue) < abs(photo[..., 2].mean() / 255 - blue)
     kept = universal(photo, painting, keep_colors=True)
-    from napari_nst.engine.images import resize_array
     from napari_nst.engine.output import _RGB_TO_YIQ
+    from napari_nst.engine.resample import resize_array
 
     chroma = lambda image: image @ _RGB_TO_YIQ[1:].T  # noqa: E731
     reference = resize_array(photo.astype(np.float32) / 255, (96, 128))

@@ -220,7 +220,7 @@ def iter_sweep(
 
 def _cells(result: Sweep, grid, prepared: dict, shape) -> Iterator:
     from .devices import resolve_device
-    from .images import resize_array
+    from .resample import resize_array
     from .run import run_prepared
 
     targets: dict = {}

@@ -15,7 +15,8 @@ it is mapped, so a 16384^2 image for a 512 px result costs little beyond the inp
 at full size, the pixels stay in a compact form (see ``PreparedImage``) and are converted where
 they are read -- the tiled renderer does that tile by tile.
 
-Nothing here modifies the caller's array.
+Nothing here modifies the caller's array. The mapping of values to [0, 1] is in ``image_values``,
+the resizing in ``resample``, planes read only when asked (dask, zarr) in ``lazy_images``.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .image_values import alpha_scale, alpha_to_unit, bands, count_nan_pixels, mapped, to_unit
 from .memory import FileArray
+from .resample import resample_rows
 
 MIN_SIDE = 16
-#: Values per block when reading, mapping or resizing (4 MB as float32).
-BLOCK_VALUES = 1 << 20
 _CHANNEL_AXIS_HINT = (1, 3, 4)
 
 
@@ -82,7 +83,7 @@ class PreparedImage:
         else:
             block = self.values[rows][:, cols]
         if block.dtype != np.float32:
-            block = _to_unit(block, *self.window)
+            block = to_unit(block, *self.window)
         if self.grayscale:
             block = np.repeat(block[..., None], 3, axis=2)
         return block
@@ -105,9 +106,9 @@ class PreparedImage:
         if values.dtype == np.float32:
             colour = lambda r0, r1: values[r0:r1]  # noqa: E731
         else:
-            colour = lambda r0, r1: _to_unit(values[r0:r1], *window)  # noqa: E731
+            colour = lambda r0, r1: to_unit(values[r0:r1], *window)  # noqa: E731
         alpha = None if self.alpha is None else (lambda r0, r1: self.alpha[r0:r1])
-        image = _resampled(
+        image = resampled_image(
             colour, alpha, values.shape[:2], shape, self.grayscale, window, self.dtype
         )
         if self.regions is None:
@@ -136,14 +137,14 @@ def prepare_image(
     grayscale = colour.ndim == 2
     finite, nan_pixels = _float_scan(colour) if colour.dtype.kind == "f" else (None, 0)
     low, high = _window(colour, window, grayscale, name, finite)
-    _warn_nan(name, nan_pixels, height * width)
+    warn_nan(name, nan_pixels, height * width)
 
-    target = _target_shape(height, width, size)
-    if _shrinks((height, width), target):
-        alpha = None if alpha_plane is None else (lambda r0, r1: _alpha(alpha_plane[r0:r1]))
+    target = target_shape(height, width, size)
+    if shrinks((height, width), target):
+        alpha = None if alpha_plane is None else (lambda r0, r1: alpha_to_unit(alpha_plane[r0:r1]))
         in_file = in_file_above is not None and target[0] * target[1] > in_file_above
-        return _resampled(
-            lambda r0, r1: _to_unit(colour[r0:r1], low, high),
+        return resampled_image(
+            lambda r0, r1: to_unit(colour[r0:r1], low, high),
             alpha,
             (height, width),
             target,
@@ -155,8 +156,8 @@ def prepare_image(
     if colour.dtype.itemsize < 4:  # compact: the input's own values, mapped when read
         values = _read_only_values(colour)
     else:
-        values = _mapped(colour, low, high)
-    alpha = None if alpha_plane is None else _mapped(alpha_plane, 0.0, alpha_scale(array.dtype))
+        values = mapped(colour, low, high)
+    alpha = None if alpha_plane is None else mapped(alpha_plane, 0.0, alpha_scale(array.dtype))
     return PreparedImage(values, grayscale, alpha, (low, high), array.dtype)
 
 
@@ -169,77 +170,6 @@ def _read_only_values(colour: np.ndarray) -> np.ndarray:
         values = values.view()
     values.flags.writeable = False
     return values
-
-
-class LazyValues:
-    """The colour values of a plane too big to copy, read on demand from an array-like (a dask
-    or zarr array, a memmap): what ``prepare_lazy`` puts in a PreparedImage. Indexing reads that
-    block only; data wider than the compact dtypes is mapped to [0, 1] as it is read."""
-
-    def __init__(self, source, window: tuple[float, float]):
-        self.source = source
-        self.window = window
-        self.compact = np.dtype(source.dtype).itemsize < 4
-        self.dtype = np.dtype(source.dtype) if self.compact else np.dtype(np.float32)
-        self.shape = tuple(source.shape)
-        self.ndim = len(self.shape)
-
-    def __getitem__(self, key) -> np.ndarray:
-        block = self.raw(key)
-        return block if self.compact else _to_unit(block, *self.window)
-
-    def raw(self, key) -> np.ndarray:
-        """The block ``key`` of the source's own values, read now."""
-        block = self.source[key]
-        if hasattr(block, "dask"):  # read here, in the task's thread: not on whatever dask
-            block = block.compute(scheduler="sync")  # scheduler is the default (a Client)
-        return np.asarray(block)
-
-
-def prepare_lazy(
-    plane, window: tuple[float, float], *, name: str = "image", size=None
-) -> PreparedImage:
-    """A grayscale (H, W) / (H, W, 1) or RGB (H, W, 3) plane in ``window`` as a PreparedImage
-    that reads its pixels only when asked (``LazyValues``): the tiled renderer then reads it a
-    tile at a time. The window must be known (a whole-plane pass is what this avoids).
-
-    ``size`` (as ``prepare_image``'s): a plane larger than that is resized now, read a band of
-    rows at a time, into temporary files (``memory.FileArray``), for a render through files.
-    NaN pixels are counted (and warned of: ``_warn_nan``) while a plane is resized, which reads it
-    whole anyway; a plane kept at full size is not scanned for them."""
-    if plane.ndim == 3 and plane.shape[2] == 1:
-        plane = plane[..., 0]
-    if not (plane.ndim == 2 or (plane.ndim == 3 and plane.shape[2] == 3)):
-        raise ValueError(
-            f"{name}: shape {tuple(plane.shape)}; a plane read lazily is (H, W) or (H, W, 3)"
-        )
-    low, high = (float(v) for v in window)
-    values, grayscale = LazyValues(plane, (low, high)), plane.ndim == 2
-    height, width = plane.shape[:2]
-    target = _target_shape(height, width, size)
-    if _shrinks((height, width), target):
-        nan_pixels = 0
-
-        def read(r0, r1):
-            nonlocal nan_pixels
-            block = values.raw(slice(r0, r1))
-            if block.dtype.kind == "f":
-                nan_pixels += _count_nan_pixels(block)
-            return _to_unit(block, low, high)
-
-        image = _resampled(
-            read,
-            None,
-            (height, width),
-            target,
-            grayscale,
-            (low, high),
-            np.dtype(plane.dtype),
-            in_file=True,
-        )
-        _warn_nan(name, nan_pixels, height * width)
-        return image
-    return PreparedImage(values, grayscale, None, (low, high), np.dtype(plane.dtype))
 
 
 def _image_array(data, name: str) -> np.ndarray:
@@ -327,19 +257,13 @@ def _float_scan(values: np.ndarray) -> tuple[tuple[float, float] | None, int]:
         finite = np.isfinite(block)
         low = min(low, float(block.min(where=finite, initial=np.inf)))
         high = max(high, float(block.max(where=finite, initial=-np.inf)))
-        nan_pixels += _count_nan_pixels(block)
+        nan_pixels += count_nan_pixels(block)
     return ((low, high) if low <= high else None), nan_pixels
 
 
-def _count_nan_pixels(block: np.ndarray) -> int:
-    """Pixels of a float block (rows, cols[, channels]) with a NaN in any channel."""
-    nan = np.isnan(block)
-    return int((nan.any(axis=2) if nan.ndim == 3 else nan).sum())
-
-
-def _warn_nan(name: str, nan_pixels: int, pixels: int) -> None:
+def warn_nan(name: str, nan_pixels: int, pixels: int) -> None:
     """A UserWarning, when an input has NaN pixels, of how many and what they become: NaN maps to
-    0, the window's low end (``_to_unit``), so they would otherwise turn black silently."""
+    0, the window's low end (``to_unit``), so they would otherwise turn black silently."""
     if not nan_pixels:
         return
     warnings.warn(
@@ -352,7 +276,9 @@ def _warn_nan(name: str, nan_pixels: int, pixels: int) -> None:
     )
 
 
-def _target_shape(height: int, width: int, size) -> tuple[int, int]:
+def target_shape(height: int, width: int, size) -> tuple[int, int]:
+    """The (H, W) an image of ``height`` x ``width`` is used at, for ``size`` as
+    ``prepare_image`` takes it (None: its own shape)."""
     if size is None:
         return height, width
     if isinstance(size, (int, np.integer)):
@@ -360,151 +286,29 @@ def _target_shape(height: int, width: int, size) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def _shrinks(shape: tuple, target: tuple) -> bool:
+def shrinks(shape: tuple, target: tuple) -> bool:
     """Whether resizing ``shape`` (H, W) to ``target`` makes it smaller (and not larger on either
     side): the resizes done while an image is read."""
     return target[0] <= shape[0] and target[1] <= shape[1] and tuple(target) != tuple(shape)
 
 
-def bands(values: np.ndarray):
-    """(start, stop) row ranges of about ``BLOCK_VALUES`` values each."""
-    height = values.shape[0]
-    step = max(1, BLOCK_VALUES // max(1, values[:1].size))
-    return [(r, min(height, r + step)) for r in range(0, height, step)]
-
-
-def _mapped(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """``_to_unit`` of the whole of ``values``, a band at a time into one float32 array."""
-    out = np.empty(values.shape, np.float32)
-    for r0, r1 in bands(values):
-        out[r0:r1] = _to_unit(values[r0:r1], low, high)
-    return out
-
-
-def _to_unit(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """``values`` (a block of any numeric dtype) mapped from (low, high) to float32 [0, 1]; NaN and
-    -inf go to 0, +inf to 1.
-
-    float64 data is mapped in float64: its finite values can lie beyond float32's range (1e308).
-    The arithmetic runs on halves, so that neither ``v - low`` nor ``high - low`` can overflow
-    (halving is exact: the results are those of ``(v - low) / (high - low)``).
-    """
-    wide = values.dtype.kind == "f" and values.dtype.itemsize > 4
-    work = values.astype(np.float64 if wide else np.float32)  # a copy: the input stays untouched
-    work *= 0.5
-    work -= 0.5 * low
-    work /= 0.5 * high - 0.5 * low
-    np.fmax(work, 0.0, out=work)  # NaN and -inf -> 0
-    np.fmin(work, 1.0, out=work)  # +inf -> 1
-    return work.astype(np.float32, copy=False)
-
-
-def alpha_scale(dtype: np.dtype) -> float:
-    """The value of a fully opaque pixel: an integer dtype's maximum, 1 for floats (as napari's
-    display and the image file formats read alpha)."""
-    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
-
-
-def _alpha(channel: np.ndarray) -> np.ndarray:
-    return _to_unit(channel, 0.0, alpha_scale(channel.dtype))
-
-
-def _resampled(
+def resampled_image(
     colour, alpha, size, shape, grayscale: bool, window, dtype, in_file: bool = False
 ) -> PreparedImage:
-    """A PreparedImage of ``shape`` from row readers (see ``_resample``) of colour and alpha
+    """A PreparedImage of ``shape`` from row readers (see ``resample_rows``) of colour and alpha
     (None without) in [0, 1], for an image of ``size``; ``in_file``: its pixels in temporary
     files (``FileArray``), not in memory."""
 
     def plane(read, channels: int, method: str):  # (H, W) for one channel, else (H, W, C)
         if in_file:
             target = FileArray(shape if channels == 1 else (*shape, channels))
-            return _resample(read, size, shape, channels, method, target)
-        values = _resample(read, size, shape, channels, method)
+            return resample_rows(read, size, shape, channels, method, target)
+        values = resample_rows(read, size, shape, channels, method)
         return values[..., 0] if channels == 1 else values
 
     values = plane(colour, 1 if grayscale else 3, "bicubic")
     alpha = None if alpha is None else plane(alpha, 1, "bilinear")
     return PreparedImage(values, grayscale, alpha, window, dtype)
-
-
-_FILTERS = {"bicubic": 2.0, "bilinear": 1.0}  # PIL filter name: support in pixels at scale 1
-
-
-def _resample(read, size, shape, channels: int, method: str, out=None) -> np.ndarray:
-    """Resize an image of ``size`` (H, W) with ``channels`` channels, whose rows ``read(r0, r1)``
-    gives as float, to ``shape``: float32 (h, w, channels), clipped to [0, 1], into ``out`` when
-    given (an array-like of that shape, or (h, w) for one channel; rows are written a band at
-    a time), else a new array.
-
-    PIL's antialiased filters (torch's ``antialias=True`` computes the same), separable: each band
-    of input rows is read once, in order, and resized horizontally; each band of output rows is
-    then resized vertically from the horizontally resized rows it needs (its filter support plus a
-    margin, so that results do not depend on the bands). Only bands are ever held as float.
-    """
-    from PIL import Image
-
-    resample = getattr(Image.Resampling, method.upper())
-    height, width = size
-    out_h, out_w = shape
-    scale = height / out_h
-    margin = math.ceil(_FILTERS[method] * max(scale, 1.0)) + 1
-    in_step = max(1, BLOCK_VALUES // (width * channels))
-    out_step = max(1, BLOCK_VALUES // (out_w * channels * math.ceil(max(scale, 1.0))))
-    out = np.empty((out_h, out_w, channels), np.float32) if out is None else out
-    rows = np.empty((channels, 0, out_w), np.float32)  # horizontally resized rows start..done-1
-    start = done = 0
-    for o0 in range(0, out_h, out_step):
-        o1 = min(out_h, o0 + out_step)
-        top, bottom = o0 * scale, o1 * scale
-        first, last = max(0, math.floor(top) - margin), min(height, math.ceil(bottom) + margin)
-        if first >= done:
-            rows, start, done = rows[:, :0], first, first
-        else:
-            rows, start = rows[:, first - start :], first
-        pieces = [rows]
-        while done < last:
-            stop = min(height, done + in_step)
-            band = np.asarray(read(done, stop)).reshape(stop - done, width, channels)
-            pieces.append(
-                np.stack(
-                    [
-                        _pil_resize(band[..., c], (stop - done, out_w), resample)
-                        for c in range(channels)
-                    ]
-                )
-            )
-            done = stop
-        rows = np.concatenate(pieces, axis=1) if len(pieces) > 1 else rows
-        band = np.stack(
-            [
-                _pil_resize(
-                    rows[c], (o1 - o0, out_w), resample, box=(0, top - start, out_w, bottom - start)
-                )
-                for c in range(channels)
-            ],
-            axis=-1,
-        )
-        np.clip(band, 0.0, 1.0, out=band)
-        out[o0:o1] = band if len(out.shape) == 3 else band[..., 0]
-    return out
-
-
-def _pil_resize(plane: np.ndarray, shape, resample, box=None) -> np.ndarray:
-    """One float plane resized with PIL ("F" mode: float32 pixels, double-precision sums)."""
-    from PIL import Image
-
-    plane = np.ascontiguousarray(plane, dtype=np.float32)
-    if box is None and tuple(shape) == plane.shape:
-        return plane
-    image = Image.fromarray(plane)
-    return np.asarray(image.resize((int(shape[1]), int(shape[0])), resample, box=box))
-
-
-def resize_array(rgb: np.ndarray, shape) -> np.ndarray:
-    """Antialiased bilinear resize of an (H, W, C) float image in [0, 1] (no torch needed by
-    callers)."""
-    return _resample(lambda r0, r1: rgb[r0:r1], rgb.shape[:2], shape, rgb.shape[2], "bilinear")
 
 
 def working_shape(height: int, width: int, size: int, min_side: int = MIN_SIDE) -> tuple[int, int]:

@@ -10,7 +10,9 @@ import math
 import numpy as np
 
 from ..settings import OUTPUT_RANGES
-from .images import PreparedImage, alpha_scale, bands, resize_array
+from .image_values import alpha_scale, bands
+from .images import PreparedImage
+from .resample import resize_array
 
 #: Side of the blocks in which a result rendered into a file is finished (``finish_into``).
 FINISH_BLOCK = 512

@@ -264,46 +264,12 @@ def iter_stack(
     ``content_window`` is not given. Settings as for ``stylize`` (``settings`` and overrides).
     """
     settings = make_settings(settings, **overrides)
-    if settings.init_image is not None:
-        raise ValueError(
-            "init_image is a start image for one plane; a stack starts each plane "
-            "from its content (init) or, with warm_start, from the previous plane"
-        )
-    check_motion(motion)
-    if temporal_weight is None:
-        temporal_weight = methods.get(settings.method).temporal_weight
-    if not (isinstance(temporal_weight, (int, float)) and 0.0 <= temporal_weight < math.inf):
-        raise ValueError(
-            f"temporal_weight={temporal_weight!r}: give a number >= 0 (0: every "
-            "plane on its own), or None for the method's default"
-        )
+    temporal_weight = _checked_options(settings, motion, temporal_weight)
     lazy = as_dask(stack)
     if client is not None and isinstance(stack, np.ndarray):
         lazy = scattered(stack, client)
-    channels = has_channels(lazy.shape)
-    plane_ndim = 3 if channels else 2
-    if lazy.ndim < 2:
-        raise ValueError(
-            f"content: shape {lazy.shape} is not a stack of images; pass (..., H, W) "
-            "grayscale or (..., H, W, 3|4) colour planes"
-        )
-    leading = lazy.ndim - plane_ndim
-    if chain_axis is None:
-        chain_axis = max(leading - 1, 0)
-    if leading and not -leading <= chain_axis < leading:
-        raise ValueError(
-            f"chain_axis={chain_axis}: the stack of shape {lazy.shape} has "
-            f"{leading} leading axis/axes before its planes; pick one of them"
-        )
-    chain_axis %= max(leading, 1)
+    channels, leading, chain_axis = _stack_layout(lazy.shape, chain_axis)
     height, width = lazy.shape[leading : leading + 2]
-    if min(height, width) < MIN_SIDE:
-        raise ValueError(
-            f"content: planes of {height}x{width} pixels (stack shape {lazy.shape}) "
-            f"are too small; each side needs at least {MIN_SIDE} pixels"
-        )
-    if 0 in lazy.shape[:leading]:
-        raise ValueError(f"content: the stack of shape {lazy.shape} has no planes")
     from .regions import warn_if_unlabelled
     from .run import check_regions_size, prepare_inputs, style_inputs
 
@@ -339,6 +305,55 @@ def iter_stack(
         regions=regions,
         assignment=assignment,
     )
+
+
+def _checked_options(settings: Settings, motion: str, temporal_weight) -> float:
+    """The temporal weight (None: the method's), once the options that a stack does not take
+    or cannot use are ruled out."""
+    if settings.init_image is not None:
+        raise ValueError(
+            "init_image is a start image for one plane; a stack starts each plane "
+            "from its content (init) or, with warm_start, from the previous plane"
+        )
+    check_motion(motion)
+    if temporal_weight is None:
+        temporal_weight = methods.get(settings.method).temporal_weight
+    if not (isinstance(temporal_weight, (int, float)) and 0.0 <= temporal_weight < math.inf):
+        raise ValueError(
+            f"temporal_weight={temporal_weight!r}: give a number >= 0 (0: every "
+            "plane on its own), or None for the method's default"
+        )
+    return temporal_weight
+
+
+def _stack_layout(shape: tuple, chain_axis: int | None) -> tuple[bool, int, int]:
+    """(whether the planes have channels, the number of leading axes, the chain axis counted
+    from 0) of a stack of ``shape``, or a ValueError saying what is wrong with it."""
+    channels = has_channels(shape)
+    plane_ndim = 3 if channels else 2
+    if len(shape) < 2:
+        raise ValueError(
+            f"content: shape {shape} is not a stack of images; pass (..., H, W) "
+            "grayscale or (..., H, W, 3|4) colour planes"
+        )
+    leading = len(shape) - plane_ndim
+    if chain_axis is None:
+        chain_axis = max(leading - 1, 0)
+    if leading and not -leading <= chain_axis < leading:
+        raise ValueError(
+            f"chain_axis={chain_axis}: the stack of shape {shape} has "
+            f"{leading} leading axis/axes before its planes; pick one of them"
+        )
+    chain_axis %= max(leading, 1)
+    height, width = shape[leading : leading + 2]
+    if min(height, width) < MIN_SIDE:
+        raise ValueError(
+            f"content: planes of {height}x{width} pixels (stack shape {shape}) "
+            f"are too small; each side needs at least {MIN_SIDE} pixels"
+        )
+    if 0 in shape[:leading]:
+        raise ValueError(f"content: the stack of shape {shape} has no planes")
+    return channels, leading, chain_axis
 
 
 def _stack_regions(labels, shape: tuple, leading: int):

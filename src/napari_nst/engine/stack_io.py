@@ -46,7 +46,7 @@ class PlaneSource:
 
 class PlaneView:
     """Plane ``index`` of a stack, read only where it is indexed (``stack[index]`` would read
-    the whole plane from a zarr array): what ``images.prepare_lazy`` needs of a plane -- its
+    the whole plane from a zarr array): what ``lazy_images.prepare_lazy`` needs of a plane -- its
     shape and dtype, ``[rows, cols]`` blocks, and ``[..., 0]`` for a single channel."""
 
     def __init__(self, stack, index: tuple, channel: int | None = None):

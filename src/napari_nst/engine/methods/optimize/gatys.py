@@ -21,7 +21,6 @@ floor (0.63 at 256 px, 0.66 at 512, 0.62 at 1024).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -150,26 +149,16 @@ def optimize(
     that the previous plane settled at the working size.
     """
     start = time.perf_counter()
-    identity = "given extractor"
-    if extractor is None:
-        extractor, identity = feature_extractor(settings, device)
-    compute_dtype = resolve_dtype(settings.precision, device)
-    info = {
-        "weights": identity,
-        "weights_sha256": dict(getattr(extractor, "weights_sha256", {})),
-        "precision": str(compute_dtype).removeprefix("torch."),
-    }
+    extractor, compute_dtype, info = _run_setup(settings, device, extractor)
     height, width = content.rgb.shape[:2]
     out_shape = working_shape(height, width, settings.size)
     scales = run_scales(settings)
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
 
-    image = None
-    step = 0
-    costs = [working_shape(height, width, size) for size, _ in scales]  # work of a step: pixels
-    costs = [h * w for h, w in costs]
-    total_work = sum(cost * budget for cost, (_, budget) in zip(costs, scales))
+    image, step = None, 0
+    costs = [h * w for h, w in (working_shape(height, width, size) for size, _ in scales)]
+    total_work = sum(cost * budget for cost, (_, budget) in zip(costs, scales))  # pixels x steps
     work_before = 0  # the work of the scales finished
     for scale_index, (size, budget) in enumerate(scales):
         shape = working_shape(height, width, size)
@@ -188,11 +177,8 @@ def optimize(
             temporal,
             temporal_weight,
         )
-        image = (
-            _start_image(image, content_t, shape, settings, device, initial, warm, generator)
-            .contiguous()
-            .requires_grad_(True)
-        )
+        image = _start_image(image, content_t, shape, settings, device, initial, warm, generator)
+        image = image.contiguous().requires_grad_(True)
         optimizer = _make_optimizer(settings, image)
         last_scale = scale_index == len(scales) - 1
 
@@ -201,11 +187,8 @@ def optimize(
             step += 1
             progress = (work_before + local * costs[scale_index]) / total_work
             if step % settings.emit_every == 0 or (last_scale and local == budget):
-                yield dataclasses.replace(
-                    _emitted_iterate(
-                        step, settings, image, loss_fn, content, shape, out_shape, start, info
-                    ),
-                    progress=progress,
+                yield _emitted_iterate(
+                    step, settings, image, loss_fn, content, shape, out_shape, start, info, progress
                 )
             else:
                 yield StepResult(
@@ -220,6 +203,23 @@ def optimize(
                     progress=progress,
                 )
         work_before += budget * costs[scale_index]
+
+
+def _run_setup(
+    settings: Settings, device: torch.device, extractor: VGGFeatures | None
+) -> tuple[VGGFeatures, torch.dtype, dict]:
+    """(the feature extractor, loaded when not given; the compute dtype; the run's provenance:
+    the weights and the precision)."""
+    identity = "given extractor"
+    if extractor is None:
+        extractor, identity = feature_extractor(settings, device)
+    compute_dtype = resolve_dtype(settings.precision, device)
+    info = {
+        "weights": identity,
+        "weights_sha256": dict(getattr(extractor, "weights_sha256", {})),
+        "precision": str(compute_dtype).removeprefix("torch."),
+    }
+    return extractor, compute_dtype, info
 
 
 def _scale_loss(
@@ -313,7 +313,7 @@ def _guides(regions, shape, device) -> list[tuple[torch.Tensor, tuple]]:
 
 
 def _emitted_iterate(
-    step, settings, image, loss_fn, content, shape, out_shape, start, info
+    step, settings, image, loss_fn, content, shape, out_shape, start, info, progress
 ) -> StepResult:
     """An iterate with the image and the losses *of that image* (one extra forward pass, no
     backward: the optimiser's last evaluation belongs to the image before its step)."""
@@ -329,6 +329,7 @@ def _emitted_iterate(
         time.perf_counter() - start,
         shape,
         info,
+        progress=progress,
     )
 
 

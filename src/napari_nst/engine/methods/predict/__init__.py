@@ -108,7 +108,7 @@ class Predict(Method):
         at a time, written to ``writer`` a block at a time."""
         import torch
 
-        from ...images import prepare_lazy
+        from ...lazy_images import prepare_lazy
         from ...stack_io import plane_name
         from .ghiasi import load_networks, predict_streamed, weights_info
 

@@ -1,9 +1,10 @@
 """The Magenta transformer's forward pass as predict runs it (``render``, ``render_into``): fused,
 at any size, and tiled with exact global statistics in bounded memory.
 
-The stages are here; the fused kernels are in ``fused``, the tiles and the quarter-resolution
-stream in ``tiles``. It differs from ``StyleTransformer.forward`` (the readable reference) only in speed and memory,
-not in what it computes:
+Here are the source, the destination and the whole and tiled renders; the stages they run on
+each piece are in ``stages``, the fused kernels in ``fused``, the tiles and the quarter-resolution
+stream in ``tiles``. It differs from ``StyleTransformer.forward`` (the readable reference) only in
+speed and memory, not in what it computes:
 
 * Any size: the content is reflect-padded to a multiple of 4 (two stride-2 convolutions and two x2
   upsamplings) and the result cropped back.
@@ -53,27 +54,21 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ...images import PreparedImage
 from ...memory import release_freed_memory
 from .fused import (
     Moments,
     _fill_border,
-    _fold,
     _full_window,
-    _Kernels,
     _kernels,
     _padded,
-    _phase,
-    _phases_into,
-    _reflect_border_s2d,
-    _relu_clamp,
     _window_moments,
     space_to_depth_kernel,
     subpixel_kernel,
 )
 from .magenta import StyleTransformer, norm_affine
+from .stages import _contract, _expand, _write_output
 from .tiles import (
     _padded_size,
     _pieces_of,
@@ -86,109 +81,6 @@ from .tiles import (
 HALO = 8  # full-resolution pixels of context around a tile (receptive-field slack: 7)
 KEEP_BYTES = 256 << 20  # render_into's default keep_bytes
 _FINISH_ROWS = 256  # rows per band of the final in-place normalisation
-
-
-# --- the network in stages ------------------------------------------------------------------------
-
-
-def _contract(kernels: _Kernels, image: torch.Tensor) -> torch.Tensor:
-    """Contraction of an (N, 3, H, W) image (H, W multiples of 4) -> (N, 32, H/4, W/4)."""
-    (w1, b1, _), (w2, b2, s2), (w3, b3, s3) = kernels.contract
-    x = F.conv2d(F.pad(image, (4, 4, 4, 4), mode="reflect"), w1, b1)
-    for weight, bias, stride in ((w2, b2, s2), (w3, b3, s3)):
-        padded = _padded(x, x.shape[1], x.shape[2] + 2, x.shape[3] + 2)
-        torch.clamp_min(x, 0.0, out=padded[:, :, 1:-1, 1:-1])
-        _fill_border(padded, "reflect")
-        x = F.conv2d(padded, weight, bias, stride=stride)
-    return x.relu_()
-
-
-def _expand(
-    kernels: _Kernels, low: torch.Tensor, offset, style: dict, stats: list, until: int = 2
-) -> torch.Tensor:
-    """Upsampling part on a low-resolution piece ``low`` (N, 32, h+2, w+2) whose border row and
-    column are either replicated (image edge) or real neighbours (inside a tiled image).
-
-    Returns the pre-normalisation output of layer ``until`` (0, 1: "subpixel" layout; 2: "s2d"
-    layout, see ``_phase``). ``stats`` holds the (mean, var) of the first len(stats)
-    normalisations; the others up to ``until`` - 1 are computed from this piece.
-    """
-    layers = (kernels.up1, kernels.up2, kernels.out)
-
-    def relu_bounds(index, out, channels):
-        if index < len(stats):
-            mean, var = stats[index]
-        else:
-            mean, var = _window_moments(
-                out, channels, "subpixel", *_full_window(out, "subpixel")
-            ).result()
-        gamma, beta = style[layers[index]]
-        scale, shift = norm_affine(gamma, beta, mean, var)
-        return _relu_clamp(scale.flatten(), shift.flatten())
-
-    w, b = _fold(kernels.up1_weight, kernels.up1.bias.repeat(4), None, offset)
-    out = F.conv2d(low, w, b)
-    if until == 0:
-        return out
-    lo, hi, scale, shift = relu_bounds(0, out, 16)
-    rows, cols = 2 * (low.shape[2] - 2), 2 * (low.shape[3] - 2)
-    half = _padded(out, 16, rows + 2, cols + 2)
-    _phases_into(
-        out,
-        16,
-        lo,
-        hi,
-        lambda a, b: half[:, :, 1 + a : 1 + rows : 2, 1 + b : 1 + cols : 2],  # noqa: F821 (bound before the call; deleted after)
-    )
-    _fill_border(half, "replicate")
-    del out
-
-    w, b = _fold(kernels.up2_weight, kernels.up2.bias.repeat(4), scale, shift)
-    out = F.conv2d(half, w, b)
-    del half
-    if until == 1:
-        return out
-    lo, hi, scale, shift = relu_bounds(1, out, 8)
-    # rows x cols is also the space-to-depth grid of the (2 rows) x (2 cols) output
-    full = _padded(out, 32, rows + 4, cols + 4)  # padded by 2 cells = 4 pixels
-    _phases_into(
-        out,
-        8,
-        lo,
-        hi,
-        lambda a, b: full[:, (2 * a + b) * 8 : (2 * a + b + 1) * 8, 2 : 2 + rows, 2 : 2 + cols],
-    )
-    _reflect_border_s2d(full, 4)
-    del out
-
-    w, b = _fold(kernels.out_weight, kernels.out.bias.repeat(4), scale, shift, repeat=4)
-    return F.conv2d(full, w, b)
-
-
-def _write_output(
-    out: torch.Tensor,
-    rows: tuple,
-    cols: tuple,
-    target: np.ndarray,
-    scale: torch.Tensor | None = None,
-    shift: torch.Tensor | None = None,
-) -> None:
-    """Write rows/cols (even bounds) of the final layer's "s2d" output into the (H', W', 3)
-    ``target`` (cropped to it), phase by phase; with ``scale``/``shift`` also normalise and apply
-    the sigmoid, in place in ``target`` on the CPU."""
-    destination = torch.from_numpy(target)
-    for phase in range(4):
-        a, b = divmod(phase, 2)
-        dest = destination[a::2, b::2]
-        count_r, count_c = dest.shape[:2]
-        source = _phase(out, 3, phase, "s2d", rows, cols)[0, :, :count_r, :count_c].permute(1, 2, 0)
-        if scale is None:
-            dest.copy_(source)
-        elif source.device.type == "cpu":
-            torch.addcmul(shift, source, scale, out=dest)
-            dest.sigmoid_()
-        else:
-            dest.copy_(torch.addcmul(shift, source, scale).sigmoid_())
 
 
 # --- source and destination -----------------------------------------------------------------------
@@ -380,12 +272,11 @@ def _render_tiled(
     bottleneck=None,
     features_on_disk: bool = False,
 ) -> None:
-    height, width = content.shape[:2]
-    rows, cols = row_spans[-1][1], col_spans[-1][1]
-    q_rows, q_cols = rows // 4, cols // 4
+    """Render tile by tile with the whole image's statistics, in the passes that the module
+    docstring lists."""
     stream = _QuarterStream(
         [(r0 // 4, r1 // 4) for r0, r1 in row_spans],
-        q_cols,
+        col_spans[-1][1] // 4,
         kernels.contract[-1][0].shape[0],
         device,
         features_on_disk,
@@ -393,6 +284,31 @@ def _render_tiled(
 
     # Quarter resolution: the contraction tile by tile (local, with a halo), the residual blocks
     # in passes over the stream's tiles.
+    _contract_into_stream(kernels, content, stream, row_spans, col_spans, device)
+    release_freed_memory()  # each pass's tile buffers, freed but kept by the allocator
+    style = kernels.style_params(embedding)
+    quarter_cols = [(c0 // 4, c1 // 4) for c0, c1 in col_spans]
+    offset = _residual_streamed(kernels, stream, style, quarter_cols, keep_bytes)
+    release_freed_memory()
+    if bottleneck is not None:
+        _replace_bottleneck(bottleneck, stream.in_memory(), offset)
+
+    # Full resolution: three passes for the three statistics, the last one writing its output.
+    stats = _upsampling_stats(kernels, stream, row_spans, col_spans, offset, style)
+    moments = _write_upsampled(
+        kernels, stream, row_spans, col_spans, offset, style, stats, destination, content.shape[:2]
+    )
+    release_freed_memory()
+    mean, var = moments.result()
+    gamma, beta = style[kernels.out]
+    scale, shift = norm_affine(gamma, beta, mean, var)
+    _normalise_in_place(destination, content.shape[0], scale.flatten().cpu(), shift.flatten().cpu())
+
+
+def _contract_into_stream(kernels, content, stream, row_spans, col_spans, device) -> None:
+    """The contraction, a band of a tile at a time (``_pieces_of``) with a ``HALO``, written into
+    the stream's bands (one per row of tiles)."""
+    rows, cols = row_spans[-1][1], col_spans[-1][1]
     for index, band_rows in enumerate(row_spans):
         stream.begin_band(index)
         for r0, r1 in _pieces_of(band_rows):
@@ -407,33 +323,32 @@ def _render_tiled(
                     rows=(r0 // 4, r1 // 4),
                 )
         stream.commit(index)
-    release_freed_memory()  # each pass's tile buffers, freed but kept by the allocator
-    style = kernels.style_params(embedding)
-    quarter_cols = [(c0 // 4, c1 // 4) for c0, c1 in col_spans]
-    offset = _residual_streamed(kernels, stream, style, quarter_cols, keep_bytes)
-    release_freed_memory()
-    if bottleneck is not None:
-        _replace_bottleneck(bottleneck, stream.in_memory(), offset)
 
-    # Full resolution: three passes for the three statistics, the last one writing its output.
-    def low_rows(r0, r1):  # the stream rows under full-resolution rows r0..r1 and their halo
-        return max(0, r0 // 4 - HALO // 4), min(q_rows, r1 // 4 + HALO // 4)
 
-    def pieces(band_rows):
-        """The low-resolution pieces (with a replicated border) of the tiles in ``band_rows``, a
-        band of a tile at a time (``_pieces_of``), and where each lies in its piece and in the
-        image."""
-        for r0, r1 in (piece for span in band_rows for piece in _pieces_of(span)):
-            for c0, c1 in col_spans:
-                a0, a1 = low_rows(r0, r1)
-                b0, b1 = max(0, c0 // 4 - HALO // 4), min(q_cols, c1 // 4 + HALO // 4)
-                low = stream.read((a0 - 1, a1 + 1), (b0 - 1, b1 + 1), "replicate")
-                yield low, (r0 - 4 * a0, r1 - 4 * a0), (c0 - 4 * b0, c1 - 4 * b0), (r0, c0)
+def _low_rows(stream, r0: int, r1: int) -> tuple[int, int]:
+    """The stream rows under full-resolution rows r0..r1 and their halo."""
+    return max(0, r0 // 4 - HALO // 4), min(stream.rows, r1 // 4 + HALO // 4)
 
+
+def _low_pieces(stream, band_rows: list, col_spans: list):
+    """The low-resolution pieces (with a replicated border) of the tiles in ``band_rows``, a
+    band of a tile at a time (``_pieces_of``), and where each lies in its piece and in the
+    image."""
+    for r0, r1 in (piece for span in band_rows for piece in _pieces_of(span)):
+        for c0, c1 in col_spans:
+            a0, a1 = _low_rows(stream, r0, r1)
+            b0, b1 = max(0, c0 // 4 - HALO // 4), min(stream.cols, c1 // 4 + HALO // 4)
+            low = stream.read((a0 - 1, a1 + 1), (b0 - 1, b1 + 1), "replicate")
+            yield low, (r0 - 4 * a0, r1 - 4 * a0), (c0 - 4 * b0, c1 - 4 * b0), (r0, c0)
+
+
+def _upsampling_stats(kernels, stream, row_spans, col_spans, offset, style) -> list:
+    """The (mean, var) of the upsampling's first two normalisations: a pass over the tiles each,
+    the second using the first's."""
     stats = []
     for layer, channels, factor in ((0, 16, 2), (1, 8, 1)):
-        moments = Moments(channels, device)
-        for low, (y0, y1), (x0, x1), _ in pieces(row_spans):
+        moments = Moments(channels, stream.device)
+        for low, (y0, y1), (x0, x1), _ in _low_pieces(stream, row_spans, col_spans):
             out = _expand(kernels, low, offset, style, stats, until=layer)
             _window_moments(
                 out,
@@ -444,10 +359,19 @@ def _render_tiled(
                 moments,
             )
         stats.append(moments.result())
+    return stats
 
-    moments = Moments(3, device)
+
+def _write_upsampled(
+    kernels, stream, row_spans, col_spans, offset, style, stats, destination, shape
+) -> Moments:
+    """The last pass: the pre-normalised output into ``destination`` (cropped to the image's
+    ``shape``), a row of tiles at a time, freeing the stream's rows behind it. Returns the
+    moments of the output, for its normalisation."""
+    height, width = shape
+    moments = Moments(3, stream.device)
     for index, band_rows in enumerate(row_spans):
-        for low, (y0, y1), (x0, x1), (r0, c0) in pieces([band_rows]):
+        for low, (y0, y1), (x0, x1), (r0, c0) in _low_pieces(stream, [band_rows], col_spans):
             out = _expand(kernels, low, offset, style, stats, until=2)
             _window_moments(out, 3, "s2d", (y0, y1), (x0, x1), moments)
             if r0 < height and c0 < width:  # the pre-normalised output, cropped to the image
@@ -459,14 +383,15 @@ def _render_tiled(
                     read=False,
                 )
         if index + 1 < len(row_spans):
-            stream.release_rows_before(low_rows(*row_spans[index + 1])[0] - 1)
-    stream.release_rows_before(q_rows)
-    release_freed_memory()
-    mean, var = moments.result()
-    gamma, beta = style[kernels.out]
-    scale, shift = norm_affine(gamma, beta, mean, var)
-    scale, shift = scale.flatten().cpu(), shift.flatten().cpu()
-    for r0 in range(0, height, _FINISH_ROWS):  # a band at a time: no full-size temporaries
+            stream.release_rows_before(_low_rows(stream, *row_spans[index + 1])[0] - 1)
+    stream.release_rows_before(stream.rows)
+    return moments
+
+
+def _normalise_in_place(destination, height: int, scale, shift) -> None:
+    """The final sweep: normalise the pre-normalised output in ``destination`` and apply the
+    sigmoid, a band of rows at a time (no full-size temporaries)."""
+    for r0 in range(0, height, _FINISH_ROWS):
         _in_destination(
             destination,
             slice(r0, r0 + _FINISH_ROWS),

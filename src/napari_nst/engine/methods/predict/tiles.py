@@ -244,27 +244,33 @@ def _residual_streamed(
             second.add(out)
             kept.put(("second", rows, cols), out)
         scale, shift = _norm_params(conv2, params, second)
-        scale = scale.view(1, -1, 1, 1)
-        staged = []  # bands whose new version waits: later tiles still read the old one
-        for index, rows in enumerate(stream.spans):
-            stream.begin_band(index)
-            for cols in col_spans:
-                out = kept.pop(("second", rows, cols))
-                out = second_conv(rows, cols) if out is None else out
-                stream.write(
-                    index, cols, torch.addcmul(stream.band_columns(index, cols), out, scale)
-                )
-            staged.append(index)
-            next_read = (
-                stream.spans[index + 1][0] - _BRANCH_REACH
-                if index + 1 < len(stream.spans)
-                else math.inf
-            )
-            for done in [i for i in staged if stream.spans[i][1] <= next_read]:
-                stream.commit(done)
-                staged.remove(done)
+        _update_stream(stream, col_spans, kept, second_conv, scale.view(1, -1, 1, 1))
         offset = shift if offset is None else offset + shift
     return offset
+
+
+def _update_stream(
+    stream: _QuarterStream, col_spans: list, kept: _KeptMaps, second_conv, scale: torch.Tensor
+) -> None:
+    """A residual block's last pass: each tile's stream plus ``scale`` x its branch's output
+    (``second_conv``'s, or the one ``kept``), a band's new version committed once no later tile
+    reads its old rows (``_BRANCH_REACH``)."""
+    staged = []  # bands whose new version waits: later tiles still read the old one
+    for index, rows in enumerate(stream.spans):
+        stream.begin_band(index)
+        for cols in col_spans:
+            out = kept.pop(("second", rows, cols))
+            out = second_conv(rows, cols) if out is None else out
+            stream.write(index, cols, torch.addcmul(stream.band_columns(index, cols), out, scale))
+        staged.append(index)
+        next_read = (
+            stream.spans[index + 1][0] - _BRANCH_REACH
+            if index + 1 < len(stream.spans)
+            else math.inf
+        )
+        for done in [i for i in staged if stream.spans[i][1] <= next_read]:
+            stream.commit(done)
+            staged.remove(done)
 
 
 def _residual_whole(kernels: _Kernels, stream: torch.Tensor, params: dict) -> torch.Tensor:
