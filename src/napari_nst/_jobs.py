@@ -46,8 +46,18 @@ class LayerSnapshot:
         return self.layer_ref() if self.layer_ref is not None else None
 
 
+class ReleasesInputs:
+    """What every kind of job (a slice's, a whole stack's, a sweep's) does when its run ends:
+    drop the input copies (each is the size of its input), regions too where there are some."""
+
+    def release(self) -> None:
+        self.content.data = self.style.data = None
+        if getattr(self, "regions", None) is not None:
+            self.regions.data = None
+
+
 @dataclass
-class Job:
+class Job(ReleasesInputs):
     """One content with one style (or, with ``regions``, a style per label: ``style.data`` is
     then the dict {label: style image} and ``style.name`` says which layer goes where)."""
 
@@ -75,12 +85,6 @@ class Job:
     def run_label(self) -> str:
         """The name after the pair, "predict · strength 0.3": Compare's label of its cell."""
         return (self.name or "").removeprefix(f"{self.label} · ")
-
-    def release(self) -> None:
-        """Drop the input copies, once the run has ended."""
-        self.content.data = self.style.data = None
-        if self.regions is not None:
-            self.regions.data = None
 
     @property
     def label(self) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ._jobs import (
     LayerSnapshot,
+    ReleasesInputs,
     image_layers,
     labels_layer,
     region_styles,
@@ -36,7 +37,7 @@ class StackSource(LayerSnapshot):
 
 
 @dataclass
-class StackJob:
+class StackJob(ReleasesInputs):
     """One content stack with one style image; ``result`` is its one layer once the run has
     allocated the output."""
 
@@ -51,11 +52,6 @@ class StackJob:
     def results(self) -> list:
         layer = self.result_ref() if self.result_ref is not None else None
         return [] if layer is None else [layer]
-
-    def release(self) -> None:
-        self.content.data = self.style.data = None
-        if self.regions is not None:
-            self.regions.data = None
 
     @property
     def label(self) -> str:
