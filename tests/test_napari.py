@@ -380,7 +380,7 @@ def test_batch_and_compare_grid(qtbot, viewer, widget):
     style followed by its runs with that content (runs of a pair with other settings side by
     side, gaps where a content has fewer), every cell labelled on the canvas. Off: the view as
     it was, the grid's layers gone; a tall canvas wraps the rows."""
-    from napari_nst._compare import CHAR_WIDTH
+    from napari_nst._grid import CHAR_WIDTH
 
     widget.iterates.value = "fold"
     widget.style.value = [viewer.layers["style"], viewer.layers["scream"]]

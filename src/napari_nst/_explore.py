@@ -1,6 +1,6 @@
 """A sweep in napari: ``run_sweep_in_viewer`` runs ``engine.explore.iter_sweep`` in the worker
 thread and lays each finished cell into napari's grid, in its row and column, with its label
-on the canvas above it: the grid Compare uses too (``_compare.GridView``: a cell is an image
+on the canvas above it: the grid Compare uses too (``_grid.GridView``: a cell is an image
 and its label, the view's layers sit at the bottom of the layer list, every other layer is
 hidden while it is shown). ``SweepView.remove`` takes the sweep's layers away together and puts
 the view back as it was.
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._compare import GridView
+from ._grid import GridView
 from ._jobs import LayerSnapshot, image_layers, snapshot_layer
 from ._result_layers import placement, versions
 from .settings import Settings, make_settings
@@ -43,7 +43,7 @@ class SweepJob:
 
 @dataclass
 class SweepView(GridView):
-    """The sweep's cells in napari's grid (``_compare.GridView``), each shown as it finishes."""
+    """The sweep's cells in napari's grid (``_grid.GridView``), each shown as it finishes."""
 
     kind: str = "sweep"
     #: The layer the cells are laid over (its scale and 2-D shape): each cell is shown at its

@@ -1,80 +1,35 @@
 """The "Style transfer" dock widget: a magicgui Container over ``run_in_viewer``.
 
-Controls are generated from ``Settings`` field metadata: which panel shows a setting (basic or
-advanced), which methods read it (the others hide it), its choices (a ``Literal``), limits, help
-(the tooltip) and any further magicgui options, so the widget, the CLI and the API share one
-definition. Values persist between sessions in
-``$XDG_CONFIG_HOME/napari-nst/widget.json``; the widget says which values it restored and
-offers "reset to defaults".
-
-The widget's defaults are the API's, except one: on a machine without a GPU the feature network
-is the distilled VGG-19 (a 3.9 MB download, about 30 s for the default run at 512 px on two CPU
-cores) instead of ImageNet VGG-19 (548 MB, minutes per run), so a new user's first Run is useful
-within a minute.
+The widget arranges and wires its parts: the content and style pickers, the regions section
+(``_regions_panel``), the controls of the settings and the run options (``_controls``, made
+from ``Settings``' field metadata), the values kept between sessions (``_saved_values``),
+Run/Stop and the status line, Compare (``_compare``) and the explore section
+(``_explore_panel``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    Label,
-    LineEdit,
-    PushButton,
-    Select,
-    create_widget,
-)
+from magicgui.widgets import CheckBox, Container, Label, PushButton, Select
 
+from ._controls import panel_controls, plain, run_options, setting_controls, show_settings
 from ._explore_panel import ExplorePanel
 from ._regions_panel import RegionsPanel
+from ._saved_values import forget_values, load_values, save_values, show_not_defaults
 from ._worker import run_in_viewer
-from .setting_fields import PANELS
-from .settings import Settings, applies_to, field_annotation, field_default
+from .settings import Settings, applies_to
 
 if TYPE_CHECKING:
     import napari.viewer
 
-#: The settings each panel shows, in ``Settings``' field order.
-_PANEL_FIELDS = {
-    panel: [f for f in dataclasses.fields(Settings) if f.metadata["panel"] == panel]
-    for panel in PANELS
-}
 #: Beside optimize's steps: where a run starts, and how to start as the paper does.
 _INIT_NOTE = (
     'optimize starts from predict\'s result (init "predict", the default), so a few '
     "steps finish it. To start from the content or from noise as the paper does, set "
     "init (advanced settings) to content or noise and give more steps (e.g. 200+)."
 )
-
-
-def settings_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(base).expanduser() / "napari-nst" / "widget.json"
-
-
-def _control(field: dataclasses.Field, **options):
-    """The control of one setting: magicgui picks it from the type (a ``Literal`` gives a combo
-    box), with the help as its tooltip, the limits and the metadata's magicgui options, and
-    ``options`` known only now (the devices present)."""
-    meta = field.metadata
-    limits = {"min": meta["min"], "max": meta["max"]} if meta["min"] is not None else {}
-    value, annotation = field_default(field), field_annotation(field)
-    if isinstance(value, tuple):  # a sequence edited as text, "5,4,3,2,1" (Settings reads it)
-        value, annotation = ",".join(map(str, value)), str
-    return create_widget(
-        value=value,
-        annotation=annotation,
-        name=field.name,
-        options={"tooltip": meta["help"], **limits, **meta["widget"], **options},
-    )
 
 
 def _is_grid_cell(layer) -> bool:
@@ -129,55 +84,12 @@ class StyleTransferWidget(Container):
 
     def _make_run_options(self):
         """Slice or whole stack, a stack's scheduler and planes, what becomes of iterates."""
-        self.scope = ComboBox(
-            label="run on",
-            value="slice",
-            choices=[("slice on screen", "slice"), ("whole stack", "stack")],
-            tooltip="slice on screen: the 2-D image shown, every emitted step a new layer. "
-            "whole stack: every plane of the content layer (z, t, ...), consistent from "
-            "plane to plane, into ONE layer filled in as planes finish; results go to a "
-            "temporary zarr store (see the layer's metadata)",
-        )
-        self.scheduler = LineEdit(
-            label="dask scheduler",
-            value="",
-            tooltip="whole stack: the address of a dask.distributed scheduler (tcp://host:8786) "
-            "to run the planes on a cluster; empty: on this machine",
-        )
-        self.planes = ComboBox(
-            label="planes",
-            value="follow",
-            choices=[("follow each other (z, t)", "follow"), ("each on its own", "own")],
-            tooltip="whole stack: follow each other -- each plane keeps to the previous plane's "
-            "result, moved by the optical flow, so textures do not flicker through z or "
-            "t; each on its own -- for tiles or plate positions (and in parallel on a "
-            "cluster)",
-        )
-        self.iterates = ComboBox(
-            label="iterates",
-            value="fold",
-            choices=[
-                ("fold into one layer (step slider)", "fold"),
-                ("keep each as a layer", "keep"),
-            ],
-            tooltip="while a run goes, each emitted step is a new layer; when it ends: fold them "
-            "into one layer with a 'step' slider (the list stays tidy), or keep them",
-        )
+        self.scope, self.scheduler, self.planes, self.iterates = run_options()
 
     def _make_controls(self):
         """A control per setting (the Settings metadata), their defaults here, the rest."""
-        devices = self._device_choices()
-        known_now = {"device": {"choices": devices}}
-        self.controls = {
-            f.name: _control(f, **known_now.get(f.name, {}))
-            for panel in PANELS
-            for f in _PANEL_FIELDS[panel]
-        }
         #: what "reset to defaults" restores: the API's defaults, adapted to this machine
-        self.defaults = {name: control.value for name, control in self.controls.items()}
-        if all(device == "cpu" for device in devices if device != "auto"):
-            self.defaults["network"] = "vgg19-distilled"
-            self.controls["network"].value = "vgg19-distilled"
+        self.controls, self.defaults = setting_controls(self._device_choices())
         self.show_advanced = CheckBox(value=False, text="advanced settings")
         self.init_note = Label(value=_INIT_NOTE)  # beside optimize's steps
         self.restored = Label(value="")
@@ -209,9 +121,7 @@ class StyleTransferWidget(Container):
         for label in (self.status, self.restored, self.same_layer, self.init_note):
             label.native.setWordWrap(True)
             label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        basic, advanced = (
-            [self.controls[f.name] for f in _PANEL_FIELDS[panel]] for panel in PANELS
-        )
+        basic, advanced = panel_controls(self.controls)
         at = next((i + 1 for i, c in enumerate(basic) if c is self.controls.get("steps")), 0)
         self.extend(
             [
@@ -342,10 +252,7 @@ class StyleTransferWidget(Container):
         """Show the basic panel, the advanced one when asked, and of those the settings that the
         chosen method reads."""
         method = self.controls["method"].value
-        shown_panels = PANELS if self.show_advanced.value else PANELS[:1]
-        for panel in PANELS:
-            for f in _PANEL_FIELDS[panel]:
-                self.controls[f.name].visible = panel in shown_panels and applies_to(f.name, method)
+        show_settings(self.controls, method, self.show_advanced.value)
         self.explore.visible = self.show_explore.value
         whole_stack_advanced = self.show_advanced.value and self.scope.value == "stack"
         self.scheduler.visible = self.planes.visible = whole_stack_advanced
@@ -354,63 +261,33 @@ class StyleTransferWidget(Container):
 
     def _values(self) -> dict:
         """The controls' values as plain data (a chosen folder as a string)."""
-        return {
-            name: str(control.value) if isinstance(control.value, Path) else control.value
-            for name, control in self.controls.items()
-        }
+        return plain({name: control.value for name, control in self.controls.items()})
 
     def current_settings(self) -> Settings:
         return Settings(**self._values(), **self.settings_overrides)
 
     def baseline(self) -> Settings:
         """The widget's defaults as settings: result names list what differs from them."""
-        plain = {name: str(v) if isinstance(v, Path) else v for name, v in self.defaults.items()}
-        return Settings(**plain, **self.settings_overrides)
+        return Settings(**plain(self.defaults), **self.settings_overrides)
 
     def _load_values(self):
-        """Restore the last session's values and say which differ from the defaults."""
-        try:
-            saved = json.loads(settings_path().read_text())
-        except (OSError, ValueError):
-            return
-        for name, value in saved.items():
-            control = self.controls.get(name)
-            if control is None:
-                continue
-            try:
-                control.value = value
-            except (ValueError, TypeError):
-                pass  # a value from another version that no longer fits
+        """Restore the last session's values (``_show_restored`` names them)."""
+        load_values(self.controls)
 
     def _show_restored(self, _=None):
         """Name the values that differ from the defaults: they are kept between sessions, so a
         new session may start with the last one's values."""
-        values = self._values()
-        changed = [
-            f"{name.replace('_', ' ')} {values[name]}"
-            for name in self.controls
-            if values[name] != self.defaults[name]
-        ]
-        self.restored.value = (
-            "not the defaults (kept between sessions): " + ", ".join(changed) if changed else ""
-        )
-        self.restored.tooltip = f"saved in {settings_path()}" if changed else ""
-        self.restored.visible = bool(changed)
+        show_not_defaults(self.restored, self._values(), self.defaults)
 
     def reset_values(self, _=None):
         """Every control back to its default; the saved values are forgotten too."""
         for name, value in self.defaults.items():
             self.controls[name].value = value
-        settings_path().unlink(missing_ok=True)
+        forget_values()
         self._show_restored()
 
     def _save_values(self):
-        path = settings_path()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(self._values(), indent=1))
-        except OSError:
-            pass
+        save_values(self._values())
 
     # --- running ------------------------------------------------------------------------------
     def run(self, _=None):
