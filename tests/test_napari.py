@@ -657,9 +657,14 @@ def test_optimize_notes_where_its_steps_start(widget):
     order = list(widget)
     assert order.index(widget.init_note) == order.index(widget.controls["steps"]) + 1
     widget.controls["method"].value = "optimize"
+    widget.controls["init"].value = "predict"
     assert shown()
     note = widget.init_note.value
     assert "predict" in note and "init" in note and "content or noise" in note and "200" in note
+    widget.controls["init"].value = "noise"  # the note follows where the run starts
+    assert widget.init_note.value.startswith("Starts from the noise, as the paper does")
+    widget.controls["init"].value = "predict"
+    assert widget.init_note.value.startswith("Starts from predict's result")
     widget.controls["method"].value = "predict"
     assert not shown()
     widget.controls["method"].value = "optimize"

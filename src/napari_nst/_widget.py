@@ -24,12 +24,18 @@ from .settings import Settings, applies_to
 if TYPE_CHECKING:
     import napari.viewer
 
-#: Beside optimize's steps: where a run starts, and how to start as the paper does.
-_INIT_NOTE = (
-    'optimize starts from predict\'s result (init "predict", the default), so a few '
-    "steps finish it. To start from the content or from noise as the paper does, set "
-    "init (advanced settings) to content or noise and give more steps (e.g. 200+)."
-)
+
+def init_note(init: str) -> str:
+    """Beside optimize's steps: where a run of ``init`` starts, and the other kind of start."""
+    if init in ("content", "noise"):
+        return (
+            f"Starts from the {init}, as the paper does: give it 200+ steps (init predict, "
+            "the default, starts near the goal: a few steps finish it)."
+        )
+    return (
+        f"Starts from {init}'s result: a few steps finish it. The paper starts from the "
+        "content or noise: set init (advanced settings) and give 200+ steps."
+    )
 
 
 def _is_grid_cell(layer) -> bool:
@@ -91,7 +97,7 @@ class StyleTransferWidget(Container):
         #: what "reset to defaults" restores: the API's defaults, adapted to this machine
         self.controls, self.defaults = setting_controls(self._device_choices())
         self.show_advanced = CheckBox(value=False, text="advanced settings")
-        self.init_note = Label(value=_INIT_NOTE)  # beside optimize's steps
+        self.init_note = Label(value=init_note(self.controls["init"].value))  # beside the steps
         self.restored = Label(value="")
         self.reset_button = PushButton(
             text="reset to defaults", tooltip="set every value back to its default"
@@ -164,6 +170,9 @@ class StyleTransferWidget(Container):
             widget.changed.connect(slot)
         for toggle in (self.show_advanced, self.show_explore, self.scope, self.controls["method"]):
             toggle.changed.connect(self._update_visibility)
+        self.controls["init"].changed.connect(
+            lambda init: setattr(self.init_note, "value", init_note(init))
+        )
         for event in ("inserted", "removed", "reordered"):
             getattr(self._viewer.layers.events, event).connect(self._on_layers_changed)
         for layer in self._viewer.layers:
