@@ -1,15 +1,17 @@
 """Regions against a plain run, per method: seconds, and what each region looks like.
 
-    python benchmarks/bench_regions.py              # 512 px, every method (~2 min on 2 cores)
+    python benchmarks/bench_regions.py              # 512 px, every method (~1 min on 2 cores)
     python benchmarks/bench_regions.py --smoke      # tiny sizes: keeps it working
 
 The Tübingen photograph with two bands of labels: 1 (the top 40 %: sky and roofs) gets The
 Starry Night, 2 (the bottom 30 %: the river) The Scream, the houses between are kept. For each
-method: the seconds of a plain run with one style and of the regions run (median of 3 warm runs;
-optimize: one run, its default 300 steps), the style score of each band (``quality.Judge``'s
-cosine of Magenta style embeddings, on the band away from its edges) next to the same band of a
-plain run with that band's style, and the largest difference from the content in the kept band
-(away from the soft edge). Writes ``docs/regions_montage.jpg``: the content with the labels over
+method (optimize at its defaults: 20 L-BFGS steps from predict's result, distilled VGG-19):
+the seconds of a plain run with one style and of the regions run (median of 3 runs after a warm
+one), the two style scores of each band (``quality.Judge``, on the band away from its edges:
+the cosine of Magenta style embeddings, higher = closer, which favours predict; the Gram
+distance on the distilled VGG-19, lower = closer, which favours optimize) next to the same band
+of a plain run with that band's style, and the largest difference from the content in the kept
+band (away from the soft edge). Writes ``docs/regions_montage.jpg``: the content with the labels over
 it, then each method's result.
 """
 
@@ -21,7 +23,7 @@ import time
 
 import numpy as np
 
-from quality import HERE, Judge, load_rgb, smoke_arguments
+from quality import HERE, Judge, LoadLog, load_rgb, smoke_arguments
 
 DOCS = HERE.parent / "docs"
 TOP, BOTTOM = 0.40, 0.70  # label 1 above TOP, label 2 below BOTTOM (fractions of the height)
@@ -71,17 +73,17 @@ def main() -> None:
                                       if args.smoke else {})),
                   "predict": {}, "universal": {}}
     rows, results = [], {}
+    load = LoadLog()
     for method, extra in per_method.items():
         options = dict(method=method, size=size, device="cpu", **extra)
-        slow = method == "optimize" and not args.smoke  # one run each: the default is ~16 s
-        timing = dict(repeats=1, warm=False) if slow or args.smoke else dict(repeats=3)
-        if slow:  # warm on a short run: the network loaded, kernels chosen
-            napari_nst.stylize(content, starry, **{**options, "steps": 4})
+        timing = dict(repeats=1, warm=False) if args.smoke else dict(repeats=3)
         plain_starry, plain_seconds = _timed(
             lambda: napari_nst.stylize(content, starry, **options), **timing)
+        load.sample()
         plain_scream = napari_nst.stylize(content, scream, **options)
         regioned, seconds = _timed(lambda: napari_nst.stylize(
             content, {1: starry, 2: scream}, regions=labels, **options), **timing)
+        load.sample()
         results[method] = regioned
         row = {"method": method, "plain_s": plain_seconds, "regions_s": seconds,
                "ratio": seconds / plain_seconds,
@@ -91,23 +93,30 @@ def main() -> None:
             judge = judges[band]
             row[f"{band} style"] = judge.style(regioned[bands[band]])
             row[f"{band} style plain"] = judge.style(plain[bands[band]])
+            row[f"{band} gram"] = judge.gram(regioned[bands[band]])
+            row[f"{band} gram plain"] = judge.gram(plain[bands[band]])
         rows.append(row)
 
     print(f"Regions at {size} px ({height}x{width}), 2 threads; bands: 1 = The Starry Night, "
           "2 = The Scream, the middle kept\n")
-    print("| method | plain run | with regions | cost | band 1 style (plain) "
-          "| band 2 style (plain) | kept band, max diff |")
-    print("|---|---|---|---|---|---|---|")
+    print("| method | plain run | with regions | cost | band 1 Magenta style (plain) "
+          "| band 2 Magenta style (plain) | band 1 Gram distance (plain) "
+          "| band 2 Gram distance (plain) | kept band, max diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['method']} | {r['plain_s']:.2f} s | {r['regions_s']:.2f} s | "
               f"{r['ratio']:.2f}x | {r['styled 1 style']:.3f} ({r['styled 1 style plain']:.3f}) | "
               f"{r['styled 2 style']:.3f} ({r['styled 2 style plain']:.3f}) | "
+              f"{r['styled 1 gram']:.3f} ({r['styled 1 gram plain']:.3f}) | "
+              f"{r['styled 2 gram']:.3f} ({r['styled 2 gram plain']:.3f}) | "
               f"{r['kept_max_diff']:.4f} |")
+    print(f"\nMagenta: higher = closer (favours predict); Gram: lower = closer (favours "
+          f"optimize). {load.line()}")
     if not args.smoke:
         _montage(content, labels, results, DOCS / "regions_montage.jpg")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"size": size, "rows": rows}, f, indent=1)
+            json.dump({"size": size, "rows": rows, "load": load.samples}, f, indent=1)
 
 
 def _shrunk(rgb: np.ndarray, size: int) -> np.ndarray:

@@ -11,7 +11,11 @@ Speed: the median of 3 warm runs of ``stylize`` (the style target included) on 2
 same for ``plain_wct.plain_universal``. Large: each case in a fresh process that has run once on
 a small image (libraries and weights loaded), then the peak resident set over the baseline
 divided by the input's bytes (1.0: nothing but the input). Quality: ``quality.Judge`` (SSIM of
-the luma at 128 px; cosine of Magenta style embeddings), the same scores as bench_quality.py.
+the luma at 128 px; two style judges: the cosine of Magenta style embeddings, higher = closer,
+which favours predict, conditioned on that embedding; the Gram distance on the distilled
+VGG-19, lower = closer, which favours optimize, which minimises it), the same scores as
+bench_quality.py; optimize at its defaults (20 steps from predict's result) and from the
+content (the previous defaults: 300 coarse-to-fine steps, 512 px floor).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quality import HERE, Judge, load_rgb, resized
+from quality import HERE, Judge, LoadLog, load_rgb, resized
 
 PAIRS = (("tubingen.jpg", "starry_night.jpg"), ("tubingen.jpg", "woman-with-hat-matisse.jpg"),
          ("golden_gate.jpg", "the_scream.jpg"), ("golden_gate.jpg", "starry_night.jpg"))
@@ -100,18 +104,26 @@ def large(side: int) -> list[dict]:
     return rows
 
 
-def quality(size: int, steps: int | None, pairs=PAIRS, montage: Path | None = None) -> dict:
+def quality(size: int, steps: int | None, pairs=PAIRS, montage: Path | None = None,
+            load: LoadLog | None = None) -> dict:
+    """Every method on every pair, scored; ``load`` samples the machine's load after each run."""
     import napari_nst
 
     methods = {"optimize": dict(method="optimize", network="vgg19-distilled"),
+               "optimize from the content (previous defaults)": dict(
+                   method="optimize", network="vgg19-distilled", init="content",
+                   coarse_to_fine=True, steps=300, min_working_size=512),
                "predict": dict(method="predict"),
                "universal": dict(method="universal"),
                "universal α 0.6": dict(method="universal", style_strength=0.6),
                "universal α 0.3": dict(method="universal", style_strength=0.3),
                "universal levels 3,2,1": dict(method="universal", levels=(3, 2, 1))}
     if steps is not None:
-        methods["optimize"]["steps"] = steps
-    scores = {name: {"ssim": [], "style": [], "seconds": []} for name in methods}
+        for name in ("optimize", "optimize from the content (previous defaults)"):
+            methods[name]["steps"] = steps
+        methods["optimize from the content (previous defaults)"]["min_working_size"] = size
+    scores = {name: {"ssim": [], "style": [], "gram": [], "seconds": []} for name in methods}
+    load = LoadLog() if load is None else load
     strips = []
     for content_name, style_name in pairs:
         content, style = load_rgb(content_name), load_rgb(style_name)
@@ -121,17 +133,25 @@ def quality(size: int, steps: int | None, pairs=PAIRS, montage: Path | None = No
             start = time.perf_counter()
             result = napari_nst.stylize(content, style, size=size, device="cpu", **settings)
             scores[name]["seconds"].append(time.perf_counter() - start)
-            ssim, style_score = judge.scores(result)
-            scores[name]["ssim"].append(ssim)
-            scores[name]["style"].append(style_score)
+            load.sample()
+            for key, value in zip(("ssim", "style", "gram"), judge.all_scores(result)):
+                scores[name][key].append(value)
             if name in ("optimize", "predict", "universal"):
                 images.append(result)
         strips.append([content, style, *images])
     print(f"\nquality at {size} px, {len(pairs)} pairs (mean; per pair in the JSON)\n")
-    print("| method | content kept (SSIM) | style score | seconds |\n|---|---|---|---|")
+    print("| method | content kept (SSIM) | style: Magenta cosine (higher = closer; favours "
+          "predict) | style: VGG Gram distance (lower = closer; favours optimize) | seconds |\n"
+          "|---|---|---|---|---|")
     for name, s in scores.items():
         print(f"| {name} | {np.mean(s['ssim']):.3f} | {np.mean(s['style']):.3f} | "
-              f"{np.mean(s['seconds']):.2f} |")
+              f"{np.mean(s['gram']):.3f} | {np.mean(s['seconds']):.2f} |")
+    main = ("optimize", "optimize from the content (previous defaults)", "predict", "universal")
+    print("\nThe methods (their default settings) ranked by each judge, closest first:\n")
+    for judge, key, sign in (("Magenta cosine", "style", -1), ("VGG Gram distance", "gram", 1)):
+        ranked = sorted(main, key=lambda n: sign * np.mean(scores[n][key]))
+        print(f"- {judge}: " + "; ".join(f"{n} {np.mean(scores[n][key]):.4f}" for n in ranked))
+    print(f"\n{load.line()}")
     if montage is not None:
         save_montage(strips, montage)
     return scores
@@ -189,7 +209,9 @@ def main(argv=None) -> dict:
     if args.large:
         report["large"] = large(args.large)
     if args.quality:
-        report["quality"] = quality(512, None, montage=DOCS / "methods_montage.jpg")
+        load = LoadLog()
+        report["quality"] = quality(512, None, montage=DOCS / "methods_montage.jpg", load=load)
+        report["quality_load"] = load.samples
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))
     return report
