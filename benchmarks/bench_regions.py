@@ -22,7 +22,6 @@ import statistics
 import time
 
 import numpy as np
-
 from quality import HERE, Judge, LoadLog, load_rgb, smoke_arguments
 
 DOCS = HERE.parent / "docs"
@@ -31,17 +30,19 @@ TOP, BOTTOM = 0.40, 0.70  # label 1 above TOP, label 2 below BOTTOM (fractions o
 
 def band_labels(height: int, width: int) -> np.ndarray:
     labels = np.zeros((height, width), np.uint8)
-    labels[:round(height * TOP)] = 1
-    labels[round(height * BOTTOM):] = 2
+    labels[: round(height * TOP)] = 1
+    labels[round(height * BOTTOM) :] = 2
     return labels
 
 
 def _bands(height: int) -> dict:
     """Rows of each band away from the soft edges."""
     margin = max(8, height // 32)  # beyond the soft edge (3 sigma)
-    return {"styled 1": slice(0, round(height * TOP) - margin),
-            "styled 2": slice(round(height * BOTTOM) + margin, height),
-            "kept": slice(round(height * TOP) + margin, round(height * BOTTOM) - margin)}
+    return {
+        "styled 1": slice(0, round(height * TOP) - margin),
+        "styled 2": slice(round(height * BOTTOM) + margin, height),
+        "kept": slice(round(height * TOP) + margin, round(height * BOTTOM) - margin),
+    }
 
 
 def _timed(run, repeats: int, warm: bool = True):
@@ -66,29 +67,43 @@ def main() -> None:
     height, width = content.shape[:2]
     labels = band_labels(height, width)
     bands = _bands(height)
-    judges = {"styled 1": Judge(content[bands["styled 1"]], starry),
-              "styled 2": Judge(content[bands["styled 2"]], scream)}
-    per_method = {"optimize": dict(network="vgg19-distilled",
-                                   **(dict(steps=2, min_working_size=128, min_size=128)
-                                      if args.smoke else {})),
-                  "predict": {}, "universal": {}}
+    judges = {
+        "styled 1": Judge(content[bands["styled 1"]], starry),
+        "styled 2": Judge(content[bands["styled 2"]], scream),
+    }
+    per_method = {
+        "optimize": dict(
+            network="vgg19-distilled",
+            **(dict(steps=2, min_working_size=128, min_size=128) if args.smoke else {}),
+        ),
+        "predict": {},
+        "universal": {},
+    }
     rows, results = [], {}
     load = LoadLog()
     for method, extra in per_method.items():
         options = dict(method=method, size=size, device="cpu", **extra)
         timing = dict(repeats=1, warm=False) if args.smoke else dict(repeats=3)
         plain_starry, plain_seconds = _timed(
-            lambda: napari_nst.stylize(content, starry, **options), **timing)
+            lambda: napari_nst.stylize(content, starry, **options), **timing
+        )
         load.sample()
         plain_scream = napari_nst.stylize(content, scream, **options)
-        regioned, seconds = _timed(lambda: napari_nst.stylize(
-            content, {1: starry, 2: scream}, regions=labels, **options), **timing)
+        regioned, seconds = _timed(
+            lambda: napari_nst.stylize(content, {1: starry, 2: scream}, regions=labels, **options),
+            **timing,
+        )
         load.sample()
         results[method] = regioned
-        row = {"method": method, "plain_s": plain_seconds, "regions_s": seconds,
-               "ratio": seconds / plain_seconds,
-               "kept_max_diff": float(np.abs(regioned[bands["kept"]]
-                                             - content[bands["kept"]] / 255.0).max())}
+        row = {
+            "method": method,
+            "plain_s": plain_seconds,
+            "regions_s": seconds,
+            "ratio": seconds / plain_seconds,
+            "kept_max_diff": float(
+                np.abs(regioned[bands["kept"]] - content[bands["kept"]] / 255.0).max()
+            ),
+        }
         for band, plain in (("styled 1", plain_starry), ("styled 2", plain_scream)):
             judge = judges[band]
             row[f"{band} style"] = judge.style(regioned[bands[band]])
@@ -97,21 +112,29 @@ def main() -> None:
             row[f"{band} gram plain"] = judge.gram(plain[bands[band]])
         rows.append(row)
 
-    print(f"Regions at {size} px ({height}x{width}), 2 threads; bands: 1 = The Starry Night, "
-          "2 = The Scream, the middle kept\n")
-    print("| method | plain run | with regions | cost | band 1 Magenta style (plain) "
-          "| band 2 Magenta style (plain) | band 1 Gram distance (plain) "
-          "| band 2 Gram distance (plain) | kept band, max diff |")
+    print(
+        f"Regions at {size} px ({height}x{width}), 2 threads; bands: 1 = The Starry Night, "
+        "2 = The Scream, the middle kept\n"
+    )
+    print(
+        "| method | plain run | with regions | cost | band 1 Magenta style (plain) "
+        "| band 2 Magenta style (plain) | band 1 Gram distance (plain) "
+        "| band 2 Gram distance (plain) | kept band, max diff |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['method']} | {r['plain_s']:.2f} s | {r['regions_s']:.2f} s | "
-              f"{r['ratio']:.2f}x | {r['styled 1 style']:.3f} ({r['styled 1 style plain']:.3f}) | "
-              f"{r['styled 2 style']:.3f} ({r['styled 2 style plain']:.3f}) | "
-              f"{r['styled 1 gram']:.3f} ({r['styled 1 gram plain']:.3f}) | "
-              f"{r['styled 2 gram']:.3f} ({r['styled 2 gram plain']:.3f}) | "
-              f"{r['kept_max_diff']:.4f} |")
-    print(f"\nMagenta: higher = closer (favours predict); Gram: lower = closer (favours "
-          f"optimize). {load.line()}")
+        print(
+            f"| {r['method']} | {r['plain_s']:.2f} s | {r['regions_s']:.2f} s | "
+            f"{r['ratio']:.2f}x | {r['styled 1 style']:.3f} ({r['styled 1 style plain']:.3f}) | "
+            f"{r['styled 2 style']:.3f} ({r['styled 2 style plain']:.3f}) | "
+            f"{r['styled 1 gram']:.3f} ({r['styled 1 gram plain']:.3f}) | "
+            f"{r['styled 2 gram']:.3f} ({r['styled 2 gram plain']:.3f}) | "
+            f"{r['kept_max_diff']:.4f} |"
+        )
+    print(
+        f"\nMagenta: higher = closer (favours predict); Gram: lower = closer (favours "
+        f"optimize). {load.line()}"
+    )
     if not args.smoke:
         _montage(content, labels, results, DOCS / "regions_montage.jpg")
     if args.json:

@@ -38,9 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from quality import DISTILLED_FILE, HERE, Judge, LoadLog, load_rgb
 from bench_quality import PAIRS
+from quality import DISTILLED_FILE, HERE, Judge, LoadLog, load_rgb
 
 PREVIOUS_LABEL = "optimize from content, coarse to fine, 512 px floor (previous default)"
 TARGET_SECONDS_512 = 6.0
@@ -51,10 +50,10 @@ PLOT = HERE.parent / "docs" / "time_quality.png"
 @dataclass(frozen=True)
 class Row:
     label: str
-    kind: str                       # optimize | predict | universal | plain
-    overrides: tuple = ()           # settings changed from the defaults
-    steps: int = 0                  # optimize and plain: the steps of the curve
-    every: int = 5                  # an iterate scored every N steps
+    kind: str  # optimize | predict | universal | plain
+    overrides: tuple = ()  # settings changed from the defaults
+    steps: int = 0  # optimize and plain: the steps of the curve
+    every: int = 5  # an iterate scored every N steps
 
 
 @dataclass
@@ -66,8 +65,13 @@ class Curve:
     def mean(self) -> list[tuple[int, float, float, float]]:
         """The points every pair has, averaged over the pairs."""
         length = min(len(p) for p in self.pairs)
-        return [(self.pairs[0][i][0], *(statistics.mean(p[i][k] for p in self.pairs)
-                                        for k in (1, 2, 3, 4))) for i in range(length)]
+        return [
+            (
+                self.pairs[0][i][0],
+                *(statistics.mean(p[i][k] for p in self.pairs) for k in (1, 2, 3, 4)),
+            )
+            for i in range(length)
+        ]
 
 
 def make_rows(steps_scale: float = 1.0) -> list[Row]:
@@ -80,9 +84,13 @@ def make_rows(steps_scale: float = 1.0) -> list[Row]:
         Row("optimize from predict (the default)", "optimize", (("init", "predict"),), n(60)),
         Row("optimize from universal", "optimize", (("init", "universal"),), n(60)),
         Row("optimize from content, full size", "optimize", (("init", "content"),), n(100), 10),
-        Row(PREVIOUS_LABEL, "optimize",
+        Row(
+            PREVIOUS_LABEL,
+            "optimize",
             (("init", "content"), ("coarse_to_fine", True), ("min_working_size", 512)),
-            n(300), 25),
+            n(300),
+            25,
+        ),
         Row("plain reference from content, full size", "plain", (), n(100), 10),
     ]
 
@@ -136,12 +144,12 @@ def _run_plain(content, style, size: int, steps: int, every: int, start_image=No
     def on_step(step, _loss):
         if step % every == 0:
             copied = time.perf_counter()
-            points.append((step, copied - start - paused[0],
-                           to_image(image.detach().clamp(0, 1))))
+            points.append((step, copied - start - paused[0], to_image(image.detach().clamp(0, 1))))
             paused[0] += time.perf_counter() - copied
 
-    plain_reference.run_style_transfer(features, content_t, style_t, image, num_steps=steps,
-                                       on_step=on_step)
+    plain_reference.run_style_transfer(
+        features, content_t, style_t, image, num_steps=steps, on_step=on_step
+    )
     return points
 
 
@@ -211,22 +219,36 @@ def plot(curves: dict, defaults: dict, previous: dict, path: Path) -> None:
                 axis.plot(seconds, values, "-o", markersize=3, label=label)
     for (size, outcome), marker in zip(defaults.items(), ("*", "P")):
         for axis, k in zip(axes, SCORES):
-            axis.plot([outcome["seconds"]], [outcome[k]], marker, color="black", markersize=14,
-                      label=f"the default run, {size} px" if k == "ssim" else None)
-    for axis, k, title in zip(axes, SCORES,
-                              ("content kept (SSIM to the content, 128 px)",
-                               "style: Magenta embedding cosine (higher = closer)",
-                               "style: VGG Gram distance (lower = closer)")):
+            axis.plot(
+                [outcome["seconds"]],
+                [outcome[k]],
+                marker,
+                color="black",
+                markersize=14,
+                label=f"the default run, {size} px" if k == "ssim" else None,
+            )
+    for axis, k, title in zip(
+        axes,
+        SCORES,
+        (
+            "content kept (SSIM to the content, 128 px)",
+            "style: Magenta embedding cosine (higher = closer)",
+            "style: VGG Gram distance (lower = closer)",
+        ),
+    ):
         axis.axhline(previous[k], color="grey", linestyle=":", linewidth=1)
         axis.set_xscale("log")
         axis.set_xlabel("seconds (2 CPU cores, distilled VGG-19, mean of the pairs)")
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
     axes[1].set_ylim(0.95, 0.995)
-    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3,
-                  fontsize=9)
-    figure.suptitle("Time to quality by method and start (dotted: the previous defaults' "
-                    "final scores, same run)")
+    figure.legend(
+        *axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=9
+    )
+    figure.suptitle(
+        "Time to quality by method and start (dotted: the previous defaults' "
+        "final scores, same run)"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
     plt.close(figure)
@@ -241,14 +263,17 @@ def measure(pairs, size: int, small: int, steps_scale: float, repeats: int = 3) 
     rows = make_rows(steps_scale)
     load = LoadLog()
     curves = {row.label: [] for row in rows}
-    defaults = {str(s): {k: [] for k in ("seconds", *SCORES, "float32_s", "auto_s", "plain_s")}
-                for s in (size, small)}
+    defaults = {
+        str(s): {k: [] for k in ("seconds", *SCORES, "float32_s", "auto_s", "plain_s")}
+        for s in (size, small)
+    }
     for (content, style), judge in zip(images, judges):
         for row in rows:
             points = run_row(row, content, style, size)
             load.sample()
-            curves[row.label].append([(step, seconds, *judge.all_scores(image))
-                                      for step, seconds, image in points])
+            curves[row.label].append(
+                [(step, seconds, *judge.all_scores(image)) for step, seconds, image in points]
+            )
         for s, outcome in defaults.items():
             seconds, image = default_run(content, style, int(s), repeats)
             load.sample()
@@ -257,35 +282,50 @@ def measure(pairs, size: int, small: int, steps_scale: float, repeats: int = 3) 
             for k, v in steps_alone(content, style, int(s), repeats).items():
                 outcome[f"{k}_s"].append(v)
             load.sample()
-    return {"size": size, "small": small, "pairs": [list(p) for p in pairs],
-            "per_pair": {"curves": curves, "defaults": defaults}, "load": load.samples,
-            "repeats": repeats}
+    return {
+        "size": size,
+        "small": small,
+        "pairs": [list(p) for p in pairs],
+        "per_pair": {"curves": curves, "defaults": defaults},
+        "load": load.samples,
+        "repeats": repeats,
+    }
 
 
 def merge(parts: list[dict]) -> dict:
     """Runs of the same rows on different pairs, as if one run had made them."""
     first = parts[0]
     for part in parts:
-        if (part["size"], part["small"]) != (first["size"], first["small"]) or \
-                list(part["per_pair"]["curves"]) != list(first["per_pair"]["curves"]):
+        if (part["size"], part["small"]) != (first["size"], first["small"]) or list(
+            part["per_pair"]["curves"]
+        ) != list(first["per_pair"]["curves"]):
             raise SystemExit("the parts were not run with the same rows and sizes")
-    curves = {label: [c for part in parts for c in part["per_pair"]["curves"][label]]
-              for label in first["per_pair"]["curves"]}
-    defaults = {s: {k: [v for part in parts for v in part["per_pair"]["defaults"][s][k]]
-                    for k in values} for s, values in first["per_pair"]["defaults"].items()}
-    return {"size": first["size"], "small": first["small"],
-            "pairs": [p for part in parts for p in part["pairs"]],
-            "per_pair": {"curves": curves, "defaults": defaults},
-            "load": [v for part in parts for v in part.get("load", [])],
-            "repeats": first.get("repeats", 1)}
+    curves = {
+        label: [c for part in parts for c in part["per_pair"]["curves"][label]]
+        for label in first["per_pair"]["curves"]
+    }
+    defaults = {
+        s: {k: [v for part in parts for v in part["per_pair"]["defaults"][s][k]] for k in values}
+        for s, values in first["per_pair"]["defaults"].items()
+    }
+    return {
+        "size": first["size"],
+        "small": first["small"],
+        "pairs": [p for part in parts for p in part["pairs"]],
+        "per_pair": {"curves": curves, "defaults": defaults},
+        "load": [v for part in parts for v in part.get("load", [])],
+        "repeats": first.get("repeats", 1),
+    }
 
 
 def summarise(raw: dict) -> tuple[dict, dict]:
     """(mean curve per row, mean of the default run's figures per size)."""
     means = {label: Curve(pairs).mean() for label, pairs in raw["per_pair"]["curves"].items()}
-    summary = {int(s): {k: statistics.mean(v) for k, v in outcome.items()}
-               | {"ssim_min": min(outcome["ssim"])}
-               for s, outcome in raw["per_pair"]["defaults"].items()}
+    summary = {
+        int(s): {k: statistics.mean(v) for k, v in outcome.items()}
+        | {"ssim_min": min(outcome["ssim"])}
+        for s, outcome in raw["per_pair"]["defaults"].items()
+    }
     return means, summary
 
 
@@ -295,13 +335,23 @@ def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny and short: keeps it working")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
-    parser.add_argument("--pairs", default=None,
-                        help="comma-separated indices into the four pairs (default: all)")
-    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
-                        help="report these runs' JSON files together (no runs)")
-    parser.add_argument("--plot", type=Path, default=None,
-                        help=f"where the plot goes (default: {PLOT.relative_to(HERE.parent)} for "
-                             "a run of all pairs or a merge, benchmarks/results/ otherwise)")
+    parser.add_argument(
+        "--pairs", default=None, help="comma-separated indices into the four pairs (default: all)"
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="report these runs' JSON files together (no runs)",
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help=f"where the plot goes (default: {PLOT.relative_to(HERE.parent)} for "
+        "a run of all pairs or a merge, benchmarks/results/ otherwise)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -323,18 +373,27 @@ def main() -> dict:
     load.samples = raw.get("load", [])
     print(f"\n{load.line()}")
     whole = args.merge or (not args.smoke and args.pairs is None)
-    plot_path = args.plot or (PLOT if whole else HERE / "results" / (
-        "time_quality_smoke.png" if args.smoke else "time_quality_part.png"))
+    plot_path = args.plot or (
+        PLOT
+        if whole
+        else HERE
+        / "results"
+        / ("time_quality_smoke.png" if args.smoke else "time_quality_part.png")
+    )
     plot(means, summary, previous, plot_path)
-    results = raw | {"curves": means, "defaults": {str(s): v for s, v in summary.items()},
-                     "previous_defaults": previous}
+    results = raw | {
+        "curves": means,
+        "defaults": {str(s): v for s, v in summary.items()},
+        "previous_defaults": previous,
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return results
 
 
-def _seconds_to_reach(points, ssim: float, style: float | None = None,
-                      gram: float | None = None) -> float | None:
+def _seconds_to_reach(
+    points, ssim: float, style: float | None = None, gram: float | None = None
+) -> float | None:
     """The first seconds at which a curve holds at least the SSIM and the Magenta style score
     (or at most the Gram distance), or None."""
     for _, seconds, s1, s2, s3 in points:
@@ -343,72 +402,110 @@ def _seconds_to_reach(points, ssim: float, style: float | None = None,
     return None
 
 
-def report(means: dict, summary: dict, size: int, small: int, previous: dict,
-           repeats: int = 1) -> None:
+def report(
+    means: dict, summary: dict, size: int, small: int, previous: dict, repeats: int = 1
+) -> None:
     print(f"## Time to quality at {size} px (mean over the pairs)\n")
-    header = ("| step | seconds | SSIM | style: Magenta | style: Gram distance |\n"
-              "|---:|---:|---:|---:|---:|")
+    header = (
+        "| step | seconds | SSIM | style: Magenta | style: Gram distance |\n"
+        "|---:|---:|---:|---:|---:|"
+    )
     for label, points in means.items():
         print(f"### {label}\n\n{header}")
         for step, seconds, ssim, style, gram in points:
             print(f"| {step} | {seconds:.2f} | {ssim:.3f} | {style:.4f} | {gram:.4f} |")
         print()
     default_steps = _settings(size).steps
-    print(f"### Summary: each row at step {default_steps} (the default's steps) and at its "
-          "last step\n")
-    print("| method and start | step | seconds | SSIM | style: Magenta | style: Gram distance |\n"
-          "|---|---:|---:|---:|---:|---:|")
+    print(
+        f"### Summary: each row at step {default_steps} (the default's steps) and at its "
+        "last step\n"
+    )
+    print(
+        "| method and start | step | seconds | SSIM | style: Magenta | style: Gram distance |\n"
+        "|---|---:|---:|---:|---:|---:|"
+    )
     for label, points in means.items():
         chosen = [p for p in points if p[0] == default_steps and p is not points[-1]]
         for step, seconds, ssim, style, gram in chosen + [points[-1]]:
             print(f"| {label} | {step} | {seconds:.2f} | {ssim:.3f} | {style:.4f} | {gram:.4f} |")
     big, little = summary[size], summary[small]
-    print(f"\n## The default run ({default_steps} steps from predict's result, full size; "
-          f"seconds: the median of {repeats} runs)\n")
-    print("| size | seconds | SSIM (min) | style: Magenta | style: Gram distance |\n"
-          "|---:|---:|---|---:|---:|")
+    print(
+        f"\n## The default run ({default_steps} steps from predict's result, full size; "
+        f"seconds: the median of {repeats} runs)\n"
+    )
+    print(
+        "| size | seconds | SSIM (min) | style: Magenta | style: Gram distance |\n"
+        "|---:|---:|---|---:|---:|"
+    )
     for s in (size, small):
         o = summary[s]
-        print(f"| {s} | {o['seconds']:.2f} | {o['ssim']:.3f} ({o['ssim_min']:.3f}) | "
-              f"{o['style']:.4f} | {o['gram']:.4f} |")
-    print(f"\n## The {default_steps} steps alone, like for like (the same start image: "
-          f"predict's result, not timed; medians of {repeats} interleaved runs)\n")
-    print("| size | napari-nst float32 (s) | plain float32 (s) | ratio, float32 to float32 | "
-          "napari-nst precision auto (s) | ratio, auto to plain float32 |\n"
-          "|---:|---:|---:|---:|---:|---:|")
+        print(
+            f"| {s} | {o['seconds']:.2f} | {o['ssim']:.3f} ({o['ssim_min']:.3f}) | "
+            f"{o['style']:.4f} | {o['gram']:.4f} |"
+        )
+    print(
+        f"\n## The {default_steps} steps alone, like for like (the same start image: "
+        f"predict's result, not timed; medians of {repeats} interleaved runs)\n"
+    )
+    print(
+        "| size | napari-nst float32 (s) | plain float32 (s) | ratio, float32 to float32 | "
+        "napari-nst precision auto (s) | ratio, auto to plain float32 |\n"
+        "|---:|---:|---:|---:|---:|---:|"
+    )
     for s in (size, small):
         o = summary[s]
-        print(f"| {s} | {o['float32_s']:.2f} | {o['plain_s']:.2f} | "
-              f"{o['float32_s'] / o['plain_s']:.2f}x | {o['auto_s']:.2f} | "
-              f"{o['auto_s'] / o['plain_s']:.2f}x |")
+        print(
+            f"| {s} | {o['float32_s']:.2f} | {o['plain_s']:.2f} | "
+            f"{o['float32_s'] / o['plain_s']:.2f}x | {o['auto_s']:.2f} | "
+            f"{o['auto_s'] / o['plain_s']:.2f}x |"
+        )
     print("\nSeconds each row needs to reach the default run's quality:\n")
     for label, points in means.items():
-        seconds = (_seconds_to_reach(points, big["ssim"], style=big["style"] - 0.0005),
-                   _seconds_to_reach(points, big["ssim"], gram=big["gram"] + 0.002))
+        seconds = (
+            _seconds_to_reach(points, big["ssim"], style=big["style"] - 0.0005),
+            _seconds_to_reach(points, big["ssim"], gram=big["gram"] + 0.002),
+        )
         shown = ["not within the row's steps" if v is None else f"{v:.2f} s" for v in seconds]
-        print(f"- {label}: SSIM and Magenta style (within 0.0005) {shown[0]}; SSIM and Gram "
-              f"distance (within 0.002) {shown[1]}")
+        print(
+            f"- {label}: SSIM and Magenta style (within 0.0005) {shown[0]}; SSIM and Gram "
+            f"distance (within 0.002) {shown[1]}"
+        )
     print("\n## Targets (issue 29)\n\n| target | met | figures |\n|---|---|---|")
     checks = [
-        (f"default at {size} px in at most {TARGET_SECONDS_512:g} s",
-         big["seconds"] <= TARGET_SECONDS_512, f"{big['seconds']:.2f} s"),
-        (f"default at {small} px in at most half the {size}-px time",
-         little["seconds"] <= big["seconds"] / 2,
-         f"{little['seconds']:.2f} s vs {big['seconds'] / 2:.2f} s"),
-        ("SSIM no worse than the previous defaults' (same run)",
-         big["ssim"] >= previous["ssim"], f"{big['ssim']:.3f} vs {previous['ssim']:.3f}"),
-        ("Magenta style no worse than the previous defaults' (same run)",
-         round(big["style"], 3) >= round(previous["style"], 3),
-         f"{big['style']:.4f} vs {previous['style']:.4f}"),
-        (f"{small} px and {size} px look alike: SSIM within 0.08, Magenta style within 0.01",
-         abs(big["ssim"] - little["ssim"]) <= 0.08 and abs(big["style"] - little["style"]) <= 0.01,
-         f"SSIM {little['ssim']:.3f} vs {big['ssim']:.3f}, style {little['style']:.4f} vs "
-         f"{big['style']:.4f}"),
+        (
+            f"default at {size} px in at most {TARGET_SECONDS_512:g} s",
+            big["seconds"] <= TARGET_SECONDS_512,
+            f"{big['seconds']:.2f} s",
+        ),
+        (
+            f"default at {small} px in at most half the {size}-px time",
+            little["seconds"] <= big["seconds"] / 2,
+            f"{little['seconds']:.2f} s vs {big['seconds'] / 2:.2f} s",
+        ),
+        (
+            "SSIM no worse than the previous defaults' (same run)",
+            big["ssim"] >= previous["ssim"],
+            f"{big['ssim']:.3f} vs {previous['ssim']:.3f}",
+        ),
+        (
+            "Magenta style no worse than the previous defaults' (same run)",
+            round(big["style"], 3) >= round(previous["style"], 3),
+            f"{big['style']:.4f} vs {previous['style']:.4f}",
+        ),
+        (
+            f"{small} px and {size} px look alike: SSIM within 0.08, Magenta style within 0.01",
+            abs(big["ssim"] - little["ssim"]) <= 0.08
+            and abs(big["style"] - little["style"]) <= 0.01,
+            f"SSIM {little['ssim']:.3f} vs {big['ssim']:.3f}, style {little['style']:.4f} vs "
+            f"{big['style']:.4f}",
+        ),
     ]
     for name, met, figures in checks:
         print(f"| {name} | {'yes' if met else 'NO'} | {figures} |")
-    print(f"\n(the previous defaults, same run: SSIM {previous['ssim']:.3f}, Magenta style "
-          f"{previous['style']:.4f}, Gram distance {previous['gram']:.4f})")
+    print(
+        f"\n(the previous defaults, same run: SSIM {previous['ssim']:.3f}, Magenta style "
+        f"{previous['style']:.4f}, Gram distance {previous['gram']:.4f})"
+    )
 
 
 if __name__ == "__main__":

@@ -29,11 +29,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from quality import HERE, Judge, LoadLog, load_rgb, resized
 
-PAIRS = (("tubingen.jpg", "starry_night.jpg"), ("tubingen.jpg", "woman-with-hat-matisse.jpg"),
-         ("golden_gate.jpg", "the_scream.jpg"), ("golden_gate.jpg", "starry_night.jpg"))
+PAIRS = (
+    ("tubingen.jpg", "starry_night.jpg"),
+    ("tubingen.jpg", "woman-with-hat-matisse.jpg"),
+    ("golden_gate.jpg", "the_scream.jpg"),
+    ("golden_gate.jpg", "starry_night.jpg"),
+)
 DOCS = HERE.parent / "docs"
 
 
@@ -48,76 +51,117 @@ def _median_seconds(run, repeats: int) -> float:
 
 
 def speed(sizes, repeats: int) -> list[dict]:
-    import napari_nst
     from plain_wct import plain_universal
+
+    import napari_nst
 
     content, style = load_rgb("tubingen.jpg"), load_rgb("starry_night.jpg")
     rows = []
     for size in sizes:
-        ours = _median_seconds(lambda: napari_nst.stylize(content, style, method="universal",
-                                                          size=size, device="cpu"), repeats)
+        ours = _median_seconds(
+            lambda: napari_nst.stylize(content, style, method="universal", size=size, device="cpu"),
+            repeats,
+        )
         shape = napari_nst.engine.images.working_shape(*content.shape[:2], size)
-        c, s = resized(content, shape), resized(style, napari_nst.engine.images.working_shape(
-            *style.shape[:2], size))
+        c, s = (
+            resized(content, shape),
+            resized(style, napari_nst.engine.images.working_shape(*style.shape[:2], size)),
+        )
         plain = _median_seconds(lambda: plain_universal(c, s), repeats)
-        rows.append({"size": size, "shape": list(shape), "seconds": ours, "plain": plain,
-                     "ratio": ours / plain})
+        rows.append(
+            {
+                "size": size,
+                "shape": list(shape),
+                "seconds": ours,
+                "plain": plain,
+                "ratio": ours / plain,
+            }
+        )
     print("\n| size | working shape | universal (s) | plain (s) | ratio |\n|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']} | {r['shape'][0]}x{r['shape'][1]} | {r['seconds']:.2f} | "
-              f"{r['plain']:.2f} | {r['ratio']:.2f}x |")
+        print(
+            f"| {r['size']} | {r['shape'][0]}x{r['shape'][1]} | {r['seconds']:.2f} | "
+            f"{r['plain']:.2f} | {r['ratio']:.2f}x |"
+        )
     return rows
 
 
 def child(side: int, output_range: str) -> dict:
     """One large case in this fresh process."""
-    import napari_nst
     from memory import proc_status
 
+    import napari_nst
+
     style = load_rgb("starry_night.jpg")
-    content = np.tile(load_rgb("tubingen.jpg"), (1 + side // 768, 1 + side // 1024, 1))[:side, :side]
+    content = np.tile(load_rgb("tubingen.jpg"), (1 + side // 768, 1 + side // 1024, 1))[
+        :side, :side
+    ]
     napari_nst.stylize(content[:64, :64], style, method="universal", size=64)  # warm
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")
     baseline = proc_status("VmRSS")
     data = np.ascontiguousarray(content)
     start = time.perf_counter()
-    result = napari_nst.stylize(data, style, method="universal", size=side,
-                                output_range=output_range)
+    result = napari_nst.stylize(
+        data, style, method="universal", size=side, output_range=output_range
+    )
     seconds = time.perf_counter() - start
     peak = proc_status("VmHWM")
-    return {"side": side, "output_range": output_range, "seconds": seconds,
-            "ratio": (peak - baseline) / data.nbytes, "input_mb": data.nbytes / 2**20,
-            "result": f"{result.dtype} {'memory map' if isinstance(result, np.memmap) else 'array'}"}
+    return {
+        "side": side,
+        "output_range": output_range,
+        "seconds": seconds,
+        "ratio": (peak - baseline) / data.nbytes,
+        "input_mb": data.nbytes / 2**20,
+        "result": f"{result.dtype} {'memory map' if isinstance(result, np.memmap) else 'array'}",
+    }
 
 
 def large(side: int) -> list[dict]:
     rows = []
     for output_range in ("content", "unit"):
-        out = subprocess.run([sys.executable, __file__, "--child", str(side), output_range],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(side), output_range],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print("\n| image | result | seconds | peak over the input |\n|---|---|---|---|")
     for r in rows:
-        print(f"| {r['side']}² RGB uint8 ({r['input_mb']:.0f} MB) | {r['result']} | "
-              f"{r['seconds']:.1f} | {r['ratio']:.2f}x |")
+        print(
+            f"| {r['side']}² RGB uint8 ({r['input_mb']:.0f} MB) | {r['result']} | "
+            f"{r['seconds']:.1f} | {r['ratio']:.2f}x |"
+        )
     return rows
 
 
-def quality(size: int, steps: int | None, pairs=PAIRS, montage: Path | None = None,
-            load: LoadLog | None = None) -> dict:
+def quality(
+    size: int,
+    steps: int | None,
+    pairs=PAIRS,
+    montage: Path | None = None,
+    load: LoadLog | None = None,
+) -> dict:
     """Every method on every pair, scored; ``load`` samples the machine's load after each run."""
     import napari_nst
 
-    methods = {"optimize": dict(method="optimize", network="vgg19-distilled"),
-               "optimize from the content (previous defaults)": dict(
-                   method="optimize", network="vgg19-distilled", init="content",
-                   coarse_to_fine=True, steps=300, min_working_size=512),
-               "predict": dict(method="predict"),
-               "universal": dict(method="universal"),
-               "universal α 0.6": dict(method="universal", style_strength=0.6),
-               "universal α 0.3": dict(method="universal", style_strength=0.3),
-               "universal levels 3,2,1": dict(method="universal", levels=(3, 2, 1))}
+    methods = {
+        "optimize": dict(method="optimize", network="vgg19-distilled"),
+        "optimize from the content (previous defaults)": dict(
+            method="optimize",
+            network="vgg19-distilled",
+            init="content",
+            coarse_to_fine=True,
+            steps=300,
+            min_working_size=512,
+        ),
+        "predict": dict(method="predict"),
+        "universal": dict(method="universal"),
+        "universal α 0.6": dict(method="universal", style_strength=0.6),
+        "universal α 0.3": dict(method="universal", style_strength=0.3),
+        "universal levels 3,2,1": dict(method="universal", levels=(3, 2, 1)),
+    }
     if steps is not None:
         for name in ("optimize", "optimize from the content (previous defaults)"):
             methods[name]["steps"] = steps
@@ -140,12 +184,16 @@ def quality(size: int, steps: int | None, pairs=PAIRS, montage: Path | None = No
                 images.append(result)
         strips.append([content, style, *images])
     print(f"\nquality at {size} px, {len(pairs)} pairs (mean; per pair in the JSON)\n")
-    print("| method | content kept (SSIM) | style: Magenta cosine (higher = closer; favours "
-          "predict) | style: VGG Gram distance (lower = closer; favours optimize) | seconds |\n"
-          "|---|---|---|---|---|")
+    print(
+        "| method | content kept (SSIM) | style: Magenta cosine (higher = closer; favours "
+        "predict) | style: VGG Gram distance (lower = closer; favours optimize) | seconds |\n"
+        "|---|---|---|---|---|"
+    )
     for name, s in scores.items():
-        print(f"| {name} | {np.mean(s['ssim']):.3f} | {np.mean(s['style']):.3f} | "
-              f"{np.mean(s['gram']):.3f} | {np.mean(s['seconds']):.2f} |")
+        print(
+            f"| {name} | {np.mean(s['ssim']):.3f} | {np.mean(s['style']):.3f} | "
+            f"{np.mean(s['gram']):.3f} | {np.mean(s['seconds']):.2f} |"
+        )
     main = ("optimize", "optimize from the content (previous defaults)", "predict", "universal")
     print("\nThe methods (their default settings) ranked by each judge, closest first:\n")
     for judge, key, sign in (("Magenta cosine", "style", -1), ("VGG Gram distance", "gram", 1)):
@@ -165,8 +213,11 @@ def save_montage(strips, path: Path, cell: tuple[int, int] = (230, 300)) -> None
     titles = ("content", "style", "optimize", "predict", "universal")
     gap, head = 6, 24
     height, width = cell
-    sheet = Image.new("RGB", (len(titles) * (width + gap) - gap,
-                              head + len(strips) * (height + gap) - gap), "white")
+    sheet = Image.new(
+        "RGB",
+        (len(titles) * (width + gap) - gap, head + len(strips) * (height + gap) - gap),
+        "white",
+    )
     draw = ImageDraw.Draw(sheet)
     for column, title in enumerate(titles):
         draw.text((column * (width + gap) + 4, 6), title, fill="black")
@@ -178,8 +229,13 @@ def save_montage(strips, path: Path, cell: tuple[int, int] = (230, 300)) -> None
             scale = min(height / h, width / w)
             shape = (round(h * scale), round(w * scale))
             tile = Image.fromarray((resized(image, shape) * 255).round().astype(np.uint8))
-            sheet.paste(tile, (column * (width + gap) + (width - shape[1]) // 2,
-                               head + row * (height + gap) + (height - shape[0]) // 2))
+            sheet.paste(
+                tile,
+                (
+                    column * (width + gap) + (width - shape[1]) // 2,
+                    head + row * (height + gap) + (height - shape[0]) // 2,
+                ),
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, quality=85)
 

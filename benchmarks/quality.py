@@ -50,8 +50,9 @@ def resized(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if np.asarray(rgb).dtype == np.uint8:
         image = image / 255.0
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-    out = F.interpolate(tensor, size=tuple(shape), mode="bilinear", antialias=True,
-                        align_corners=False)
+    out = F.interpolate(
+        tensor, size=tuple(shape), mode="bilinear", antialias=True, align_corners=False
+    )
     return out[0].permute(1, 2, 0).clamp(0, 1).numpy()
 
 
@@ -64,8 +65,11 @@ def _gram_extractor():
         from napari_nst.engine.vgg import VGGFeatures, load_features
 
         features, _ = load_features("vgg19-distilled", DISTILLED_FILE)
-        _GRAM_EXTRACTOR.append(VGGFeatures(features, GRAM_LAYERS, pooling="avg",
-                                           network_name="vgg19-distilled").float())
+        _GRAM_EXTRACTOR.append(
+            VGGFeatures(
+                features, GRAM_LAYERS, pooling="avg", network_name="vgg19-distilled"
+            ).float()
+        )
     return _GRAM_EXTRACTOR[0]
 
 
@@ -78,7 +82,9 @@ def _grams(rgb: np.ndarray, shape) -> list:
     from napari_nst.engine.tensors import to_tensor
 
     image = np.asarray(rgb)[..., :3]
-    image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    image = (
+        image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    )
     with torch.no_grad():
         features = _gram_extractor()(to_tensor(image, shape, torch.device("cpu")))
         return [gram_matrix(features[name].float())[0] for name in GRAM_LAYERS]
@@ -115,8 +121,11 @@ class Judge:
 
     def style(self, result: np.ndarray) -> float:
         torch = self._torch
-        return float(torch.nn.functional.cosine_similarity(
-            self._embedding(result), self.style_embedding, dim=0))
+        return float(
+            torch.nn.functional.cosine_similarity(
+                self._embedding(result), self.style_embedding, dim=0
+            )
+        )
 
     def gram(self, result: np.ndarray) -> float:
         """Mean relative Frobenius distance of the result's Gram matrices from the style's, the
@@ -155,9 +164,11 @@ class LoadLog:
     def line(self) -> str:
         if not self.samples:
             return "1-minute load average: not sampled"
-        return (f"1-minute load average after the timed runs: {min(self.samples):.1f}-"
-                f"{max(self.samples):.1f} (median {float(np.median(self.samples)):.1f}; this "
-                "benchmark's own 2 threads count up to 2 of it, more means other jobs)")
+        return (
+            f"1-minute load average after the timed runs: {min(self.samples):.1f}-"
+            f"{max(self.samples):.1f} (median {float(np.median(self.samples)):.1f}; this "
+            "benchmark's own 2 threads count up to 2 of it, more means other jobs)"
+        )
 
 
 def smoke_arguments(doc: str):
