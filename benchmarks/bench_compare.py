@@ -61,8 +61,10 @@ def main() -> None:
             widget.compare.value = False
             off.append(time.perf_counter() - start)
             drain()
-        return (f"| {label} | {cells} | {shape[0]} x {shape[1]} | {np.median(on):.2f} "
-                f"({min(on):.2f}–{max(on):.2f}) | {np.median(off):.2f} |")
+        return (
+            f"| {label} | {cells} | {shape[0]} x {shape[1]} | {np.median(on):.2f} "
+            f"({min(on):.2f}–{max(on):.2f}) | {np.median(off):.2f} |"
+        )
 
     run(method="optimize", network="vgg19-distilled", size=256)
     run(method="predict")

@@ -65,14 +65,22 @@ def main() -> None:
     if folder is not None and (folder / VGG19_DISTILLED.filename).is_file():
         networks.append(("vgg19-distilled", {"network": "vgg19-distilled"}))
     print(f"device {args.device}, {args.steps} steps, torch threads {torch.get_num_threads()}\n")
-    print("| network | size | s/step | s/emission | emission / step | slowdown, keep every 1 "
-          "| every 5 | every 10 |")
+    print(
+        "| network | size | s/step | s/emission | emission / step | slowdown, keep every 1 "
+        "| every 5 | every 10 |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for label, network in networks:
         for size in args.sizes:
-            settings = Settings(size=size, steps=args.steps, device=args.device,
-                                coarse_to_fine=False, min_working_size=size,
-                                emit_every=args.every, **network)
+            settings = Settings(
+                size=size,
+                steps=args.steps,
+                device=args.device,
+                coarse_to_fine=False,
+                min_working_size=size,
+                emit_every=args.every,
+                **network,
+            )
             step, with_emit = step_durations(content, style, settings)
             cost = max(0.0, with_emit - step)
             slow = " | ".join(f"{100 * cost / (n * step):.0f}%" for n in (1, 5, 10))

@@ -40,23 +40,32 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from memory import proc_status
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-CASES = ("prepare", "prepare-small", "predict-small", "predict-full", "predict-full-content",
-         "predict-resized-content", "stack-zarr", "render-zarr")
+CASES = (
+    "prepare",
+    "prepare-small",
+    "predict-small",
+    "predict-full",
+    "predict-full-content",
+    "predict-resized-content",
+    "stack-zarr",
+    "render-zarr",
+)
 DEFAULT_CASES = CASES[:7]
-TITLES = {"prepare": "prepare_image, full size",
-          "prepare-small": "prepare_image, size {work}",
-          "predict-small": "predict, size {work}",
-          "predict-full": "predict, full size (tiled {tile}): float32 result",
-          "predict-full-content": "predict, full size (tiled {tile}): uint8 result "
-                                  "(output_range=\"content\")",
-          "predict-resized-content": "predict, size 3/4 of it (tiled {tile}): uint8 result",
-          "stack-zarr": "stylize_stack, full size (tiled {tile}) into a zarr store",
-          "render-zarr": "render_into a zarr array, full size (tiled {tile}), features in memory"}
+TITLES = {
+    "prepare": "prepare_image, full size",
+    "prepare-small": "prepare_image, size {work}",
+    "predict-small": "predict, size {work}",
+    "predict-full": "predict, full size (tiled {tile}): float32 result",
+    "predict-full-content": "predict, full size (tiled {tile}): uint8 result "
+    '(output_range="content")',
+    "predict-resized-content": "predict, size 3/4 of it (tiled {tile}): uint8 result",
+    "stack-zarr": "stylize_stack, full size (tiled {tile}) into a zarr store",
+    "render-zarr": "render_into a zarr array, full size (tiled {tile}), features in memory",
+}
 
 
 def _image(side: int) -> np.ndarray:
@@ -116,40 +125,73 @@ def child(case: str, side: int, work: int, tile: int) -> dict:
     elif case == "prepare-small":
         result = prepare_image(data, size=work).values
     elif case == "render-zarr":
-        result = zarr.open_array(f"{folder.name}/result.zarr", mode="w", shape=(side, side, 3),
-                                 chunks=(tile, tile, 3), dtype="float32")
+        result = zarr.open_array(
+            f"{folder.name}/result.zarr",
+            mode="w",
+            shape=(side, side, 3),
+            chunks=(tile, tile, 3),
+            dtype="float32",
+        )
         render_into(transformer, prepare_image(data), embedding, result, tile_size=tile)
     elif case == "stack-zarr":
         import tempfile
 
         folder = tempfile.TemporaryDirectory()
-        result = napari_nst.stylize_stack(data, style, out=f"{folder.name}/result.zarr",
-                                          size=side, **settings)
+        result = napari_nst.stylize_stack(
+            data, style, out=f"{folder.name}/result.zarr", size=side, **settings
+        )
     else:
         size = {"predict-small": work, "predict-resized-content": side * 3 // 4}.get(case, side)
         output_range = "content" if case.endswith("-content") else "unit"
-        result = napari_nst.stylize(data, style, size=size, output_range=output_range,
-                                    **settings)
+        result = napari_nst.stylize(data, style, size=size, output_range=output_range, **settings)
     seconds = time.perf_counter() - start
     peak = proc_status("VmHWM")
-    row = {"case": case, "side": side, "input_bytes": int(data.nbytes), "baseline": baseline,
-           "peak": peak, "ratio": (peak - baseline) / data.nbytes, "seconds": seconds,
-           "result_shape": list(result.shape), "result_dtype": str(result.dtype),
-           "result_kind": ("memory map" if isinstance(result, np.memmap) else
-                           "in memory" if isinstance(result, np.ndarray) else "on disk")}
+    row = {
+        "case": case,
+        "side": side,
+        "input_bytes": int(data.nbytes),
+        "baseline": baseline,
+        "peak": peak,
+        "ratio": (peak - baseline) / data.nbytes,
+        "seconds": seconds,
+        "result_shape": list(result.shape),
+        "result_dtype": str(result.dtype),
+        "result_kind": (
+            "memory map"
+            if isinstance(result, np.memmap)
+            else "in memory"
+            if isinstance(result, np.ndarray)
+            else "on disk"
+        ),
+    }
     if row["result_kind"] == "memory map":  # its pages count once read: read it all once
         for r0 in range(0, result.shape[0], 256):
-            float(result[r0:r0 + 256].sum())
+            float(result[r0 : r0 + 256].sum())
         row["read_ratio"] = (proc_status("VmRSS") - baseline) / data.nbytes
     return row
 
 
 def run_case(case: str, side: int, work: int, tile: int, timeout: float) -> dict:
-    command = [sys.executable, __file__, "--child", case, "--sizes", str(side),
-               "--work-size", str(work), "--tile-size", str(tile)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        case,
+        "--sizes",
+        str(side),
+        "--work-size",
+        str(work),
+        "--tile-size",
+        str(tile),
+    ]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                              env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
     except subprocess.TimeoutExpired:
         return {"case": case, "side": side, "error": f"timed out after {timeout:.0f} s"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -160,8 +202,10 @@ def run_case(case: str, side: int, work: int, tile: int, timeout: float) -> dict
 
 
 def table(rows: list[dict], work: int, tile: int) -> str:
-    out = ["| input | case | peak RSS | above baseline | ratio to input | time | result |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "| input | case | peak RSS | above baseline | ratio to input | time | result |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         side = row["side"]
         name = TITLES[row["case"]].format(work=work, tile=tile)
@@ -173,22 +217,32 @@ def table(rows: list[dict], work: int, tile: int) -> str:
         result = row["result_kind"]
         if "read_ratio" in row:
             result += f" ({row['read_ratio']:.2f}x once read)"
-        out.append(f"| {label} | {name} | {row['peak'] / 2**20:.0f} MB | "
-                   f"{(row['peak'] - row['baseline']) / 2**20:.0f} MB | {row['ratio']:.2f}x | "
-                   f"{row['seconds']:.1f} s | {result} |")
+        out.append(
+            f"| {label} | {name} | {row['peak'] / 2**20:.0f} MB | "
+            f"{(row['peak'] - row['baseline']) / 2**20:.0f} MB | {row['ratio']:.2f}x | "
+            f"{row['seconds']:.1f} s | {result} |"
+        )
     return "\n".join(out)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 16384],
-                        help="input sides N (N x N RGB uint8)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[8192, 16384],
+        help="input sides N (N x N RGB uint8)",
+    )
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(DEFAULT_CASES))
     parser.add_argument("--work-size", type=int, default=512, help="the small working size")
     parser.add_argument("--tile-size", type=int, default=1024, help="predict's tile_size")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per case")
-    parser.add_argument("--smoke", action="store_true",
-                        help="a tiny size (320 px: 2.5 tiles of 128, a ragged edge; working size 64)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny size (320 px: 2.5 tiles of 128, a ragged edge; working size 64)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -203,12 +257,17 @@ def main(argv=None) -> int:
         for case in args.cases:
             rows.append(run_case(case, side, args.work_size, args.tile_size, args.timeout))
             print(f"done: {side} {case}", file=sys.stderr, flush=True)
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
-          f"ratio = (peak RSS - baseline) / input bytes, the input included\n")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
+        f"ratio = (peak RSS - baseline) / input bytes, the input included\n"
+    )
     print(table(rows, args.work_size, args.tile_size))
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "work_size": args.work_size,
-                                         "tile_size": args.tile_size}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"rows": rows, "work_size": args.work_size, "tile_size": args.tile_size}, indent=1
+            )
+        )
     return 1 if any("error" in row for row in rows) else 0
 
 

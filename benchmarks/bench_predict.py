@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
 from memory import proc_status
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,8 +53,12 @@ def measure_peak(fn):
 
 def peak_in_fresh_process(size: int, tile: int, threads: int) -> tuple[float, float]:
     """(seconds, peak bytes) of one render of a size x size image in a new interpreter."""
-    out = subprocess.run([sys.executable, __file__, "--_peak", str(size), str(tile),
-                          "--threads", str(threads)], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--_peak", str(size), str(tile), "--threads", str(threads)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     seconds, peak = out.stdout.strip().splitlines()[-1].split()
     return float(seconds), float(peak)
 
@@ -71,8 +74,9 @@ def _peak_child(size: int, tile: int) -> None:
     transformer = load_model("transformer")
     content = load_rgb("tubingen.jpg", size)
     with torch.inference_mode():
-        _, seconds, peak = measure_peak(lambda: render(transformer, content, embedding,
-                                                       tile_size=tile))
+        _, seconds, peak = measure_peak(
+            lambda: render(transformer, content, embedding, tile_size=tile)
+        )
     print(seconds, peak)
 
 
@@ -93,8 +97,10 @@ def parity(predictor, transformer, predictor_file, transformer_file, threads: in
     predictor_rt, p_in = interpreter(predictor_file)
     transfer_rt, t_in = interpreter(transformer_file)
     content = load_rgb("tubingen.jpg", EXPORT_SIZE)
-    print("\n| style | embedding max / mean abs diff | output, same embedding: max / mean / p99 "
-          "| output, whole pipeline: max / mean / p99 |\n|---|---|---|---|")
+    print(
+        "\n| style | embedding max / mean abs diff | output, same embedding: max / mean / p99 "
+        "| output, whole pipeline: max / mean / p99 |\n|---|---|---|---|"
+    )
     for name in ("starry_night.jpg", "the_scream.jpg", "woman-with-hat-matisse.jpg"):
         style = load_rgb(name, 256)
         predictor_rt.set_tensor(p_in["style_image"], style[None])
@@ -134,13 +140,23 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch and litert threads")
-    parser.add_argument("--large", type=int, default=0,
-                        help="also render an N x N image tiled (e.g. 4096) and report its peak memory")
+    parser.add_argument(
+        "--large",
+        type=int,
+        default=0,
+        help="also render an N x N image tiled (e.g. 4096) and report its peak memory",
+    )
     parser.add_argument("--tile", type=int, default=1024, help="tile size for --large")
-    parser.add_argument("--large-untiled", action="store_true",
-                        help="with --large, also render it untiled for comparison")
-    parser.add_argument("--parity", action="store_true",
-                        help="also print the differences to the reference on real images")
+    parser.add_argument(
+        "--large-untiled",
+        action="store_true",
+        help="with --large, also render it untiled for comparison",
+    )
+    parser.add_argument(
+        "--parity",
+        action="store_true",
+        help="also print the differences to the reference on real images",
+    )
     parser.add_argument("--_peak", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -188,30 +204,42 @@ def main(argv=None) -> None:
         fn()
         return time.perf_counter() - start
 
-    print(f"torch {torch.__version__}, {args.threads} threads; ai-edge-litert reference with "
-          f"{args.threads} threads; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads; ai-edge-litert reference with "
+        f"{args.threads} threads; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     print()
-    print("| content | torch latency | torch ms/Mpx | torch peak memory | litert 384² latency "
-          "| litert ms/Mpx | torch / litert per pixel |")
+    print(
+        "| content | torch latency | torch ms/Mpx | torch peak memory | litert 384² latency "
+        "| litert ms/Mpx | torch / litert per pixel |"
+    )
     print("|---|---|---|---|---|---|---|")
 
-    style_input = torch.from_numpy(style256).permute(2, 0, 1)[None].contiguous(
-        memory_format=torch.channels_last)
+    style_input = (
+        torch.from_numpy(style256)
+        .permute(2, 0, 1)[None]
+        .contiguous(memory_format=torch.channels_last)
+    )
     with torch.inference_mode():
         predictor(style_input)
         ours = [timed(lambda: predictor(style_input)) for _ in range(args.repeats)]
     theirs = [timed(predictor_rt.invoke) for _ in range(args.repeats)]
     ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
-    print(f"| style predictor 256² | {ours_s * 1e3:.1f} ms | – | – | {theirs_s * 1e3:.1f} ms | – "
-          f"| {ours_s / theirs_s:.2f}× (same size) |")
+    print(
+        f"| style predictor 256² | {ours_s * 1e3:.1f} ms | – | – | {theirs_s * 1e3:.1f} ms | – "
+        f"| {ours_s / theirs_s:.2f}× (same size) |"
+    )
 
     reference_pixels = EXPORT_SIZE * EXPORT_SIZE
     default_tile = Settings().tile_size
     rows = [(size, 1 << 30, "") for size in args.sizes]
-    rows += [(size, default_tile, f", tiles of {default_tile} (the default)")
-             for size in args.sizes if size > default_tile]
+    rows += [
+        (size, default_tile, f", tiles of {default_tile} (the default)")
+        for size in args.sizes
+        if size > default_tile
+    ]
     for size, tile, label in rows:
         content = load_rgb("tubingen.jpg", size)
         render(transformer, content, embedding, tile_size=tile)  # warm-up
@@ -223,10 +251,14 @@ def main(argv=None) -> None:
         ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
         ours_px = ours_s / (size * size) * 1e9  # ms per megapixel
         theirs_px = theirs_s / reference_pixels * 1e9
-        print(f"| {size}²{label} | {ours_s:.3f} s | {ours_px:.0f} | {peak / 2**20:.0f} MB "
-              f"| {theirs_s * 1e3:.1f} ms | {theirs_px:.0f} | {ours_px / theirs_px:.2f}× |")
-    print(f"\nlitert transformer: {transfer_rt_peak / 2**20:.0f} MB to load, allocate and run once "
-          f"at 384²; it returns 384² for any resized input.")
+        print(
+            f"| {size}²{label} | {ours_s:.3f} s | {ours_px:.0f} | {peak / 2**20:.0f} MB "
+            f"| {theirs_s * 1e3:.1f} ms | {theirs_px:.0f} | {ours_px / theirs_px:.2f}× |"
+        )
+    print(
+        f"\nlitert transformer: {transfer_rt_peak / 2**20:.0f} MB to load, allocate and run once "
+        f"at 384²; it returns 384² for any resized input."
+    )
 
     if args.parity:
         parity(predictor, transformer, predictor_file, transformer_file, args.threads)
@@ -237,8 +269,10 @@ def main(argv=None) -> None:
         configs = [(args.tile, f"tiles of {args.tile}")]
         if args.large_untiled:
             configs.append((1 << 30, "untiled"))
-        print(f"\n| {size}² | latency | peak memory (output {image_mb:.0f} MB included, input "
-              f"{image_mb:.0f} MB not) |\n|---|---|---|")
+        print(
+            f"\n| {size}² | latency | peak memory (output {image_mb:.0f} MB included, input "
+            f"{image_mb:.0f} MB not) |\n|---|---|---|"
+        )
         for tile, label in configs:
             seconds, peak = peak_in_fresh_process(size, tile, args.threads)
             print(f"| {label} | {seconds:.1f} s | {peak / 2**20:.0f} MB |")

@@ -43,7 +43,9 @@ def rss_bytes() -> int:
             for line in handle:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024
-        raise RuntimeError("no psutil and no /proc/self/status: cannot read the resident set")
+        raise RuntimeError(
+            "no psutil and no /proc/self/status: cannot read the resident set"
+        ) from None
     return psutil.Process().memory_info().rss
 
 
@@ -105,8 +107,10 @@ class Soak:
         return seconds
 
     def alive(self) -> tuple[int, int]:
-        return (sum(ref() is not None for ref in self.workers),
-                sum(ref() is not None for ref in self.layers))
+        return (
+            sum(ref() is not None for ref in self.workers),
+            sum(ref() is not None for ref in self.layers),
+        )
 
 
 def soak(method: str, runs: int, size: int, steps: int, random_vgg: bool) -> list[tuple]:
@@ -131,32 +135,48 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--method", choices=("predict", "optimize", "both"), default="both")
-    parser.add_argument("--size", type=int, default=None,
-                        help="result size (default: predict 256, optimize 128)")
+    parser.add_argument(
+        "--size", type=int, default=None, help="result size (default: predict 256, optimize 128)"
+    )
     parser.add_argument("--steps", type=int, default=10, help="optimize steps per run")
-    parser.add_argument("--random-vgg", action="store_true",
-                        help="optimize with a seeded random VGG-19 (no weights file)")
+    parser.add_argument(
+        "--random-vgg",
+        action="store_true",
+        help="optimize with a seeded random VGG-19 (no weights file)",
+    )
     args = parser.parse_args()
     methods = ("predict", "optimize") if args.method == "both" else (args.method,)
 
-    print(f"| method | after run (of {args.runs}, after {WARM_UP} warm-up runs) | RSS (MB) | "
-          "growth (MB) | growth per run (MB) | target | finished workers reachable | "
-          "deleted result layers alive |")
+    print(
+        f"| method | after run (of {args.runs}, after {WARM_UP} warm-up runs) | RSS (MB) | "
+        "growth (MB) | growth per run (MB) | target | finished workers reachable | "
+        "deleted result layers alive |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     summary = []
     for method in methods:
         size = args.size or (256 if method == "predict" else 128)
         rows, median, start = soak(method, args.runs, size, args.steps, args.random_vgg)
-        what = (f"predict {size} px" if method == "predict" else
-                f"optimize {args.steps} steps {size} px")
+        what = (
+            f"predict {size} px"
+            if method == "predict"
+            else f"optimize {args.steps} steps {size} px"
+        )
         for run, rss, growth, workers, layers in rows:
             target = TARGETS_MB.get(run)
-            verdict = "-" if target is None else (
-                f"< {target:.0f} MB: {'met' if growth < target else 'NOT met'}")
-            print(f"| {what} | {run} | {rss:.1f} | {growth:+.1f} | {growth / run:+.3f} | "
-                  f"{verdict} | {workers} | {layers} |")
-        summary.append(f"{what}: RSS {start:.1f} MB after warm-up, {rows[-1][2]:+.1f} MB after "
-                       f"{rows[-1][0]} runs; median run {1000 * median:.0f} ms (Run to finished)")
+            verdict = (
+                "-"
+                if target is None
+                else (f"< {target:.0f} MB: {'met' if growth < target else 'NOT met'}")
+            )
+            print(
+                f"| {what} | {run} | {rss:.1f} | {growth:+.1f} | {growth / run:+.3f} | "
+                f"{verdict} | {workers} | {layers} |"
+            )
+        summary.append(
+            f"{what}: RSS {start:.1f} MB after warm-up, {rows[-1][2]:+.1f} MB after "
+            f"{rows[-1][0]} runs; median run {1000 * median:.0f} ms (Run to finished)"
+        )
     print()
     print("\n".join(summary))
 

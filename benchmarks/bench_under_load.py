@@ -19,8 +19,10 @@ import time
 
 from quality import smoke_arguments
 
-OTHER_JOB = ("import torch\nx = torch.randn(1, 64, 256, 256); w = torch.randn(64, 64, 3, 3)\n"
-             "while True:\n    torch.nn.functional.conv2d(x, w, padding=1)\n")
+OTHER_JOB = (
+    "import torch\nx = torch.randn(1, 64, 256, 256); w = torch.randn(64, 64, 3, 3)\n"
+    "while True:\n    torch.nn.functional.conv2d(x, w, padding=1)\n"
+)
 ONE_RUN = """
 import sys, time
 sys.path.insert(0, {here!r})
@@ -42,8 +44,9 @@ def timed_run(size: int, policy: str | None, timeout: float) -> float:
     else:
         env.pop("OMP_WAIT_POLICY", None)
     code = ONE_RUN.format(here=os.path.dirname(os.path.abspath(__file__)), size=size)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout
+    )
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
     return float(done.stdout.strip().splitlines()[-1])
@@ -63,17 +66,25 @@ def beside_other_job(size: int, policy: str | None, timeout: float) -> float:
 def main() -> None:
     args = smoke_arguments(__doc__)
     sizes = (64,) if args.smoke else (512, 256)
-    policies = ((None, "napari-nst's (PASSIVE)"),) if args.smoke else (
-        (None, "napari-nst's (PASSIVE)"), ("ACTIVE", "ACTIVE (spin)"))
-    print("| size | OMP_WAIT_POLICY | alone (s) | beside another torch job (s) | ratio | "
-          "target (2.5x) |\n|---:|---|---:|---:|---:|---|")
+    policies = (
+        ((None, "napari-nst's (PASSIVE)"),)
+        if args.smoke
+        else ((None, "napari-nst's (PASSIVE)"), ("ACTIVE", "ACTIVE (spin)"))
+    )
+    print(
+        "| size | OMP_WAIT_POLICY | alone (s) | beside another torch job (s) | ratio | "
+        "target (2.5x) |\n|---:|---|---:|---:|---:|---|"
+    )
     for size in sizes:
         for policy, name in policies:
             alone = timed_run(size, policy, 300)
             beside = beside_other_job(size, policy, 300)
             ratio = beside / alone
-            print(f"| {size} | {name} | {alone:.2f} | {beside:.2f} | {ratio:.2f}x | "
-                  f"{'met' if ratio <= 2.5 else 'missed'} |", flush=True)
+            print(
+                f"| {size} | {name} | {alone:.2f} | {beside:.2f} | {ratio:.2f}x | "
+                f"{'met' if ratio <= 2.5 else 'missed'} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

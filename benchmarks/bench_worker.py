@@ -65,11 +65,21 @@ def main() -> None:
     from napari_nst.settings import Settings
 
     content, style = load("tubingen.jpg"), load("starry_night.jpg")
-    settings = dict(size=args.size, steps=args.steps, emit_every=1, device="cpu",
-                    coarse_to_fine=False, min_working_size=args.size, vgg_weights=random_vgg19(0))
+    settings = dict(
+        size=args.size,
+        steps=args.steps,
+        emit_every=1,
+        device="cpu",
+        coarse_to_fine=False,
+        min_working_size=args.size,
+        vgg_weights=random_vgg19(0),
+    )
 
     def direct_rate(emit_every: int) -> float:
-        stamps = [time.perf_counter() for _ in run_steps(content, style, **dict(settings, emit_every=emit_every))]
+        stamps = [
+            time.perf_counter()
+            for _ in run_steps(content, style, **dict(settings, emit_every=emit_every))
+        ]
         return steps_per_second(stamps)
 
     viewer = napari.Viewer()
@@ -108,7 +118,9 @@ def main() -> None:
         timer = QTimer()
         timer.setInterval(10)
         timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-        loop = QEventLoop()  # a blocking Qt event loop, as napari runs; polling would compete for the GIL
+        loop = (
+            QEventLoop()
+        )  # a blocking Qt event loop, as napari runs; polling would compete for the GIL
         worker.finished.connect(loop.quit)
         cpu0, wall0 = time.thread_time(), time.perf_counter()
         timer.start()
@@ -133,9 +145,14 @@ def main() -> None:
 
     def viewer_row(emit_every):
         stamps: list[float] = []
-        worker = run_in_viewer(viewer, "content", "style", start=False,
-                               on_iterate=lambda job, it: stamps.append(time.perf_counter()),
-                               **dict(settings, emit_every=emit_every))
+        worker = run_in_viewer(
+            viewer,
+            "content",
+            "style",
+            start=False,
+            on_iterate=lambda job, it: stamps.append(time.perf_counter()),
+            **dict(settings, emit_every=emit_every),
+        )
         return watch(worker, stamps)
 
     default_emit = Settings().emit_every
@@ -144,9 +161,14 @@ def main() -> None:
     pushed_every_step: list[float] = []  # main-thread CPU of each insert in that row
     rows = {  # label: (run, emit_every of the direct run it is compared with)
         "napari thread_worker, nothing pushed": (lambda: bare_row(False), 1),
-        "+ activity-dock progress bar (napari's spinner at 33 frames/s)": (lambda: bare_row(progress), 1),
+        "+ activity-dock progress bar (napari's spinner at 33 frames/s)": (
+            lambda: bare_row(progress),
+            1,
+        ),
         "+ activity-dock progress bar, spinner paused as run_in_viewer does": (
-            lambda: bare_row(progress, pause_spinner=True), 1),
+            lambda: bare_row(progress, pause_spinner=True),
+            1,
+        ),
         every_step: (lambda: viewer_row(1), 1),
         f"run_in_viewer, default emit_every={default_emit} (a layer at the end; "
         f"direct run with the same emit_every)": (lambda: viewer_row(default_emit), default_emit),
@@ -182,23 +204,33 @@ def main() -> None:
         for _ in range(3):
             app.processEvents()
 
-    print(f"| {args.size} px, {args.steps} steps, median of {args.repeats} | steps/s vs direct "
-          "| main thread longest block (ms) | main thread p99 block (ms) | main thread CPU (% of a core) |")
+    print(
+        f"| {args.size} px, {args.steps} steps, median of {args.repeats} | steps/s vs direct "
+        "| main thread longest block (ms) | main thread p99 block (ms) | main thread CPU (% of a core) |"
+    )
     print("|---|---|---|---|---|")
-    print(f"| engine called directly: {np.median(directs[1]):.3f} steps/s "
-          f"({np.median(directs[default_emit]):.3f} with emit_every={default_emit}) | 1.00 | | | |")
+    print(
+        f"| engine called directly: {np.median(directs[1]):.3f} steps/s "
+        f"({np.median(directs[default_emit]):.3f} with emit_every={default_emit}) | 1.00 | | | |"
+    )
     for label in rows:
         ratio, longest, p99, share = np.median(np.array(results[label]), axis=0)
         print(f"| {label} | {ratio:.2f} | {longest:.0f} | {p99:.0f} | {100 * share:.0f} |")
     print()
-    print(f"main-thread CPU per pushed layer during the run (napari insert + placement): median "
-          f"{1000 * np.median(pushed_every_step):.0f} ms over {len(pushed_every_step)} layers")
-    print(f"napari's own viewer.layers.insert of a {args.size}² RGB layer, nothing else running: "
-          f"median {1000 * np.median(insert_cpu):.0f} ms main-thread CPU")
+    print(
+        f"main-thread CPU per pushed layer during the run (napari insert + placement): median "
+        f"{1000 * np.median(pushed_every_step):.0f} ms over {len(pushed_every_step)} layers"
+    )
+    print(
+        f"napari's own viewer.layers.insert of a {args.size}² RGB layer, nothing else running: "
+        f"median {1000 * np.median(insert_cpu):.0f} ms main-thread CPU"
+    )
     for count in sorted({n for n, _ in fold_times if n > 1}):
         walls = [t for n, t in fold_times if n == count]
-        print(f"folding a run's {count} iterate layers into one as it ends (one main-thread "
-              f"block): median {1000 * np.median(walls):.0f} ms over {len(walls)} runs")
+        print(
+            f"folding a run's {count} iterate layers into one as it ends (one main-thread "
+            f"block): median {1000 * np.median(walls):.0f} ms over {len(walls)} runs"
+        )
     print(f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs")
     viewer.close()
 

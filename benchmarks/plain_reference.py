@@ -76,14 +76,18 @@ class StyleLoss(nn.Module):
 
 
 def total_variation(img):
-    return ((img[..., 1:, :] - img[..., :-1, :]).pow(2).mean()
-            + (img[..., :, 1:] - img[..., :, :-1]).pow(2).mean())
+    return (img[..., 1:, :] - img[..., :-1, :]).pow(2).mean() + (
+        img[..., :, 1:] - img[..., :, :-1]
+    ).pow(2).mean()
 
 
-def get_style_model_and_losses(cnn, style_img, content_img,
-                               content_layers=("conv_4_2",),
-                               style_layers=("conv_1_1", "conv_2_1", "conv_3_1", "conv_4_1",
-                                             "conv_5_1")):
+def get_style_model_and_losses(
+    cnn,
+    style_img,
+    content_img,
+    content_layers=("conv_4_2",),
+    style_layers=("conv_1_1", "conv_2_1", "conv_3_1", "conv_4_1", "conv_5_1"),
+):
     cnn = copy.deepcopy(cnn)
     model = nn.Sequential(Normalization())
     # the layers alone, for the targets: the tutorial runs them through ``model`` (loss modules
@@ -125,10 +129,17 @@ def get_style_model_and_losses(cnn, style_img, content_img,
     return model, style_losses, content_losses
 
 
-def run_style_transfer(cnn, content_img, style_img, input_img, num_steps=300,
-                       content_weight=_DEFAULTS.content_weight,
-                       style_weight=_DEFAULTS.style_weight, tv_weight=_DEFAULTS.tv_weight,
-                       on_step: Callable[[int, float], None] | None = None):
+def run_style_transfer(
+    cnn,
+    content_img,
+    style_img,
+    input_img,
+    num_steps=300,
+    content_weight=_DEFAULTS.content_weight,
+    style_weight=_DEFAULTS.style_weight,
+    tv_weight=_DEFAULTS.tv_weight,
+    on_step: Callable[[int, float], None] | None = None,
+):
     """Optimise ``input_img`` for ``num_steps`` closure evaluations; ``on_step(step, loss)`` gets the
     loss of the image each evaluation saw. Returns the clamped result."""
     model, style_losses, content_losses = get_style_model_and_losses(cnn, style_img, content_img)
@@ -147,8 +158,11 @@ def run_style_transfer(cnn, content_img, style_img, input_img, num_steps=300,
         model(input_img)
         style_score = sum(sl.loss for sl in style_losses) / len(style_losses)
         content_score = sum(cl.loss for cl in content_losses)
-        loss = (style_weight * style_score + content_weight * content_score
-                + tv_weight * tv_scale * total_variation(input_img))
+        loss = (
+            style_weight * style_score
+            + content_weight * content_score
+            + tv_weight * tv_scale * total_variation(input_img)
+        )
         loss.backward()
         run[0] += 1
         if on_step is not None:
@@ -163,4 +177,3 @@ def run_style_transfer(cnn, content_img, style_img, input_img, num_steps=300,
     with torch.no_grad():
         input_img.clamp_(0, 1)
     return input_img
-

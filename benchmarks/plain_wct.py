@@ -45,8 +45,10 @@ def _networks(level: int):
     from napari_nst.engine.methods.universal.networks import load_level
 
     if level not in _plain:
-        _plain[level] = tuple(copy.deepcopy(net).to(memory_format=torch.contiguous_format)
-                              for net in load_level(level)[:2])
+        _plain[level] = tuple(
+            copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+            for net in load_level(level)[:2]
+        )
     return _plain[level]
 
 
