@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, PushButton
 
-from .engine.explore import MAX_CELLS, describe
+from .engine.explore import MAX_CELLS, RECONSTRUCTION, describe
 from .engine.explore_presets import PRESETS, cells_of, sweep_cost
 from .registry import SWEEPABLE
 
@@ -108,7 +108,7 @@ class ExplorePanel(Container):
     def _cost(rows, cols, settings, kind) -> str:
         if kind is None:
             return sweep_cost(rows, cols, settings)
-        return sweep_cost(None, cols, settings.replace(method="optimize"))
+        return sweep_cost(None, cols, settings.replace(**RECONSTRUCTION))
 
     def axes(self):
         """((rows name, values) or None, (cols name, values) or None) from the controls."""

@@ -29,6 +29,9 @@ from ..settings import DEFAULT_STYLE_LAYERS, Settings, make_settings
 #: A sweep of more cells than this is refused unless ``max_cells`` says otherwise (the widget
 #: asks first): each cell is a whole run.
 MAX_CELLS = 36
+#: How Fig. 1's reconstructions run: white noise optimised (against one layer's features, or the
+#: Gram matrices of a set of layers), at full size from the first step, no smoothing.
+RECONSTRUCTION = {"method": "optimize", "init": "noise", "coarse_to_fine": False, "tv_weight": 0.0}
 #: The growing style-layer sets of the paper's figures: conv1_1; conv1_1, conv2_1; ... all five.
 GROWING_STYLE_LAYERS = tuple(DEFAULT_STYLE_LAYERS[:n] for n in range(1, 6))
 
@@ -312,13 +315,7 @@ def reconstruction_sweep(
         if cumulative
         else [(layer,) for layer in layers]
     )
-    settings = {
-        "method": "optimize",
-        "init": "noise",
-        "coarse_to_fine": False,
-        "tv_weight": 0.0,
-        **overrides,
-    }
+    settings = {**RECONSTRUCTION, **overrides}
     if kind == "content":
         return image, image, ("content_layers", sets), {**settings, "style_layers": ()}
     return image, image, ("style_layers", sets), {**settings, "content_layers": ()}
@@ -345,6 +342,7 @@ def reconstruct(
 
 __all__ = [
     "GROWING_STYLE_LAYERS",
+    "RECONSTRUCTION",
     "MAX_CELLS",
     "CellDone",
     "Sweep",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..settings import DEFAULT_STYLE_LAYERS, Settings, field_default, make_settings
+from ..settings import DEFAULT_STYLE_LAYERS, Settings, applies_to, field_default, make_settings
 from .explore import GROWING_STYLE_LAYERS, _axis, cell_settings
 from .methods import NAMES as METHOD_NAMES
 
@@ -85,7 +85,7 @@ def sweep_cost(rows, cols, settings: Settings | None = None, **overrides) -> str
     grid = [
         cell_settings(base, row_name, rv, col_name, cv) for rv in row_values for cv in col_values
     ]
-    optimised = [cell for cell in grid if cell.method == "optimize"]
+    optimised = [cell for cell in grid if applies_to("steps", cell.method)]  # iterating methods
     words = f"{len(grid)} cell{'s' * (len(grid) != 1)}"
     if not optimised:
         return f"{words}, one pass each"
