@@ -12,7 +12,7 @@ def clear_caches() -> None:
 
     from .methods import REGISTRY
 
-    caches = [("napari_nst.engine.weights", "_verified"), ("napari_nst.engine.weights", "_digests")]
+    caches = [("napari_nst.engine.weights", "_digests")]
     caches += [tuple(cache.split(":")) for entry in REGISTRY.values() for cache in entry.caches]
     for module_name, cache in caches:
         module = sys.modules.get(module_name)

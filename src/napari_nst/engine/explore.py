@@ -148,6 +148,28 @@ def _axis(name: str, axis) -> tuple[str | None, list]:
     return setting, list(values)
 
 
+def sweep_axes(rows, cols) -> tuple[tuple, tuple]:
+    """((row setting, values), (column setting, values)) checked: names, values, and not the
+    same setting on both axes (a cell would take one value, drop the other, and its label
+    would lie). An absent axis is (None, [None])."""
+    row, col = _axis("rows", rows), _axis("cols", cols)
+    if row[0] is not None and row[0] == col[0]:
+        raise ValueError(
+            f"rows and cols both sweep {row[0]}: a cell would take one value and "
+            "drop the other, and its label would lie; give its values on one axis "
+            "only (or another setting on the other)"
+        )
+    return row, col
+
+
+def cell_grid(base: Settings, axes) -> list[list[Settings]]:
+    """Each cell's settings, [row][column], every value checked now (before any work)."""
+    (row_name, row_values), (col_name, col_values) = axes
+    return [
+        [cell_settings(base, row_name, rv, col_name, cv) for cv in col_values] for rv in row_values
+    ]
+
+
 def cell_settings(base: Settings, row_name, row_value, col_name, col_value) -> Settings:
     changes = {}
     if row_name is not None:
@@ -179,14 +201,7 @@ def iter_sweep(
     from .run import prepare_inputs
 
     base = make_settings(settings, **overrides).replace(output_range="unit")
-    row_name, row_values = _axis("rows", rows)
-    col_name, col_values = _axis("cols", cols)
-    if row_name is not None and row_name == col_name:
-        raise ValueError(
-            f"rows and cols both sweep {row_name}: a cell would take one value and "
-            "drop the other, and its label would lie; give its values on one axis "
-            "only (or another setting on the other)"
-        )
+    (row_name, row_values), (col_name, col_values) = axes = sweep_axes(rows, cols)
     total = len(row_values) * len(col_values)
     if total > max_cells:
         raise ValueError(
@@ -194,9 +209,7 @@ def iter_sweep(
             f"more than {max_cells}, each a whole run; give fewer values, or "
             f"max_cells={total} to run them all"
         )
-    grid = [
-        [cell_settings(base, row_name, rv, col_name, cv) for cv in col_values] for rv in row_values
-    ]
+    grid = cell_grid(base, axes)
     prepared = {}
     for line in grid:
         for cell in line:
@@ -346,10 +359,12 @@ __all__ = [
     "MAX_CELLS",
     "CellDone",
     "Sweep",
+    "cell_grid",
     "cell_settings",
     "describe",
     "iter_sweep",
     "reconstruct",
     "reconstruction_sweep",
     "sweep",
+    "sweep_axes",
 ]

@@ -7,7 +7,7 @@ import dataclasses
 import math
 
 from ..settings import DEFAULT_STYLE_LAYERS, Settings, applies_to, field_default, make_settings
-from .explore import GROWING_STYLE_LAYERS, _axis, cell_settings
+from .explore import GROWING_STYLE_LAYERS, cell_grid, sweep_axes
 from .methods import NAMES as METHOD_NAMES
 
 
@@ -80,11 +80,7 @@ def sweep_cost(rows, cols, settings: Settings | None = None, **overrides) -> str
     optimize cells a rough time on a CPU, e.g. "20 cells x 300 optimisation steps at 256 px
     (6000 steps; about 4 min on a 2-core CPU with vgg19-distilled)"."""
     base = make_settings(settings, **overrides)
-    row_name, row_values = _axis("rows", rows)
-    col_name, col_values = _axis("cols", cols)
-    grid = [
-        cell_settings(base, row_name, rv, col_name, cv) for rv in row_values for cv in col_values
-    ]
+    grid = [cell for line in cell_grid(base, sweep_axes(rows, cols)) for cell in line]
     optimised = [cell for cell in grid if applies_to("steps", cell.method)]  # iterating methods
     words = f"{len(grid)} cell{'s' * (len(grid) != 1)}"
     if not optimised:

@@ -207,23 +207,20 @@ def _where_to_put(entry: WeightsFile) -> str:
     )
 
 
-_verified: set = set()
-
-
-def _verified_key(path: Path, entry: WeightsFile) -> tuple:
-    stat = path.stat()
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns, entry.sha256
-
-
 #: {(resolved path, size, mtime): sha256} of the files hashed in this process.
 _digests: dict = {}
 
 
-def file_sha256(path) -> str:
-    """The sha256 of a weights file a run used (its provenance), hashed once per process."""
-    path = Path(path)
+def _digest_key(path: Path) -> tuple:
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def file_sha256(path) -> str:
+    """The sha256 of a weights file (its check, and a run's provenance), hashed once per
+    process while its size and mtime stay the same."""
+    path = Path(path)
+    key = _digest_key(path)
     if key not in _digests:
         _digests[key] = sha256_of(path)
     return _digests[key]
@@ -232,14 +229,10 @@ def file_sha256(path) -> str:
 def verify(path: Path, entry: WeightsFile) -> Path:
     """``path`` if its sha256 matches ``entry``, else WeightsError saying what to do.
 
-    A file already verified in this process (same size and mtime) is not hashed again.
+    A file already hashed in this process (same size and mtime) is not hashed again.
     """
-    if _verified_key(path, entry) in _verified:
-        return path
     actual = file_sha256(path)
-    if actual.startswith(entry.sha256):
-        _verified.add(_verified_key(path, entry))
-    else:
+    if not actual.startswith(entry.sha256):
         raise WeightsError(
             f"{path} is not the expected {entry.description}: its sha256 is {actual[:16]}..., "
             f"expected {entry.sha256}; the file is corrupt or a different file. "
@@ -321,7 +314,7 @@ def _download(entry: WeightsFile, target: Path, progress: bool, timeout: float =
             f"page?). Nothing was kept; {_where_to_put(entry)}."
         )
     os.replace(handle.name, target)
-    _verified.add(_verified_key(target, entry))  # hashed while it streamed in: not again
+    _digests[_digest_key(target)] = actual  # hashed while it streamed in: not again
     return target
 
 
